@@ -1,0 +1,160 @@
+"""The command line: flags -> ``Config`` -> ``Server``; exit codes 0 and 2.
+
+What belongs here: argument parsing, turning every bad flag or unusable address into one
+line on standard error with exit code 2, printing one ``listening ...`` line per listener
+when ready, and stopping cleanly (exit 0) on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import NoReturn
+
+from .config import Config
+from .errors import ConfigError
+from .logs import TransactionLog, setup_logging
+from .server import Server, listener_line
+from .version import __version__
+
+log = logging.getLogger(__name__)
+PROG = "sipresponder"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One clear line, not argparse's usage block.
+        print(f"{PROG}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="A stateless SIP responder: dial the code you want back "
+        "(INVITE sip:486@host -> 100 Trying, 486 Busy Here).",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default %(default)s; ::1 or :: for IPv6)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=5060,
+        help="port for UDP and TCP (default %(default)s; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--transport", default="udp,tcp", help="comma-separated transports (default %(default)s)"
+    )
+    p.add_argument(
+        "--max-ring",
+        type=_positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="a ringing request gets 408 after this long (default %(default)g)",
+    )
+    p.add_argument(
+        "--max-message-size",
+        type=int,
+        default=65536,
+        metavar="BYTES",
+        help="larger messages get 513 (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-transactions",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="in-flight transactions before new requests get 503 (default %(default)s)",
+    )
+    p.add_argument("--realm", default="sipresponder", help="Digest realm of 401/407 challenges")
+    p.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument(
+        "--log-rate",
+        type=_positive_float,
+        default=100.0,
+        metavar="PER_SECOND",
+        help="above this many transactions/s, INFO logs a summary per second (default %(default)g)",
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    transports = tuple(t.strip().lower() for t in args.transport.split(",") if t.strip())
+    return Config(
+        host=args.host,
+        port=args.port,
+        transports=transports,
+        max_ring=args.max_ring,
+        max_message_size=args.max_message_size,
+        max_transactions=args.max_transactions,
+        realm=args.realm,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        log_rate=args.log_rate,
+    ).validate()
+
+
+async def _serve(config: Config) -> int:
+    tlog = TransactionLog(config.log_rate)
+    server = Server(config, report=tlog)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"{PROG}: error: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    for transport, host, port in server.listeners:
+        print(listener_line(transport, host, port), flush=True)
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            tlog.tick()
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        await stop.wait()
+    finally:
+        ticking.cancel()
+        tlog.flush()
+        server.close()
+        await server.wait_closed()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_format)
+    try:
+        return asyncio.run(_serve(config))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 0

@@ -1,0 +1,82 @@
+"""The one configuration object.
+
+What belongs here: ``Config``, a frozen dataclass with a docstring per field, and its
+validation.  The CLI turns flags into a ``Config``; everything else only reads it.  Pure
+data: imports ``errors`` and ``transaction`` (for the timer defaults) only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .transaction import Timers
+
+TRANSPORTS = ("udp", "tcp")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    """Address to listen on: IPv4, IPv6 (``::1``) or a wildcard (``0.0.0.0``, ``::``)."""
+
+    port: int = 5060
+    """Port for every transport; 0 picks a free one, the same for UDP and TCP."""
+
+    transports: tuple[str, ...] = TRANSPORTS
+    """Which of ``udp`` and ``tcp`` to listen on."""
+
+    max_ring: float = 120.0
+    """Seconds a request may stay without a final response before it gets 408."""
+
+    max_message_size: int = 65536
+    """Largest message accepted, in bytes; larger ones get 513 (or the TCP
+    connection is closed)."""
+
+    max_transactions: int = 100_000
+    """In-flight transactions kept at once; beyond it new requests get 503."""
+
+    timers: Timers = field(default_factory=Timers)
+    """RFC 3261 timers T1, T2, T4, the provisional repeat interval and the ring limit."""
+
+    realm: str = "sipresponder"
+    """Realm of the Digest challenge in 401/407 responses."""
+
+    log_level: str = "INFO"
+    """Logging threshold: DEBUG, INFO, WARNING or ERROR."""
+
+    log_format: str = "text"
+    """``text`` for people, ``json`` (one object per line) for machines."""
+
+    log_rate: float = 100.0
+    """Transactions per second above which INFO switches to a once-per-second summary."""
+
+    secret: bytes = b""
+    """Key of the To tags and nonces; empty means a random one per process."""
+
+    def validate(self) -> Config:
+        """Return self, or raise ``ConfigError`` naming the field and the problem."""
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port: {self.port} is not a port number (0-65535)")
+        if not self.transports:
+            raise ConfigError("--transport: name at least one of udp, tcp")
+        for t in self.transports:
+            if t not in TRANSPORTS:
+                raise ConfigError(f"--transport: unknown transport {t!r} (use udp, tcp)")
+        if len(set(self.transports)) != len(self.transports):
+            raise ConfigError("--transport: a transport is named twice")
+        if not 0 < self.max_ring <= 86400:
+            raise ConfigError(f"--max-ring: {self.max_ring:g} is not in 0-86400 seconds")
+        if not 1024 <= self.max_message_size <= 16 * 1024 * 1024:
+            raise ConfigError("--max-message-size: must be between 1024 and 16777216 bytes")
+        if self.max_transactions < 1:
+            raise ConfigError("--max-transactions: must be at least 1")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level: {self.log_level!r} is not one of {LOG_LEVELS}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"--log-format: {self.log_format!r} is not text or json")
+        if self.log_rate <= 0:
+            raise ConfigError("--log-rate: must be above 0")
+        return self

@@ -1,0 +1,403 @@
+"""The sans-IO core: bytes and a clock in, bytes to send out.
+
+What belongs here: ``Endpoint`` joins parser -> checks -> plans -> transactions ->
+responses.  ``receive(data, flow, now)`` takes one datagram or one framed stream message
+and returns what to send; ``handle_timers(now)`` runs what is due; ``next_deadline()``
+says when to call it next.  It turns ``ParseError`` into an error response at exactly this
+boundary and never lets a peer's input raise.  No sockets, no clock, no randomness: the
+secret for tags comes in with the config.  Imports everything above it, nothing below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import heapq
+import ipaddress
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import cast
+
+from .config import Config
+from .errors import ParseError
+from .message import Request, Response, is_ip, plain_ip, uri_host, uri_scheme, uri_user
+from .parser import FramingError, parse_message
+from .plans import Plan, Step, default_plan, dial_plan
+from .responses import (
+    KNOWN_METHODS,
+    SUPPORTED_OPTIONS,
+    Extras,
+    Local,
+    build_response,
+    make_to_tag,
+    response_destination,
+)
+from .sdp import SdpError, check_offer
+from .serializer import serialize_response
+from .transaction import End, ServerTransaction, State, ack_key, transaction_key
+
+log = logging.getLogger(__name__)
+
+#: URI schemes we answer (§8.2.2.1); others get 416.
+SCHEMES = frozenset({"sip", "sips", "tel"})
+#: Methods whose transaction a CANCEL may find besides INVITE's.
+_CANCELLABLE = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Where a message came from and how to answer it.
+
+    ``remote`` is the peer address as the socket reported it; ``conn`` is an opaque handle
+    of the TCP connection (``None`` for UDP) that the transport adapter maps back.
+    """
+
+    transport: str  # "udp" | "tcp"
+    remote: tuple[str, int]
+    local: tuple[str, int]
+    conn: object = None
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "udp"
+
+    @property
+    def peer(self) -> str:
+        host = plain_ip(self.remote[0])
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{self.remote[1]}/{self.transport}"
+
+
+#: What to send: the bytes, the flow to send on (its ``conn`` for TCP), the UDP address.
+Send = tuple[bytes, Flow, tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """One finished transaction, for the per-transaction log line."""
+
+    method: str
+    uri: str
+    peer: str
+    codes: tuple[int, ...]
+
+
+Reporter = Callable[[TransactionRecord], None]
+
+
+class Endpoint:
+    """The responder's protocol core, driven by the transport adapters."""
+
+    def __init__(self, config: Config, report: Reporter | None = None) -> None:
+        if not config.secret:
+            raise ValueError("Endpoint needs config.secret (the server makes one)")
+        self.config = config
+        self.secret = config.secret
+        self.timers = dataclasses.replace(config.timers, max_ring=config.max_ring)
+        self.report = report
+        self.transactions: dict[Hashable, ServerTransaction] = {}
+        #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
+        self.accepted: dict[Hashable, ServerTransaction] = {}
+        self._heap: list[tuple[float, int, ServerTransaction]] = []
+        self._seq = 0
+        self.stats: dict[str, int] = {
+            "requests": 0,
+            "responses_sent": 0,
+            "parse_errors": 0,
+            "dropped": 0,
+            "retransmissions": 0,
+            "acks": 0,
+            "stray_acks": 0,
+            "overload": 0,
+        }
+
+    # ------------------------------------------------------------ entry points
+
+    def receive(self, data: bytes, flow: Flow, now: float) -> list[Send]:
+        """One whole message from ``flow`` at ``now``; returns what to send."""
+        try:
+            try:
+                msg = parse_message(
+                    data, stream=flow.reliable, max_size=self.config.max_message_size
+                )
+            except ParseError as exc:
+                return self._reject(exc, flow)
+            if isinstance(msg, Response):
+                self.stats["dropped"] += 1
+                log.debug(
+                    "dropped a %d response from %s: we send no requests", msg.status, flow.peer
+                )
+                return []
+            self.stats["requests"] += 1
+            return self._request(msg, flow, now)
+        except Exception:  # the server never dies because of what a peer sent
+            self.stats["dropped"] += 1
+            log.exception("internal error handling a message from %s; dropped", flow.peer)
+            return []
+
+    def reject_framing(self, err: FramingError, flow: Flow) -> list[Send]:
+        """The TCP framer gave up on a message: answer it if it can be addressed."""
+        try:
+            msg = parse_message(err.data, stream=False, max_size=1 << 30)
+        except ParseError as exc:
+            msg = exc.request
+        if not isinstance(msg, Request):
+            self.stats["parse_errors"] += 1
+            log.info("closing %s: %s", flow.peer, err.reason)
+            return []
+        return self._reject(ParseError(err.reason, err.status, msg), flow)
+
+    def handle_timers(self, now: float) -> list[Send]:
+        """Run every transaction timer due at ``now``."""
+        out: list[Send] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, txn = heapq.heappop(heap)
+            if txn.scheduled != deadline or txn.terminated:
+                continue  # stale entry
+            txn.scheduled = None
+            try:
+                txn.on_timer(now)
+            except Exception:
+                log.exception("internal error in a transaction timer; transaction dropped")
+                txn.state = State.TERMINATED
+            self._after(txn, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            deadline, _, txn = heap[0]
+            if txn.scheduled == deadline and not txn.terminated:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    # ------------------------------------------------------------------ inside
+
+    def _request(self, req: Request, flow: Flow, now: float) -> list[Send]:
+        method = req.method
+        if method == "ACK":
+            self._ack(req, now)
+            return []  # RFC 3261 §17.2.1, §13.3.1.4: an ACK is never answered
+        key = transaction_key(req)
+        txn = self.transactions.get(key)
+        if txn is not None:
+            self.stats["retransmissions"] += 1
+            txn.retransmission(now)
+            out: list[Send] = []
+            self._after(txn, out)
+            return out
+        if method == "CANCEL":
+            return self._cancel(req, flow, now)
+
+        plan, extras, send_trying = self._choose(req)
+        tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
+        local = self._local(req, flow)
+        source = flow.remote
+        dest = source if flow.reliable else response_destination(req, *source)
+        server_extras = dataclasses.replace(extras, nonce=self._nonce(req), realm=self.config.realm)
+
+        def build(code: int) -> bytes:
+            return serialize_response(
+                build_response(
+                    req, code, to_tag=tag, source=source, local=local, extras=server_extras
+                )
+            )
+
+        if method != "INVITE" and plan.immediate:
+            # Stateless (§8.2.7): a retransmission is answered identically, since the To
+            # tag and every byte of the response follow from the request alone.
+            out = [(build(step.code), flow, dest) for step in plan.steps]
+            self.stats["responses_sent"] += len(out)
+            self._report(req, flow, tuple(step.code for step in plan.steps))
+            return out
+
+        if len(self.transactions) >= self.config.max_transactions:
+            self.stats["overload"] += 1
+            resp = build_response(
+                req,
+                503,
+                to_tag=tag,
+                source=source,
+                local=local,
+                extras=Extras(reason="Service Unavailable (too many transactions)", retry_after=5),
+            )
+            self._report(req, flow, (503,))
+            return [(serialize_response(resp), flow, dest)]
+
+        txn = ServerTransaction(
+            key,
+            req,
+            plan,
+            build,
+            reliable=flow.reliable,
+            timers=self.timers,
+            flow=(flow, dest),
+        )
+        txn.peer = flow.peer
+        if method == "INVITE":
+            txn.ack_key = ack_key(req)
+        self.transactions[key] = txn
+        expires = _expires(req) if method == "INVITE" else None
+        txn.start(now, send_trying=send_trying, expires=expires)
+        out = []
+        self._after(txn, out)
+        return out
+
+    def _choose(self, req: Request) -> tuple[Plan, Extras, bool]:
+        """The plan for a request: an RFC rejection, else what the user part dials."""
+        method = req.method
+        reject = _rejection(req)
+        if reject is not None:
+            code, extras = reject
+            return Plan((Step(code),), str(code)), extras, False
+        if req.to_tag is not None and method == "INVITE":
+            plan = Plan((Step(200),), "re-INVITE")  # in-dialog: no ringing
+        else:
+            plan = dial_plan(uri_user(req.uri)) or default_plan(method)
+        send_trying = method == "INVITE" and not plan.starts_with_100
+        return plan, Extras(), send_trying
+
+    def _ack(self, req: Request, now: float) -> None:
+        self.stats["acks"] += 1
+        txn = self.transactions.get(transaction_key(req))
+        if txn is None:
+            txn = self.accepted.get(ack_key(req))
+        if txn is None:
+            self.stats["stray_acks"] += 1
+            log.debug("absorbed an ACK that matches no transaction (Call-ID %s)", req.call_id)
+            return
+        txn.ack(now)
+        self._after(txn, [])
+
+    def _cancel(self, req: Request, flow: Flow, now: float) -> list[Send]:
+        """§9.2: 200 to a CANCEL that matches a transaction, 487 to its pending INVITE."""
+        target = self.transactions.get(transaction_key(req, "INVITE"))
+        if target is None:
+            # §9.2: any transaction with the CANCEL's branch matches; non-INVITE ones are
+            # keyed by their own method, which the CANCEL does not name.
+            for method in _CANCELLABLE:
+                target = self.transactions.get(transaction_key(req, method))
+                if target is not None:
+                    break
+        tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
+        code = 481 if target is None else 200
+        dest = flow.remote if flow.reliable else response_destination(req, *flow.remote)
+        resp = build_response(
+            req, code, to_tag=tag, source=flow.remote, local=self._local(req, flow)
+        )
+        out: list[Send] = [(serialize_response(resp), flow, dest)]
+        self.stats["responses_sent"] += 1
+        self._report(req, flow, (code,))
+        if target is not None and target.cancel(now):
+            self._after(target, out)
+        return out
+
+    def _after(self, txn: ServerTransaction, out: list[Send]) -> None:
+        """Collect a transaction's output, index or drop it, and schedule its timer."""
+        if txn.outbox:
+            flow, dest = cast(tuple[Flow, tuple[str, int]], txn.flow)
+            for data in txn.outbox:
+                out.append((data, flow, dest))
+            self.stats["responses_sent"] += len(txn.outbox)
+            txn.outbox.clear()
+        if txn.final is not None and not txn.reported:
+            txn.reported = True
+            if self.report is not None:
+                self.report(TransactionRecord(txn.method, txn.uri, txn.peer, tuple(txn.codes)))
+            if txn.state is State.ACCEPTED and txn.ack_key is not None:
+                txn.ack_index_key = txn.ack_key
+                self.accepted[txn.ack_key] = txn
+        if txn.terminated:
+            self.transactions.pop(txn.key, None)
+            if txn.ack_index_key is not None:
+                self.accepted.pop(txn.ack_index_key, None)
+            if txn.end is End.NO_ACK:
+                log.debug("transaction %r ended without an ACK", txn.key)
+            return
+        deadline = txn.next_deadline
+        if deadline is not None and deadline != txn.scheduled:
+            txn.scheduled = deadline
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline, self._seq, txn))
+
+    def _reject(self, exc: ParseError, flow: Flow) -> list[Send]:
+        """A request we could not accept: answer it statelessly when it can be addressed."""
+        self.stats["parse_errors"] += 1
+        req = exc.request
+        if not isinstance(req, Request) or req.top_via is None or req.method == "ACK":
+            self.stats["dropped"] += 1
+            log.info("dropped a message from %s: %s", flow.peer, exc.reason)
+            return []
+        tag = None
+        if req.call_id:
+            tag = make_to_tag(self.secret, req.call_id, req.from_tag, req.cseq_num)
+        dest = flow.remote if flow.reliable else response_destination(req, *flow.remote)
+        resp = build_response(
+            req,
+            exc.status,
+            to_tag=tag,
+            source=flow.remote,
+            local=self._local(req, flow),
+            extras=Extras(reason=exc.reason),
+        )
+        self.stats["responses_sent"] += 1
+        self._report(req, flow, (exc.status,))
+        return [(serialize_response(resp), flow, dest)]
+
+    def _local(self, req: Request, flow: Flow) -> Local:
+        """Our address as the peer reached it, for Contact and SDP."""
+        host = plain_ip(flow.local[0])
+        if _unspecified(host):
+            uri_h = uri_host(req.uri)
+            host = uri_h if uri_h is not None and is_ip(uri_h) else "127.0.0.1"
+        return Local(host, flow.local[1], flow.transport)
+
+    def _nonce(self, req: Request) -> str:
+        data = f"{req.call_id}\x00{req.cseq_num}".encode("utf-8", "surrogateescape")
+        return hashlib.blake2s(data, key=self.secret, digest_size=16, person=b"nonce").hexdigest()
+
+    def _report(self, req: Request, flow: Flow, codes: tuple[int, ...]) -> None:
+        if self.report is not None:
+            self.report(TransactionRecord(req.method, req.uri, flow.peer, codes))
+
+
+def _rejection(req: Request) -> tuple[int, Extras] | None:
+    """The RFC 3261 §8.2 checks of a well-formed request, in the RFC's order."""
+    method = req.method
+    if method not in KNOWN_METHODS:
+        return 501, Extras()  # §8.2.1 (Allow is added by the builder)
+    if uri_scheme(req.uri) not in SCHEMES:
+        return 416, Extras()  # §8.2.2.1
+    if method != "CANCEL":
+        # §8.2.2.3 (Require is ignored in CANCEL and in ACK, which never gets here).
+        required = req.headers.get_list("require")
+        unknown = tuple(opt for opt in required if opt.lower() not in SUPPORTED_OPTIONS)
+        if unknown:
+            return 420, Extras(unsupported=unknown)
+    if req.body and method in ("INVITE", "UPDATE"):
+        ctype = (req.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        if ctype != "application/sdp":
+            return 415, Extras()  # §8.2.3
+        try:
+            check_offer(req.body)
+        except SdpError as exc:
+            return 400, Extras(reason=f"Malformed SDP: {exc}")
+    return None
+
+
+def _expires(req: Request) -> float | None:
+    value = req.headers.get("expires")
+    if value is None:
+        return None
+    text = value.strip()
+    return float(text) if text.isdigit() else None
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False

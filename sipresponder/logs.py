@@ -1,0 +1,123 @@
+"""Logging: set-up for the CLI, and the per-transaction line that turns into a summary.
+
+What belongs here: ``setup_logging`` (only the CLI calls it), the JSON formatter, and
+``TransactionLog``, which writes one INFO line per transaction —
+``INVITE sip:486@127.0.0.1 from 127.0.0.1:5061/udp -> 100 486`` — until more than
+``rate`` transactions arrive in one second; the rest of that second is counted and
+written as one summary line (counts per method and final code), so logging never
+dominates under load.  Imports ``endpoint`` for the record type only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from .endpoint import TransactionRecord
+
+TRANSACTIONS = "sipresponder.transactions"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any ``extra`` fields."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._STANDARD:
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Configure the root logger once, to standard error."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        formatter: logging.Formatter = JsonFormatter()
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+class TransactionLog:
+    """The INFO line per transaction, switching to a per-second summary above ``rate``."""
+
+    def __init__(
+        self,
+        rate: float = 100.0,
+        logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.logger = logger or logging.getLogger(TRANSACTIONS)
+        self.clock = clock
+        self._window = -1
+        self._count = 0
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def __call__(self, rec: TransactionRecord) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        second = int(self.clock())
+        if second != self._window:
+            self.flush()
+            self._window = second
+        self._count += 1
+        final = str(rec.codes[-1]) if rec.codes else "-"
+        self._counts[(rec.method, final)] += 1
+        if self._count <= self.rate:
+            self.logger.info(
+                "%s %s from %s -> %s",
+                rec.method,
+                rec.uri,
+                rec.peer,
+                " ".join(map(str, rec.codes)),
+                extra={
+                    "method": rec.method,
+                    "uri": rec.uri,
+                    "peer": rec.peer,
+                    "codes": list(rec.codes),
+                },
+            )
+
+    def tick(self) -> None:
+        """Call about once a second: writes the summary of a busy second that ended."""
+        if int(self.clock()) != self._window:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._count > self.rate:
+            parts = ", ".join(
+                f"{method} {code}: {n}" for (method, code), n in sorted(self._counts.items())
+            )
+            self.logger.info(
+                "summary: %d transactions in 1 s (over %g/s, not logged one by one): %s",
+                self._count,
+                self.rate,
+                parts,
+                extra={
+                    "summary": {f"{m} {c}": n for (m, c), n in self._counts.items()},
+                    "transactions": self._count,
+                },
+            )
+        self._count = 0
+        self._counts.clear()

@@ -1,0 +1,416 @@
+"""SIP message objects and typed views of the hot headers.
+
+What belongs here: ``Headers`` (a case-insensitive multimap that knows the compact forms),
+``Request`` and ``Response``, and small parsers for the values every request needs —
+Via (RFC 3261 §20.42), CSeq (§20.16), the tag of From/To (§19.3), the user part of a
+Request-URI — plus comma splitting that respects quoted strings and angle brackets
+(§7.3.1).  Every other header stays raw text until someone asks for it (the sipgo way).
+Imports only ``errors``; nothing here touches sockets, clocks or randomness.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from .errors import ParseError
+
+#: Compact header forms, RFC 3261 §7.3.3 and the extensions that registered one.
+COMPACT: dict[str, str] = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "o": "event",  # RFC 6665
+    "u": "allow-events",  # RFC 6665
+    "r": "refer-to",  # RFC 3515
+    "b": "referred-by",  # RFC 3892
+    "x": "session-expires",  # RFC 4028
+    "j": "reject-contact",  # RFC 3841
+    "a": "accept-contact",  # RFC 3841
+    "d": "request-disposition",  # RFC 3841
+    "y": "identity",  # RFC 8224
+    "n": "identity-info",  # RFC 4474 (obsoleted, still seen)
+}
+
+#: Names whose conventional spelling is not plain Title-Case.
+_DISPLAY: dict[str, str] = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+    "mime-version": "MIME-Version",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "min-se": "Min-SE",
+}
+
+#: RFC 3261 §25.1 ``token`` characters.
+TOKEN_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+
+
+def header_key(name: str) -> str:
+    """The lookup key of a header name: lower case, compact form expanded."""
+    key = name.lower()
+    return COMPACT.get(key, key)
+
+
+def display_name(key: str) -> str:
+    """The conventional spelling of a header name, e.g. ``call-id`` -> ``Call-ID``."""
+    name = _DISPLAY.get(key)
+    if name is None:
+        name = "-".join(part.capitalize() for part in key.split("-"))
+    return name
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value on commas that are outside quotes and ``<...>`` (§7.3.1)."""
+    if '"' not in value and "<" not in value:
+        return [part.strip() for part in value.split(",") if part.strip()]
+    parts: list[str] = []
+    start = 0
+    quoted = False
+    angle = False
+    escaped = False
+    for i, ch in enumerate(value):
+        if escaped:
+            escaped = False
+        elif quoted:
+            if ch == "\\":
+                escaped = True  # §25.1 quoted-pair inside a quoted-string
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch == "," and not angle:
+            part = value[start:i].strip()
+            if part:
+                parts.append(part)
+            start = i + 1
+    part = value[start:].strip()
+    if part:
+        parts.append(part)
+    return parts
+
+
+class Headers:
+    """Case-insensitive multimap of header name -> values, one entry per header line.
+
+    Keys are lower case with compact forms expanded, so ``h.get("v")`` and
+    ``h.get("Via")`` both find the Via lines.  Values are kept as received (after line
+    folding is undone); ``get_list`` splits comma-separated values.
+    """
+
+    __slots__ = ("_map",)
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._map: dict[str, list[str]] = {}
+        if items:
+            for name, value in items:
+                self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        key = header_key(name)
+        values = self._map.get(key)
+        if values is None:
+            self._map[key] = [value]
+        else:
+            values.append(value)
+
+    def get(self, name: str) -> str | None:
+        """The first value of a header, or ``None``."""
+        values = self._map.get(header_key(name))
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every header line's value for that name, in order received."""
+        return list(self._map.get(header_key(name), ()))
+
+    def get_list(self, name: str) -> list[str]:
+        """Every comma-separated element across all lines of that header."""
+        out: list[str] = []
+        for value in self._map.get(header_key(name), ()):
+            out.extend(split_commas(value))
+        return out
+
+    def count(self, name: str) -> int:
+        return len(self._map.get(header_key(name), ()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and header_key(name) in self._map
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for key, values in self._map.items():
+            for value in values:
+                yield key, value
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._map.values())
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
+
+
+# --------------------------------------------------------------------------- Via
+
+_VIA_RE = re.compile(
+    r"\s*SIP\s*/\s*2\.0\s*/\s*(?P<transport>[A-Za-z0-9.!%*_+`'~-]+)\s+"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?:\s*:\s*(?P<port>[0-9]{1,5}))?"
+    r"\s*(?P<params>;.*)?$",
+    re.S,
+)
+
+
+@dataclass(slots=True)
+class Via:
+    """One Via value (RFC 3261 §20.42): ``SIP/2.0/UDP host:port;branch=...;rport``."""
+
+    transport: str
+    host: str  # without IPv6 brackets
+    port: int | None
+    params: list[tuple[str, str | None]] = field(default_factory=list)
+
+    @property
+    def branch(self) -> str | None:
+        return self.param("branch")
+
+    def param(self, name: str) -> str | None:
+        for key, value in self.params:
+            if key == name:
+                return value if value is not None else ""
+        return None
+
+    def has_param(self, name: str) -> bool:
+        return any(key == name for key, _ in self.params)
+
+    @property
+    def sent_by(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        out = [f"SIP/2.0/{self.transport} {self.sent_by}"]
+        for key, value in self.params:
+            out.append(f";{key}" if value is None else f";{key}={value}")
+        return "".join(out)
+
+
+def parse_via(value: str) -> Via:
+    """Parse one Via value, or raise ``ParseError``."""
+    m = _VIA_RE.match(value)
+    if m is None:
+        raise ParseError("Malformed Via Header")
+    host = m.group("host")
+    if host.startswith("["):
+        host = host[1:-1]
+    port_text = m.group("port")
+    port = int(port_text) if port_text else None
+    if port is not None and not 0 < port < 65536:
+        raise ParseError("Bad Via Port")
+    params: list[tuple[str, str | None]] = []
+    raw = m.group("params")
+    if raw:
+        for item in raw.split(";")[1:]:
+            item = item.strip()
+            if not item:
+                continue
+            name, eq, val = item.partition("=")
+            # Parameter names are case-insensitive (§7.3.1); values are kept as sent.
+            params.append((name.strip().lower(), val.strip() if eq else None))
+    return Via(m.group("transport").upper(), host, port, params)
+
+
+# ---------------------------------------------------------------------- CSeq
+
+_CSEQ_RE = re.compile(r"\s*([0-9]{1,10})\s+([A-Za-z0-9.!%*_+`'~-]+)\s*$")
+
+
+def parse_cseq(value: str) -> tuple[int, str]:
+    """``"1 INVITE"`` -> ``(1, "INVITE")``; the number is below 2**31 (§8.1.1.5)."""
+    m = _CSEQ_RE.match(value)
+    if m is None:
+        raise ParseError("Malformed CSeq Header")
+    number = int(m.group(1))
+    if number >= 2**31:
+        raise ParseError("CSeq Number Too Large")
+    return number, m.group(2)
+
+
+# ------------------------------------------------------------------ From / To
+
+_TAG_RE = re.compile(r";\s*tag\s*=\s*([^\s;,>]+)", re.I)
+
+
+def tag_of(value: str) -> str | None:
+    """The ``tag`` parameter of a From/To value (§19.3), or ``None``.
+
+    In the name-addr form the header parameters follow ``>``; in the addr-spec form they
+    follow the URI (§20.10), so ``;tag=`` is searched after the last ``>`` when there is one.
+    """
+    close = value.rfind(">")
+    params = value[close + 1 :] if close >= 0 else value
+    if "tag" not in params and "TAG" not in params.upper():
+        return None
+    m = _TAG_RE.search(params)
+    return m.group(1) if m else None
+
+
+def check_name_addr(value: str) -> bool:
+    """A loose check that a From/To/Contact value holds a URI (``scheme:...``)."""
+    if "<" in value:
+        start = value.find("<")
+        end = value.find(">", start)
+        return end > start + 1 and ":" in value[start:end]
+    return ":" in value
+
+
+def uri_of(value: str) -> str:
+    """The URI inside a name-addr (``"Bob" <sip:bob@x>;tag=1`` -> ``sip:bob@x``)."""
+    start = value.find("<")
+    if start >= 0:
+        end = value.find(">", start)
+        return value[start + 1 : end if end > start else None].strip()
+    return value.split(";", 1)[0].strip()
+
+
+# -------------------------------------------------------------------- URIs
+
+
+def uri_scheme(uri: str) -> str:
+    """The scheme of a URI, lower case (``SIP:x`` -> ``sip``), or ``""``."""
+    scheme, colon, _ = uri.partition(":")
+    return scheme.lower() if colon and TOKEN_RE.fullmatch(scheme) else ""
+
+
+def uri_user(uri: str) -> str | None:
+    """The user part of a sip/sips URI or the number of a tel URI, percent-decoded.
+
+    ``sip:486@host`` -> ``486``; ``sip:180-2s-486;phone-context=x@host`` -> ``180-2s-486``;
+    ``tel:486;phone-context=+1`` -> ``486``; ``sip:host`` -> ``None``.
+    """
+    scheme, colon, rest = uri.partition(":")
+    if not colon:
+        return None
+    scheme = scheme.lower()
+    if scheme == "tel":
+        user = rest.split(";", 1)[0]
+    elif scheme in ("sip", "sips"):
+        at = rest.rfind("@")
+        if at < 0:
+            return None
+        user = rest[:at].split(":", 1)[0].split(";", 1)[0]
+    else:
+        return None
+    return unquote(user) if "%" in user else user
+
+
+def uri_host(uri: str) -> str | None:
+    """The host of a sip/sips URI, without brackets, or ``None``."""
+    scheme, colon, rest = uri.partition(":")
+    if not colon or scheme.lower() not in ("sip", "sips"):
+        return None
+    rest = rest.split(";", 1)[0].split("?", 1)[0]
+    hostport = rest[rest.rfind("@") + 1 :]
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        return hostport[1:end] if end > 0 else None
+    host = hostport.split(":", 1)[0]
+    return host or None
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def same_ip(a: str, b: str) -> bool:
+    """Whether two textual addresses are the same IP (``::ffff:1.2.3.4`` == ``1.2.3.4``)."""
+    if a == b:
+        return True
+    try:
+        ia = ipaddress.ip_address(a)
+        ib = ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    if isinstance(ia, ipaddress.IPv6Address) and ia.ipv4_mapped is not None:
+        ia = ia.ipv4_mapped
+    if isinstance(ib, ipaddress.IPv6Address) and ib.ipv4_mapped is not None:
+        ib = ib.ipv4_mapped
+    return ia == ib
+
+
+def plain_ip(host: str) -> str:
+    """An address as it should appear in ``received``: IPv4-mapped IPv6 shown as IPv4."""
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(slots=True)
+class Request:
+    """A parsed SIP request.  The hot headers are parsed; the rest stay in ``headers``."""
+
+    method: str
+    uri: str
+    version: str
+    headers: Headers
+    body: bytes = b""
+    #: Every Via value in order (comma-separated values split apart).
+    vias: list[str] = field(default_factory=list)
+    #: The topmost Via, parsed; ``None`` only in a partial request attached to an error.
+    top_via: Via | None = None
+    from_: str | None = None
+    to: str | None = None
+    from_tag: str | None = None
+    to_tag: str | None = None
+    call_id: str | None = None
+    cseq: str | None = None
+    cseq_num: int = 0
+    cseq_method: str = ""
+
+    @property
+    def branch(self) -> str | None:
+        return self.top_via.branch if self.top_via is not None else None
+
+
+@dataclass(slots=True)
+class Response:
+    """A SIP response: status line, ordered header lines and a body (bytes)."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    version: str = "SIP/2.0"
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header by any spelling or compact form."""
+        key = header_key(name)
+        for hname, value in self.headers:
+            if header_key(hname) == key:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        key = header_key(name)
+        return [value for hname, value in self.headers if header_key(hname) == key]

@@ -1,0 +1,354 @@
+"""Bytes -> SIP messages, and the TCP stream framer.
+
+What belongs here: ``parse_message`` (one datagram or one framed stream message ->
+``Request`` | ``Response``, RFC 3261 §7 and §18.3) and ``StreamFramer`` (Content-Length
+framing of a byte stream, CRLF keep-alives, size limit).  A message that cannot be
+accepted raises ``ParseError`` with the status to answer and, when enough was read to
+address a response, the partial request.  Imports ``errors`` and ``message`` only; no
+sockets, clocks or randomness.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ParseError
+from .message import (
+    COMPACT,
+    TOKEN_RE,
+    Headers,
+    Request,
+    Response,
+    check_name_addr,
+    parse_cseq,
+    parse_via,
+    split_commas,
+    tag_of,
+)
+
+DEFAULT_MAX_SIZE = 65536
+
+#: Headers that may appear once only; a second line is a malformed request.
+_SINGLE = ("from", "to", "call-id", "cseq", "content-length", "max-forwards")
+
+_VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.I)
+
+
+def _header_end(data: bytes) -> tuple[int, int]:
+    """Index where the header section ends and where the body starts (§7: CRLF CRLF).
+
+    Bare-LF line ends are accepted as well (a robust receiver's leniency).  Without a blank
+    line at all the whole input is the header section.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        lf = data.find(b"\n\n", 0, end)
+        if lf < 0:
+            return end, end + 4
+        return lf, lf + 2
+    end = data.find(b"\n\n")
+    if end >= 0:
+        return end, end + 2
+    return len(data), len(data)
+
+
+def _content_length(values: list[str]) -> int:
+    lengths = set()
+    for value in values:
+        value = value.strip()
+        if not value.isdigit() or not value.isascii() or len(value) > 9:
+            raise ParseError("Bad Content-Length")
+        lengths.add(int(value))
+    if len(lengths) > 1:
+        raise ParseError("Conflicting Content-Length Headers")
+    return lengths.pop()
+
+
+def parse_message(
+    data: bytes, *, stream: bool = False, max_size: int = DEFAULT_MAX_SIZE
+) -> Request | Response:
+    """Parse one whole SIP message.
+
+    ``stream`` says the message came framed from a stream transport (TCP), where a
+    Content-Length is mandatory (§18.3, §20.14); on a datagram transport a missing
+    Content-Length means the rest of the datagram.
+    """
+    head_end, body_start = _header_end(data)
+    head = data[:head_end].decode("utf-8", "surrogateescape")
+    if "\r" in head:
+        head = head.replace("\r\n", "\n")
+    lines = head.split("\n")
+    # §7.5: empty lines before the start line are ignored.
+    first = 0
+    while first < len(lines) and not lines[first].strip():
+        first += 1
+    if first >= len(lines):
+        raise ParseError("Empty Message")
+    start_line = lines[first]
+
+    if start_line.startswith("SIP/"):
+        return _parse_response(start_line, lines[first + 1 :], data[body_start:])
+
+    errors: list[tuple[int, str]] = []
+    parts = start_line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        errors.append((400, "Malformed Request-Line"))
+        method, uri, version = [*parts, "", "", ""][:3]
+    else:
+        method, uri, version = parts
+    if method and not TOKEN_RE.fullmatch(method):
+        errors.append((400, "Malformed Method"))
+
+    headers = Headers()
+    hmap = headers._map  # filled directly: this is the hot loop
+    last_key: str | None = None
+    for line in lines[first + 1 :]:
+        if not line:
+            continue
+        if line[0] in " \t":
+            # §7.3.1 line folding: a line starting with whitespace continues the last one.
+            if last_key is None:
+                errors.append((400, "Malformed Header Line"))
+                continue
+            folded = hmap[last_key]
+            folded[-1] = f"{folded[-1]} {line.strip()}".strip()
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            errors.append((400, "Malformed Header Line"))
+            last_key = None
+            continue
+        name = line[:colon].rstrip(" \t")
+        if not TOKEN_RE.fullmatch(name):
+            errors.append((400, "Malformed Header Name"))
+            last_key = None
+            continue
+        key = name.lower()
+        key = COMPACT.get(key, key)
+        value = line[colon + 1 :].strip()
+        existing = hmap.get(key)
+        if existing is None:
+            hmap[key] = [value]
+        else:
+            existing.append(value)
+        last_key = key
+
+    req = Request(method=method, uri=uri, version=version, headers=headers)
+
+    # The Via chain first: without a usable top Via no response can be addressed.
+    via_lines = hmap.get("via")
+    if via_lines:
+        vias: list[str] = []
+        for value in via_lines:
+            vias.extend(split_commas(value))
+        req.vias = vias
+        if vias:
+            try:
+                req.top_via = parse_via(vias[0])
+            except ParseError as exc:
+                raise ParseError(exc.reason, 400, None) from None
+    if req.top_via is None:
+        raise ParseError("Missing Via Header", 400, None)
+
+    for key in _SINGLE:
+        repeated = hmap.get(key)
+        if repeated is not None and len(repeated) > 1:
+            errors.append((400, f"Multiple {_title(key)} Headers"))
+
+    from_ = _first(hmap, "from")
+    to = _first(hmap, "to")
+    req.call_id = _first(hmap, "call-id")
+    req.cseq = _first(hmap, "cseq")
+    if from_ is not None:
+        req.from_ = from_
+        req.from_tag = tag_of(from_)
+    if to is not None:
+        req.to = to
+        req.to_tag = tag_of(to)
+
+    if from_ is None:
+        errors.append((400, "Missing From Header"))
+    elif not check_name_addr(from_):
+        errors.append((400, "Malformed From Header"))
+    if to is None:
+        errors.append((400, "Missing To Header"))
+    elif not check_name_addr(to):
+        errors.append((400, "Malformed To Header"))
+    if not req.call_id:
+        errors.append((400, "Missing Call-ID Header"))
+    if req.cseq is None:
+        errors.append((400, "Missing CSeq Header"))
+    else:
+        try:
+            req.cseq_num, req.cseq_method = parse_cseq(req.cseq)
+        except ParseError as exc:
+            errors.append((400, exc.reason))
+        else:
+            if method and req.cseq_method != method:
+                errors.append((400, "CSeq Method Does Not Match Request"))
+
+    # Body (§18.3, §20.14).
+    body = data[body_start:]
+    cl_values = hmap.get("content-length")
+    if cl_values is None:
+        if stream:
+            errors.append((400, "Missing Content-Length"))
+            body = b""
+    else:
+        try:
+            length = _content_length(cl_values)
+        except ParseError as exc:
+            errors.append((400, exc.reason))
+        else:
+            if length > len(body):
+                # §18.3: a datagram that ends before the body does is an error.
+                errors.append((400, "Content-Length Exceeds Message"))
+            else:
+                body = body[:length]
+    req.body = body
+
+    if len(data) > max_size:
+        errors.insert(0, (513, "Message Too Large"))
+    if not errors and not _VERSION_RE.fullmatch(version):
+        errors.append((400, "Malformed SIP Version"))
+    elif not errors and version.upper() != "SIP/2.0":
+        errors.append((505, "Version Not Supported"))
+    if errors:
+        status, reason = errors[0]
+        raise ParseError(reason, status, req)
+    return req
+
+
+def _first(hmap: dict[str, list[str]], key: str) -> str | None:
+    values = hmap.get(key)
+    return values[0] if values else None
+
+
+def _title(key: str) -> str:
+    return {"call-id": "Call-ID", "cseq": "CSeq"}.get(
+        key, "-".join(p.capitalize() for p in key.split("-"))
+    )
+
+
+def _parse_response(start_line: str, lines: list[str], body: bytes) -> Response:
+    parts = start_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) != 3:
+        raise ParseError("Malformed Status-Line")
+    headers: list[tuple[str, str]] = []
+    for line in lines:
+        if not line:
+            continue
+        if line[0] in " \t" and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value} {line.strip()}")
+            continue
+        name, colon, value = line.partition(":")
+        if colon:
+            headers.append((name.strip(), value.strip()))
+    return Response(
+        int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body, version=parts[0]
+    )
+
+
+# ------------------------------------------------------------------ framing
+
+
+class Ping:
+    """A CRLF CRLF keep-alive ping read from a stream (RFC 5626 §3.5.1)."""
+
+    __slots__ = ()
+
+
+PING = Ping()
+
+
+@dataclass(slots=True)
+class FramingError:
+    """The stream cannot be framed any further; answer ``status`` if possible, then close.
+
+    ``data`` is what was read of the offending message (its header section at least), so
+    an error response can still be addressed to its sender.
+    """
+
+    status: int
+    reason: str
+    data: bytes
+
+
+_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
+
+
+class StreamFramer:
+    """Cuts a TCP byte stream into SIP messages by Content-Length (RFC 3261 §18.3).
+
+    ``feed(data)`` returns the complete items now available: ``bytes`` (one whole
+    message), ``PING`` (a double-CRLF keep-alive to answer with one CRLF) or a final
+    ``FramingError`` after which the framer accepts nothing more (the connection is to be
+    closed).  Memory is bounded: at most ``max_size`` bytes are buffered.
+    """
+
+    __slots__ = ("_buf", "_max", "_need", "broken")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self._buf = bytearray()
+        self._max = max_size
+        self._need = 0  # total bytes of the message being read, once its headers are in
+        self.broken = False
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | Ping | FramingError]:
+        if self.broken:
+            return []
+        buf = self._buf
+        buf += data
+        out: list[bytes | Ping | FramingError] = []
+        while buf:
+            if self._need:
+                if len(buf) < self._need:
+                    break
+                out.append(bytes(buf[: self._need]))
+                del buf[: self._need]
+                self._need = 0
+                continue
+            if buf[0] in (13, 10):  # CR or LF before a start line
+                if buf.startswith(b"\r\n\r\n"):
+                    out.append(PING)
+                    del buf[:4]
+                    continue
+                if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
+                    break  # maybe the first half of a ping: wait for more
+                # §7.5: a stray CRLF (or LF) between messages is ignored.
+                del buf[: 2 if buf.startswith(b"\r\n") else 1]
+                continue
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > self._max:
+                    out.append(self._fail(513, "Message Too Large"))
+                break
+            head_len = end + 4
+            matches = _CL_RE.findall(buf, 0, end + 2)
+            if not matches:
+                length = 0  # the parser answers 400 "Missing Content-Length"
+            else:
+                values = {m.strip() for m in matches}
+                text = values.pop() if len(values) == 1 else b"x"
+                if not text.isdigit() or len(text) > 9:
+                    out.append(self._fail(400, "Bad Content-Length"))
+                    break
+                length = int(text)
+            total = head_len + length
+            if total > self._max:
+                out.append(self._fail(513, "Message Too Large"))
+                break
+            self._need = total
+        return out
+
+    def _fail(self, status: int, reason: str) -> FramingError:
+        self.broken = True
+        err = FramingError(status, reason, bytes(self._buf[: self._max]))
+        self._buf.clear()
+        return err

@@ -1,0 +1,289 @@
+"""Building a response to a request (RFC 3261 §8.2.6) with what each code must carry.
+
+What belongs here: the To tag derived from the request (so every response to a request
+and its retransmissions carries the same one), the Via list of a response with
+``received``/``rport`` filled (§18.2.1, RFC 3581 §4), the UDP destination of a response
+(§18.2.2), and ``build_response``, which adds the per-code mandatory headers (Contact,
+Allow, Unsupported, Min-Expires, challenges, SDP ...).  Pure functions; imports
+``codes``, ``message``, ``sdp`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .codes import reason_phrase
+from .message import Request, Response, parse_via, plain_ip, same_ip, uri_of
+from .sdp import build_answer, build_offer
+from .version import __version__
+
+SERVER = f"sipresponder/{__version__}"
+
+#: Every method we know; any other gets 501 (§8.2.1).
+METHODS = (
+    "INVITE",
+    "ACK",
+    "CANCEL",
+    "BYE",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "MESSAGE",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "PUBLISH",
+)
+KNOWN_METHODS = frozenset(METHODS)
+ALLOW = ", ".join(METHODS)
+ACCEPT = "application/sdp"
+#: Option tags we support (RFC 3327 Path: a 200 to REGISTER echoes the Path headers).
+SUPPORTED_OPTIONS = ("path",)
+SUPPORTED = ", ".join(SUPPORTED_OPTIONS)
+
+#: Methods whose 2xx establishes a dialog and so needs Contact (and copies Record-Route).
+_DIALOG_2XX = frozenset({"INVITE", "SUBSCRIBE", "REFER", "UPDATE"})
+
+_EXPIRES_PARAM_RE = re.compile(r";\s*expires\s*=\s*[^;\s]*", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    """Our side of the flow a request arrived on: the address we were reached at."""
+
+    host: str
+    port: int
+    transport: str  # "udp" | "tcp"
+
+    @property
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def make_to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: int) -> str:
+    """Deterministic To tag (§19.3): keyed hash of Call-ID, From tag and CSeq number.
+
+    A retransmission, the CANCEL of an INVITE and the ACK of a non-2xx all share these
+    three values, so they all see the same tag without any state being kept.
+    """
+    data = f"{call_id}\x00{from_tag or ''}\x00{cseq_num}".encode("utf-8", "surrogateescape")
+    return hashlib.blake2s(data, key=secret, digest_size=8).hexdigest()
+
+
+def response_vias(req: Request, source_ip: str, source_port: int) -> list[str]:
+    """The request's Via values, in order, with the top one stamped.
+
+    RFC 3261 §18.2.1: add ``received`` when the sent-by host is not the packet's source
+    address.  RFC 3581 §4: when the request carried an empty ``rport``, fill it with the
+    source port and add ``received`` even if it equals the sent-by host.
+    """
+    vias = req.vias
+    top = req.top_via
+    if top is None:
+        return list(vias)
+    wants_rport = False
+    for name, value in top.params:
+        if name == "rport" and value is None:
+            wants_rport = True
+            break
+    if not wants_rport and same_ip(top.host, source_ip):
+        return list(vias)
+    via = parse_via(vias[0])  # a copy we may change
+    params = [(k, v) for k, v in via.params if k != "received"]
+    if wants_rport:
+        params = [(k, str(source_port)) if k == "rport" else (k, v) for k, v in params]
+    params.append(("received", plain_ip(source_ip)))
+    via.params = params
+    return [str(via), *vias[1:]]
+
+
+def response_destination(req: Request, source_ip: str, source_port: int) -> tuple[str, int]:
+    """Where a response to a request over UDP goes (RFC 3261 §18.2.2, RFC 3581 §4).
+
+    The host is always the request's source IP: ``received`` is added whenever the
+    sent-by differs from it.  Deviation: a Via ``maddr`` is not followed — a responder must
+    not send traffic to an address that a request merely names.  The port is the source
+    port when ``rport`` was asked for, else the sent-by port, else 5060.
+    """
+    top = req.top_via
+    if top is None or top.has_param("rport"):
+        return source_ip, source_port
+    return source_ip, top.port if top.port is not None else 5060
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What the endpoint decided beyond the code: per-response additions."""
+
+    reason: str | None = None
+    unsupported: tuple[str, ...] = ()
+    nonce: str = ""
+    realm: str = "sipresponder"
+    retry_after: int | None = None
+    warning: str | None = None
+
+
+NO_EXTRAS = Extras()
+
+
+def build_response(
+    req: Request,
+    status: int,
+    *,
+    to_tag: str | None,
+    source: tuple[str, int],
+    local: Local,
+    extras: Extras = NO_EXTRAS,
+    server: str = SERVER,
+) -> Response:
+    """The response ``status`` to ``req`` (RFC 3261 §8.2.6).
+
+    Copies every Via (stamped), From, Call-ID and CSeq; copies To and adds ``to_tag``
+    unless the request's To already has a tag or the response is 100 (§8.2.6.2).  Adds
+    what the code must carry.  ``to_tag`` may be ``None`` only for 100 Trying and for
+    error responses to requests too broken to tag.
+    """
+    method = req.method
+    headers: list[tuple[str, str]] = [("Via", v) for v in response_vias(req, *source)]
+    if req.from_ is not None:
+        headers.append(("From", req.from_))
+    if req.to is not None:
+        to = req.to
+        if status != 100 and req.to_tag is None and to_tag:
+            to = f"{to};tag={to_tag}"
+        headers.append(("To", to))
+    if req.call_id is not None:
+        headers.append(("Call-ID", req.call_id))
+    if req.cseq is not None:
+        headers.append(("CSeq", req.cseq))
+
+    body = b""
+    content_type: str | None = None
+    cls = status // 100
+    dialog = method == "INVITE" and (cls == 2 or (cls == 1 and status != 100))
+    dialog = dialog or (cls == 2 and method in _DIALOG_2XX)
+    if dialog:
+        # §12.1.1: dialog-creating responses copy Record-Route and carry Contact.
+        headers.extend(("Record-Route", rr) for rr in req.headers.get_all("record-route"))
+        headers.append(("Contact", _contact(local, "sipresponder")))
+    elif cls == 3:
+        headers.append(("Contact", _contact(local, "redirect")))
+
+    if status == 200 and method == "REGISTER":
+        headers.extend(_register_bindings(req))
+        headers.extend(("Path", p) for p in req.headers.get_all("path"))  # RFC 3327 §5.3
+    elif cls == 2 and method == "SUBSCRIBE":
+        headers.append(("Expires", req.headers.get("expires") or "3600"))  # RFC 6665 §4.2.1.1
+    elif cls == 2 and method == "PUBLISH":
+        # RFC 3903 §6 step 8: an entity-tag and the granted expiration.
+        headers.append(("SIP-ETag", (to_tag or "0")[:10]))
+        headers.append(("Expires", req.headers.get("expires") or "3600"))
+    elif status == 401:
+        headers.append(("WWW-Authenticate", _challenge(extras)))
+    elif status == 407:
+        headers.append(("Proxy-Authenticate", _challenge(extras)))
+    elif status == 405:
+        headers.append(("Allow", ALLOW))
+    elif status == 415:
+        headers.append(("Accept", ACCEPT))
+        headers.append(("Accept-Encoding", "identity"))
+        headers.append(("Accept-Language", "en"))
+    elif status == 420:
+        options = extras.unsupported or tuple(req.headers.get_list("require")) or ("x-unknown",)
+        headers.append(("Unsupported", ", ".join(options)))
+    elif status == 421:
+        headers.append(("Require", "100rel"))  # RFC 3262: the extension most often demanded
+    elif status == 422:
+        headers.append(("Min-SE", str(_at_least(req.headers.get("session-expires"), 1800))))
+    elif status == 423:
+        headers.append(("Min-Expires", str(_at_least(req.headers.get("expires"), 3600))))
+    elif status == 501:
+        headers.append(("Allow", ALLOW))
+
+    if extras.retry_after is not None:
+        headers.append(("Retry-After", str(extras.retry_after)))
+    if extras.warning is not None:
+        headers.append(("Warning", f'399 sipresponder "{extras.warning}"'))
+    headers.append(("Server", server))
+    if method == "OPTIONS" and cls == 2:
+        # §11.2: Allow, Accept, Accept-Encoding, Accept-Language and Supported.
+        headers.append(("Allow", ALLOW))
+        headers.append(("Accept", ACCEPT))
+        headers.append(("Accept-Encoding", "identity"))
+        headers.append(("Accept-Language", "en"))
+        headers.append(("Supported", SUPPORTED))
+    elif method == "INVITE" and cls == 2:
+        headers.append(("Allow", ALLOW))  # §13.3.1.4: SHOULD
+        headers.append(("Supported", SUPPORTED))
+
+    if method in ("INVITE", "UPDATE") and (cls == 2 or status == 183):
+        body = _session(req, local, to_tag or "", offer_if_none=method == "INVITE")
+        if body:
+            content_type = "application/sdp"
+    if content_type is not None:
+        headers.append(("Content-Type", content_type))
+    return Response(status, extras.reason or reason_phrase(status), headers, body)
+
+
+def _contact(local: Local, user: str) -> str:
+    transport = ";transport=tcp" if local.transport == "tcp" else ""
+    return f"<sip:{user}@{local.hostport}{transport}>"
+
+
+def _challenge(extras: Extras) -> str:
+    return f'Digest realm="{extras.realm}", nonce="{extras.nonce}", algorithm=MD5, qop="auth"'
+
+
+def _at_least(value: str | None, floor: int) -> int:
+    """A minimum that the request's own value does not already meet."""
+    if value is not None:
+        text = value.split(";", 1)[0].strip()
+        if text.isdigit() and int(text) >= floor:
+            return int(text) * 2
+    return floor
+
+
+def _register_bindings(req: Request) -> list[tuple[str, str]]:
+    """§10.3 step 8: the 200 lists the bindings, each with its expires."""
+    default = req.headers.get("expires")
+    default_s = int(default) if default is not None and default.strip().isdigit() else 3600
+    out: list[tuple[str, str]] = []
+    for contact in req.headers.get_list("contact"):
+        if contact.strip() == "*":
+            continue  # "remove all" (§10.2.2): nothing is left bound
+        close = contact.rfind(">")
+        params = contact[close + 1 :] if close >= 0 else contact
+        expires = default_s
+        m = _EXPIRES_PARAM_RE.search(params)
+        if m is not None:
+            text = m.group(0).split("=", 1)[1].strip()
+            expires = int(text) if text.isdigit() else default_s
+        if expires == 0:
+            continue  # a removed binding is not listed
+        if close >= 0:
+            kept = contact[: close + 1] + _EXPIRES_PARAM_RE.sub("", params)
+        else:
+            uri = uri_of(contact)
+            kept = f"<{uri}>" + _EXPIRES_PARAM_RE.sub("", contact[len(uri) :])
+        out.append(("Contact", f"{kept};expires={expires}"))
+    return out
+
+
+def _session(req: Request, local: Local, tag: str, *, offer_if_none: bool) -> bytes:
+    """The SDP of a 183/2xx: the answer to the request's offer, else an offer of ours."""
+    session_id = int(tag[:8] or "0", 16) if tag else 1
+    if req.body and _is_sdp(req):
+        return build_answer(req.body, local.host, session_id)
+    if offer_if_none:
+        return build_offer(local.host, session_id)
+    return b""
+
+
+def _is_sdp(req: Request) -> bool:
+    ctype = req.headers.get("content-type")
+    return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"

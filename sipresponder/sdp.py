@@ -1,0 +1,162 @@
+"""SDP offer/answer (RFC 4566, RFC 3264) — just enough to answer a call.
+
+What belongs here: reading an offer's media lines and building an answer from it (the
+first offered codec we support per stream, DTMF events kept, direction mirrored, other
+streams rejected with port 0), or building an offer when the INVITE had none.  We carry
+no media: the ports are placeholders on our address.  Pure text in, text out; imports
+nothing from the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Audio encodings we agree to (by encoding name, lower case).
+SUPPORTED = frozenset(
+    {"pcmu", "pcma", "g722", "g729", "gsm", "opus", "ilbc", "speex", "amr", "amr-wb"}
+)
+
+#: RFC 3551 static payload types -> "encoding/clock" (the ones we support).
+STATIC = {
+    "0": "PCMU/8000",
+    "3": "GSM/8000",
+    "8": "PCMA/8000",
+    "9": "G722/8000",
+    "18": "G729/8000",
+}
+
+_DIRECTIONS = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
+
+MEDIA_PORT_BASE = 40000
+
+
+class SdpError(ValueError):
+    """The offer is not a usable session description."""
+
+
+@dataclass(slots=True)
+class _Media:
+    media: str
+    port: int
+    proto: str
+    fmts: list[str]
+    rtpmap: dict[str, str] = field(default_factory=dict)
+    fmtp: dict[str, str] = field(default_factory=dict)
+    direction: str | None = None
+
+
+def _parse(offer: str) -> tuple[str, str | None, list[_Media]]:
+    """-> (t= line value, session-level direction, media sections)."""
+    lines = [ln.strip() for ln in offer.replace("\r\n", "\n").split("\n") if ln.strip()]
+    if not lines or not lines[0].startswith("v=0"):
+        raise SdpError("SDP must start with v=0")
+    timing = "0 0"
+    session_dir: str | None = None
+    media: list[_Media] = []
+    for line in lines:
+        if len(line) < 2 or line[1] != "=":
+            raise SdpError(f"malformed SDP line {line[:20]!r}")
+        kind, value = line[0], line[2:]
+        if kind == "m":
+            parts = value.split()
+            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+                raise SdpError(f"malformed m= line {value!r}")
+            media.append(_Media(parts[0], int(parts[1].split("/")[0]), parts[2], parts[3:]))
+        elif kind == "t" and not media:
+            timing = value
+        elif kind == "a":
+            name, _, rest = value.partition(":")
+            target = media[-1] if media else None
+            if name in _DIRECTIONS and not rest:
+                if target is None:
+                    session_dir = name
+                else:
+                    target.direction = name
+            elif target is not None and name == "rtpmap":
+                pt, _, enc = rest.partition(" ")
+                target.rtpmap[pt] = enc.strip()
+            elif target is not None and name == "fmtp":
+                pt, _, params = rest.partition(" ")
+                target.fmtp[pt] = params.strip()
+    if not media:
+        raise SdpError("SDP offer has no m= line")
+    return timing, session_dir, media
+
+
+def _addrtype(address: str) -> str:
+    return "IP6" if ":" in address else "IP4"
+
+
+def _origin(address: str, session_id: int) -> list[str]:
+    at = _addrtype(address)
+    return [
+        "v=0",
+        f"o=sipresponder {session_id} {session_id} IN {at} {address}",
+        "s=sipresponder",
+        f"c=IN {at} {address}",
+    ]
+
+
+def build_answer(offer: bytes, address: str, session_id: int) -> bytes:
+    """An RFC 3264 §6 answer to ``offer``: same streams in the same order.
+
+    Each audio stream over RTP/AVP(F) gets the first offered codec we support, plus
+    telephone-event when offered; anything else is rejected with port 0.  Raises
+    ``SdpError`` when the offer cannot be read.
+    """
+    timing, session_dir, media = _parse(offer.decode("utf-8", "replace"))
+    out = _origin(address, session_id)
+    out.append(f"t={timing}")  # §6: the t= line of the answer equals the offer's
+    for index, m in enumerate(media):
+        chosen: list[str] = []
+        if m.media == "audio" and m.port != 0 and m.proto.upper() in ("RTP/AVP", "RTP/AVPF"):
+            codec = next((pt for pt in m.fmts if _encoding(m, pt) in SUPPORTED), None)
+            if codec is not None:
+                chosen.append(codec)
+                dtmf = next((pt for pt in m.fmts if _encoding(m, pt) == "telephone-event"), None)
+                if dtmf is not None:
+                    chosen.append(dtmf)
+        if not chosen:
+            out.append(f"m={m.media} 0 {m.proto} {m.fmts[0]}")  # §6: rejected stream
+            continue
+        out.append(f"m={m.media} {MEDIA_PORT_BASE + 2 * index} {m.proto} {' '.join(chosen)}")
+        for pt in chosen:
+            rtpmap = m.rtpmap.get(pt) or STATIC.get(pt)
+            if rtpmap:
+                out.append(f"a=rtpmap:{pt} {rtpmap}")
+            if pt in m.fmtp:
+                out.append(f"a=fmtp:{pt} {m.fmtp[pt]}")
+        direction = m.direction or session_dir or "sendrecv"
+        out.append(f"a={_DIRECTIONS[direction]}")
+    return ("\r\n".join(out) + "\r\n").encode()
+
+
+def build_offer(address: str, session_id: int) -> bytes:
+    """An offer for an INVITE that came without one (RFC 3261 §13.2.1): G.711 and DTMF."""
+    out = _origin(address, session_id)
+    out += [
+        "t=0 0",
+        f"m=audio {MEDIA_PORT_BASE} RTP/AVP 0 8 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-16",
+        "a=ptime:20",
+        "a=sendrecv",
+    ]
+    return ("\r\n".join(out) + "\r\n").encode()
+
+
+def check_offer(offer: bytes) -> None:
+    """Raise ``SdpError`` when ``offer`` is not a readable session description."""
+    _parse(offer.decode("utf-8", "replace"))
+
+
+def _encoding(m: _Media, pt: str) -> str:
+    rtpmap = m.rtpmap.get(pt) or STATIC.get(pt, "")
+    return rtpmap.split("/", 1)[0].lower()

@@ -1,0 +1,133 @@
+"""The server: binds the listeners, owns the endpoint, starts and stops.
+
+What belongs here: ``Server(config)`` with ``start()`` (UDP and TCP on the same port;
+port 0 picks one free for both; IPv4, IPv6 and dual-stack wildcards), ``listeners`` (what
+was bound, with the real port) and ``close()``.  Socket options live here too.  No
+protocol logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import socket
+
+from .config import Config
+from .endpoint import Endpoint, Reporter
+from .transport import Driver, TcpConnection, UdpProtocol
+
+log = logging.getLogger(__name__)
+
+#: Socket buffer size asked for on UDP (the kernel may cap it).
+UDP_BUFFER = 4 * 1024 * 1024
+_PORT_ATTEMPTS = 50
+
+
+class Server:
+    def __init__(self, config: Config, report: Reporter | None = None) -> None:
+        if not config.secret:
+            config = dataclasses.replace(config, secret=os.urandom(16))
+        self.config = config.validate()
+        self.endpoint = Endpoint(self.config, report)
+        self.listeners: list[tuple[str, str, int]] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._driver: Driver | None = None
+
+    async def start(self) -> None:
+        """Bind every transport; raises ``OSError`` when the address cannot be used."""
+        loop = asyncio.get_running_loop()
+        self._driver = Driver(self.endpoint, loop)
+        family = _family(self.config.host)
+        port = self.config.port
+        attempts = _PORT_ATTEMPTS if port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                socks = self._bind(family, port)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise
+        driver = self._driver
+        max_size = self.config.max_message_size
+        for transport, sock in socks:
+            if transport == "udp":
+                udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(driver), sock=sock)
+                self._udp = udp
+            else:
+                self._tcp = await loop.create_server(
+                    lambda: TcpConnection(driver, max_size), sock=sock
+                )
+            name = sock.getsockname()
+            self.listeners.append((transport, name[0], name[1]))
+
+    def _bind(self, family: socket.AddressFamily, port: int) -> list[tuple[str, socket.socket]]:
+        """Bind the sockets; with port 0 the first one picks and the rest follow it."""
+        socks: list[tuple[str, socket.socket]] = []
+        try:
+            for transport in self.config.transports:
+                kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+                sock = socket.socket(family, kind)
+                socks.append((transport, sock))
+                if family == socket.AF_INET6:
+                    # "::" listens on IPv4 too (dual stack); "::1" is IPv6 only anyway.
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                if transport == "tcp":
+                    # Not for UDP: there SO_REUSEADDR would let two servers share a port.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                else:
+                    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                        with contextlib.suppress(OSError):
+                            sock.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER)
+                try:
+                    sock.bind((self.config.host, port))
+                except OSError as exc:
+                    raise OSError(
+                        exc.errno,
+                        f"cannot listen on {transport} "
+                        f"{_hostport(self.config.host, port)}: {exc.strerror}",
+                    ) from None
+                if transport == "tcp":
+                    sock.listen(1024)
+                sock.setblocking(False)
+                port = sock.getsockname()[1]
+        except BaseException:
+            for _, sock in socks:
+                sock.close()
+            raise
+        return socks
+
+    def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None
+        if self._driver is not None:
+            self._driver.close()
+
+    async def wait_closed(self) -> None:
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    try:
+        info = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(errno.EADDRNOTAVAIL, f"cannot listen on {host}: {exc.strerror}") from None
+    return info[0][0]
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listener_line(transport: str, host: str, port: int) -> str:
+    """``listening udp 127.0.0.1:5060`` — what the CLI prints when ready."""
+    return f"listening {transport} {_hostport(host, port)}"

@@ -1,0 +1,129 @@
+"""asyncio glue: UDP and TCP protocols that feed the sans-IO endpoint.
+
+What belongs here: ``Driver`` (sends what the endpoint returns and keeps one timer armed
+for its next deadline), ``UdpProtocol`` and ``TcpConnection`` (per-connection framing with
+``StreamFramer``, CRLF keep-alive pongs, bounded buffers).  Each callback does the same
+three steps: feed the endpoint with ``now=loop.time()``, send what came out, re-arm the
+timer.  No protocol decisions are made here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+from .endpoint import Endpoint, Flow, Send
+from .parser import PING, FramingError, StreamFramer
+
+log = logging.getLogger(__name__)
+
+#: Bytes queued for a TCP peer that does not read before the connection is dropped.
+MAX_TCP_WRITE_BUFFER = 1 << 20
+
+
+class Driver:
+    """Runs an ``Endpoint`` on an event loop: sending, and its one timer."""
+
+    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+        self.endpoint = endpoint
+        self.loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+
+    def send(self, out: list[Send]) -> None:
+        for data, flow, dest in out:
+            conn: Any = flow.conn
+            if flow.transport == "udp":
+                conn.sendto(data, dest)  # the DatagramTransport the request came on
+            else:
+                conn.write(data)  # the TcpConnection the request came on
+        self.arm()
+
+    def arm(self) -> None:
+        deadline = self.endpoint.next_deadline()
+        if deadline is None:
+            return
+        if self._handle is not None:
+            if self._armed is not None and self._armed <= deadline:
+                return
+            self._handle.cancel()
+        self._armed = deadline
+        self._handle = self.loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._armed = None
+        self.send(self.endpoint.handle_timers(self.loop.time()))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        sockname = transport.get_extra_info("sockname")
+        self.local = (sockname[0], sockname[1])
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        flow = Flow("udp", (addr[0], addr[1]), self.local, self.transport)
+        driver = self.driver
+        driver.send(driver.endpoint.receive(data, flow, driver.loop.time()))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like, from an earlier sendto: nothing to do.
+        log.debug("UDP error: %s", exc)
+
+
+class TcpConnection(asyncio.Protocol):
+    """One accepted TCP connection: frames the stream, answers on the same connection."""
+
+    def __init__(self, driver: Driver, max_size: int) -> None:
+        self.driver = driver
+        self.framer = StreamFramer(max_size)
+        self.transport: asyncio.Transport | None = None
+        self.flow: Flow | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        self.flow = Flow("tcp", (peer[0], peer[1]), (local[0], local[1]), self)
+
+    def data_received(self, data: bytes) -> None:
+        driver = self.driver
+        flow = self.flow
+        assert flow is not None and self.transport is not None
+        for item in self.framer.feed(data):
+            if item is PING:
+                self.write(b"\r\n")  # RFC 5626 §3.5.1: a CRLF pong for a CRLF CRLF ping
+            elif isinstance(item, FramingError):
+                driver.send(driver.endpoint.reject_framing(item, flow))
+                log.info("closing TCP connection from %s: %s", flow.peer, item.reason)
+                self.transport.close()
+                return
+            elif isinstance(item, bytes):
+                driver.send(driver.endpoint.receive(item, flow, driver.loop.time()))
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            log.debug("response dropped: the TCP connection is gone")
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > MAX_TCP_WRITE_BUFFER:
+            log.info("closing TCP connection that does not read its responses")
+            transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
