@@ -323,8 +323,8 @@ def uri_host(uri: str) -> str | None:
     scheme, colon, rest = uri.partition(":")
     if not colon or scheme.lower() not in ("sip", "sips"):
         return None
-    rest = rest.split(";", 1)[0].split("?", 1)[0]
-    hostport = rest[rest.rfind("@") + 1 :]
+    rest = rest.split("?", 1)[0]
+    hostport = rest[rest.rfind("@") + 1 :].split(";", 1)[0]
     if hostport.startswith("["):
         end = hostport.find("]")
         return hostport[1:end] if end > 0 else None

@@ -74,6 +74,8 @@ def parse_message(
     Content-Length is mandatory (§18.3, §20.14); on a datagram transport a missing
     Content-Length means the rest of the datagram.
     """
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")  # §7.5: empty lines before the start line are ignored
     head_end, body_start = _header_end(data)
     head = data[:head_end].decode("utf-8", "surrogateescape")
     if "\r" in head:

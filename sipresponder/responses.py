@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from dataclasses import dataclass
 
 from .codes import reason_phrase
@@ -276,7 +277,7 @@ def _register_bindings(req: Request) -> list[tuple[str, str]]:
 
 def _session(req: Request, local: Local, tag: str, *, offer_if_none: bool) -> bytes:
     """The SDP of a 183/2xx: the answer to the request's offer, else an offer of ours."""
-    session_id = int(tag[:8] or "0", 16) if tag else 1
+    session_id = zlib.crc32(tag.encode()) or 1  # stable: retransmissions match
     if req.body and _is_sdp(req):
         return build_answer(req.body, local.host, session_id)
     if offer_if_none:

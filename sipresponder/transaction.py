@@ -233,7 +233,7 @@ class ServerTransaction:
             self.retx_interval = min(self.retx_interval * 2, self.timers.t2)
             self.t_retx = now + self.retx_interval
         if self.t_end is not None and self.t_end <= now:
-            if self.state in (State.COMPLETED, State.ACCEPTED):
+            if self.invite and self.state in (State.COMPLETED, State.ACCEPTED):
                 self.end = End.NO_ACK  # Timer H, or 64*T1 of 2xx retransmissions
             elif self.end is None:
                 self.end = End.DONE

@@ -1,0 +1,46 @@
+"""Message builders shared by the unit tests."""
+
+from __future__ import annotations
+
+from sipresponder.serializer import serialize_request
+
+
+def request(
+    method: str = "OPTIONS",
+    user: str = "alice",
+    *,
+    branch: str = "z9hG4bK-1",
+    via: str | None = None,
+    call_id: str = "call-1@test",
+    cseq: str | None = None,
+    from_tag: str = "ft1",
+    to: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    uri: str | None = None,
+) -> bytes:
+    headers = [
+        ("Via", via or f"SIP/2.0/UDP 192.0.2.1:5062;branch={branch}"),
+        ("Max-Forwards", "70"),
+        ("From", f"<sip:caller@192.0.2.1>;tag={from_tag}"),
+        ("To", to or f"<sip:{user}@127.0.0.1>"),
+        ("Call-ID", call_id),
+        ("CSeq", cseq or f"1 {method}"),
+    ]
+    headers += extra or []
+    return serialize_request(method, uri or f"sip:{user}@127.0.0.1", headers, body)
+
+
+SDP_OFFER = (
+    b"v=0\r\n"
+    b"o=alice 2890844526 2890844526 IN IP4 192.0.2.1\r\n"
+    b"s=-\r\n"
+    b"c=IN IP4 192.0.2.1\r\n"
+    b"t=0 0\r\n"
+    b"m=audio 49170 RTP/AVP 96 0 8 101\r\n"
+    b"a=rtpmap:96 L16/8000\r\n"
+    b"a=rtpmap:101 telephone-event/8000\r\n"
+    b"a=fmtp:101 0-15\r\n"
+    b"a=sendonly\r\n"
+    b"m=video 51372 RTP/AVP 31\r\n"
+)

@@ -1,0 +1,287 @@
+"""The sans-IO endpoint: bytes and a clock in, bytes out (no sockets, no sleeps)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from helpers import SDP_OFFER, request
+
+from sipresponder.config import Config
+from sipresponder.endpoint import Endpoint, Flow, Send, TransactionRecord
+from sipresponder.message import Response
+from sipresponder.parser import parse_message
+from sipresponder.transaction import Timers
+
+UDP = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.1", 5060), conn=None)
+TCP = Flow("tcp", ("192.0.2.1", 40000), ("127.0.0.1", 5060), conn="conn-1")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+
+def make(**kw: object) -> tuple[Endpoint, list[TransactionRecord]]:
+    records: list[TransactionRecord] = []
+    config = Config(secret=b"test-secret", **kw)  # type: ignore[arg-type]
+    return Endpoint(config, records.append), records
+
+
+def responses(out: list[Send]) -> list[Response]:
+    result = []
+    for data, _, _ in out:
+        msg = parse_message(data)
+        assert isinstance(msg, Response)
+        result.append(msg)
+    return result
+
+
+def codes(out: list[Send]) -> list[int]:
+    return [r.status for r in responses(out)]
+
+
+def advance(ep: Endpoint, until: float) -> list[Send]:
+    out: list[Send] = []
+    for _ in range(100_000):
+        deadline = ep.next_deadline()
+        if deadline is None or deadline > until:
+            break
+        out += ep.handle_timers(deadline)
+    return out
+
+
+def test_options_is_answered_statelessly() -> None:
+    ep, records = make()
+    out = ep.receive(request("OPTIONS", "bob"), UDP, 0.0)
+    assert codes(out) == [200]
+    data, flow, dest = out[0]
+    assert flow is UDP and dest == ("192.0.2.1", 5062)
+    assert ep.transactions == {}
+    # A retransmission gets the very same bytes (§17.2.2), still with nothing stored.
+    assert ep.receive(request("OPTIONS", "bob"), UDP, 0.5)[0][0] == data
+    assert records[0] == TransactionRecord(
+        "OPTIONS", "sip:bob@127.0.0.1", "192.0.2.1:5062/udp", (200,)
+    )
+
+
+def test_busy_invite_ack_absorbed_and_state_expires() -> None:
+    ep, records = make()
+    out = ep.receive(request("INVITE", "486"), UDP, 0.0)
+    assert codes(out) == [100, 486]
+    r100, r486 = responses(out)
+    assert r100.header("To") == "<sip:486@127.0.0.1>"
+    tag = r486.header("To")
+    assert tag is not None and ";tag=" in tag
+    ack = request("ACK", "486", cseq="1 ACK", to=tag)
+    assert ep.receive(ack, UDP, 0.1) == []  # never answered
+    assert advance(ep, 60.0) == []  # the ACK stopped Timer G
+    assert ep.transactions == {}
+    assert records[-1].codes == (100, 486)
+
+
+def test_busy_without_ack_is_retransmitted_then_dropped() -> None:
+    ep, _ = make()
+    ep.receive(request("INVITE", "486"), UDP, 0.0)
+    out = advance(ep, 60.0)
+    assert set(codes(out)) == {486} and len(out) >= 5
+    assert ep.transactions == {}
+
+
+def test_default_invite_plan_and_2xx_ack() -> None:
+    ep, _ = make()
+    invite = request("INVITE", "bob", extra=[("Content-Type", "application/sdp")], body=SDP_OFFER)
+    out = ep.receive(invite, UDP, 0.0)
+    assert codes(out) == [100, 180, 200]
+    ok = responses(out)[2]
+    assert ok.header("Content-Type") == "application/sdp" and b"m=audio" in ok.body
+    assert responses(out)[1].header("To") == ok.header("To")
+    # The ACK of a 2xx is a new transaction: another branch (§13.2.2.4).
+    ack = request("ACK", "bob", branch="z9hG4bK-ack", cseq="1 ACK", to=ok.header("To"))
+    assert ep.receive(ack, UDP, 0.2) == []
+    assert ep.transactions == {} and ep.accepted == {}
+    assert advance(ep, 60.0) == []
+    bye = request("BYE", "sipresponder", branch="z9hG4bK-bye", cseq="2 BYE", to=ok.header("To"))
+    byes = responses(ep.receive(bye, UDP, 1.0))
+    assert [r.status for r in byes] == [200]
+    assert byes[0].header("To") == ok.header("To")  # in-dialog: the tag is kept
+
+
+def test_2xx_retransmitted_until_ack() -> None:
+    ep, _ = make()
+    ep.receive(request("INVITE", "200"), UDP, 0.0)
+    assert codes(advance(ep, 2.0)) == [200, 200]
+    ack = request("ACK", "200", branch="z9hG4bK-ack", cseq="1 ACK")
+    ep.receive(ack, UDP, 2.0)
+    assert advance(ep, 60.0) == []
+
+
+def test_retransmitted_invite_gets_latest_provisional_then_final() -> None:
+    ep, _ = make()
+    first = ep.receive(request("INVITE", "180-1s-486"), UDP, 0.0)
+    assert codes(first) == [100, 180]
+    again = ep.receive(request("INVITE", "180-1s-486"), UDP, 0.5)
+    assert again[0][0] == first[1][0]  # the 180, byte for byte
+    final = advance(ep, 1.0)
+    assert codes(final) == [486]
+    assert responses(final)[0].header("To") == responses(first)[1].header("To")
+    assert ep.receive(request("INVITE", "180-1s-486"), UDP, 1.2)[0][0] == final[0][0]
+
+
+def test_cancel_pending_invite() -> None:
+    ep, records = make()
+    out = ep.receive(request("INVITE", "180"), UDP, 0.0)
+    tag = responses(out)[1].header("To")
+    cancel = request("CANCEL", "180", cseq="1 CANCEL")
+    out = ep.receive(cancel, UDP, 3.0)
+    assert codes(out) == [200, 487]
+    ok, terminated = responses(out)
+    assert ok.header("CSeq") == "1 CANCEL" and terminated.header("CSeq") == "1 INVITE"
+    assert ok.header("To") == terminated.header("To") == tag  # same To tag (§9.2)
+    # A retransmitted CANCEL gets its 200 again; the INVITE stays at 487.
+    assert codes(ep.receive(cancel, UDP, 3.1)) == [200]
+    ack = request("ACK", "180", cseq="1 ACK", to=tag)
+    assert ep.receive(ack, UDP, 3.2) == []
+    assert {r.codes for r in records} >= {(200,), (100, 180, 487)}
+
+
+def test_cancel_matching_nothing_gets_481() -> None:
+    ep, _ = make()
+    assert codes(ep.receive(request("CANCEL", "180", cseq="1 CANCEL"), UDP, 0.0)) == [481]
+
+
+def test_cancel_after_final_only_gets_200() -> None:
+    ep, _ = make()
+    ep.receive(request("INVITE", "486"), UDP, 0.0)
+    assert codes(ep.receive(request("CANCEL", "486", cseq="1 CANCEL"), UDP, 0.1)) == [200]
+
+
+def test_cancel_of_a_pending_non_invite_has_no_effect() -> None:
+    ep, _ = make()
+    assert ep.receive(request("OPTIONS", "2s-200"), UDP, 0.0) == []
+    assert codes(ep.receive(request("CANCEL", "2s-200", cseq="1 CANCEL"), UDP, 0.5)) == [200]
+    assert codes(advance(ep, 2.0)) == [200]
+
+
+def test_stray_ack_is_absorbed() -> None:
+    ep, _ = make()
+    assert ep.receive(request("ACK", "x", cseq="1 ACK"), UDP, 0.0) == []
+    assert ep.stats["stray_acks"] == 1
+
+
+def test_expires_and_max_ring() -> None:
+    ep, _ = make(max_ring=10.0)
+    ep.receive(request("INVITE", "180", extra=[("Expires", "3")]), UDP, 0.0)
+    ep.receive(request("INVITE", "180", branch="z9hG4bK-2", call_id="c2"), UDP, 0.0)
+    out = advance(ep, 10.0)
+    finals = {r.header("Call-ID"): r.status for r in responses(out) if r.status >= 200}
+    assert finals == {"call-1@test": 487, "c2": 408}
+
+
+def test_plan_starting_with_100_sends_no_extra_100() -> None:
+    ep, _ = make()
+    assert codes(ep.receive(request("INVITE", "100-486"), UDP, 0.0)) == [100, 486]
+    assert codes(ep.receive(request("INVITE", "2s-100-486", branch="z9hG4bK-b"), UDP, 0.0)) == []
+
+
+def test_non_invite_gets_no_automatic_100() -> None:
+    ep, _ = make()
+    assert codes(ep.receive(request("REGISTER", "180-486"), UDP, 0.0)) == [180, 486]
+
+
+def test_re_invite_is_answered_without_ringing() -> None:
+    ep, _ = make()
+    data = request("INVITE", "sipresponder", to="<sip:sipresponder@127.0.0.1>;tag=abc")
+    assert codes(ep.receive(data, UDP, 0.0)) == [100, 200]
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "header"),
+    [
+        (request("FOO", "x"), 501, ("Allow", "INVITE")),
+        (request("OPTIONS", uri="http://example.com/"), 416, None),
+        (request("INVITE", extra=[("Require", "foo, path")]), 420, ("Unsupported", "foo")),
+        (
+            request("INVITE", extra=[("Content-Type", "text/plain")], body=b"hi"),
+            415,
+            ("Accept", "application/sdp"),
+        ),
+        (request("INVITE", extra=[("Content-Type", "application/sdp")], body=b"junk"), 400, None),
+        (request("OPTIONS", cseq="1 INVITE"), 400, None),
+        (request().replace(b"SIP/2.0\r\n", b"SIP/3.0\r\n", 1), 505, None),
+    ],
+)
+def test_rejections(data: bytes, status: int, header: tuple[str, str] | None) -> None:
+    ep, _ = make()
+    out = responses(ep.receive(data, UDP, 0.0))
+    assert [r.status for r in out] == [status]
+    if header is not None:
+        value = out[0].header(header[0])
+        assert value is not None and header[1] in value
+
+
+def test_400_reason_names_the_problem_and_keeps_tag_rules() -> None:
+    ep, _ = make()
+    out = responses(ep.receive(request().replace(b"CSeq: 1 OPTIONS\r\n", b""), UDP, 0.0))
+    assert (out[0].status, out[0].reason) == (400, "Missing CSeq Header")
+
+
+def test_unanswerable_input_and_responses_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    ep, _ = make()
+    caplog.set_level(logging.INFO)
+    assert ep.receive(b"\x00\x01garbage", UDP, 0.0) == []
+    assert (
+        ep.receive(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=z9hG4bK-1\r\n\r\n", UDP, 0.0) == []
+    )
+    bad_ack = request("ACK", cseq="1 INVITE")
+    assert ep.receive(bad_ack, UDP, 0.0) == []  # an ACK is never answered, even a bad one
+    assert ep.stats["dropped"] >= 2
+    assert "dropped a message" in caplog.text
+    assert codes(ep.receive(request(), UDP, 0.0)) == [200]
+
+
+def test_internal_error_never_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep, _ = make()
+
+    def boom(*_: object, **__: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("sipresponder.endpoint.build_response", boom)
+    assert ep.receive(request(), UDP, 0.0) == []
+    assert ep.stats["dropped"] == 1
+
+
+def test_transaction_cap_answers_503() -> None:
+    ep, _ = make(max_transactions=2)
+    for i in range(2):
+        ep.receive(request("INVITE", "180", branch=f"z9hG4bK-{i}", call_id=f"c{i}"), UDP, 0.0)
+    out = responses(ep.receive(request("INVITE", "180", branch="z9hG4bK-x", call_id="x"), UDP, 0.0))
+    assert [r.status for r in out] == [503]
+    assert out[0].header("Retry-After") == "5"
+
+
+def test_tcp_answers_on_the_connection_without_retransmissions() -> None:
+    ep, _ = make()
+    out = ep.receive(request("INVITE", "486"), TCP, 0.0)
+    assert codes(out) == [100, 486]
+    assert all(flow is TCP and dest == TCP.remote for _, flow, dest in out)
+    assert advance(ep, 100.0) == []
+    assert ep.transactions == {}
+    assert codes(ep.receive(request().replace(b"Content-Length: 0\r\n", b""), TCP, 0.0)) == [400]
+
+
+def test_memory_stays_flat_over_many_calls() -> None:
+    ep, _ = make(timers=Timers())
+    now = 0.0
+    for i in range(3000):
+        branch = f"z9hG4bK-{i}"
+        out = ep.receive(request("INVITE", "486", branch=branch, call_id=f"c{i}"), UDP, now)
+        tag = responses(out)[1].header("To")
+        ep.receive(
+            request("ACK", "486", branch=branch, call_id=f"c{i}", cseq="1 ACK", to=tag), UDP, now
+        )
+        now += 0.01
+        ep.handle_timers(now)
+    advance(ep, now + 100.0)
+    assert ep.transactions == {} and ep.accepted == {}
+    assert len(ep._heap) == 0

@@ -1,0 +1,65 @@
+"""Imports point one way, and nothing above the sans-IO line does I/O."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "sipresponder"
+
+#: Each module may import only modules listed before it.
+ORDER = [
+    "version",
+    "errors",
+    "codes",
+    "message",
+    "parser",
+    "serializer",
+    "sdp",
+    "responses",
+    "plans",
+    "transaction",
+    "config",
+    "endpoint",
+    # ─── sans-IO line ───
+    "logs",
+    "transport",
+    "server",
+    "cli",
+    "__main__",
+    "__init__",
+]
+SANS_IO = ORDER[: ORDER.index("endpoint") + 1]
+IO_MODULES = {"asyncio", "socket", "time", "random", "os", "selectors", "threading"}
+
+
+def imports(module: str) -> tuple[set[str], set[str]]:
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    local: set[str] = set()
+    stdlib: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                local.add((node.module or "").split(".")[0])
+            else:
+                stdlib.add((node.module or "").split(".")[0])
+        elif isinstance(node, ast.Import):
+            stdlib.update(alias.name.split(".")[0] for alias in node.names)
+    return local, stdlib
+
+
+def test_every_module_is_placed() -> None:
+    assert {p.stem for p in PACKAGE.glob("*.py")} == set(ORDER)
+
+
+def test_imports_point_down_the_layers() -> None:
+    for index, module in enumerate(ORDER):
+        local, _ = imports(module)
+        allowed = set(ORDER[:index])
+        assert local <= allowed, f"{module} imports {sorted(local - allowed)} from below it"
+
+
+def test_core_does_no_io() -> None:
+    for module in SANS_IO:
+        _, stdlib = imports(module)
+        assert not stdlib & IO_MODULES, f"{module} imports {sorted(stdlib & IO_MODULES)}"

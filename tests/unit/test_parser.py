@@ -1,0 +1,295 @@
+"""Parser: RFC 3261 §7 syntax, §18.3 framing, and the error each defect gets."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import request
+
+from sipresponder.errors import ParseError
+from sipresponder.message import Request, Response, split_commas, tag_of, uri_host, uri_user
+from sipresponder.parser import PING, FramingError, StreamFramer, parse_message
+
+
+def parse_req(data: bytes, **kw: object) -> Request:
+    msg = parse_message(data, **kw)  # type: ignore[arg-type]
+    assert isinstance(msg, Request)
+    return msg
+
+
+def test_basic_request() -> None:
+    req = parse_req(request("INVITE", "486"))
+    assert req.method == "INVITE"
+    assert req.uri == "sip:486@127.0.0.1"
+    assert req.version == "SIP/2.0"
+    assert req.call_id == "call-1@test"
+    assert (req.cseq_num, req.cseq_method) == (1, "INVITE")
+    assert req.from_tag == "ft1" and req.to_tag is None
+    assert req.top_via is not None
+    assert req.top_via.transport == "UDP"
+    assert (req.top_via.host, req.top_via.port) == ("192.0.2.1", 5062)
+    assert req.branch == "z9hG4bK-1"
+
+
+COMPACT = (
+    b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n"
+    b"v: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-c\r\n"
+    b"f: <sip:a@b>;tag=1\r\n"
+    b"t: <sip:x@127.0.0.1>\r\n"
+    b"i: compact@test\r\n"
+    b"CSeq: 7 OPTIONS\r\n"
+    b"m: <sip:a@192.0.2.1>\r\n"
+    b"k: path, timer\r\n"
+    b"c: text/plain\r\n"
+    b"l: 5\r\n\r\nhello"
+)
+
+
+def test_compact_forms() -> None:
+    req = parse_req(COMPACT)
+    assert req.call_id == "compact@test"
+    assert req.from_tag == "1"
+    assert req.headers.get("Contact") == "<sip:a@192.0.2.1>"
+    assert req.headers.get_list("supported") == ["path", "timer"]
+    assert req.headers.get("content-type") == "text/plain"
+    assert req.body == b"hello"
+    assert req.top_via is not None and req.top_via.port is None
+
+
+def test_header_names_are_case_insensitive() -> None:
+    data = request().replace(b"Call-ID:", b"cALL-iD:").replace(b"CSeq:", b"CSEQ:")
+    req = parse_req(data)
+    assert req.call_id == "call-1@test"
+    assert req.headers.get("CALL-ID") == "call-1@test"
+
+
+def test_via_on_several_lines_and_comma_separated() -> None:
+    data = request(
+        via="SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-a, "
+        "SIP/2.0/TCP proxy.example;branch=z9hG4bK-b",
+        extra=[("Via", "SIP/2.0/UDP [2001:db8::1]:5070;branch=z9hG4bK-c")],
+    )
+    req = parse_req(data)
+    assert req.vias == [
+        "SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-a",
+        "SIP/2.0/TCP proxy.example;branch=z9hG4bK-b",
+        "SIP/2.0/UDP [2001:db8::1]:5070;branch=z9hG4bK-c",
+    ]
+    assert req.branch == "z9hG4bK-a"
+
+
+def test_line_folding() -> None:
+    data = request(extra=[("Subject", "first part\r\n  second part\r\n\tthird")])
+    req = parse_req(data)
+    assert req.headers.get("subject") == "first part second part third"
+
+
+def test_contact_with_quoted_comma_and_escapes() -> None:
+    value = '"Doe, \\"J\\"" <sip:j@192.0.2.1>;expires=60, <sip:k@192.0.2.2>'
+    data = request("REGISTER", extra=[("Contact", value)])
+    req = parse_req(data)
+    assert req.headers.get_list("contact") == [
+        '"Doe, \\"J\\"" <sip:j@192.0.2.1>;expires=60',
+        "<sip:k@192.0.2.2>",
+    ]
+
+
+def test_split_commas_keeps_uri_commas_inside_angle_brackets() -> None:
+    assert split_commas("<sip:a@b;x=1,2>, <sip:c@d>") == ["<sip:a@b;x=1,2>", "<sip:c@d>"]
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        ("<sip:a@b>;tag=xyz", "xyz"),
+        ('"tag=no" <sip:a@b>', None),
+        ("sip:a@b;tag=abc", "abc"),
+        ("<sip:a@b> ; TAG = 9f", "9f"),
+        ("<sip:a@b;tag=uri-param>", None),
+    ],
+)
+def test_tag_of(value: str, tag: str | None) -> None:
+    assert tag_of(value) == tag
+
+
+@pytest.mark.parametrize(
+    ("uri", "user", "host"),
+    [
+        ("sip:486@127.0.0.1", "486", "127.0.0.1"),
+        ("sip:180-2s-486@[::1]:5060;transport=tcp", "180-2s-486", "::1"),
+        ("sips:alice:secret@example.com", "alice", "example.com"),
+        ("sip:486;phone-context=x@host", "486", "host"),
+        ("tel:486;phone-context=+1", "486", None),
+        ("sip:example.com", None, "example.com"),
+        ("sip:%34%38%36@h", "486", "h"),
+        ("http://x", None, None),
+    ],
+)
+def test_uri_user_and_host(uri: str, user: str | None, host: str | None) -> None:
+    assert uri_user(uri) == user
+    assert uri_host(uri) == host
+
+
+def test_udp_without_content_length_takes_the_rest_of_the_datagram() -> None:
+    data = request("MESSAGE").replace(b"Content-Length: 0\r\n", b"") + b"body text"
+    req = parse_req(data)
+    assert req.body == b"body text"
+
+
+def test_udp_bytes_after_the_body_are_discarded() -> None:
+    data = request("MESSAGE", body=b"abc") + b"garbage"
+    assert parse_req(data).body == b"abc"
+
+
+def test_bare_lf_line_ends_are_accepted() -> None:
+    req = parse_req(request().replace(b"\r\n", b"\n"))
+    assert req.call_id == "call-1@test"
+
+
+def test_leading_empty_lines_are_ignored() -> None:
+    assert parse_req(b"\r\n\r\n" + request()).method == "OPTIONS"
+
+
+def test_response_is_returned_as_response() -> None:
+    msg = parse_message(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1\r\n\r\n")
+    assert isinstance(msg, Response) and msg.status == 200
+
+
+def _err(data: bytes, **kw: object) -> ParseError:
+    with pytest.raises(ParseError) as info:
+        parse_message(data, **kw)  # type: ignore[arg-type]
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "reason"),
+    [
+        (request().replace(b"Call-ID: call-1@test\r\n", b""), 400, "Missing Call-ID Header"),
+        (
+            request()
+            .replace(b"Max-Forwards: 70\r\nFrom", b"From")
+            .replace(b"From: <sip:caller@192.0.2.1>;tag=ft1\r\n", b""),
+            400,
+            "Missing From Header",
+        ),
+        (request().replace(b"To: <sip:alice@127.0.0.1>\r\n", b""), 400, "Missing To Header"),
+        (request().replace(b"CSeq: 1 OPTIONS\r\n", b""), 400, "Missing CSeq Header"),
+        (request(cseq="1 INVITE"), 400, "CSeq Method Does Not Match Request"),
+        (request(cseq="x OPTIONS"), 400, "Malformed CSeq Header"),
+        (request(cseq="42949672960 OPTIONS"), 400, "Malformed CSeq Header"),
+        (request(cseq="2147483648 OPTIONS"), 400, "CSeq Number Too Large"),
+        (
+            request().replace(b"Content-Length: 0", b"Content-Length: abc"),
+            400,
+            "Bad Content-Length",
+        ),
+        (request().replace(b"Content-Length: 0", b"Content-Length: -1"), 400, "Bad Content-Length"),
+        (
+            request().replace(b"Content-Length: 0", b"Content-Length: 50"),
+            400,
+            "Content-Length Exceeds Message",
+        ),
+        (
+            request(extra=[("Content-Length", "3")], body=b""),
+            400,
+            "Multiple Content-Length Headers",
+        ),
+        (request(extra=[("Call-ID", "other")]), 400, "Multiple Call-ID Headers"),
+        (request(to="nonsense"), 400, "Malformed To Header"),
+        (request().replace(b"SIP/2.0\r\n", b"SIP/3.0\r\n", 1), 505, "Version Not Supported"),
+        (request().replace(b"SIP/2.0\r\n", b"SAP/2.0\r\n", 1), 400, "Malformed SIP Version"),
+        (request().replace(b"OPTIONS sip:", b"OPTIONS  sip:", 1), 400, "Malformed Request-Line"),
+        (request(extra=[("Bad Header", "x")]), 400, "Malformed Header Name"),
+        (request(extra=[("", "x")]), 400, "Malformed Header Line"),
+    ],
+)
+def test_errors_carry_status_reason_and_the_request(data: bytes, status: int, reason: str) -> None:
+    err = _err(data)
+    assert (err.status, err.reason) == (status, reason)
+    assert isinstance(err.request, Request)  # answerable: the top Via was readable
+
+
+def test_missing_or_broken_via_cannot_be_answered() -> None:
+    err = _err(request().replace(b"Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-1\r\n", b""))
+    assert err.status == 400 and err.request is None
+    err = _err(request(via="SIP/2.0/UDP"))
+    assert err.request is None
+
+
+def test_too_large_is_513() -> None:
+    data = request("MESSAGE", body=b"x" * 2000)
+    err = _err(data, max_size=1024)
+    assert err.status == 513 and isinstance(err.request, Request)
+
+
+@pytest.mark.parametrize("junk", [b"", b"\r\n\r\n", b"\x00\xff\xfe", b"hello world", b"\x80" * 50])
+def test_junk_raises_parse_error_only(junk: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_message(junk)
+
+
+def test_non_utf8_header_bytes_survive() -> None:
+    data = request(extra=[("Subject", "caf\udce9")]).replace(b"caf\\udce9", b"")
+    data = request().replace(b"Max-Forwards: 70", b"Subject: caf\xe9\r\nMax-Forwards: 70")
+    req = parse_req(data)
+    subject = req.headers.get("subject")
+    assert subject is not None
+    assert subject.encode("utf-8", "surrogateescape") == b"caf\xe9"
+
+
+# ------------------------------------------------------------------- framing
+
+
+def _frame_all(chunks: list[bytes], max_size: int = 65536) -> list[object]:
+    framer = StreamFramer(max_size)
+    out: list[object] = []
+    for chunk in chunks:
+        out.extend(framer.feed(chunk))
+    return out
+
+
+def test_framer_several_messages_in_one_read() -> None:
+    a = request("MESSAGE", body=b"hello")
+    b = request("OPTIONS")
+    assert _frame_all([a + b]) == [a, b]
+
+
+def test_framer_one_byte_at_a_time() -> None:
+    a = request("MESSAGE", body=b"hello")
+    b = request("OPTIONS")
+    stream = a + b"\r\n\r\n" + b
+    out = _frame_all([stream[i : i + 1] for i in range(len(stream))])
+    assert out == [a, PING, b]
+
+
+def test_framer_message_split_across_reads() -> None:
+    a = request("MESSAGE", body=b"0123456789")
+    assert _frame_all([a[:30], a[30:-4], a[-4:]]) == [a]
+
+
+def test_framer_pings_and_stray_crlf() -> None:
+    a = request()
+    assert _frame_all([b"\r\n\r\n\r\n\r\n", b"\r\n" + a]) == [PING, PING, a]
+
+
+def test_framer_compact_content_length() -> None:
+    a = request("MESSAGE", body=b"xyz").replace(b"Content-Length: 3", b"l: 3")
+    assert _frame_all([a + a]) == [a, a]
+
+
+def test_framer_rejects_bad_content_length_then_stops() -> None:
+    bad = request().replace(b"Content-Length: 0", b"Content-Length: zz")
+    framer = StreamFramer()
+    out = framer.feed(bad + request())
+    assert len(out) == 1 and isinstance(out[0], FramingError)
+    assert out[0].status == 400
+    assert framer.feed(request()) == []
+
+
+def test_framer_bounds_memory() -> None:
+    framer = StreamFramer(2048)
+    out = framer.feed(b"OPTIONS sip:x@y SIP/2.0\r\nSubject: " + b"x" * 4000)
+    assert len(out) == 1 and isinstance(out[0], FramingError) and out[0].status == 513
+    assert framer.buffered == 0
+    big = request("MESSAGE").replace(b"Content-Length: 0", b"Content-Length: 100000")
+    out = StreamFramer(2048).feed(big)
+    assert isinstance(out[0], FramingError) and out[0].status == 513

@@ -1,0 +1,54 @@
+"""SDP offer/answer (RFC 3264)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import SDP_OFFER
+
+from sipresponder.sdp import SdpError, build_answer, build_offer, check_offer
+
+
+def lines(sdp: bytes) -> list[str]:
+    assert sdp.endswith(b"\r\n")
+    return sdp.decode().split("\r\n")[:-1]
+
+
+def test_answer_picks_first_supported_codec_keeps_dtmf_mirrors_direction() -> None:
+    answer = lines(build_answer(SDP_OFFER, "127.0.0.1", 42))
+    assert answer[0] == "v=0"
+    assert "o=sipresponder 42 42 IN IP4 127.0.0.1" in answer
+    assert "c=IN IP4 127.0.0.1" in answer
+    assert "t=0 0" in answer
+    # L16 (96) is not ours: PCMU (0) is the first supported, DTMF (101) kept.
+    assert "m=audio 40000 RTP/AVP 0 101" in answer
+    assert "a=rtpmap:0 PCMU/8000" in answer
+    assert "a=rtpmap:101 telephone-event/8000" in answer
+    assert "a=fmtp:101 0-15" in answer
+    assert "a=recvonly" in answer  # the offer was sendonly
+    # §6: the video stream is rejected with port 0, the m= line kept in order.
+    assert answer[-1] == "m=video 0 RTP/AVP 31"
+
+
+def test_answer_ipv6_and_no_supported_codec() -> None:
+    offer = (
+        b"v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 96\r\na=rtpmap:96 foo/8000\r\n"
+    )
+    answer = lines(build_answer(offer, "::1", 1))
+    assert "c=IN IP6 ::1" in answer
+    assert "m=audio 0 RTP/AVP 96" in answer
+
+
+def test_offer() -> None:
+    offer = lines(build_offer("192.0.2.9", 7))
+    assert "m=audio 40000 RTP/AVP 0 8 101" in offer
+    assert "c=IN IP4 192.0.2.9" in offer
+    check_offer(build_offer("192.0.2.9", 7))
+
+
+@pytest.mark.parametrize(
+    "bad", [b"", b"hello", b"v=0\r\ns=-\r\n", b"v=0\r\nm=audio x RTP/AVP 0\r\n"]
+)
+def test_bad_offers(bad: bytes) -> None:
+    with pytest.raises(SdpError):
+        check_offer(bad)
