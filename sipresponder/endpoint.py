@@ -11,6 +11,7 @@ secret for tags comes in with the config.  Imports everything above it, nothing 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import heapq
 import ipaddress
@@ -197,13 +198,12 @@ class Endpoint:
         local = self._local(req, flow)
         source = flow.remote
         dest = source if flow.reliable else response_destination(req, *source)
-        server_extras = dataclasses.replace(extras, nonce=self._nonce(req), realm=self.config.realm)
+        if any(step.code in (401, 407) for step in plan.steps):
+            extras = dataclasses.replace(extras, nonce=self._nonce(req), realm=self.config.realm)
 
         def build(code: int) -> bytes:
             return serialize_response(
-                build_response(
-                    req, code, to_tag=tag, source=source, local=local, extras=server_extras
-                )
+                build_response(req, code, to_tag=tag, source=source, local=local, extras=extras)
             )
 
         if method != "INVITE" and plan.immediate:
@@ -396,6 +396,7 @@ def _expires(req: Request) -> float | None:
     return float(text) if text.isdigit() else None
 
 
+@functools.lru_cache(maxsize=64)
 def _unspecified(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_unspecified

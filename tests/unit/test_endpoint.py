@@ -285,3 +285,14 @@ def test_memory_stays_flat_over_many_calls() -> None:
     advance(ep, now + 100.0)
     assert ep.transactions == {} and ep.accepted == {}
     assert len(ep._heap) == 0
+
+
+def test_challenge_carries_realm_and_a_nonce() -> None:
+    ep, _ = make(realm="lab")
+    out = responses(ep.receive(request("REGISTER", "401"), UDP, 0.0))
+    www = out[0].header("WWW-Authenticate")
+    assert www is not None and www.startswith('Digest realm="lab", nonce="')
+    nonce = www.split('nonce="')[1].split('"')[0]
+    assert len(nonce) == 32
+    out = responses(ep.receive(request("INVITE", "407", branch="z9hG4bK-p"), UDP, 0.0))
+    assert out[1].header("Proxy-Authenticate") is not None
