@@ -94,10 +94,9 @@ class TcpConnection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
+        local = self.transport.get_extra_info("sockname")
         self.flow = Flow("tcp", (peer[0], peer[1]), (local[0], local[1]), self)
 
     def data_received(self, data: bytes) -> None:

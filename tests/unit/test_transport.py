@@ -1,0 +1,98 @@
+"""The asyncio adapters with fake transports: framing, pongs, timers — no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from helpers import request
+
+from sipresponder.config import Config
+from sipresponder.endpoint import Endpoint
+from sipresponder.transport import Driver, TcpConnection, UdpProtocol
+
+
+class FakeTcp:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 5060)}[name]
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class FakeUdp:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 5060)
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+def driver(loop: asyncio.AbstractEventLoop, **kw: Any) -> Driver:
+    return Driver(Endpoint(Config(secret=b"k", **kw)), loop)
+
+
+def status_lines(chunks: list[bytes]) -> list[str]:
+    return [c.split(b"\r\n", 1)[0].decode() for c in chunks if c != b"\r\n"]
+
+
+def test_tcp_frames_pongs_and_answers_on_the_connection() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        conn = TcpConnection(driver(loop), 65536)
+        fake = FakeTcp()
+        conn.connection_made(fake)  # type: ignore[arg-type]
+        two = request("OPTIONS") + request("MESSAGE", branch="z9hG4bK-2", body=b"hi")
+        conn.data_received(two[:10])
+        conn.data_received(two[10:] + b"\r\n\r\n")
+        assert status_lines(fake.written) == ["SIP/2.0 200 OK", "SIP/2.0 200 OK"]
+        assert fake.written[-1] == b"\r\n"  # RFC 5626 pong
+        conn.data_received(request().replace(b"Content-Length: 0", b"Content-Length: x"))
+        assert status_lines(fake.written)[-1] == "SIP/2.0 400 Bad Content-Length"
+        assert fake.closed
+        conn.connection_lost(None)
+        conn.write(b"late")  # dropped quietly once closed
+        assert fake.written[-1] != b"late"
+    finally:
+        loop.close()
+
+
+def test_udp_sends_to_the_via_address_and_timer_fires() -> None:
+    async def scenario() -> list[tuple[bytes, tuple[str, int]]]:
+        loop = asyncio.get_running_loop()
+        d = driver(loop)
+        proto = UdpProtocol(d)
+        fake = FakeUdp()
+        proto.connection_made(fake)  # type: ignore[arg-type]
+        proto.datagram_received(request("INVITE", "180-50ms-486"), ("192.0.2.1", 7777))
+        await asyncio.sleep(0.2)
+        d.close()
+        return fake.sent
+
+    sent = asyncio.run(scenario())
+    assert status_lines([s for s, _ in sent])[:3] == [
+        "SIP/2.0 100 Trying",
+        "SIP/2.0 180 Ringing",
+        "SIP/2.0 486 Busy Here",
+    ]
+    # No rport: to the source IP and the sent-by port (RFC 3261 §18.2.2).
+    assert {addr for _, addr in sent} == {("192.0.2.1", 5062)}
