@@ -111,6 +111,7 @@ class Endpoint:
             "acks": 0,
             "stray_acks": 0,
             "overload": 0,
+            "internal_errors": 0,
         }
 
     # ------------------------------------------------------------ entry points
@@ -134,6 +135,7 @@ class Endpoint:
             return self._request(msg, flow, now)
         except Exception:  # the server never dies because of what a peer sent
             self.stats["dropped"] += 1
+            self.stats["internal_errors"] += 1
             log.exception("internal error handling a message from %s; dropped", flow.peer)
             return []
 
@@ -161,6 +163,7 @@ class Endpoint:
             try:
                 txn.on_timer(now)
             except Exception:
+                self.stats["internal_errors"] += 1
                 log.exception("internal error in a transaction timer; transaction dropped")
                 txn.state = State.TERMINATED
             self._after(txn, out)

@@ -248,7 +248,7 @@ def test_internal_error_never_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("sipresponder.endpoint.build_response", boom)
     assert ep.receive(request(), UDP, 0.0) == []
-    assert ep.stats["dropped"] == 1
+    assert ep.stats["dropped"] == 1 and ep.stats["internal_errors"] == 1
 
 
 def test_transaction_cap_answers_503() -> None:
