@@ -7,6 +7,7 @@ data: imports ``errors`` and ``transaction`` (for the timer defaults) only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -67,7 +68,7 @@ class Config:
                 raise ConfigError(f"--transport: unknown transport {t!r} (use udp, tcp)")
         if len(set(self.transports)) != len(self.transports):
             raise ConfigError("--transport: a transport is named twice")
-        if not 0 < self.max_ring <= 86400:
+        if not (math.isfinite(self.max_ring) and 0 < self.max_ring <= 86400):
             raise ConfigError(f"--max-ring: {self.max_ring:g} is not in 0-86400 seconds")
         if not 1024 <= self.max_message_size <= 16 * 1024 * 1024:
             raise ConfigError("--max-message-size: must be between 1024 and 16777216 bytes")
@@ -77,6 +78,6 @@ class Config:
             raise ConfigError(f"--log-level: {self.log_level!r} is not one of {LOG_LEVELS}")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"--log-format: {self.log_format!r} is not text or json")
-        if self.log_rate <= 0:
+        if not math.isfinite(self.log_rate) or self.log_rate <= 0:
             raise ConfigError("--log-rate: must be above 0")
         return self

@@ -101,6 +101,12 @@ class Endpoint:
         #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
         self.accepted: dict[Hashable, ServerTransaction] = {}
         self._heap: list[tuple[float, int, ServerTransaction]] = []
+        # Keys of INVITEs whose 2xx was ACKed: a late retransmission of one is absorbed
+        # (RFC 6026 §8.7) for Timer L.  Two generations, swapped every 64*T1, keep this
+        # to bare keys with no timer per entry.
+        self._acked_new: set[Hashable] = set()
+        self._acked_old: set[Hashable] = set()
+        self._acked_since = 0.0
         self._seq = 0
         self.stats: dict[str, int] = {
             "requests": 0,
@@ -195,6 +201,9 @@ class Endpoint:
             return out
         if method == "CANCEL":
             return self._cancel(req, flow, now)
+        if method == "INVITE" and (key in self._acked_new or key in self._acked_old):
+            self.stats["retransmissions"] += 1
+            return []  # RFC 6026 §8.7: a retransmitted INVITE after its 2xx is absorbed
 
         plan, extras, send_trying = self._choose(req)
         tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
@@ -209,7 +218,7 @@ class Endpoint:
                 build_response(req, code, to_tag=tag, source=source, local=local, extras=extras)
             )
 
-        if method != "INVITE" and plan.immediate:
+        if method != "INVITE" and plan.immediate and not plan.rings:
             # Stateless (§8.2.7): a retransmission is answered identically, since the To
             # tag and every byte of the response follow from the request alone.
             out = [(build(step.code), flow, dest) for step in plan.steps]
@@ -272,7 +281,10 @@ class Endpoint:
             self.stats["stray_acks"] += 1
             log.debug("absorbed an ACK that matches no transaction (Call-ID %s)", req.call_id)
             return
+        accepted = txn.state is State.ACCEPTED
         txn.ack(now)
+        if accepted:
+            self._remember_acked(txn.key, now)
         self._after(txn, [])
 
     def _cancel(self, req: Request, flow: Flow, now: float) -> list[Send]:
@@ -325,6 +337,17 @@ class Endpoint:
             txn.scheduled = deadline
             self._seq += 1
             heapq.heappush(self._heap, (deadline, self._seq, txn))
+
+    def _remember_acked(self, key: Hashable, now: float) -> None:
+        timer_l = 64 * self.timers.t1  # RFC 6026 §8.11
+        if (
+            now - self._acked_since >= timer_l
+            or len(self._acked_new) >= self.config.max_transactions
+        ):
+            self._acked_old = self._acked_new
+            self._acked_new = set()
+            self._acked_since = now
+        self._acked_new.add(key)
 
     def _reject(self, exc: ParseError, flow: Flow) -> list[Send]:
         """A request we could not accept: answer it statelessly when it can be addressed."""

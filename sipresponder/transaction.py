@@ -184,11 +184,12 @@ class ServerTransaction:
             # RFC 3261 §17.2.1: resend the last provisional on a retransmitted INVITE.
             if self.last_provisional is not None:
                 self.outbox.append(self.last_provisional)
-        elif state in (State.COMPLETED, State.ACCEPTED):
-            # §17.2.1 (non-2xx) and §13.3.1.4 (2xx): the final again.
+        elif state is State.COMPLETED:
+            # §17.2.1 (and §17.2.2 for non-INVITE): the final again.
             assert self.final is not None
             self.outbox.append(self.final)
-        # TRYING: absorbed (§17.2.2); CONFIRMED: absorbed (§17.2.1).
+        # TRYING: absorbed (§17.2.2); CONFIRMED: absorbed (§17.2.1); ACCEPTED: absorbed
+        # (RFC 6026 §8.7) — the 2xx is resent on its own timer until the ACK.
 
     def ack(self, now: float) -> None:
         """An ACK for this INVITE's final response.  Never answered."""
@@ -199,9 +200,8 @@ class ServerTransaction:
             self.t_retx = None
             self.t_end = now + (0.0 if self.reliable else self.timers.t4)
         elif self.state is State.ACCEPTED:
-            # §13.3.1.4: the ACK ends the 2xx retransmissions.  We keep no dialog, so the
-            # transaction has nothing left to do (RFC 6026's Timer L only absorbs INVITE
-            # retransmissions, which would be answered with the same 2xx anyway).
+            # §13.3.1.4: the ACK ends the 2xx retransmissions.  We keep no dialog; the
+            # owner remembers the key for RFC 6026's Timer L, to absorb late INVITEs.
             self.end = End.ACKED
             self._terminate()
 

@@ -296,3 +296,39 @@ def test_challenge_carries_realm_and_a_nonce() -> None:
     assert len(nonce) == 32
     out = responses(ep.receive(request("INVITE", "407", branch="z9hG4bK-p"), UDP, 0.0))
     assert out[1].header("Proxy-Authenticate") is not None
+
+
+def test_ringing_non_invite_keeps_a_transaction_until_max_ring() -> None:
+    ep, _ = make(max_ring=5.0)
+    assert codes(ep.receive(request("OPTIONS", "180"), UDP, 0.0)) == [180]
+    assert codes(ep.receive(request("OPTIONS", "180"), UDP, 1.0)) == [180]  # retransmission
+    # §9.2: the CANCEL finds it (200) but does not end a non-INVITE.
+    assert codes(ep.receive(request("CANCEL", "180", cseq="1 CANCEL"), UDP, 2.0)) == [200]
+    assert codes(advance(ep, 5.0)) == [408]
+
+
+def test_late_invite_after_the_2xx_ack_is_absorbed() -> None:
+    ep, _ = make()
+    invite = request("INVITE", "bob")
+    ok = responses(ep.receive(invite, UDP, 0.0))[-1]
+    ack = request("ACK", "bob", branch="z9hG4bK-ack", cseq="1 ACK", to=ok.header("To"))
+    ep.receive(ack, UDP, 0.1)
+    assert ep.receive(invite, UDP, 5.0) == []  # RFC 6026 §8.7
+    assert advance(ep, 100.0) == []
+    # Remembered for Timer L (64*T1) at least, and not forever: two generations.
+    for i in range(3):
+        other = request("INVITE", "bob", branch=f"z9hG4bK-o{i}", call_id=f"o{i}")
+        ok = responses(ep.receive(other, UDP, 40.0 * (i + 1)))[-1]
+        ep.receive(
+            request(
+                "ACK",
+                "bob",
+                branch=f"z9hG4bK-a{i}",
+                call_id=f"o{i}",
+                cseq="1 ACK",
+                to=ok.header("To"),
+            ),
+            UDP,
+            40.0 * (i + 1),
+        )
+    assert codes(ep.receive(invite, UDP, 130.0)) == [100, 180, 200]

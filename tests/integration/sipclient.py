@@ -1,0 +1,584 @@
+"""Helpers for the integration tests: the responder process, sipp, and raw SIP sockets.
+
+Everything here talks to a real ``sipresponder`` process over loopback.  Every process
+started is stopped by its own PID, every socket read has a timeout and every loop is
+bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "scenarios"
+SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+
+#: How long the responder may take to print its ``listening`` lines.
+START_TIMEOUT = 10.0
+#: How long it may take to exit after SIGTERM/SIGINT.
+STOP_TIMEOUT = 5.0
+#: Default wait for a response that must come.
+RECV_TIMEOUT = 3.0
+#: How long we listen to conclude that nothing is coming.
+SILENCE = 0.3
+
+_LISTENING_RE = re.compile(r"^listening (udp|tcp) (\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]+)$")
+
+
+# --------------------------------------------------------------------- processes
+
+
+def read_lines(proc: subprocess.Popen[bytes], count: int, timeout: float) -> list[str]:
+    """Read ``count`` lines from the process's stdout, waiting at most ``timeout`` s.
+
+    Returns fewer lines when the process exits or the time runs out.
+    """
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while buf.count(b"\n") < count:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break  # EOF: the process is gone
+            buf += chunk
+    return buf.decode("utf-8", "replace").splitlines()[:count]
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Send ``sig`` to the process's own PID and wait; kill it if it does not exit.
+
+    Returns the exit code; raises ``AssertionError`` when the process had to be killed.
+    """
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+        try:
+            return proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+            raise AssertionError(
+                f"process {proc.pid} did not exit within {STOP_TIMEOUT} s of signal {sig}"
+            ) from None
+    return proc.returncode
+
+
+@dataclass
+class Responder:
+    """A running responder process and where it listens."""
+
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    stderr_path: Path
+    lines: list[str]
+    stopped: bool = False
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def log(self) -> str:
+        """What the responder wrote to standard error so far (its log lines)."""
+        return self.stderr_path.read_text("utf-8", "replace")
+
+    def wait_for_log(self, text: str, timeout: float = RECV_TIMEOUT) -> str:
+        """The log once it contains ``text`` (log lines may lag the response a little)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if text in log or time.monotonic() > deadline:
+                return log
+            time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.stopped = True
+        try:
+            return stop_process(self.proc, sig)
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+
+#: The type of the ``start_responder_with`` fixture: ``(*args, host=...) -> Responder``.
+StartResponder = Callable[..., Responder]
+
+
+def responder_command(host: str = "127.0.0.1", port: int = 0, *args: str) -> list[str]:
+    return [sys.executable, "-m", "sipresponder", "--host", host, "--port", str(port), *args]
+
+
+def start_responder(
+    workdir: Path, *args: str, host: str = "127.0.0.1", name: str = "responder"
+) -> Responder:
+    """Start ``python -m sipresponder --host HOST --port 0 ARGS`` and wait until it listens.
+
+    Standard error goes to ``workdir/NAME.stderr.log``.  Raises ``AssertionError`` (after
+    stopping the process) when the two ``listening`` lines do not come within
+    ``START_TIMEOUT`` seconds.
+    """
+    stderr_path = workdir / f"{name}.stderr.log"
+    with stderr_path.open("wb") as err:
+        proc = subprocess.Popen(
+            responder_command(host, 0, *args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            cwd=workdir,
+        )
+    lines = read_lines(proc, 2, START_TIMEOUT)
+    ports = set()
+    hosts = set()
+    for line in lines:
+        m = _LISTENING_RE.match(line)
+        if m is not None:
+            hosts.add(m.group(2).strip("[]"))
+            ports.add(int(m.group(3)))
+    if len(lines) != 2 or len(ports) != 1 or len(hosts) != 1:
+        code = None
+        with contextlib.suppress(AssertionError):
+            code = stop_process(proc, signal.SIGKILL)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        raise AssertionError(
+            f"responder did not start: stdout {lines!r}, exit {code}, "
+            f"stderr:\n{stderr_path.read_text('utf-8', 'replace')}"
+        )
+    return Responder(proc, hosts.pop(), ports.pop(), stderr_path, lines)
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
+    """A port that is free for UDP and TCP on ``host`` right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, other) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port found in 50 attempts")
+
+
+# -------------------------------------------------------------------------- sipp
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed: float
+    errors: str
+    argv: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        return (
+            f"sipp exited {self.returncode} after {self.elapsed:.2f} s\n"
+            f"command: {' '.join(self.argv)}\n"
+            f"--- stdout (tail) ---\n{self.stdout[-4000:]}\n"
+            f"--- stderr ---\n{self.stderr[-4000:]}\n"
+            f"--- *_errors.log ---\n{self.errors[-8000:]}"
+        )
+
+
+def run_sipp(
+    responder: Responder,
+    scenario: str,
+    user: str,
+    transport: str,
+    workdir: Path,
+    extra: Sequence[str] = (),
+    timeout: float = 30.0,
+) -> SippResult:
+    """Run one call of ``scenarios/SCENARIO.xml`` against the responder with the real sipp.
+
+    ``transport`` is ``udp`` or ``tcp`` (``-t u1`` / ``-t t1``).  sipp runs in ``workdir``
+    so its logs land there; the ``*_errors.log`` files are read back into the result.
+    """
+    mode = {"udp": "u1", "tcp": "t1"}[transport]
+    argv = [
+        SIPP,
+        f"{responder.host}:{responder.port}",
+        "-sf",
+        str(SCENARIOS / f"{scenario}.xml"),
+        "-s",
+        user,
+        "-t",
+        mode,
+        "-m",
+        "1",
+        "-l",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-timeout",
+        "20s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_err",
+        *extra,
+    ]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=STOP_TIMEOUT)
+    elapsed = time.monotonic() - start
+    errors = "".join(
+        f"== {p.name}\n{p.read_text('utf-8', 'replace')}\n"
+        for p in sorted(workdir.glob(f"{scenario}_*_errors.log"))
+    )
+    return SippResult(
+        proc.returncode,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        elapsed,
+        errors,
+        argv,
+    )
+
+
+# ------------------------------------------------------------------ SIP messages
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass
+class Req:
+    """A SIP request to send; every field can be bent to make it malformed."""
+
+    method: str = "OPTIONS"
+    user: str | None = "bob"
+    uri: str | None = None  # overrides user
+    version: str = "SIP/2.0"
+    branch: str = field(default_factory=lambda: f"z9hG4bK-{new_id()}")
+    call_id: str = field(default_factory=lambda: f"{new_id()}@test")
+    from_tag: str = field(default_factory=new_id)
+    to_tag: str | None = None
+    cseq: int = 1
+    cseq_method: str | None = None  # defaults to method
+    via: str | None = None  # a whole Via value, overriding the built one
+    rport: bool = True
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    omit: tuple[str, ...] = ()  # header names to leave out
+    body: bytes = b""
+    content_length: int | str | None = "auto"  # None: no Content-Length header
+
+    def encode(self, transport: str, local: tuple[str, int], remote: tuple[str, int]) -> bytes:
+        rhost = _hostport(*remote)
+        uri = self.uri or (f"sip:{self.user}@{rhost}" if self.user else f"sip:{rhost}")
+        via = self.via
+        if via is None:
+            via = f"SIP/2.0/{transport.upper()} {_hostport(*local)};branch={self.branch}"
+            if self.rport:
+                via += ";rport"
+        to_uri = f"sip:{self.user}@{rhost}" if self.user else f"sip:{rhost}"
+        to = f"<{to_uri}>" + (f";tag={self.to_tag}" if self.to_tag else "")
+        lines = [
+            ("Via", via),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:test@{_hostport(*local)}>;tag={self.from_tag}"),
+            ("To", to),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{self.cseq} {self.cseq_method or self.method}"),
+            *self.headers,
+        ]
+        if self.content_length == "auto":
+            lines.append(("Content-Length", str(len(self.body))))
+        elif self.content_length is not None:
+            lines.append(("Content-Length", str(self.content_length)))
+        omit = {name.lower() for name in self.omit}
+        head = f"{self.method} {uri} {self.version}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in lines if name.lower() not in omit
+        )
+        return head.encode() + b"\r\n" + self.body
+
+    def ack(self, to_tag: str | None) -> Req:
+        """The ACK of a non-2xx final to this INVITE (same branch, RFC 3261 §17.1.1.3)."""
+        return Req(
+            method="ACK",
+            user=self.user,
+            uri=self.uri,
+            branch=self.branch,
+            call_id=self.call_id,
+            from_tag=self.from_tag,
+            to_tag=to_tag,
+            cseq=self.cseq,
+            rport=self.rport,
+        )
+
+    def ack_2xx(self, to_tag: str | None) -> Req:
+        """The ACK of a 2xx to this INVITE: a transaction of its own (§13.2.2.4)."""
+        return self.in_dialog("ACK", to_tag, self.cseq)
+
+    def in_dialog(self, method: str, to_tag: str | None, cseq: int) -> Req:
+        """A new request in the dialog this request's 2xx set up (new branch)."""
+        return Req(
+            method=method,
+            user=self.user,
+            uri=self.uri,
+            call_id=self.call_id,
+            from_tag=self.from_tag,
+            to_tag=to_tag,
+            cseq=cseq,
+            rport=self.rport,
+        )
+
+    def cancel(self) -> Req:
+        """The CANCEL of this request (RFC 3261 §9.1): same branch, CSeq number, tags."""
+        return Req(
+            method="CANCEL",
+            user=self.user,
+            uri=self.uri,
+            branch=self.branch,
+            call_id=self.call_id,
+            from_tag=self.from_tag,
+            to_tag=self.to_tag,
+            cseq=self.cseq,
+            rport=self.rport,
+        )
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class Msg:
+    """A SIP message as received: start line, headers (in order), body and raw bytes."""
+
+    start: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    raw: bytes
+    at: float  # time.monotonic() when it arrived
+
+    @property
+    def status(self) -> int:
+        parts = self.start.split(" ", 2)
+        assert parts[0] == "SIP/2.0" and len(parts) >= 2, f"not a response: {self.start!r}"
+        return int(parts[1])
+
+    @property
+    def reason(self) -> str:
+        return self.start.split(" ", 2)[2] if self.start.count(" ") >= 2 else ""
+
+    def get(self, name: str) -> str | None:
+        for hname, value in self.headers:
+            if hname.lower() == name.lower():
+                return value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        return [v for h, v in self.headers if h.lower() == name.lower()]
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        assert value is not None, f"no {name} header in:\n{self.text}"
+        return value
+
+    @property
+    def to_tag(self) -> str | None:
+        to = self["To"]
+        m = re.search(r";\s*tag=([^;\s>]+)", to[to.rfind(">") + 1 :])
+        return m.group(1) if m else None
+
+    @property
+    def text(self) -> str:
+        return self.raw.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<Msg {self.start!r}>"
+
+
+def parse(data: bytes, at: float) -> Msg:
+    head, sep, body = data.partition(b"\r\n\r\n")
+    assert sep, f"no end of headers in {data[:200]!r}"
+    lines = head.decode("utf-8", "replace").split("\r\n")
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
+    return Msg(lines[0], headers, body, data, at)
+
+
+# --------------------------------------------------------------------- sockets
+
+
+class Client:
+    """A SIP peer on a raw socket: builds, sends and receives whole messages."""
+
+    transport = ""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
+        self.family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+        self.sock: socket.socket
+
+    @property
+    def local(self) -> tuple[str, int]:
+        name = self.sock.getsockname()
+        return (name[0], name[1])
+
+    def build(self, req: Req) -> bytes:
+        return req.encode(self.transport, self.local, self.server)
+
+    def send(self, req: Req | bytes) -> None:
+        raise NotImplementedError
+
+    def recv(self, timeout: float = RECV_TIMEOUT) -> Msg | None:
+        raise NotImplementedError
+
+    def expect(self, code: int, timeout: float = RECV_TIMEOUT) -> Msg:
+        """The next message, which must be a response with ``code``."""
+        msg = self.recv(timeout)
+        assert msg is not None, f"no response within {timeout} s (expected {code})"
+        assert msg.status == code, f"expected {code}, got:\n{msg.text}"
+        return msg
+
+    def expect_any(self, timeout: float = RECV_TIMEOUT) -> Msg:
+        """The next message, whatever it is; it must come within ``timeout``."""
+        msg = self.recv(timeout)
+        assert msg is not None, f"no message within {timeout} s"
+        return msg
+
+    def expect_codes(self, codes: Iterable[int], timeout: float = RECV_TIMEOUT) -> list[Msg]:
+        return [self.expect(code, timeout) for code in codes]
+
+    def expect_silence(self, timeout: float = SILENCE) -> None:
+        msg = self.recv(timeout)
+        assert msg is None, f"expected no answer, got:\n{msg.text}"
+
+    def request(self, req: Req, code: int, timeout: float = RECV_TIMEOUT) -> Msg:
+        self.send(req)
+        return self.expect(code, timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class UdpClient(Client):
+    transport = "udp"
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        super().__init__(server)
+        self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        self.sock.bind((server[0], 0))
+
+    def send(self, req: Req | bytes) -> None:
+        data = self.build(req) if isinstance(req, Req) else req
+        self.sock.sendto(data, self.server)
+
+    def recv(self, timeout: float = RECV_TIMEOUT) -> Msg | None:
+        self.sock.settimeout(timeout)
+        try:
+            data, _ = self.sock.recvfrom(65535)
+        except TimeoutError:
+            return None
+        return parse(data, time.monotonic())
+
+
+class TcpClient(Client):
+    transport = "tcp"
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        super().__init__(server)
+        self.sock = socket.create_connection(server, timeout=RECV_TIMEOUT)
+        self.buf = b""
+        self.eof = False
+
+    def send(self, req: Req | bytes) -> None:
+        data = self.build(req) if isinstance(req, Req) else req
+        self.sock.sendall(data)
+
+    def _fill(self, deadline: float) -> bool:
+        """Read more bytes into the buffer until ``deadline``; False on timeout or EOF."""
+        left = deadline - time.monotonic()
+        if left <= 0 or self.eof:
+            return False
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def recv_raw(self, size: int, timeout: float = RECV_TIMEOUT) -> bytes:
+        """Up to ``size`` bytes exactly as they come (for keep-alive pongs)."""
+        deadline = time.monotonic() + timeout
+        while len(self.buf) < size and self._fill(deadline):
+            pass
+        data, self.buf = self.buf[:size], self.buf[size:]
+        return data
+
+    def recv(self, timeout: float = RECV_TIMEOUT) -> Msg | None:
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill(deadline):
+                return None
+        head_end = self.buf.index(b"\r\n\r\n") + 4
+        m = re.search(rb"(?im)^content-length\s*:\s*(\d+)\s*$", self.buf[:head_end])
+        assert m is not None, f"response without Content-Length: {self.buf[:head_end]!r}"
+        total = head_end + int(m.group(1))
+        while len(self.buf) < total:
+            if not self._fill(deadline):
+                return None
+        data, self.buf = self.buf[:total], self.buf[total:]
+        return parse(data, time.monotonic())
+
+    def closed_by_peer(self, timeout: float = RECV_TIMEOUT) -> bool:
+        """Whether the server closes the connection within ``timeout`` (data is kept)."""
+        deadline = time.monotonic() + timeout
+        while self._fill(deadline):
+            pass
+        return self.eof
+
+
+def client(transport: str, server: tuple[str, int]) -> Client:
+    return UdpClient(server) if transport == "udp" else TcpClient(server)
