@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: URI schemes we answer (§8.2.2.1); others get 416.
 SCHEMES = frozenset({"sip", "sips", "tel"})
+#: How many (oddity, source address) pairs are remembered as already logged.
+_NOTICE_LIMIT = 4096
 #: Methods whose transaction a CANCEL may find besides INVITE's.
 _CANCELLABLE = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
 
@@ -107,6 +109,7 @@ class Endpoint:
         self._acked_new: set[Hashable] = set()
         self._acked_old: set[Hashable] = set()
         self._acked_since = 0.0
+        self._noticed: set[tuple[str, str]] = set()
         self._seq = 0
         self.stats: dict[str, int] = {
             "requests": 0,
@@ -133,8 +136,8 @@ class Endpoint:
                 return self._reject(exc, flow)
             if isinstance(msg, Response):
                 self.stats["dropped"] += 1
-                log.debug(
-                    "dropped a %d response from %s: we send no requests", msg.status, flow.peer
+                self._notice(
+                    "response", flow, f"dropped a {msg.status} response: we send no requests"
                 )
                 return []
             self.stats["requests"] += 1
@@ -188,6 +191,8 @@ class Endpoint:
 
     def _request(self, req: Request, flow: Flow, now: float) -> list[Send]:
         method = req.method
+        if "max-forwards" not in req.headers:
+            self._notice("max-forwards", flow, f"{method} without Max-Forwards (tolerated)")
         if method == "ACK":
             self._ack(req, now)
             return []  # RFC 3261 §17.2.1, §13.3.1.4: an ACK is never answered
@@ -355,7 +360,7 @@ class Endpoint:
         req = exc.request
         if not isinstance(req, Request) or req.top_via is None or req.method == "ACK":
             self.stats["dropped"] += 1
-            log.info("dropped a message from %s: %s", flow.peer, exc.reason)
+            self._notice("dropped", flow, f"dropped a message: {exc.reason}")
             return []
         tag = None
         if req.call_id:
@@ -372,6 +377,21 @@ class Endpoint:
         self.stats["responses_sent"] += 1
         self._report(req, flow, (exc.status,))
         return [(serialize_response(resp), flow, dest)]
+
+    def _notice(self, kind: str, flow: Flow, message: str) -> None:
+        """Log a peer's oddity at INFO once per kind and source address, not per message.
+
+        The set of (kind, address) already told is bounded: it is cleared when full, so a
+        flood of sources costs at most one line per ``_NOTICE_LIMIT`` of them.
+        """
+        key = (kind, flow.remote[0])
+        if key in self._noticed:
+            log.debug("%s from %s", message, flow.peer)
+            return
+        if len(self._noticed) >= _NOTICE_LIMIT:
+            self._noticed.clear()
+        self._noticed.add(key)
+        log.info("%s from %s (said once per source)", message, flow.peer)
 
     def _local(self, req: Request, flow: Flow) -> Local:
         """Our address as the peer reached it, for Contact and SDP."""

@@ -236,7 +236,10 @@ def test_unanswerable_input_and_responses_are_dropped(caplog: pytest.LogCaptureF
     bad_ack = request("ACK", cseq="1 INVITE")
     assert ep.receive(bad_ack, UDP, 0.0) == []  # an ACK is never answered, even a bad one
     assert ep.stats["dropped"] >= 2
-    assert "dropped a message" in caplog.text
+    assert "dropped a message" in caplog.text and "dropped a 200 response" in caplog.text
+    caplog.clear()
+    ep.receive(b"\x00\x01garbage", UDP, 0.0)
+    assert "dropped" not in caplog.text  # told once per source, not per message
     assert codes(ep.receive(request(), UDP, 0.0)) == [200]
 
 
@@ -332,3 +335,11 @@ def test_late_invite_after_the_2xx_ack_is_absorbed() -> None:
             40.0 * (i + 1),
         )
     assert codes(ep.receive(invite, UDP, 130.0)) == [100, 180, 200]
+
+
+def test_missing_max_forwards_is_tolerated_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    ep, _ = make()
+    caplog.set_level(logging.INFO)
+    data = request().replace(b"Max-Forwards: 70\r\n", b"")
+    assert codes(ep.receive(data, UDP, 0.0)) == [200]
+    assert "without Max-Forwards" in caplog.text
