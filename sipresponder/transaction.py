@@ -131,7 +131,7 @@ class ServerTransaction:
         self.request: Request | None = request
         self.invite = request.method == "INVITE"
         self.plan = plan
-        self.build = build
+        self.build: Callable[[int], bytes] | None = build
         self.reliable = reliable
         self.timers = timers
         self.flow = flow
@@ -198,6 +198,7 @@ class ServerTransaction:
             self.state = State.CONFIRMED
             self.end = End.ACKED
             self.t_retx = None
+            self.final = None  # Confirmed only absorbs: nothing is sent again
             self.t_end = now + (0.0 if self.reliable else self.timers.t4)
         elif self.state is State.ACCEPTED:
             # §13.3.1.4: the ACK ends the 2xx retransmissions.  We keep no dialog; the
@@ -276,6 +277,7 @@ class ServerTransaction:
         self.t_step = None
 
     def _provisional(self, code: int, now: float) -> None:
+        assert self.build is not None
         data = self.build(code)
         self.outbox.append(data)
         self.codes.append(code)
@@ -287,14 +289,18 @@ class ServerTransaction:
             self.t_prov = now + self.timers.provisional_interval
 
     def _final(self, code: int, now: float) -> None:
+        assert self.build is not None
         data = self.build(code)
         self.outbox.append(data)
         self.codes.append(code)
         self.final = data
+        self.last_provisional = None
         self.t_step = None
         self.t_expire = None
         self.t_prov = None
-        self.request = None  # nothing more is built from it
+        # Nothing more is built: let the request and its closure go (memory per call).
+        self.request = None
+        self.build = None
         t = self.timers
         if not self.invite:
             # §17.2.2: Completed absorbs retransmissions for Timer J (64*T1, 0 on TCP).
@@ -317,3 +323,5 @@ class ServerTransaction:
         self.state = State.TERMINATED
         self.t_step = self.t_expire = self.t_prov = self.t_retx = self.t_end = None
         self.request = None
+        self.build = None
+        self.final = self.last_provisional = None
