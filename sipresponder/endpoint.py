@@ -33,6 +33,7 @@ from .responses import (
     build_response,
     make_to_tag,
     response_destination,
+    response_vias,
 )
 from .sdp import SdpError, check_offer
 from .serializer import serialize_response
@@ -218,9 +219,13 @@ class Endpoint:
         if any(step.code in (401, 407) for step in plan.steps):
             extras = dataclasses.replace(extras, nonce=self._nonce(req), realm=self.config.realm)
 
+        vias = response_vias(req, *source)  # stamped once, for every response
+
         def build(code: int) -> bytes:
             return serialize_response(
-                build_response(req, code, to_tag=tag, source=source, local=local, extras=extras)
+                build_response(
+                    req, code, to_tag=tag, source=source, local=local, extras=extras, vias=vias
+                )
             )
 
         if method != "INVITE" and plan.immediate and not plan.rings:

@@ -34,6 +34,57 @@ _SINGLE = ("from", "to", "call-id", "cseq", "content-length", "max-forwards")
 
 _VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.I)
 
+#: Header names (lower case) known to be tokens: the per-header check is skipped for them.
+_COMMON = (
+    frozenset(COMPACT)
+    | frozenset(COMPACT.values())
+    | {
+        "cseq",
+        "max-forwards",
+        "user-agent",
+        "server",
+        "allow",
+        "require",
+        "proxy-require",
+        "record-route",
+        "route",
+        "expires",
+        "authorization",
+        "proxy-authorization",
+        "www-authenticate",
+        "proxy-authenticate",
+        "accept",
+        "date",
+        "organization",
+        "priority",
+        "min-expires",
+        "retry-after",
+        "timestamp",
+        "unsupported",
+        "warning",
+        "path",
+        "p-asserted-identity",
+    }
+)
+_COMMON_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "MESSAGE",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "PUBLISH",
+    }
+)
+
 
 def _header_end(data: bytes) -> tuple[int, int]:
     """Index where the header section ends and where the body starts (§7: CRLF CRLF).
@@ -99,7 +150,7 @@ def parse_message(
         method, uri, version = [*parts, "", "", ""][:3]
     else:
         method, uri, version = parts
-    if method and not TOKEN_RE.fullmatch(method):
+    if method and method not in _COMMON_METHODS and not TOKEN_RE.fullmatch(method):
         errors.append((400, "Malformed Method"))
 
     headers = Headers()
@@ -122,11 +173,11 @@ def parse_message(
             last_key = None
             continue
         name = line[:colon].rstrip(" \t")
-        if not TOKEN_RE.fullmatch(name):
+        key = name.lower()
+        if key not in _COMMON and not TOKEN_RE.fullmatch(name):
             errors.append((400, "Malformed Header Name"))
             last_key = None
             continue
-        key = name.lower()
         key = COMPACT.get(key, key)
         value = line[colon + 1 :].strip()
         existing = hmap.get(key)

@@ -141,16 +141,20 @@ def build_response(
     local: Local,
     extras: Extras = NO_EXTRAS,
     server: str = SERVER,
+    vias: list[str] | None = None,
 ) -> Response:
     """The response ``status`` to ``req`` (RFC 3261 §8.2.6).
 
     Copies every Via (stamped), From, Call-ID and CSeq; copies To and adds ``to_tag``
     unless the request's To already has a tag or the response is 100 (§8.2.6.2).  Adds
     what the code must carry.  ``to_tag`` may be ``None`` only for 100 Trying and for
-    error responses to requests too broken to tag.
+    error responses to requests too broken to tag.  ``vias`` may pass in what
+    ``response_vias(req, *source)`` returned, to stamp the Via once per request.
     """
     method = req.method
-    headers: list[tuple[str, str]] = [("Via", v) for v in response_vias(req, *source)]
+    if vias is None:
+        vias = response_vias(req, *source)
+    headers: list[tuple[str, str]] = [("Via", v) for v in vias]
     if req.from_ is not None:
         headers.append(("From", req.from_))
     if req.to is not None:
