@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import cast
 
+from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
 from .errors import ParseError
 from .message import Request, Response, is_ip, plain_ip, uri_host, uri_scheme, uri_user
@@ -35,6 +36,7 @@ from .responses import (
     response_destination,
     response_vias,
 )
+from .rules import Rule, RuleSet, fill, fill_body, placeholder_values
 from .sdp import SdpError, check_offer
 from .serializer import serialize_response
 from .transaction import End, ServerTransaction, State, ack_key, transaction_key
@@ -93,7 +95,9 @@ Reporter = Callable[[TransactionRecord], None]
 class Endpoint:
     """The responder's protocol core, driven by the transport adapters."""
 
-    def __init__(self, config: Config, report: Reporter | None = None) -> None:
+    def __init__(
+        self, config: Config, report: Reporter | None = None, rules: RuleSet | None = None
+    ) -> None:
         if not config.secret:
             raise ValueError("Endpoint needs config.secret (the server makes one)")
         self.config = config
@@ -111,6 +115,13 @@ class Endpoint:
         self._acked_old: set[Hashable] = set()
         self._acked_since = 0.0
         self._noticed: set[tuple[str, str]] = set()
+        self.signer = NonceSigner(self.secret)
+        #: ``time.time() - loop.time()``, set by the shell: nonces carry wall-clock time.
+        self.wall_offset = 0.0
+        self.rules: RuleSet | None = None
+        self._picks: dict[int, int] = {}
+        self._seed = self.secret
+        self.set_rules(rules)
         self._seq = 0
         self.stats: dict[str, int] = {
             "requests": 0,
@@ -211,27 +222,44 @@ class Endpoint:
             self.stats["retransmissions"] += 1
             return []  # RFC 6026 §8.7: a retransmitted INVITE after its 2xx is absorbed
 
-        plan, extras, send_trying = self._choose(req)
+        source = flow.remote
+        plan, extras, send_trying, stateful = self._choose(req, flow, now)
         tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         local = self._local(req, flow)
-        source = flow.remote
         dest = source if flow.reliable else response_destination(req, *source)
-        if any(step.code in (401, 407) for step in plan.steps):
-            extras = dataclasses.replace(extras, nonce=self._nonce(req), realm=self.config.realm)
-
         vias = response_vias(req, *source)  # stamped once, for every response
+        values: dict[str, str] | None = None
 
-        def build(code: int) -> bytes:
+        def build(step: Step) -> bytes:
+            nonlocal values
+            step_extras = extras
+            if step.code in (401, 407) and not step.headers:
+                # A dialled challenge: a real, verifiable nonce (RFC 3261 §22.1).
+                step_extras = dataclasses.replace(
+                    extras,
+                    nonce=self.signer.make(self.config.realm, self._wall(now)),
+                    realm=self.config.realm,
+                )
+            if step.reason or step.headers or step.body is not None or step.sdp:
+                if values is None:
+                    values = placeholder_values(req, flow.transport, source, local.hostport)
+                step_extras = _step_extras(step, step_extras, values)
             return serialize_response(
                 build_response(
-                    req, code, to_tag=tag, source=source, local=local, extras=extras, vias=vias
+                    req,
+                    step.code,
+                    to_tag=tag,
+                    source=source,
+                    local=local,
+                    extras=step_extras,
+                    vias=vias,
                 )
             )
 
-        if method != "INVITE" and plan.immediate and not plan.rings:
+        if method != "INVITE" and plan.immediate and not plan.rings and not stateful:
             # Stateless (§8.2.7): a retransmission is answered identically, since the To
             # tag and every byte of the response follow from the request alone.
-            out = [(build(step.code), flow, dest) for step in plan.steps]
+            out = [(build(step), flow, dest) for step in plan.steps]
             self.stats["responses_sent"] += len(out)
             self._report(req, flow, tuple(step.code for step in plan.steps))
             return out
@@ -268,19 +296,76 @@ class Endpoint:
         self._after(txn, out)
         return out
 
-    def _choose(self, req: Request) -> tuple[Plan, Extras, bool]:
-        """The plan for a request: an RFC rejection, else what the user part dials."""
+    def _choose(self, req: Request, flow: Flow, now: float) -> tuple[Plan, Extras, bool, bool]:
+        """The plan for a request: an RFC rejection, else the first matching rule (after its
+        Digest check), else what the user part dials.  -> (plan, extras, send 100 first,
+        keep state even when answered at once)."""
         method = req.method
         reject = _rejection(req)
         if reject is not None:
             code, extras = reject
-            return Plan((Step(code),), str(code)), extras, False
-        if req.to_tag is not None and method == "INVITE":
+            return Plan((Step(code),), str(code)), extras, False, False
+        stateful = False
+        rule = None
+        if self.rules is not None:
+            rule = self.rules.find(req, flow.transport, plain_ip(flow.remote[0]))
+        if rule is not None:
+            if rule.auth is not None:
+                denied = self._authenticate(rule.auth, req, now)
+                if denied is not None:
+                    return Plan((denied,), "auth"), Extras(), False, False
+            plan = self._pick(rule)
+            # A weighted pick is not a function of the request: keep the transaction, so
+            # a retransmission gets the same answer.
+            stateful = rule.weighted
+        elif req.to_tag is not None and method == "INVITE":
             plan = Plan((Step(200),), "re-INVITE")  # in-dialog: no ringing
         else:
             plan = dial_plan(uri_user(req.uri)) or default_plan(method)
         send_trying = method == "INVITE" and not plan.starts_with_100
-        return plan, Extras(), send_trying
+        return plan, Extras(), send_trying, stateful
+
+    def _authenticate(self, spec: AuthSpec, req: Request, now: float) -> Step | None:
+        """RFC 3261 §22.2-22.3: None when the credentials hold, else the step to answer."""
+        wall = self._wall(now)
+        verdict = verify(
+            spec,
+            req.method,
+            req.headers.get_all(spec.credentials_header),
+            self.signer,
+            wall,
+            req.body,
+        )
+        if verdict.result == "ok":
+            return None
+        if verdict.result == "bad":
+            log.info("Digest: %s (Call-ID %s): 403", verdict.reason, req.call_id)
+            return Step(403)
+        nonce = self.signer.make(spec.realm, wall)
+        stale = verdict.result == "stale"  # RFC 7616 §3.3: right credentials, old nonce
+        headers = tuple((spec.header_name, v) for v in challenges(spec, nonce, stale=stale))
+        return Step(spec.challenge_code, headers=headers)
+
+    def _pick(self, rule: Rule) -> Plan:
+        """The weighted choice of a rule, reproducible from the seed and the arrival order."""
+        if not rule.weighted:
+            return rule.choices[0].plan
+        count = self._picks.get(rule.index, 0)
+        self._picks[rule.index] = count + 1
+        data = f"{rule.index}:{count}".encode()
+        digest = hashlib.blake2b(data, key=self._seed, digest_size=8).digest()
+        return rule.pick(int.from_bytes(digest, "big") / 2**64)
+
+    def set_rules(self, rules: RuleSet | None) -> None:
+        """Use these rules for new transactions; those in flight keep their plan."""
+        self.rules = rules
+        self._picks = {}
+        seed = rules.seed if rules is not None else None
+        self._seed = self.secret if seed is None else str(seed).encode()
+
+    def _wall(self, now: float) -> float:
+        """Wall-clock seconds for nonce timestamps: ``now`` plus the offset the shell set."""
+        return now + self.wall_offset
 
     def _ack(self, req: Request, now: float) -> None:
         self.stats["acks"] += 1
@@ -406,13 +491,21 @@ class Endpoint:
             host = uri_h if uri_h is not None and is_ip(uri_h) else "127.0.0.1"
         return Local(host, flow.local[1], flow.transport)
 
-    def _nonce(self, req: Request) -> str:
-        data = f"{req.call_id}\x00{req.cseq_num}".encode("utf-8", "surrogateescape")
-        return hashlib.blake2s(data, key=self.secret, digest_size=16, person=b"nonce").hexdigest()
-
     def _report(self, req: Request, flow: Flow, codes: tuple[int, ...]) -> None:
         if self.report is not None:
             self.report(TransactionRecord(req.method, req.uri, flow.peer, codes))
+
+
+def _step_extras(step: Step, extras: Extras, values: dict[str, str]) -> Extras:
+    """A rule step's overrides, with the request's placeholders filled in."""
+    return dataclasses.replace(
+        extras,
+        reason=step.reason or extras.reason,
+        headers=tuple((name, fill(value, values)) for name, value in step.headers),
+        body=None if step.body is None else fill_body(step.body, values).encode(),
+        content_type=step.content_type,
+        sdp=step.sdp,
+    )
 
 
 def _rejection(req: Request) -> tuple[int, Extras] | None:

@@ -27,10 +27,22 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """Send ``code`` at ``at`` seconds after the request arrived."""
+    """Send ``code`` at ``at`` seconds after the request arrived.
+
+    The other fields come from a rules file (dial-the-code leaves them empty): ``reason``
+    replaces the reason phrase; ``headers`` are added, or replace the builder's header of
+    the same name; ``body`` (with ``content_type``) is sent as is; ``sdp`` is ``answer``,
+    ``offer`` or ``none`` to override the default SDP of the response.  Header values and
+    the body may hold placeholders (``{call_id}``...), filled per request by the endpoint.
+    """
 
     code: int
     at: float = 0.0
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
+    content_type: str | None = None
+    sdp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 
 from .codes import reason_phrase
-from .message import Request, Response, parse_via, plain_ip, same_ip, uri_of
+from .message import Request, Response, header_key, parse_via, plain_ip, same_ip, uri_of
 from .sdp import build_answer, build_offer
 from .version import __version__
 
@@ -127,6 +127,13 @@ class Extras:
     realm: str = "sipresponder"
     retry_after: int | None = None
     warning: str | None = None
+    #: Headers added, or replacing the builder's headers of the same name (rules).
+    headers: tuple[tuple[str, str], ...] = ()
+    #: A body to send instead of the default one, with its type.
+    body: bytes | None = None
+    content_type: str | None = None
+    #: ``answer`` | ``offer`` | ``none``: the SDP of this response, instead of the default.
+    sdp: str | None = None
 
 
 NO_EXTRAS = Extras()
@@ -226,10 +233,29 @@ def build_response(
         headers.append(("Allow", ALLOW))  # §13.3.1.4: SHOULD
         headers.append(("Supported", SUPPORTED))
 
-    if method in ("INVITE", "UPDATE") and (cls == 2 or status == 183):
-        body = _session(req, local, to_tag or "", offer_if_none=method == "INVITE")
-        if body:
-            content_type = "application/sdp"
+    if extras.headers:
+        replaced = {header_key(name) for name, _ in extras.headers}
+        headers = [(n, v) for n, v in headers if header_key(n) not in replaced]
+        headers.extend(extras.headers)
+
+    # RFC 3261 §13.2.1 / RFC 3264: a 2xx to INVITE always carries SDP — the answer to the
+    # INVITE's offer, or an offer of ours — whatever a rule says.
+    must_sdp = method == "INVITE" and cls == 2
+    mode = extras.sdp
+    if extras.body is not None and not must_sdp:
+        body, content_type = extras.body, extras.content_type or "text/plain"
+    elif extras.body is not None and (extras.content_type or "") == "application/sdp":
+        body, content_type = extras.body, "application/sdp"
+    elif mode == "offer" and not (must_sdp and req.body):
+        body = build_offer(local.host, _session_id(to_tag))
+    elif (
+        mode == "answer"
+        or must_sdp
+        or (mode is None and method in ("INVITE", "UPDATE") and (cls == 2 or status == 183))
+    ):
+        body = _session(req, local, to_tag or "", offer_if_none=method == "INVITE" or bool(mode))
+    if body and content_type is None:
+        content_type = "application/sdp"
     if content_type is not None:
         headers.append(("Content-Type", content_type))
     return Response(status, extras.reason or reason_phrase(status), headers, body)
@@ -281,12 +307,17 @@ def _register_bindings(req: Request) -> list[tuple[str, str]]:
 
 def _session(req: Request, local: Local, tag: str, *, offer_if_none: bool) -> bytes:
     """The SDP of a 183/2xx: the answer to the request's offer, else an offer of ours."""
-    session_id = zlib.crc32(tag.encode()) or 1  # stable: retransmissions match
+    session_id = _session_id(tag)
     if req.body and _is_sdp(req):
         return build_answer(req.body, local.host, session_id)
     if offer_if_none:
         return build_offer(local.host, session_id)
     return b""
+
+
+def _session_id(tag: str | None) -> int:
+    """The SDP session id/version: stable for a request, so retransmissions match."""
+    return zlib.crc32((tag or "").encode()) or 1
 
 
 def _is_sdp(req: Request) -> bool:

@@ -5,7 +5,7 @@ transaction state machines with Timers G, H, I, J, the 2xx retransmission of the
 (§13.3.1.4), the periodic provisional of a ringing INVITE (§13.3.1.1), the INVITE's own
 ``Expires`` (§13.3.1) and the ring limit.  A transaction never reads a clock: every entry
 point takes ``now`` and ``next_deadline`` tells the caller when to call ``on_timer``.  It
-builds no messages either: it is given ``build(code) -> bytes`` and appends what is to be
+builds no messages either: it is given ``build(step) -> bytes`` and appends what is to be
 sent to ``outbox``.  Imports ``message`` and ``plans`` only.
 """
 
@@ -16,9 +16,10 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from .message import Request
-from .plans import Plan
+from .plans import Plan, Step
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
+TRYING = Step(100)
 
 
 class State(enum.Enum):
@@ -121,7 +122,7 @@ class ServerTransaction:
         key: Hashable,
         request: Request,
         plan: Plan,
-        build: Callable[[int], bytes],
+        build: Callable[[Step], bytes],
         *,
         reliable: bool,
         timers: Timers,
@@ -131,7 +132,7 @@ class ServerTransaction:
         self.request: Request | None = request
         self.invite = request.method == "INVITE"
         self.plan = plan
-        self.build: Callable[[int], bytes] | None = build
+        self.build: Callable[[Step], bytes] | None = build
         self.reliable = reliable
         self.timers = timers
         self.flow = flow
@@ -165,7 +166,7 @@ class ServerTransaction:
         """The request arrived.  ``send_trying``: send 100 Trying first (§17.2.1)."""
         self.start_time = now
         if send_trying:
-            self._provisional(100, now)
+            self._provisional(TRYING, now)
         # §13.3.1: the INVITE's Expires ends the ringing with 487; the ring limit with 408.
         limit = self.timers.max_ring
         if expires is not None and expires < limit:
@@ -209,7 +210,7 @@ class ServerTransaction:
     def cancel(self, now: float) -> bool:
         """A matching CANCEL (§9.2).  True when it ended a pending INVITE with 487."""
         if self.invite and self.state is State.PROCEEDING:
-            self._final(487, now)
+            self._final(Step(487), now)
             return True
         return False
 
@@ -220,7 +221,7 @@ class ServerTransaction:
         if self.t_expire is not None and self.t_expire <= now:
             self.t_expire = None
             if self.state in (State.TRYING, State.PROCEEDING):
-                self._final(self.expire_code, now)
+                self._final(Step(self.expire_code), now)
         if self.t_prov is not None and self.t_prov <= now:
             if self.state is State.PROCEEDING and self.last_provisional is not None:
                 self.outbox.append(self.last_provisional)
@@ -271,14 +272,15 @@ class ServerTransaction:
                 return
             self.step_index += 1
             if step.code < 200:
-                self._provisional(step.code, now)
+                self._provisional(step, now)
             else:
-                self._final(step.code, now)
+                self._final(step, now)
         self.t_step = None
 
-    def _provisional(self, code: int, now: float) -> None:
+    def _provisional(self, step: Step, now: float) -> None:
         assert self.build is not None
-        data = self.build(code)
+        code = step.code
+        data = self.build(step)
         self.outbox.append(data)
         self.codes.append(code)
         self.last_provisional = data
@@ -288,9 +290,10 @@ class ServerTransaction:
             # §13.3.1.1: while ringing, repeat the provisional so proxies keep waiting.
             self.t_prov = now + self.timers.provisional_interval
 
-    def _final(self, code: int, now: float) -> None:
+    def _final(self, step: Step, now: float) -> None:
         assert self.build is not None
-        data = self.build(code)
+        code = step.code
+        data = self.build(step)
         self.outbox.append(data)
         self.codes.append(code)
         self.final = data

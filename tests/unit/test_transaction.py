@@ -6,7 +6,7 @@ from helpers import request
 
 from sipresponder.message import Request
 from sipresponder.parser import parse_message
-from sipresponder.plans import parse_plan
+from sipresponder.plans import Step, parse_plan
 from sipresponder.transaction import (
     End,
     ServerTransaction,
@@ -19,8 +19,8 @@ from sipresponder.transaction import (
 TIMERS = Timers()
 
 
-def build(code: int) -> bytes:
-    return str(code).encode()
+def build(step: Step) -> bytes:
+    return str(step.code).encode()
 
 
 def make(

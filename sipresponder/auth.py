@@ -1,0 +1,541 @@
+"""SIP Digest authentication for a UAS (RFC 3261 §22, RFC 2617, RFC 7616, RFC 8760).
+
+What belongs here: the realm, users and algorithms a plan challenges with (``AuthSpec``),
+stateless signed nonces (``NonceSigner``), the challenge header values of a 401/407
+(``challenges``), parsing one Authorization/Proxy-Authorization value
+(``parse_credentials``), the digest computation itself (``digest_response``) and the
+verdict on a request's credentials (``verify``).  ``credentials`` builds a client's header
+value, for tests and for tools that act as a UAC.
+
+Sans-IO: the caller passes the wall-clock time as ``now`` and the nonce secret as bytes;
+nothing is stored per client.  Imports only ``message`` from the package and hashing
+from the standard library; no sockets, clocks or randomness.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .message import TOKEN_RE
+
+#: Supported ``algorithm`` values, canonical spelling (RFC 7616 §6.1, RFC 8760 §2).
+ALGORITHMS: tuple[str, ...] = (
+    "MD5",
+    "MD5-sess",
+    "SHA-256",
+    "SHA-256-sess",
+    "SHA-512-256",
+    "SHA-512-256-sess",
+)
+
+#: Lower-case algorithm name -> canonical name; ``algorithm`` is case-insensitive.
+_CANONICAL = {name.lower(): name for name in ALGORITHMS}
+
+#: Base algorithm -> hashlib name (SHA-512/256 is FIPS 180-4 §6.7, not truncated SHA-512).
+_HASHLIB = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
+
+#: ``qop`` values we can verify (RFC 2617 §3.2.2.3); ``auth`` is the only one we offer.
+QOPS = ("auth", "auth-int")
+
+_INF = float("inf")
+
+#: An authentic nonce dated this far in the future (another process's clock) is stale.
+FUTURE_SKEW = 5.0
+
+_TOKEN = TOKEN_RE.pattern
+_LWS = r"[ \t\r\n]*"
+_SCHEME_RE = re.compile(rf"{_LWS}({_TOKEN})(?:[ \t\r\n]+|$)")
+# auth-param = token LWS "=" LWS ( token / quoted-string ), §25.1; the quoted-string
+# alternatives are disjoint, so matching stays linear on any input.
+_PARAM_RE = re.compile(
+    rf'{_LWS}({_TOKEN}){_LWS}={_LWS}(?:"((?:[^"\\\r\n]|\\[^\r\n])*)"|({_TOKEN})){_LWS}'
+)
+_COMMA_RE = re.compile(rf",{_LWS}")
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
+_NONCE_RE = re.compile(r"[A-Za-z0-9_-]{32}")
+_NC_RE = re.compile(r"[0-9A-Fa-f]{8}")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def canonical_algorithm(name: str) -> str | None:
+    """``"sha-256"`` -> ``"SHA-256"``; ``None`` for an algorithm we do not support."""
+    return _CANONICAL.get(name.strip().lower())
+
+
+# ------------------------------------------------------------------ the spec
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSpec:
+    """Who may pass and how they are challenged.
+
+    ``users`` is normalised to a tuple of ``(username, password)`` pairs, so the spec is
+    immutable and hashable; look passwords up with ``password``.  The repr shows user
+    names only.
+    """
+
+    #: The protection space (RFC 2617 §1.2), quoted in every challenge.
+    realm: str
+    #: username -> password, as a mapping or pairs.
+    users: Mapping[str, str] | tuple[tuple[str, str], ...]
+    #: One challenge per algorithm, most preferred first (RFC 8760 §2.4).
+    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    #: ``"auth"``, or ``None`` to offer no qop (RFC 2069-compatible responses).
+    qop: str | None = "auth"
+    #: ``True``: 407 with Proxy-Authenticate / Proxy-Authorization (§22.3).
+    proxy: bool = False
+    #: Seconds a nonce stays valid; older ones are answered with ``stale=true``.
+    nonce_lifetime: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.realm, str) or not self.realm:
+            raise ValueError("auth realm must be a non-empty string")
+        if _CONTROL_RE.search(self.realm):
+            raise ValueError(f"auth realm {self.realm!r} contains control characters")
+        object.__setattr__(self, "users", _user_pairs(self.users))
+        if isinstance(self.algorithms, str):
+            raise ValueError("auth algorithms must be a tuple of names, not one string")
+        algorithms: list[str] = []
+        for name in self.algorithms:
+            canonical = canonical_algorithm(name) if isinstance(name, str) else None
+            if canonical is None:
+                known = ", ".join(ALGORITHMS)
+                raise ValueError(f"unknown Digest algorithm {name!r} (known: {known})")
+            if canonical in algorithms:
+                raise ValueError(f"Digest algorithm {canonical} listed twice")
+            algorithms.append(canonical)
+        if not algorithms:
+            raise ValueError("auth needs at least one Digest algorithm")
+        object.__setattr__(self, "algorithms", tuple(algorithms))
+        qop = self.qop.lower() if isinstance(self.qop, str) else self.qop
+        if qop not in ("auth", None):
+            raise ValueError(f"auth qop must be 'auth' or None, not {self.qop!r}")
+        object.__setattr__(self, "qop", qop)
+        lifetime = self.nonce_lifetime
+        if not isinstance(lifetime, int | float) or not 0 < lifetime < _INF:
+            raise ValueError(
+                f"nonce lifetime must be a positive number of seconds, not {lifetime!r}"
+            )
+
+    def __repr__(self) -> str:
+        names = tuple(name for name, _ in self._pairs())
+        return (
+            f"AuthSpec(realm={self.realm!r}, users={names!r}, algorithms={self.algorithms!r},"
+            f" qop={self.qop!r}, proxy={self.proxy!r}, nonce_lifetime={self.nonce_lifetime!r})"
+        )
+
+    def _pairs(self) -> tuple[tuple[str, str], ...]:
+        users = self.users
+        return users if isinstance(users, tuple) else tuple(users.items())
+
+    def password(self, username: str) -> str | None:
+        """The password of ``username`` (compared exactly), or ``None``."""
+        for name, password in self._pairs():
+            if name == username:
+                return password
+        return None
+
+    @property
+    def header_name(self) -> str:
+        """The challenge header: Proxy-Authenticate in a 407, else WWW-Authenticate."""
+        return "Proxy-Authenticate" if self.proxy else "WWW-Authenticate"
+
+    @property
+    def credentials_header(self) -> str:
+        """The header a request answers the challenge in (§22.2, §22.3)."""
+        return "Proxy-Authorization" if self.proxy else "Authorization"
+
+    @property
+    def challenge_code(self) -> int:
+        return 407 if self.proxy else 401
+
+
+def _user_pairs(users: object) -> tuple[tuple[str, str], ...]:
+    items: list[object]
+    if isinstance(users, Mapping):
+        items = list(users.items())
+    elif isinstance(users, tuple | list):
+        items = list(users)
+    else:
+        raise ValueError("auth users must be a mapping or pairs of (username, password)")
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in items:
+        if not (
+            isinstance(item, tuple | list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], str)
+        ):
+            raise ValueError(f"auth user {item!r} is not a (username, password) pair of strings")
+        name, password = item
+        if not name:
+            raise ValueError("auth usernames must not be empty")
+        if name in seen:
+            raise ValueError(f"auth user {name!r} listed twice")
+        seen.add(name)
+        pairs.append((name, password))
+    if not pairs:
+        raise ValueError("auth needs at least one user")
+    return tuple(pairs)
+
+
+# ------------------------------------------------------------------ nonces
+
+
+class NonceSigner:
+    """Stateless nonces: base64url(timestamp || HMAC-SHA256(secret, timestamp || realm)).
+
+    The timestamp is milliseconds as 8 signed big-endian bytes and the HMAC is cut to 16
+    bytes, so a nonce is 32 base64url characters without padding.  Nothing is stored per
+    client: any process with the same secret verifies them.  Being stateless, a nonce can
+    be replayed until it expires (RFC 7616 §5.5 trades this for no server state).
+    """
+
+    __slots__ = ("_secret",)
+
+    _MAC_SIZE = 16
+    _LABEL = b"sipresponder digest nonce\x00"
+
+    def __init__(self, secret: bytes) -> None:
+        if not isinstance(secret, bytes | bytearray) or not secret:
+            raise ValueError("the nonce secret must be non-empty bytes")
+        self._secret = bytes(secret)
+
+    def __repr__(self) -> str:
+        return "NonceSigner(<secret>)"
+
+    def _mac(self, stamp: bytes, realm: str) -> bytes:
+        message = self._LABEL + stamp + _utf8(realm)
+        return hmac.new(self._secret, message, hashlib.sha256).digest()[: self._MAC_SIZE]
+
+    def make(self, realm: str, now: float) -> str:
+        """A fresh nonce for ``realm`` dated ``now`` (seconds, wall clock)."""
+        if not -_INF < now < _INF:  # also refuses NaN
+            raise ValueError(f"nonce time must be finite, not {now!r}")
+        stamp = int(now * 1000).to_bytes(8, "big", signed=True)
+        raw = stamp + self._mac(stamp, realm)
+        return base64.urlsafe_b64encode(raw).decode("ascii")
+
+    def check(self, nonce: str, realm: str, now: float, lifetime: float) -> str:
+        """``"valid"``, ``"stale"`` (ours, but expired or from the future) or ``"invalid"``."""
+        # 32 characters decode to exactly 24 bytes with no spare bits, so every character
+        # change alters the decoded bytes.
+        if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
+            return "invalid"
+        raw = base64.urlsafe_b64decode(nonce)
+        stamp, mac = raw[:8], raw[8:]
+        if not hmac.compare_digest(mac, self._mac(stamp, realm)):
+            return "invalid"
+        age = now - int.from_bytes(stamp, "big", signed=True) / 1000
+        # Written so that a NaN ``now`` counts as stale rather than valid.
+        if -FUTURE_SKEW <= age <= lifetime:
+            return "valid"
+        return "stale"
+
+
+# -------------------------------------------------------------- challenges
+
+
+def _quote(value: str, what: str) -> str:
+    """A §25.1 quoted-string; control characters would break the header line."""
+    if _CONTROL_RE.search(value):
+        raise ValueError(f"{what} {value!r} contains control characters")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def challenges(
+    spec: AuthSpec, nonce: str, *, stale: bool = False, opaque: str | None = None
+) -> list[str]:
+    """One challenge value per algorithm of ``spec``, most preferred first.
+
+    RFC 8760 §2.4: a UAS offering several algorithms sends one challenge for each, in
+    order of preference; the UAC uses the first it supports.  ``stale=True`` tells the
+    UAC its credentials were right but the nonce expired (RFC 7616 §3.3), so it retries
+    without asking the user.  Header name: ``spec.header_name``.
+    """
+    common = f"Digest realm={_quote(spec.realm, 'realm')}, nonce={_quote(nonce, 'nonce')}"
+    if opaque is not None:
+        common += f", opaque={_quote(opaque, 'opaque')}"
+    out: list[str] = []
+    for algorithm in spec.algorithms:
+        value = f"{common}, algorithm={algorithm}"
+        if spec.qop is not None:
+            value += f', qop="{spec.qop}"'
+        if stale:
+            value += ", stale=true"
+        out.append(value)
+    return out
+
+
+# ------------------------------------------------------------- credentials
+
+
+def parse_credentials(value: str) -> dict[str, str] | None:
+    """Parse one Authorization/Proxy-Authorization value into ``{param: value}``.
+
+    ``Digest username="a", realm="r", nc=00000001, ...`` -> ``{"username": "a", ...}``:
+    keys lower case, quoted strings unquoted with their quoted-pairs undone (§25.1).
+    ``None`` when the scheme is not Digest, a parameter repeats, or the value does not
+    follow ``auth-param *("," auth-param)``.  Never raises.
+    """
+    if not isinstance(value, str):
+        return None
+    m = _SCHEME_RE.match(value)
+    if m is None or m.group(1).lower() != "digest":
+        return None
+    params: dict[str, str] = {}
+    pos = m.end()
+    while True:
+        p = _PARAM_RE.match(value, pos)
+        if p is None:
+            return None
+        key = p.group(1).lower()
+        if key in params:
+            return None  # a repeated directive is ambiguous: refuse rather than guess
+        quoted = p.group(2)
+        if quoted is not None:
+            params[key] = _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+        else:
+            params[key] = p.group(3)
+        pos = p.end()
+        if pos == len(value):
+            return params
+        comma = _COMMA_RE.match(value, pos)
+        if comma is None:
+            return None
+        pos = comma.end()
+
+
+def _utf8(text: str) -> bytes:
+    """Header text back to its bytes: the parser decodes with surrogateescape."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _hasher(algorithm: str) -> tuple[str, bool]:
+    canonical = canonical_algorithm(algorithm)
+    if canonical is None:
+        raise ValueError(f"unknown Digest algorithm {algorithm!r}")
+    sess = canonical.endswith("-sess")
+    return _HASHLIB[canonical.removesuffix("-sess")], sess
+
+
+def digest_response(
+    algorithm: str,
+    username: str,
+    realm: str,
+    password: str,
+    method: str,
+    uri: str,
+    nonce: str,
+    nc: str | None,
+    cnonce: str | None,
+    qop: str | None,
+    body: bytes = b"",
+) -> str:
+    """The ``response`` parameter, lower-case hex (RFC 2617 §3.2.2.1, RFC 7616 §3.4.1).
+
+    HA1 = H(username:realm:password); for ``-sess`` H(HA1:nonce:cnonce) with HA1 in hex
+    (RFC 7616 §3.4.2).  HA2 = H(method:uri), for ``auth-int`` H(method:uri:H(body))
+    (§3.4.3).  With a qop: H(HA1:nonce:nc:cnonce:qop:HA2); without (RFC 2069):
+    H(HA1:nonce:HA2).  Raises ValueError for an unknown algorithm or qop, or a missing
+    nc/cnonce that the algorithm or qop needs.
+    """
+    name, sess = _hasher(algorithm)
+
+    def h(data: bytes) -> str:
+        return hashlib.new(name, data).hexdigest()
+
+    def kd(*parts: str) -> str:
+        return h(b":".join(_utf8(part) for part in parts))
+
+    ha1 = kd(username, realm, password)
+    if sess:
+        if cnonce is None:
+            raise ValueError(f"{algorithm} needs a cnonce")
+        ha1 = kd(ha1, nonce, cnonce)
+    if qop is None or qop == "":
+        return kd(ha1, nonce, kd(method, uri))
+    qop_l = qop.lower()
+    if qop_l == "auth":
+        ha2 = kd(method, uri)
+    elif qop_l == "auth-int":
+        ha2 = kd(method, uri, h(body))
+    else:
+        raise ValueError(f"unsupported qop {qop!r}")
+    if nc is None or cnonce is None:
+        raise ValueError(f"qop={qop} needs nc and cnonce")
+    return kd(ha1, nonce, nc, cnonce, qop, ha2)
+
+
+def credentials(
+    username: str,
+    password: str,
+    realm: str,
+    nonce: str,
+    method: str,
+    uri: str,
+    *,
+    algorithm: str = "MD5",
+    qop: str | None = "auth",
+    nc: str = "00000001",
+    cnonce: str = "0a4f113b",
+    opaque: str | None = None,
+    body: bytes = b"",
+) -> str:
+    """A UAC's Authorization value answering a challenge (for tests and UAC-like tools)."""
+    response = digest_response(
+        algorithm, username, realm, password, method, uri, nonce, nc, cnonce, qop, body
+    )
+    parts = [
+        f"username={_quote(username, 'username')}",
+        f"realm={_quote(realm, 'realm')}",
+        f"nonce={_quote(nonce, 'nonce')}",
+        f"uri={_quote(uri, 'uri')}",
+        f'response="{response}"',
+        f"algorithm={algorithm}",
+    ]
+    if qop:
+        parts += [f"cnonce={_quote(cnonce, 'cnonce')}", f"nc={nc}", f"qop={qop}"]
+    elif algorithm.lower().endswith("-sess"):
+        parts.append(f"cnonce={_quote(cnonce, 'cnonce')}")
+    if opaque is not None:
+        parts.append(f"opaque={_quote(opaque, 'opaque')}")
+    return "Digest " + ", ".join(parts)
+
+
+# ----------------------------------------------------------------- verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of ``verify``.
+
+    ``result`` is ``"ok"``; ``"missing"`` (no credentials for this realm: challenge);
+    ``"stale"`` (right credentials, expired nonce: challenge with ``stale=true``); or
+    ``"bad"`` (wrong password or response, unknown user, forged nonce, algorithm not
+    offered, missing or malformed fields).
+    """
+
+    result: str
+    username: str | None = None
+    #: A short reason for the logs, e.g. ``"wrong response for alice"``.
+    reason: str = ""
+
+
+_REQUIRED = ("username", "realm", "nonce", "uri", "response")
+_RANK = {"ok": 0, "stale": 1, "bad": 2, "missing": 3}
+
+
+def verify(
+    spec: AuthSpec,
+    method: str,
+    headers_values: list[str],
+    signer: NonceSigner,
+    now: float,
+    body: bytes = b"",
+) -> Verdict:
+    """Judge the credentials a request carries in ``spec.credentials_header``.
+
+    ``headers_values`` are all values of that header; only Digest credentials whose realm
+    is ``spec.realm`` count (a request may carry one per realm, §22.3).  When several
+    do, the best verdict wins (ok, then stale, then the first bad).  When none do, the
+    verdict is ``"missing"`` — or ``"bad"`` if a Digest value could not be parsed at all.
+    The Request-URI is not compared with the ``uri`` parameter: SIP URI equality
+    (§19.1.4) is the caller's business.
+    """
+    verdicts: list[Verdict] = []
+    malformed = False
+    realms: list[str] = []
+    for value in headers_values:
+        creds = parse_credentials(value)
+        if creds is None:
+            scheme = _SCHEME_RE.match(value) if isinstance(value, str) else None
+            malformed = malformed or (scheme is not None and scheme.group(1).lower() == "digest")
+            continue
+        realm = creds.get("realm")
+        if realm != spec.realm:
+            if realm is not None:
+                realms.append(realm)
+            continue
+        verdicts.append(_check(spec, method, creds, signer, now, body))
+    if verdicts:
+        return min(verdicts, key=lambda v: _RANK[v.result])
+    if malformed:
+        return Verdict("bad", reason="malformed Digest credentials")
+    if realms:
+        return Verdict("missing", reason=f"credentials only for realm(s) {', '.join(realms)}")
+    return Verdict("missing", reason=f"no Digest credentials for realm {spec.realm}")
+
+
+def _check(
+    spec: AuthSpec,
+    method: str,
+    creds: dict[str, str],
+    signer: NonceSigner,
+    now: float,
+    body: bytes,
+) -> Verdict:
+    username = creds.get("username")
+    if creds.get("userhash", "false").lower() == "true":
+        return Verdict("bad", username, "userhash (RFC 7616 §3.4.4) is not supported")
+    missing = [key for key in _REQUIRED if key not in creds]
+    if missing:
+        return Verdict("bad", username, f"missing {', '.join(missing)}")
+    username = creds["username"]
+    # RFC 2617 §3.2.2: an absent algorithm means MD5.
+    offered = creds.get("algorithm", "MD5")
+    algorithm = canonical_algorithm(offered)
+    if algorithm not in spec.algorithms:
+        return Verdict("bad", username, f"algorithm {offered} not offered")
+    state = signer.check(creds["nonce"], spec.realm, now, spec.nonce_lifetime)
+    if state == "invalid":
+        # Not a nonce of ours (another server, or issued before a restart with a new
+        # secret): nothing can be verified, so the client is challenged afresh, not refused.
+        return Verdict("missing", username, "nonce not ours")
+    qop = creds.get("qop")
+    nc = creds.get("nc")
+    cnonce = creds.get("cnonce")
+    if qop is None:
+        # RFC 2617 §3.2.2: the RFC 2069 form only when the challenge offered no qop.
+        if spec.qop is not None:
+            return Verdict("bad", username, "no qop, but qop=auth was offered")
+    else:
+        if qop.lower() not in QOPS:
+            return Verdict("bad", username, f"qop {qop} not supported")
+        if nc is None or cnonce is None:
+            return Verdict("bad", username, f"qop={qop} without nc and cnonce")
+        if not _NC_RE.fullmatch(nc):
+            return Verdict("bad", username, f"malformed nc {nc}")
+    if algorithm.endswith("-sess") and cnonce is None:
+        return Verdict("bad", username, f"{algorithm} without cnonce")
+    password = spec.password(username)
+    if password is None:
+        return Verdict("bad", username, f"unknown user {username}")
+    expected = digest_response(
+        algorithm,
+        username,
+        spec.realm,
+        password,
+        method,
+        creds["uri"],
+        creds["nonce"],
+        nc,
+        cnonce,
+        qop,
+        body,
+    )
+    if not hmac.compare_digest(expected.encode("ascii"), _utf8(creds["response"].lower())):
+        return Verdict("bad", username, f"wrong response for {username}")
+    if state == "stale":
+        # RFC 7616 §3.3: stale=true only when the response was right for the old nonce.
+        return Verdict("stale", username, f"stale nonce for {username}")
+    return Verdict("ok", username, f"{username} authenticated with {algorithm}")
