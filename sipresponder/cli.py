@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import signal
 import sys
 from typing import NoReturn
@@ -18,7 +19,8 @@ from typing import NoReturn
 from .config import Config
 from .errors import ConfigError
 from .logs import TransactionLog, setup_logging
-from .server import Server, listener_line
+from .rules import RulesError
+from .server import Server, listener_line, read_rules
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PER_SECOND",
         help="above this many transactions/s, INFO logs a summary per second (default %(default)g)",
     )
+    p.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="YAML or JSON rules file: who gets which answer (SIGHUP reloads it)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="with --rules: validate the file, print one line per rule, exit",
+    )
+    p.add_argument(
+        "--secret",
+        default=os.environ.get("SIPRESPONDER_SECRET", ""),
+        help="key of To tags and Digest nonces (default: $SIPRESPONDER_SECRET, "
+        "else random per process); the same on every instance of a pool",
+    )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
@@ -112,12 +130,18 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_level=args.log_level,
         log_format=args.log_format,
         log_rate=args.log_rate,
+        secret=args.secret.encode(),
+        rules_file=args.rules,
     ).validate()
 
 
 async def _serve(config: Config) -> int:
     tlog = TransactionLog(config.log_rate)
-    server = Server(config, report=tlog)
+    try:
+        server = Server(config, report=tlog)
+    except RulesError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     try:
         await server.start()
     except OSError as exc:
@@ -127,6 +151,7 @@ async def _serve(config: Config) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_rules)
     for transport, host, port in server.listeners:
         print(listener_line(transport, host, port), flush=True)
 
@@ -147,6 +172,25 @@ async def _serve(config: Config) -> int:
     return 0
 
 
+def _check(config: Config) -> int:
+    """``--check``: validate the rules file and print one summary line per rule."""
+    if config.rules_file is None:
+        print(f"{PROG}: error: --check needs --rules FILE", file=sys.stderr)
+        return 2
+    try:
+        rules = read_rules(config.rules_file)
+    except RulesError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    for line in rules.summary():
+        print(line)
+    print(
+        f"{config.rules_file}: OK, {len(rules.rules)} rules"
+        + (" and a default" if rules.default else "")
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -154,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if args.check:
+        return _check(config)
     setup_logging(config.log_level, config.log_format)
     try:
         return asyncio.run(_serve(config))

@@ -55,7 +55,11 @@ class Config:
     """Transactions per second above which INFO switches to a once-per-second summary."""
 
     secret: bytes = b""
-    """Key of the To tags and nonces; empty means a random one per process."""
+    """Key of the To tags and Digest nonces; empty means a random one per process.  Give
+    every instance behind a load balancer the same one, so any of them verifies a nonce."""
+
+    rules_file: str | None = None
+    """A YAML or JSON rules file (see README); dial-the-code stays the fallback."""
 
     def validate(self) -> Config:
         """Return self, or raise ``ConfigError`` naming the field and the problem."""

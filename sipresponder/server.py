@@ -15,9 +15,11 @@ import errno
 import logging
 import os
 import socket
+import time
 
 from .config import Config
 from .endpoint import Endpoint, Reporter
+from .rules import RulesError, RuleSet, load_rules
 from .transport import Driver, TcpConnection, UdpProtocol
 
 log = logging.getLogger(__name__)
@@ -27,12 +29,45 @@ UDP_BUFFER = 4 * 1024 * 1024
 _PORT_ATTEMPTS = 50
 
 
+def read_rules(path: str) -> RuleSet:
+    """Read and validate a rules file; ``RulesError`` names the file and the problem."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise RulesError(f"{path}: cannot read: {reason}") from None
+    return load_rules(text, path)
+
+
 class Server:
     def __init__(self, config: Config, report: Reporter | None = None) -> None:
         if not config.secret:
             config = dataclasses.replace(config, secret=os.urandom(16))
         self.config = config.validate()
-        self.endpoint = Endpoint(self.config, report)
+        rules = read_rules(config.rules_file) if config.rules_file else None
+        self.endpoint = Endpoint(self.config, report, rules)
+
+    def reload_rules(self) -> bool:
+        """SIGHUP: a valid file takes effect for new transactions (those in flight finish
+        on their old plan); an invalid one is reported and the old rules stay."""
+        path = self.config.rules_file
+        if path is None:
+            log.info("SIGHUP: no --rules file to reload")
+            return False
+        try:
+            rules = read_rules(path)
+        except RulesError as exc:
+            log.error("%s; keeping the rules in use", exc)
+            return False
+        self.endpoint.set_rules(rules)
+        log.info(
+            "reloaded %s: %d rules%s",
+            path,
+            len(rules.rules),
+            " and a default" if rules.default else "",
+        )
+        return True
         self.listeners: list[tuple[str, str, int]] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -41,6 +76,8 @@ class Server:
     async def start(self) -> None:
         """Bind every transport; raises ``OSError`` when the address cannot be used."""
         loop = asyncio.get_running_loop()
+        # Digest nonces carry wall-clock time, so that any instance can check their age.
+        self.endpoint.wall_offset = time.time() - loop.time()
         self._driver = Driver(self.endpoint, loop)
         family = _family(self.config.host)
         port = self.config.port
