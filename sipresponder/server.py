@@ -47,6 +47,10 @@ class Server:
         self.config = config.validate()
         rules = read_rules(config.rules_file) if config.rules_file else None
         self.endpoint = Endpoint(self.config, report, rules)
+        self.listeners: list[tuple[str, str, int]] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._driver: Driver | None = None
 
     def reload_rules(self) -> bool:
         """SIGHUP: a valid file takes effect for new transactions (those in flight finish
@@ -68,10 +72,6 @@ class Server:
             " and a default" if rules.default else "",
         )
         return True
-        self.listeners: list[tuple[str, str, int]] = []
-        self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: asyncio.Server | None = None
-        self._driver: Driver | None = None
 
     async def start(self) -> None:
         """Bind every transport; raises ``OSError`` when the address cannot be used."""
