@@ -184,10 +184,9 @@ def _check(config: Config) -> int:
         return 2
     for line in rules.summary():
         print(line)
-    print(
-        f"{config.rules_file}: OK, {len(rules.rules)} rules"
-        + (" and a default" if rules.default else "")
-    )
+    count = len(rules.rules)
+    default = " and a default" if rules.default else ""
+    print(f"{config.rules_file}: OK, {count} rule{'' if count == 1 else 's'}{default}")
     return 0
 
 

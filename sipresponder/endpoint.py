@@ -313,7 +313,9 @@ class Endpoint:
             if rule.auth is not None:
                 denied = self._authenticate(rule.auth, req, now)
                 if denied is not None:
-                    return Plan((denied,), "auth"), Extras(), False, False
+                    # Stateful: a retransmission must get this very challenge again
+                    # (§17.2.2), and a fresh nonce would differ.
+                    return Plan((denied,), "auth"), Extras(), False, True
             plan = self._pick(rule)
             # A weighted pick is not a function of the request: keep the transaction, so
             # a retransmission gets the same answer.

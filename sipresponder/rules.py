@@ -604,6 +604,7 @@ def _step(raw: Any, fieldname: str, where: _Where, previous_at: float) -> Step:
     if not isinstance(raw, dict):
         raise where.fail(fieldname, "must be a mapping with 'code', or a code")
     line = raw.get("__line__")
+    where = _Where(where.source, where.rule, line or where.line)  # errors name the step's line
     _check_keys(raw, _STEP_KEYS, where, f"{fieldname}.")
     code = raw.get("code")
     if isinstance(code, bool) or not isinstance(code, int) or not is_valid_code(code):

@@ -65,10 +65,12 @@ class Server:
             log.error("%s; keeping the rules in use", exc)
             return False
         self.endpoint.set_rules(rules)
+        count = len(rules.rules)
         log.info(
-            "reloaded %s: %d rules%s",
+            "reloaded %s: %d rule%s%s",
             path,
-            len(rules.rules),
+            count,
+            "" if count == 1 else "s",
             " and a default" if rules.default else "",
         )
         return True
@@ -107,8 +109,12 @@ class Server:
         socks: list[tuple[str, socket.socket]] = []
         try:
             for transport in self.config.transports:
-                kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-                sock = socket.socket(family, kind)
+                if transport == "udp":
+                    sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+                else:
+                    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted
+                    # sockets only then; without it Nagle holds back the 180 behind the 100.
+                    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
                 socks.append((transport, sock))
                 if family == socket.AF_INET6:
                     # "::" listens on IPv4 too (dual stack); "::1" is IPv6 only anyway.

@@ -58,14 +58,19 @@ def test_unmatched_requests_fall_back_to_dial_the_code() -> None:
     assert codes(ep.receive(request("INVITE", "486"), UDP, 0.0)) == [100, 486]
 
 
+_attempt = iter(range(1, 1000))
+
+
 def register(password: str | None, nonce: str = "", algorithm: str = "SHA-256") -> bytes:
+    """A REGISTER as a client sends each attempt: a new branch and CSeq (§10.2.4)."""
+    n = next(_attempt)
     extra = []
     if password is not None:
         value = credentials(
             "alice", password, "lab", nonce, "REGISTER", "sip:x@127.0.0.1", algorithm=algorithm
         )
         extra = [("Authorization", value)]
-    data = request("REGISTER", "x", extra=extra)
+    data = request("REGISTER", "x", branch=f"z9hG4bK-r{n}", cseq=f"{n} REGISTER", extra=extra)
     return data.replace(b"sip:caller@", b"sip:alice@")
 
 
@@ -88,6 +93,9 @@ def test_digest_challenge_then_ok_then_wrong_then_stale() -> None:
     stale = responses(ep.receive(register("secret", nonce), UDP, 100.0))
     assert [r.status for r in stale] == [401]
     assert "stale=true" in stale[0].header_all("WWW-Authenticate")[0]
+    # A retransmission gets the very same challenge (§17.2.2), though nonces carry time.
+    again = register(None)
+    assert ep.receive(again, UDP, 200.0)[0][0] == ep.receive(again, UDP, 200.5)[0][0]
     # A nonce of another server (or from before a restart): challenged again, not refused.
     other = Endpoint(Config(secret=b"other"), rules=load_rules(RULES))
     assert codes(other.receive(register("secret", nonce), UDP, 1.0)) == [401]

@@ -175,3 +175,9 @@ def test_refusals_name_file_rule_line_field(text: str, message: str) -> None:
         load_rules(text, "rules.yaml")
     assert message in str(info.value)
     assert str(info.value).startswith("rules.yaml:")
+
+
+def test_step_errors_name_the_step_line() -> None:
+    text = "- match: {user: 1}\n  plan:\n    - {code: 180}\n    - {code: 486, after: soon}\n"
+    with pytest.raises(RulesError, match=r"rule 1 \(line 4\): plan\[1\]\.after"):
+        load_rules(text, "r.yaml")
