@@ -55,6 +55,24 @@ _DISPLAY: dict[str, str] = {
     "min-se": "Min-SE",
 }
 
+#: Every method we know (RFC 3261 and its extensions); any other gets 501 (§8.2.1).
+METHODS = (
+    "INVITE",
+    "ACK",
+    "CANCEL",
+    "BYE",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "MESSAGE",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "PUBLISH",
+)
+
 #: RFC 3261 §25.1 ``token`` characters.
 TOKEN_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .errors import ParseError
 from .message import (
     COMPACT,
+    METHODS,
     TOKEN_RE,
     Headers,
     Request,
@@ -66,24 +67,7 @@ _COMMON = (
         "p-asserted-identity",
     }
 )
-_COMMON_METHODS = frozenset(
-    {
-        "INVITE",
-        "ACK",
-        "CANCEL",
-        "BYE",
-        "OPTIONS",
-        "REGISTER",
-        "INFO",
-        "UPDATE",
-        "PRACK",
-        "MESSAGE",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "REFER",
-        "PUBLISH",
-    }
-)
+_COMMON_METHODS = frozenset(METHODS)
 
 
 def _header_end(data: bytes) -> tuple[int, int]:

@@ -16,29 +16,12 @@ import zlib
 from dataclasses import dataclass
 
 from .codes import reason_phrase
-from .message import Request, Response, header_key, parse_via, plain_ip, same_ip, uri_of
+from .message import METHODS, Request, Response, header_key, parse_via, plain_ip, same_ip, uri_of
 from .sdp import build_answer, build_offer
 from .version import __version__
 
 SERVER = f"sipresponder/{__version__}"
 
-#: Every method we know; any other gets 501 (§8.2.1).
-METHODS = (
-    "INVITE",
-    "ACK",
-    "CANCEL",
-    "BYE",
-    "OPTIONS",
-    "REGISTER",
-    "INFO",
-    "UPDATE",
-    "PRACK",
-    "MESSAGE",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "REFER",
-    "PUBLISH",
-)
 KNOWN_METHODS = frozenset(METHODS)
 ALLOW = ", ".join(METHODS)
 ACCEPT = "application/sdp"
