@@ -23,6 +23,7 @@ from typing import cast
 from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
 from .errors import ParseError
+from .journal import Entry, Journal, Violation
 from .message import Request, Response, is_ip, plain_ip, uri_host, uri_scheme, uri_user
 from .parser import FramingError, parse_message
 from .plans import Plan, Step, default_plan, dial_plan
@@ -39,12 +40,21 @@ from .responses import (
 from .rules import Rule, RuleSet, fill, fill_body, placeholder_values
 from .sdp import SdpError, check_offer
 from .serializer import serialize_response
-from .transaction import End, ServerTransaction, State, ack_key, transaction_key
+from .transaction import (
+    MAGIC_COOKIE,
+    End,
+    ServerTransaction,
+    State,
+    ack_key,
+    transaction_key,
+)
 
 log = logging.getLogger(__name__)
 
 #: URI schemes we answer (§8.2.2.1); others get 416.
 SCHEMES = frozenset({"sip", "sips", "tel"})
+#: At most this many violation lines are logged a second; the rest are counted.
+_VIOLATION_LOG_RATE = 20
 #: How many (oddity, source address) pairs are remembered as already logged.
 _NOTICE_LIMIT = 4096
 #: Methods whose transaction a CANCEL may find besides INVITE's.
@@ -96,7 +106,11 @@ class Endpoint:
     """The responder's protocol core, driven by the transport adapters."""
 
     def __init__(
-        self, config: Config, report: Reporter | None = None, rules: RuleSet | None = None
+        self,
+        config: Config,
+        report: Reporter | None = None,
+        rules: RuleSet | None = None,
+        journal: Journal | None = None,
     ) -> None:
         if not config.secret:
             raise ValueError("Endpoint needs config.secret (the server makes one)")
@@ -123,6 +137,15 @@ class Endpoint:
         self._seed = self.secret
         self.set_rules(rules)
         self._seq = 0
+        #: Records every message and the client's violations; None keeps nothing.
+        self.journal = journal
+        #: Counters for metrics: requests by method, responses built by (method, code),
+        #: violations by rule.
+        self.requests_by_method: dict[str, int] = {}
+        self.responses_by_code: dict[tuple[str, int], int] = {}
+        self.violations_by_rule: dict[str, int] = {}
+        self._violation_window = (-1, 0)
+        self._last_now = 0.0
         self.stats: dict[str, int] = {
             "requests": 0,
             "responses_sent": 0,
@@ -133,12 +156,20 @@ class Endpoint:
             "stray_acks": 0,
             "overload": 0,
             "internal_errors": 0,
+            "violations": 0,
         }
 
     # ------------------------------------------------------------ entry points
 
     def receive(self, data: bytes, flow: Flow, now: float) -> list[Send]:
         """One whole message from ``flow`` at ``now``; returns what to send."""
+        self._last_now = now
+        out = self._receive(data, flow, now)
+        if self.journal is not None and out:
+            self._record_out(out, now)
+        return out
+
+    def _receive(self, data: bytes, flow: Flow, now: float) -> list[Send]:
         try:
             try:
                 msg = parse_message(
@@ -170,10 +201,14 @@ class Endpoint:
             self.stats["parse_errors"] += 1
             log.info("closing %s: %s", flow.peer, err.reason)
             return []
-        return self._reject(ParseError(err.reason, err.status, msg), flow)
+        out = self._reject(ParseError(err.reason, err.status, msg), flow)
+        if self.journal is not None and out:
+            self._record_out(out, 0.0)
+        return out
 
     def handle_timers(self, now: float) -> list[Send]:
         """Run every transaction timer due at ``now``."""
+        self._last_now = now
         out: list[Send] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -188,6 +223,8 @@ class Endpoint:
                 log.exception("internal error in a transaction timer; transaction dropped")
                 txn.state = State.TERMINATED
             self._after(txn, out)
+        if self.journal is not None and out:
+            self._record_out(out, now)
         return out
 
     def next_deadline(self) -> float | None:
@@ -203,24 +240,45 @@ class Endpoint:
 
     def _request(self, req: Request, flow: Flow, now: float) -> list[Send]:
         method = req.method
+        counts = self.requests_by_method
+        counts[method] = counts.get(method, 0) + 1
         if "max-forwards" not in req.headers:
             self._notice("max-forwards", flow, f"{method} without Max-Forwards (tolerated)")
+        key = None if method == "ACK" else transaction_key(req)
+        txn = None if key is None else self.transactions.get(key)
+        absorbed = (
+            txn is None
+            and method == "INVITE"
+            and (key in self._acked_new or key in self._acked_old)
+        )
+        if self.journal is not None:
+            self._record_in(req, flow, now, txn is not None or absorbed)
+        branch = req.branch
+        if txn is None and not absorbed and not (branch and branch.startswith(MAGIC_COOKIE)):
+            self._violate(
+                req,
+                now,
+                "RFC 3261 §8.1.1.7",
+                f"Via branch {branch or '(none)'} lacks the magic cookie z9hG4bK",
+            )
         if method == "ACK":
             self._ack(req, now)
             return []  # RFC 3261 §17.2.1, §13.3.1.4: an ACK is never answered
-        key = transaction_key(req)
-        txn = self.transactions.get(key)
         if txn is not None:
             self.stats["retransmissions"] += 1
+            self._judge_copy(txn, req, flow, now)
             txn.retransmission(now)
             out: list[Send] = []
             self._after(txn, out)
             return out
         if method == "CANCEL":
             return self._cancel(req, flow, now)
-        if method == "INVITE" and (key in self._acked_new or key in self._acked_old):
+        if absorbed:
             self.stats["retransmissions"] += 1
             return []  # RFC 6026 §8.7: a retransmitted INVITE after its 2xx is absorbed
+        if method == "BYE" and self.journal is not None:
+            self._judge_bye(req, now)
+        assert key is not None
 
         source = flow.remote
         plan, extras, send_trying, stateful = self._choose(req, flow, now)
@@ -244,6 +302,9 @@ class Endpoint:
                 if values is None:
                     values = placeholder_values(req, flow.transport, source, local.hostport)
                 step_extras = _step_extras(step, step_extras, values)
+            counts = self.responses_by_code
+            counted = (method, step.code)
+            counts[counted] = counts.get(counted, 0) + 1
             return serialize_response(
                 build_response(
                     req,
@@ -287,6 +348,7 @@ class Endpoint:
             flow=(flow, dest),
         )
         txn.peer = flow.peer
+        txn.to_tag = req.to_tag or tag
         if method == "INVITE":
             txn.ack_key = ack_key(req)
         self.transactions[key] = txn
@@ -372,11 +434,26 @@ class Endpoint:
     def _ack(self, req: Request, now: float) -> None:
         self.stats["acks"] += 1
         txn = self.transactions.get(transaction_key(req))
-        if txn is None:
+        if txn is not None:
+            final = txn.final_code
+            if final is None:
+                self._violate(
+                    req,
+                    now,
+                    "RFC 3261 §17.1.1.3",
+                    "ACK before any final response: a 1xx is never acknowledged",
+                )
+            else:
+                self._judge_ack(req, txn, final, now)
+        else:
             txn = self.accepted.get(ack_key(req))
+            if txn is not None and txn.final_code is not None:
+                self._judge_ack(req, txn, txn.final_code, now)
         if txn is None:
             self.stats["stray_acks"] += 1
             log.debug("absorbed an ACK that matches no transaction (Call-ID %s)", req.call_id)
+            if self.journal is not None:
+                self._judge_stray_ack(req, now)
             return
         accepted = txn.state is State.ACCEPTED
         txn.ack(now)
@@ -403,6 +480,10 @@ class Endpoint:
         out: list[Send] = [(serialize_response(resp), flow, dest)]
         self.stats["responses_sent"] += 1
         self._report(req, flow, (code,))
+        if target is not None and target.invite and target.provisional_at is None:
+            self._violate(
+                req, now, "RFC 3261 §9.1", "CANCEL before any provisional response to the INVITE"
+            )
         if target is not None and target.cancel(now):
             self._after(target, out)
         return out
@@ -427,7 +508,21 @@ class Endpoint:
             if txn.ack_index_key is not None:
                 self.accepted.pop(txn.ack_index_key, None)
             if txn.end is End.NO_ACK:
-                log.debug("transaction %r ended without an ACK", txn.key)
+                code = txn.final_code or 0
+                rule, timer = (
+                    ("RFC 3261 §13.2.2.4", "64*T1")
+                    if code < 300
+                    else ("RFC 3261 §17.1.1.3", "Timer H")
+                )
+                self._violation(
+                    txn.call_id,
+                    txn.method,
+                    txn.cseq_num,
+                    self._last_now,
+                    rule,
+                    f"no ACK for the {code} within {timer} ({64 * self.timers.t1:g} s)",
+                    txn.peer,
+                )
             return
         deadline = txn.next_deadline
         if deadline is not None and deadline != txn.scheduled:
@@ -446,6 +541,184 @@ class Endpoint:
             self._acked_since = now
         self._acked_new.add(key)
 
+    # ------------------------------------------------------- journal, verdicts
+
+    def _record_in(self, req: Request, flow: Flow, now: float, retransmission: bool) -> None:
+        assert self.journal is not None
+        self.journal.record(
+            Entry(
+                time=self._wall(now),
+                direction="in",
+                transport=flow.transport,
+                src=_hostport(plain_ip(flow.remote[0]), flow.remote[1]),
+                dst=_hostport(plain_ip(flow.local[0]), flow.local[1]),
+                raw=req.raw,
+                call_id=req.call_id or "",
+                method=req.method,
+                cseq=req.cseq_num,
+                uri=req.uri,
+                branch=req.branch or "",
+                retransmission=retransmission,
+            )
+        )
+
+    def _record_out(self, out: list[Send], now: float) -> None:
+        assert self.journal is not None
+        wall = self._wall(now or self._last_now)
+        for data, flow, dest in out:
+            status, reason, call_id, cseq, method = _response_facts(data)
+            self.journal.record(
+                Entry(
+                    time=wall,
+                    direction="out",
+                    transport=flow.transport,
+                    src=_hostport(plain_ip(flow.local[0]), flow.local[1]),
+                    dst=_hostport(plain_ip(dest[0]), dest[1]),
+                    raw=data,
+                    call_id=call_id,
+                    method=method,
+                    cseq=cseq,
+                    status=status,
+                    reason=reason,
+                )
+            )
+
+    def _violate(self, req: Request, now: float, rule: str, message: str) -> None:
+        self._violation(req.call_id or "", req.method, req.cseq_num, now, rule, message, "")
+
+    def _violation(
+        self,
+        call_id: str,
+        method: str,
+        cseq: int,
+        now: float,
+        rule: str,
+        message: str,
+        peer: str,
+    ) -> None:
+        """Record what a client did against an RFC: counted, journaled, logged (WARNING,
+        at most ``_VIOLATION_LOG_RATE`` lines a second)."""
+        self.stats["violations"] += 1
+        self.violations_by_rule[rule] = self.violations_by_rule.get(rule, 0) + 1
+        if self.journal is not None:
+            self.journal.violation(Violation(self._wall(now), call_id, rule, message, method, cseq))
+        second = int(now)
+        window, count = self._violation_window
+        if second != window:
+            if count > _VIOLATION_LOG_RATE:
+                log.warning(
+                    "%d more violations in the last second were not logged",
+                    count - _VIOLATION_LOG_RATE,
+                )
+            window, count = second, 0
+        count += 1
+        self._violation_window = (window, count)
+        if count <= _VIOLATION_LOG_RATE:
+            log.warning("violation: %s: %s (%s, CSeq %d %s)", rule, message, call_id, cseq, method)
+
+    def _judge_copy(self, txn: ServerTransaction, req: Request, flow: Flow, now: float) -> None:
+        """A retransmitted request: RFC 3261 §17.1.1.2 (Timer A) and §17.1.2.2 (Timer E)."""
+        interval = now - txn.last_copy
+        txn.copies += 1
+        txn.last_copy = now
+        rule = "RFC 3261 §17.1.1.2" if txn.invite else "RFC 3261 §17.1.2.2"
+        if flow.reliable:
+            self._violate(
+                req,
+                now,
+                rule,
+                f"{req.method} retransmitted over {flow.transport.upper()}: a reliable "
+                "transport carries no retransmissions",
+            )
+            return
+        t1, t2 = self.timers.t1, self.timers.t2
+        n = txn.copies - 1
+        heard = txn.provisional_at is not None and now - txn.provisional_at > t1 / 2
+        if txn.invite:
+            if heard:
+                self._violate(
+                    req,
+                    now,
+                    rule,
+                    "INVITE retransmitted after a provisional response (Proceeding stops Timer A)",
+                )
+                return
+            expected = t1 * 2 ** (n - 1)
+            timer = "Timer A"
+        else:
+            expected = t2 if heard else min(t1 * 2 ** (n - 1), t2)
+            timer = "Timer E"
+        if interval < expected / 2:
+            self._violate(
+                req,
+                now,
+                rule,
+                f"retransmission {n} came {interval * 1000:.0f} ms after the last "
+                f"copy; {timer} wants {expected * 1000:.0f} ms",
+            )
+
+    def _judge_ack(self, req: Request, txn: ServerTransaction, final: int, now: float) -> None:
+        """An ACK that found its INVITE: RFC 3261 §17.1.1.3 (non-2xx), §13.2.2.4 (2xx)."""
+        rule = "RFC 3261 §17.1.1.3" if final >= 300 else "RFC 3261 §13.2.2.4"
+        if req.to_tag != txn.to_tag:
+            self._violate(
+                req,
+                now,
+                rule,
+                f"the ACK's To tag {req.to_tag or '(none)'} is not the {final}'s {txn.to_tag}",
+            )
+        if req.cseq_num != txn.cseq_num:
+            self._violate(
+                req,
+                now,
+                rule,
+                f"the ACK's CSeq number {req.cseq_num} is not the INVITE's {txn.cseq_num}",
+            )
+
+    def _judge_stray_ack(self, req: Request, now: float) -> None:
+        """An ACK that found no transaction: the journal may tell what it meant."""
+        assert self.journal is not None
+        call = self.journal.get(req.call_id or "")
+        if call is None:
+            return
+        invites = [t for t in call.transactions if t.method == "INVITE" and t.final_status]
+        if not invites:
+            return
+        invite = invites[-1]
+        final = invite.final_status or 0
+        if invite.cseq != req.cseq_num:
+            rule = "RFC 3261 §17.1.1.3" if final >= 300 else "RFC 3261 §13.2.2.4"
+            self._violate(
+                req,
+                now,
+                rule,
+                f"the ACK's CSeq number {req.cseq_num} is not the INVITE's {invite.cseq}",
+            )
+        elif final >= 300:
+            self._violate(
+                req,
+                now,
+                "RFC 3261 §17.1.1.3",
+                f"the ACK for the {final} does not carry the INVITE's Via branch",
+            )
+
+    def _judge_bye(self, req: Request, now: float) -> None:
+        """RFC 3261 §15: a BYE belongs to a dialog; after a failed INVITE there is none."""
+        assert self.journal is not None
+        call = self.journal.get(req.call_id or "")
+        if call is None:
+            return
+        invites = [t for t in call.transactions if t.method == "INVITE"]
+        if not invites or any((t.final_status or 200) < 300 for t in invites):
+            return  # established, or still pending (an early dialog may be ended by BYE)
+        finals = ", ".join(str(t.final_status) for t in invites)
+        self._violate(
+            req,
+            now,
+            "RFC 3261 §15",
+            f"BYE for a call that never got a 2xx (its INVITE got {finals})",
+        )
+
     def _reject(self, exc: ParseError, flow: Flow) -> list[Send]:
         """A request we could not accept: answer it statelessly when it can be addressed."""
         self.stats["parse_errors"] += 1
@@ -454,6 +727,8 @@ class Endpoint:
             self.stats["dropped"] += 1
             self._notice("dropped", flow, f"dropped a message: {exc.reason}")
             return []
+        if self.journal is not None:
+            self._record_in(req, flow, self._last_now, False)
         tag = None
         if req.call_id:
             tag = make_to_tag(self.secret, req.call_id, req.from_tag, req.cseq_num)
@@ -548,3 +823,26 @@ def _unspecified(host: str) -> bool:
         return ipaddress.ip_address(host).is_unspecified
     except ValueError:
         return False
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _response_facts(data: bytes) -> tuple[int, str, str, int, str]:
+    """Status, reason, Call-ID, CSeq number and method of a response we serialized."""
+    end = data.find(b"\r\n\r\n")
+    head = data[: end if end >= 0 else len(data)].decode("utf-8", "surrogateescape")
+    lines = head.split("\r\n")
+    first = lines[0]
+    status = int(first[8:11]) if first[8:11].isdigit() else 0
+    call_id = ""
+    cseq = 0
+    method = ""
+    for line in lines[1:]:
+        if line.startswith("Call-ID: "):
+            call_id = line[9:]
+        elif line.startswith("CSeq: "):
+            number, _, method = line[6:].partition(" ")
+            cseq = int(number) if number.isdigit() else 0
+    return status, first[12:], call_id, cseq, method.strip()

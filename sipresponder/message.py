@@ -405,6 +405,8 @@ class Request:
     cseq: str | None = None
     cseq_num: int = 0
     cseq_method: str = ""
+    #: The whole message as received (for the journal).
+    raw: bytes = b""
 
     @property
     def branch(self) -> str | None:

@@ -171,7 +171,7 @@ def parse_message(
             existing.append(value)
         last_key = key
 
-    req = Request(method=method, uri=uri, version=version, headers=headers)
+    req = Request(method=method, uri=uri, version=version, headers=headers, raw=data)
 
     # The Via chain first: without a usable top Via no response can be addressed.
     via_lines = hmap.get("via")

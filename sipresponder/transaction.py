@@ -88,18 +88,23 @@ class ServerTransaction:
         "ack_index_key",
         "ack_key",
         "build",
+        "call_id",
         "codes",
+        "copies",
+        "cseq_num",
         "end",
         "expire_code",
         "final",
         "flow",
         "invite",
         "key",
+        "last_copy",
         "last_provisional",
         "method",
         "outbox",
         "peer",
         "plan",
+        "provisional_at",
         "reliable",
         "reported",
         "request",
@@ -114,6 +119,7 @@ class ServerTransaction:
         "t_retx",
         "t_step",
         "timers",
+        "to_tag",
         "uri",
     )
 
@@ -157,6 +163,15 @@ class ServerTransaction:
         self.ack_key: Hashable = None
         self.method = request.method
         self.uri = request.uri
+        self.call_id = request.call_id or ""
+        self.cseq_num = request.cseq_num
+        #: Our To tag, for judging an ACK (set by the owner).
+        self.to_tag = ""
+        #: The copies of the request seen, and when the last came (retransmission timing).
+        self.copies = 1
+        self.last_copy = 0.0
+        #: When the first provisional was sent (a client stops retransmitting on it).
+        self.provisional_at: float | None = None
         self.peer = ""
         self.reported = False
 
@@ -165,6 +180,7 @@ class ServerTransaction:
     def start(self, now: float, *, send_trying: bool, expires: float | None = None) -> None:
         """The request arrived.  ``send_trying``: send 100 Trying first (§17.2.1)."""
         self.start_time = now
+        self.last_copy = now
         if send_trying:
             self._provisional(TRYING, now)
         # §13.3.1: the INVITE's Expires ends the ringing with 487; the ring limit with 408.
@@ -284,6 +300,8 @@ class ServerTransaction:
         self.outbox.append(data)
         self.codes.append(code)
         self.last_provisional = data
+        if self.provisional_at is None:
+            self.provisional_at = now
         if self.state is State.TRYING:
             self.state = State.PROCEEDING
         if code != 100 and self.invite:

@@ -20,6 +20,7 @@ ORDER = [
     "auth",
     "plans",
     "rules",
+    "journal",
     "transaction",
     "config",
     "endpoint",

@@ -1,0 +1,349 @@
+"""The journal: every request received and response sent, grouped into calls.
+
+What belongs here: ``Entry`` (one message: time, direction, transport, addresses, the raw
+bytes and a parsed summary), ``Violation`` (something the client did against an RFC,
+with the section), ``Call`` (the entries, transactions and violations of one Call-ID,
+with what a test wants to know: final status, ACKed or not), and ``Journal``, a ring of
+calls bounded in calls and in entries per call — the oldest call goes first.  A sink
+callable may take every entry and violation as a JSON-ready dict (``--journal-file``).
+Pure: the caller passes wall-clock times.  Imports ``message`` only.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .message import uri_user
+
+Sink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message on the wire, as the responder saw it."""
+
+    time: float  # wall clock, seconds since the epoch
+    direction: str  # "in" (received) | "out" (sent)
+    transport: str  # "udp" | "tcp"
+    src: str  # "ip:port"
+    dst: str
+    raw: bytes
+    call_id: str
+    method: str  # the request's method, or the CSeq method of a response
+    cseq: int
+    status: int | None = None  # responses only
+    reason: str = ""
+    uri: str = ""  # requests only
+    branch: str = ""
+    retransmission: bool = False
+
+    @property
+    def summary(self) -> str:
+        """``INVITE sip:486@host`` or ``486 Busy Here``."""
+        if self.status is None:
+            return f"{self.method} {self.uri}"
+        return f"{self.status} {self.reason}"
+
+    def to_dict(self, raw: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "time": self.time,
+            "direction": self.direction,
+            "transport": self.transport,
+            "src": self.src,
+            "dst": self.dst,
+            "call_id": self.call_id,
+            "method": self.method,
+            "cseq": self.cseq,
+            "summary": self.summary,
+        }
+        if self.status is not None:
+            out["status"] = self.status
+        else:
+            out["uri"] = self.uri
+        if self.branch:
+            out["branch"] = self.branch
+        if self.retransmission:
+            out["retransmission"] = True
+        if raw:
+            out["raw"] = self.raw.decode("utf-8", "replace")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Something a client did that an RFC says it must not (or must but did not)."""
+
+    time: float
+    call_id: str
+    rule: str  # e.g. "RFC 3261 §17.1.1.3"
+    message: str
+    method: str = ""
+    cseq: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "call_id": self.call_id,
+            "rule": self.rule,
+            "message": self.message,
+            "method": self.method,
+            "cseq": self.cseq,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
+@dataclass(slots=True)
+class Transaction:
+    """A request of a call and what was answered to it."""
+
+    method: str
+    cseq: int
+    uri: str
+    first: float
+    codes: list[int] = field(default_factory=list)
+    acked: bool = False
+    retransmissions: int = 0
+    cancelled: bool = False
+
+    @property
+    def final_status(self) -> int | None:
+        finals = [c for c in self.codes if c >= 200]
+        return finals[-1] if finals else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "cseq": self.cseq,
+            "uri": self.uri,
+            "time": self.first,
+            "codes": list(self.codes),
+            "final_status": self.final_status,
+            "acked": self.acked,
+            "retransmissions": self.retransmissions,
+            "cancelled": self.cancelled,
+        }
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything the journal holds about one Call-ID."""
+
+    call_id: str
+    first: float
+    last: float
+    entries: list[Entry] = field(default_factory=list)
+    transactions: list[Transaction] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    dropped_entries: int = 0
+
+    @property
+    def first_request(self) -> Transaction | None:
+        return self.transactions[0] if self.transactions else None
+
+    @property
+    def method(self) -> str:
+        first = self.first_request
+        return first.method if first is not None else ""
+
+    @property
+    def uri(self) -> str:
+        first = self.first_request
+        return first.uri if first is not None else ""
+
+    @property
+    def user(self) -> str:
+        return uri_user(self.uri) or ""
+
+    def main(self) -> Transaction | None:
+        """The call's first INVITE, else its first request."""
+        for txn in self.transactions:
+            if txn.method == "INVITE":
+                return txn
+        return self.first_request
+
+    @property
+    def final_status(self) -> int | None:
+        main = self.main()
+        return main.final_status if main is not None else None
+
+    @property
+    def codes(self) -> list[int]:
+        main = self.main()
+        return list(main.codes) if main is not None else []
+
+    @property
+    def acked(self) -> bool:
+        """The INVITE's final response was ACKed (False for a call without INVITE)."""
+        main = self.main()
+        return main is not None and main.method == "INVITE" and main.acked
+
+    def transaction(self, method: str, cseq: int) -> Transaction | None:
+        for txn in reversed(self.transactions):
+            if txn.cseq == cseq and txn.method == method:
+                return txn
+        return None
+
+    def to_dict(self, messages: bool = False, raw: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "call_id": self.call_id,
+            "method": self.method,
+            "uri": self.uri,
+            "user": self.user,
+            "first": self.first,
+            "last": self.last,
+            "final_status": self.final_status,
+            "codes": self.codes,
+            "acked": self.acked,
+            "transactions": [t.to_dict() for t in self.transactions],
+            "violations": [v.to_dict() for v in self.violations],
+        }
+        if messages:
+            out["messages"] = [e.to_dict(raw) for e in self.entries]
+            out["dropped_messages"] = self.dropped_entries
+        return out
+
+    def ladder(self) -> str:
+        """The SIP ladder of the call, one line a message: who sent what, when."""
+        if not self.entries:
+            return f"(no messages recorded for Call-ID {self.call_id})"
+        t0 = self.entries[0].time
+        width = max(len(e.src) for e in self.entries)
+        lines = [f"Call-ID {self.call_id}"]
+        for e in self.entries:
+            arrow = "->" if e.direction == "in" else "<-"
+            peer = e.src if e.direction == "in" else e.dst
+            note = " (retransmission)" if e.retransmission else ""
+            lines.append(
+                f"  +{e.time - t0:8.3f}s  {peer:>{width}} {arrow} responder  "
+                f"{e.summary}  [CSeq {e.cseq} {e.method}]{note}"
+            )
+        for v in self.violations:
+            lines.append(f"  violation: {v}")
+        return "\n".join(lines)
+
+
+class Journal:
+    """A bounded ring of calls: at most ``max_calls``, oldest first out.
+
+    ``max_entries`` bounds the messages kept per call (later ones are counted, not
+    kept).  ``max_calls=0`` keeps nothing (the sink still sees everything).
+    """
+
+    def __init__(
+        self, max_calls: int = 1000, max_entries: int = 200, sink: Sink | None = None
+    ) -> None:
+        self.max_calls = max_calls
+        self.max_entries = max_entries
+        self.sink = sink
+        self._calls: OrderedDict[str, Call] = OrderedDict()
+        self.violation_count = 0
+        #: Called with each new violation (logs, metrics, waiters).
+        self.on_violation: list[Callable[[Violation], None]] = []
+        #: Called with the call after each entry (waiters).
+        self.on_update: list[Callable[[Call], None]] = []
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def _call(self, call_id: str, now: float) -> Call | None:
+        call = self._calls.get(call_id)
+        if call is None:
+            if self.max_calls <= 0:
+                return None
+            call = Call(call_id, now, now)
+            self._calls[call_id] = call
+            while len(self._calls) > self.max_calls:
+                self._calls.popitem(last=False)
+        return call
+
+    def record(self, entry: Entry) -> Entry:
+        """Add one message: a request opens its transaction, a response adds its code (a
+        response repeating the transaction's last code is marked a retransmission), an
+        ACK marks its INVITE acknowledged.  Returns the entry as recorded."""
+        call = self._call(entry.call_id, entry.time)
+        if call is not None:
+            txn = call.transaction("INVITE" if entry.method == "ACK" else entry.method, entry.cseq)
+            if entry.status is None:
+                if entry.method == "ACK":
+                    if txn is not None and txn.final_status is not None:
+                        txn.acked = True
+                elif entry.retransmission:
+                    if txn is not None:
+                        txn.retransmissions += 1
+                elif txn is None and len(call.transactions) < self.max_entries:
+                    txn = Transaction(entry.method, entry.cseq, entry.uri, entry.time)
+                    call.transactions.append(txn)
+            elif txn is not None:
+                status: int = entry.status
+                if txn.codes and txn.codes[-1] == status:
+                    entry = replace(entry, retransmission=True)
+                else:
+                    txn.codes.append(status)
+                    if entry.method == "INVITE" and status == 487:
+                        txn.cancelled = True
+            call.last = entry.time
+            if len(call.entries) < self.max_entries:
+                call.entries.append(entry)
+            else:
+                call.dropped_entries += 1
+        if self.sink is not None:
+            self.sink({"type": "message", **entry.to_dict()})
+        if call is not None:
+            for callback in self.on_update:
+                callback(call)
+        return entry
+
+    def violation(self, violation: Violation) -> None:
+        self.violation_count += 1
+        if self.sink is not None:
+            self.sink({"type": "violation", **violation.to_dict()})
+        call = self._call(violation.call_id, violation.time)
+        if call is not None:
+            call.violations.append(violation)
+        for callback in self.on_violation:
+            callback(violation)
+        if call is not None:
+            for update in self.on_update:
+                update(call)
+
+    def get(self, call_id: str) -> Call | None:
+        return self._calls.get(call_id)
+
+    def has_final_2xx(self, call_id: str) -> bool | None:
+        """Whether any INVITE of the call got a 2xx; None when the call is unknown."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        invites = [t for t in call.transactions if t.method == "INVITE"]
+        if not invites:
+            return None
+        return any((t.final_status or 0) // 100 == 2 for t in invites)
+
+    def calls(
+        self,
+        method: str | None = None,
+        user: str | None = None,
+        status: int | None = None,
+        since: float | None = None,
+    ) -> list[Call]:
+        """Calls, oldest first, filtered by first method, Request-URI user, final status
+        and last activity at or after ``since``."""
+        out: Iterable[Call] = self._calls.values()
+        if method is not None:
+            out = [c for c in out if c.method == method.upper()]
+        if user is not None:
+            out = [c for c in out if c.user == user]
+        if status is not None:
+            out = [c for c in out if c.final_status == status]
+        if since is not None:
+            out = [c for c in out if c.last >= since]
+        return list(out)
+
+    def clear(self) -> None:
+        self._calls.clear()
+        self.violation_count = 0
