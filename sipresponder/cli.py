@@ -113,6 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="key of To tags and Digest nonces (default: $SIPRESPONDER_SECRET, "
         "else random per process); the same on every instance of a pool",
     )
+    p.add_argument(
+        "--journal-size",
+        type=int,
+        default=1000,
+        metavar="CALLS",
+        help="calls kept in the journal, oldest first out (default %(default)s; 0 keeps none)",
+    )
+    p.add_argument(
+        "--journal-file",
+        metavar="FILE",
+        help="append every message and violation to FILE as JSON lines",
+    )
+    p.add_argument(
+        "--admin",
+        metavar="HOST:PORT",
+        help="serve the admin HTTP API (journal, rules, metrics) there; off by default",
+    )
+    p.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        default=os.environ.get("SIPRESPONDER_ADMIN_TOKEN"),
+        help="require 'Authorization: Bearer TOKEN' on the admin API "
+        "(default: $SIPRESPONDER_ADMIN_TOKEN)",
+    )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
@@ -132,6 +156,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_rate=args.log_rate,
         secret=args.secret.encode(),
         rules_file=args.rules,
+        journal_size=args.journal_size,
+        journal_file=args.journal_file,
+        admin=args.admin,
+        admin_token=args.admin_token,
     ).validate()
 
 
@@ -139,7 +167,7 @@ async def _serve(config: Config) -> int:
     tlog = TransactionLog(config.log_rate)
     try:
         server = Server(config, report=tlog)
-    except RulesError as exc:
+    except ConfigError as exc:  # a bad rules file, an unwritable journal file
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:

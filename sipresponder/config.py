@@ -61,6 +61,18 @@ class Config:
     rules_file: str | None = None
     """A YAML or JSON rules file (see README); dial-the-code stays the fallback."""
 
+    journal_size: int = 1000
+    """Calls kept in the journal (the oldest go first); 0 keeps none and judges less."""
+
+    journal_file: str | None = None
+    """Append every journaled message and violation to this file as JSON lines."""
+
+    admin: str | None = None
+    """``HOST:PORT`` of the admin HTTP API (off when None; loopback unless told)."""
+
+    admin_token: str | None = None
+    """Bearer token the admin API requires, when set."""
+
     def validate(self) -> Config:
         """Return self, or raise ``ConfigError`` naming the field and the problem."""
         if not 0 <= self.port <= 65535:
@@ -76,6 +88,8 @@ class Config:
             raise ConfigError(f"--max-ring: {self.max_ring:g} is not in 0-86400 seconds")
         if not 1024 <= self.max_message_size <= 16 * 1024 * 1024:
             raise ConfigError("--max-message-size: must be between 1024 and 16777216 bytes")
+        if self.journal_size < 0:
+            raise ConfigError("--journal-size: must be 0 or more")
         if self.max_transactions < 1:
             raise ConfigError("--max-transactions: must be at least 1")
         if self.log_level not in LOG_LEVELS:

@@ -83,7 +83,28 @@ _SDP_MODES = ("answer", "offer", "none")
 
 
 class RulesError(ConfigError):
-    """A rules file that cannot be used; the message names file, rule, field, problem."""
+    """A rules file that cannot be used; the message names file, rule, field, problem.
+
+    The parts are kept too, for callers that report them structured (the admin API):
+    ``rule`` is the 1-based index (0 for the default rule, None outside any rule).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "",
+        rule: int | None = None,
+        line: int | None = None,
+        field: str = "",
+        problem: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.rule = rule
+        self.line = line
+        self.field = field
+        self.problem = problem or message
 
 
 # -------------------------------------------------------------------- model
@@ -351,10 +372,11 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 class _Where:
     """Where we are in the document, to name it in an error."""
 
-    def __init__(self, source: str, rule: str, line: int | None) -> None:
+    def __init__(self, source: str, rule: str, line: int | None, index: int | None = None) -> None:
         self.source = source
         self.rule = rule
         self.line = line
+        self.index = index
 
     def fail(self, fieldname: str, problem: str, line: int | None = None) -> RulesError:
         line = line or self.line
@@ -362,7 +384,14 @@ class _Where:
             where = f" {self.rule} (line {line}):" if line else f" {self.rule}:"
         else:
             where = f" line {line}:" if line else ""
-        return RulesError(f"{self.source}:{where} {fieldname}: {problem}")
+        return RulesError(
+            f"{self.source}:{where} {fieldname}: {problem}",
+            source=self.source,
+            rule=self.index,
+            line=line,
+            field=fieldname,
+            problem=problem,
+        )
 
 
 def load_rules(text: str, source: str = "<rules>") -> RuleSet:
@@ -391,12 +420,12 @@ def load_rules(text: str, source: str = "<rules>") -> RuleSet:
     rules: list[Rule] = []
     for i, raw in enumerate(raw_rules, start=1):
         line = raw.get("__line__") if isinstance(raw, dict) else None
-        rules.append(_rule(raw, i, _Where(source, f"rule {i}", line)))
+        rules.append(_rule(raw, i, _Where(source, f"rule {i}", line, i)))
     default = None
     if "default" in doc:
         raw = doc["default"]
         line = raw.get("__line__") if isinstance(raw, dict) else None
-        default = _rule(raw, 0, _Where(source, "default rule", line), default=True)
+        default = _rule(raw, 0, _Where(source, "default rule", line, 0), default=True)
     if not rules and default is None:
         raise where.fail("rules", "no rules and no default rule")
     seed = doc.get("seed")
@@ -604,7 +633,7 @@ def _step(raw: Any, fieldname: str, where: _Where, previous_at: float) -> Step:
     if not isinstance(raw, dict):
         raise where.fail(fieldname, "must be a mapping with 'code', or a code")
     line = raw.get("__line__")
-    where = _Where(where.source, where.rule, line or where.line)  # errors name the step's line
+    where = _Where(where.source, where.rule, line or where.line, where.index)  # the step's line
     _check_keys(raw, _STEP_KEYS, where, f"{fieldname}.")
     code = raw.get("code")
     if isinstance(code, bool) or not isinstance(code, int) or not is_valid_code(code):

@@ -12,13 +12,17 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import json
 import logging
 import os
 import socket
 import time
+from typing import Any, TextIO
 
 from .config import Config
 from .endpoint import Endpoint, Reporter
+from .errors import ConfigError
+from .journal import Journal
 from .rules import RulesError, RuleSet, load_rules
 from .transport import Driver, TcpConnection, UdpProtocol
 
@@ -46,11 +50,33 @@ class Server:
             config = dataclasses.replace(config, secret=os.urandom(16))
         self.config = config.validate()
         rules = read_rules(config.rules_file) if config.rules_file else None
-        self.endpoint = Endpoint(self.config, report, rules)
+        self._journal_out: TextIO | None = None
+        if config.journal_file:
+            try:
+                self._journal_out = open(config.journal_file, "a", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise ConfigError(
+                    f"--journal-file: cannot open {config.journal_file}: {exc.strerror}"
+                ) from None
+        self.journal: Journal | None = None
+        if config.journal_size > 0 or self._journal_out is not None:
+            sink = self._write_journal if self._journal_out is not None else None
+            self.journal = Journal(config.journal_size, sink=sink)
+        self.endpoint = Endpoint(self.config, report, rules, self.journal)
         self.listeners: list[tuple[str, str, int]] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._driver: Driver | None = None
+
+    def _write_journal(self, line: dict[str, Any]) -> None:
+        """``--journal-file``: one JSON object a line (flushed on close)."""
+        out = self._journal_out
+        if out is not None:
+            try:
+                out.write(json.dumps(line, default=str) + "\n")
+            except OSError as exc:  # a full disk must not stop the responder
+                log.error("--journal-file: %s; no longer writing it", exc)
+                self._journal_out = None
 
     def reload_rules(self) -> bool:
         """SIGHUP: a valid file takes effect for new transactions (those in flight finish
@@ -145,6 +171,9 @@ class Server:
         return socks
 
     def close(self) -> None:
+        if self._journal_out is not None:
+            self._journal_out.close()
+            self._journal_out = None
         if self._udp is not None:
             self._udp.close()
             self._udp = None

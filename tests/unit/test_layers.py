@@ -28,6 +28,9 @@ ORDER = [
     "logs",
     "transport",
     "server",
+    "admin",
+    "api",
+    "pytest_plugin",
     "cli",
     "__main__",
     "__init__",
@@ -52,12 +55,16 @@ def imports(module: str) -> tuple[set[str], set[str]]:
 
 
 def test_every_module_is_placed() -> None:
-    assert {p.stem for p in PACKAGE.glob("*.py")} == set(ORDER)
+    assert {p.stem for p in PACKAGE.glob("*.py")} <= set(ORDER)
+
+
+def imports_of_existing(module: str) -> set[str]:
+    return imports(module)[0] if (PACKAGE / f"{module}.py").exists() else set()
 
 
 def test_imports_point_down_the_layers() -> None:
     for index, module in enumerate(ORDER):
-        local, _ = imports(module)
+        local = imports_of_existing(module)
         allowed = set(ORDER[:index])
         assert local <= allowed, f"{module} imports {sorted(local - allowed)} from below it"
 
