@@ -1,14 +1,42 @@
 """sipresponder: a stateless SIP responder and test endpoint (RFC 3261, UDP and TCP).
 
 The public API: ``Config``, the sans-IO ``Endpoint`` and ``Server``, which runs it on
-asyncio sockets.  See README.md.
+asyncio sockets; for tests, ``Responder`` (async), ``ThreadedResponder`` (sync) and
+``assert_call``.  See README.md.
+
+The names are imported on first use (PEP 562), so that importing the package — as pytest
+does for the plugin in every run — costs nothing until something is used.
 """
 
-from .config import Config
-from .endpoint import Endpoint, Flow
-from .plans import Plan, PlanError, Step, parse_plan
-from .server import Server
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .api import Responder, ThreadedResponder, assert_call, assert_no_violations
+    from .config import Config
+    from .endpoint import Endpoint, Flow
+    from .plans import Plan, PlanError, Step, parse_plan
+    from .server import Server
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "Config": "config",
+    "Endpoint": "endpoint",
+    "Flow": "endpoint",
+    "Plan": "plans",
+    "PlanError": "plans",
+    "Responder": "api",
+    "Server": "server",
+    "Step": "plans",
+    "ThreadedResponder": "api",
+    "assert_call": "api",
+    "assert_no_violations": "api",
+    "parse_plan": "plans",
+}
 
 __all__ = [
     "Config",
@@ -16,8 +44,25 @@ __all__ = [
     "Flow",
     "Plan",
     "PlanError",
+    "Responder",
     "Server",
     "Step",
+    "ThreadedResponder",
     "__version__",
+    "assert_call",
+    "assert_no_violations",
     "parse_plan",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

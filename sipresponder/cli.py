@@ -2,7 +2,8 @@
 
 What belongs here: argument parsing, turning every bad flag or unusable address into one
 line on standard error with exit code 2, printing one ``listening ...`` line per listener
-when ready, and stopping cleanly (exit 0) on SIGINT/SIGTERM.
+(and ``admin http://...`` with ``--admin``) when ready, and stopping cleanly (exit 0) on
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import sys
 from typing import NoReturn
 
+from .admin import Admin
 from .config import Config
 from .errors import ConfigError
 from .logs import TransactionLog, setup_logging
@@ -167,13 +169,18 @@ async def _serve(config: Config) -> int:
     tlog = TransactionLog(config.log_rate)
     try:
         server = Server(config, report=tlog)
-    except ConfigError as exc:  # a bad rules file, an unwritable journal file
+        admin = Admin(server) if config.admin else None
+    except ConfigError as exc:  # a bad rules file, an unwritable journal file, bad --admin
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:
         await server.start()
+        if admin is not None:
+            await admin.start()
     except OSError as exc:
         print(f"{PROG}: error: {exc.strerror or exc}", file=sys.stderr)
+        server.close()
+        await server.wait_closed()
         return 2
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -182,11 +189,14 @@ async def _serve(config: Config) -> int:
     loop.add_signal_handler(signal.SIGHUP, server.reload_rules)
     for transport, host, port in server.listeners:
         print(listener_line(transport, host, port), flush=True)
+    if admin is not None:
+        print(f"admin {admin.url}", flush=True)
 
     async def ticker() -> None:
         while True:
             await asyncio.sleep(1.0)
             tlog.tick()
+            server.flush_journal()
 
     ticking = asyncio.create_task(ticker())
     try:
@@ -194,6 +204,8 @@ async def _serve(config: Config) -> int:
     finally:
         ticking.cancel()
         tlog.flush()
+        if admin is not None:
+            await admin.close()
         server.close()
         await server.wait_closed()
     log.info("stopped")

@@ -66,10 +66,27 @@ class Server:
         self.listeners: list[tuple[str, str, int]] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._closing: asyncio.Server | None = None
         self._driver: Driver | None = None
 
+    @property
+    def driver(self) -> Driver | None:
+        """The event-loop glue, once started (the admin API sets its ``observe``)."""
+        return self._driver
+
+    def flush_journal(self) -> None:
+        """Push what ``--journal-file`` buffered to the file (the CLI calls it every
+        second, so ``tail -f`` follows along without a write per message)."""
+        out = self._journal_out
+        if out is not None:
+            try:
+                out.flush()
+            except OSError as exc:
+                log.error("--journal-file: %s; no longer writing it", exc)
+                self._journal_out = None
+
     def _write_journal(self, line: dict[str, Any]) -> None:
-        """``--journal-file``: one JSON object a line (flushed on close)."""
+        """``--journal-file``: one JSON object a line (flushed every second and on close)."""
         out = self._journal_out
         if out is not None:
             try:
@@ -179,11 +196,15 @@ class Server:
             self._udp = None
         if self._tcp is not None:
             self._tcp.close()
+            self._closing = self._tcp
             self._tcp = None
         if self._driver is not None:
             self._driver.close()
 
     async def wait_closed(self) -> None:
+        if self._closing is not None:
+            await self._closing.wait_closed()
+            self._closing = None
         if self._tcp is not None:
             await self._tcp.wait_closed()
 

@@ -4,13 +4,16 @@ What belongs here: ``Driver`` (sends what the endpoint returns and keeps one tim
 for its next deadline), ``UdpProtocol`` and ``TcpConnection`` (per-connection framing with
 ``StreamFramer``, CRLF keep-alive pongs, bounded buffers).  Each callback does the same
 three steps: feed the endpoint with ``now=loop.time()``, send what came out, re-arm the
-timer.  No protocol decisions are made here.
+timer.  ``Driver.observe``, when set, is told how long each ``receive`` took (metrics).  No
+protocol decisions are made here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from .endpoint import Endpoint, Flow, Send
@@ -30,6 +33,22 @@ class Driver:
         self.loop = loop
         self._handle: asyncio.TimerHandle | None = None
         self._armed: float | None = None
+        #: Called with the seconds each ``endpoint.receive`` took (the admin API's latency
+        #: histogram); None, the default, times nothing.
+        self.observe: Callable[[float], None] | None = None
+        #: Open TCP connections, closed with the driver (none may outlive the server).
+        self.connections: set[TcpConnection] = set()
+
+    def receive(self, data: bytes, flow: Flow) -> None:
+        """Feed one message to the endpoint and send what comes out."""
+        observe = self.observe
+        if observe is None:
+            self.send(self.endpoint.receive(data, flow, self.loop.time()))
+            return
+        start = time.perf_counter()
+        out = self.endpoint.receive(data, flow, self.loop.time())
+        observe(time.perf_counter() - start)
+        self.send(out)
 
     def send(self, out: list[Send]) -> None:
         for data, flow, dest in out:
@@ -60,6 +79,10 @@ class Driver:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.connections.clear()
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -74,9 +97,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.local = (sockname[0], sockname[1])
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        flow = Flow("udp", (addr[0], addr[1]), self.local, self.transport)
-        driver = self.driver
-        driver.send(driver.endpoint.receive(data, flow, driver.loop.time()))
+        self.driver.receive(data, Flow("udp", (addr[0], addr[1]), self.local, self.transport))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like, from an earlier sendto: nothing to do.
@@ -98,6 +119,7 @@ class TcpConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         local = self.transport.get_extra_info("sockname")
         self.flow = Flow("tcp", (peer[0], peer[1]), (local[0], local[1]), self)
+        self.driver.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         driver = self.driver
@@ -112,7 +134,7 @@ class TcpConnection(asyncio.Protocol):
                 self.transport.close()
                 return
             elif isinstance(item, bytes):
-                driver.send(driver.endpoint.receive(item, flow, driver.loop.time()))
+                driver.receive(item, flow)
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -126,3 +148,4 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.driver.connections.discard(self)

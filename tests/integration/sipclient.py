@@ -36,6 +36,7 @@ RECV_TIMEOUT = 3.0
 SILENCE = 0.3
 
 _LISTENING_RE = re.compile(r"^listening (udp|tcp) (\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]+)$")
+_ADMIN_RE = re.compile(r"^admin (http://\S+)$")
 
 
 # --------------------------------------------------------------------- processes
@@ -91,6 +92,8 @@ class Responder:
     stderr_path: Path
     lines: list[str]
     stopped: bool = False
+    #: ``http://HOST:PORT`` of the admin API when started with ``--admin``.
+    admin_url: str | None = None
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -132,8 +135,8 @@ def start_responder(
     """Start ``python -m sipresponder --host HOST --port 0 ARGS`` and wait until it listens.
 
     Standard error goes to ``workdir/NAME.stderr.log``.  Raises ``AssertionError`` (after
-    stopping the process) when the two ``listening`` lines do not come within
-    ``START_TIMEOUT`` seconds.
+    stopping the process) when the two ``listening`` lines (and, with ``--admin``, the
+    ``admin http://...`` line after them) do not come within ``START_TIMEOUT`` seconds.
     """
     stderr_path = workdir / f"{name}.stderr.log"
     with stderr_path.open("wb") as err:
@@ -144,15 +147,17 @@ def start_responder(
             stderr=err,
             cwd=workdir,
         )
-    lines = read_lines(proc, 2, START_TIMEOUT)
+    admin = "--admin" in args
+    lines = read_lines(proc, 3 if admin else 2, START_TIMEOUT)
     ports = set()
     hosts = set()
-    for line in lines:
+    for line in lines[:2]:
         m = _LISTENING_RE.match(line)
         if m is not None:
             hosts.add(m.group(2).strip("[]"))
             ports.add(int(m.group(3)))
-    if len(lines) != 2 or len(ports) != 1 or len(hosts) != 1:
+    m_admin = _ADMIN_RE.match(lines[2]) if admin and len(lines) == 3 else None
+    if len(lines) < 2 or len(ports) != 1 or len(hosts) != 1 or (admin and m_admin is None):
         code = None
         with contextlib.suppress(AssertionError):
             code = stop_process(proc, signal.SIGKILL)
@@ -162,7 +167,8 @@ def start_responder(
             f"responder did not start: stdout {lines!r}, exit {code}, "
             f"stderr:\n{stderr_path.read_text('utf-8', 'replace')}"
         )
-    return Responder(proc, hosts.pop(), ports.pop(), stderr_path, lines)
+    admin_url = m_admin.group(1) if m_admin is not None else None
+    return Responder(proc, hosts.pop(), ports.pop(), stderr_path, lines, admin_url=admin_url)
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:

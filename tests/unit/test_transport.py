@@ -96,3 +96,24 @@ def test_udp_sends_to_the_via_address_and_timer_fires() -> None:
     ]
     # No rport: to the source IP and the sent-by port (RFC 3261 §18.2.2).
     assert {addr for _, addr in sent} == {("192.0.2.1", 5062)}
+
+
+def test_driver_times_receive_only_when_observed() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        d = driver(loop)
+        proto = UdpProtocol(d)
+        fake = FakeUdp()
+        proto.connection_made(fake)  # type: ignore[arg-type]
+        proto.datagram_received(request("OPTIONS"), ("127.0.0.1", 5062))  # observe is None
+        seen: list[float] = []
+        d.observe = seen.append
+        proto.datagram_received(request("OPTIONS", branch="z9hG4bK-2"), ("127.0.0.1", 5062))
+        conn = TcpConnection(d, 65536)
+        conn.connection_made(FakeTcp())  # type: ignore[arg-type]
+        conn.data_received(request("OPTIONS", branch="z9hG4bK-3"))
+        assert len(seen) == 2 and all(0 <= s < 1 for s in seen)
+        assert status_lines([s for s, _ in fake.sent]) == ["SIP/2.0 200 OK"] * 2
+        d.close()
+    finally:
+        loop.close()

@@ -1,0 +1,807 @@
+"""The admin HTTP API: the journal, the rules and the metrics of a running server.
+
+What belongs here: ``Admin(server)``, an aiohttp application served on the responder's
+own event loop (``start()`` binds ``--admin HOST:PORT`` and returns the real address,
+``close()`` stops it); its handlers; the bearer-token check; the Prometheus collector that
+reads the endpoint's counters at scrape time; the OpenAPI document.  Every error is JSON
+``{"error": ...}`` with its status, made in one middleware from ``ApiError`` (or from
+aiohttp's own 404/405/413), and no exception leaves it.  The API reads the server and
+swaps its rules; it makes no protocol decision.  Imports ``server`` and what the server
+exposes (``config``, ``endpoint``, ``journal``, ``rules``, ``errors``, ``version``);
+only the CLI imports it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import os
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .endpoint import Endpoint
+from .errors import ConfigError
+from .journal import Journal
+from .rules import RulesError, RuleSet, load_rules
+from .server import Server, read_rules
+from .version import __version__
+
+log = logging.getLogger(__name__)
+
+#: Seconds in-flight HTTP requests get to finish when the admin API stops.
+SHUTDOWN_TIMEOUT = 2.0
+#: Largest rules document accepted by ``PUT /api/rules``.
+MAX_BODY = 1 << 20
+#: Buckets of ``sipresponder_handling_seconds``: one message takes tens of microseconds.
+LATENCY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+#: ``RuleSet.source`` of a document put through the API (``load_rules`` reads JSON by it).
+SOURCE_JSON = "admin-api.json"
+SOURCE_YAML = "admin-api.yaml"
+
+
+class ApiError(Exception):
+    """An answer other than success: the status, a message, and any further fields."""
+
+    def __init__(self, status: int, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+
+# ------------------------------------------------------------- pure helpers
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``--admin HOST:PORT`` (``[::1]:8080`` for IPv6) -> (host, port); ``ConfigError``."""
+    host, sep, port_text = text.rpartition(":")
+    example = "e.g. 127.0.0.1:8080 or [::1]:8080"
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()):
+        raise ConfigError(f"--admin: {text!r} is not HOST:PORT ({example})")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ConfigError(f"--admin: {text!r}: put an IPv6 address in brackets ({example})")
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError(f"--admin: {port} is not a port number (0-65535)")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """The warning to log when the API is reachable from other hosts without a token."""
+    if token or is_loopback(host):
+        return None
+    return (
+        f"the admin API on {host} is reachable from other hosts and has no --admin-token: "
+        "anyone who can connect can read the journal and replace the rules"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    """The query of ``GET /api/calls``: the arguments of ``Journal.calls``."""
+
+    method: str | None = None
+    user: str | None = None
+    status: int | None = None
+    since: float | None = None
+
+
+def parse_call_filter(query: Iterable[tuple[str, str]]) -> CallFilter:
+    """Query parameters -> ``CallFilter``; ``ApiError`` 400 names a bad parameter."""
+    values: dict[str, str] = {}
+    for name, value in query:
+        if name not in CallFilter.__dataclass_fields__:
+            raise ApiError(
+                400, f"unknown parameter {name!r}: use method, user, status, since", parameter=name
+            )
+        if name in values:
+            raise ApiError(400, f"parameter {name!r} is given twice", parameter=name)
+        values[name] = value
+    method = values.get("method")
+    if method is not None and not (method and method.isascii() and method.isalpha()):
+        raise ApiError(400, f"method: {method!r} is not a SIP method", parameter="method")
+    status = None
+    if "status" in values:
+        text = values["status"]
+        if not (text.isascii() and text.isdigit() and 100 <= int(text) <= 699):
+            raise ApiError(400, f"status: {text!r} is not a code (100-699)", parameter="status")
+        status = int(text)
+    since = None
+    if "since" in values:
+        try:
+            since = float(values["since"])
+        except ValueError:
+            since = math.nan
+        if not math.isfinite(since):
+            raise ApiError(
+                400,
+                f"since: {values['since']!r} is not a time (Unix seconds)",
+                parameter="since",
+            )
+    return CallFilter(method and method.upper(), values.get("user"), status, since)
+
+
+def rules_error(exc: RulesError) -> ApiError:
+    """A refused rules document as a 400 naming the rule, line, field and problem."""
+    return ApiError(
+        400,
+        str(exc),
+        rule=exc.rule,
+        line=exc.line,
+        field=exc.field or None,
+        problem=exc.problem,
+    )
+
+
+def parse_rules_body(body: bytes, content_type: str) -> tuple[RuleSet, Any]:
+    """A ``PUT /api/rules`` body -> (the rules, the document as JSON data).
+
+    YAML when the content type says so, JSON otherwise; ``ApiError`` 400 when it cannot
+    be used, with the rule, line, field and problem from ``RulesError``.
+    """
+    yaml_body = content_type.split(";", 1)[0].strip().lower() in YAML_TYPES
+    if not body.strip():
+        raise ApiError(400, "empty body: send a rules document", field="rules")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not UTF-8 text", field="syntax") from None
+    try:
+        rules = load_rules(text, SOURCE_YAML if yaml_body else SOURCE_JSON)
+    except RulesError as exc:
+        error = rules_error(exc)
+        if exc.field == "syntax" and not yaml_body:
+            hint = " (send YAML with Content-Type: application/yaml)"
+            error = ApiError(400, error.message + hint, **error.fields)
+        raise error from None
+    document = yaml.safe_load(text) if yaml_body else json.loads(text)
+    return rules, jsonable(document)
+
+
+def jsonable(document: Any) -> Any:
+    """The document as plain JSON data (YAML may hold dates or non-string keys)."""
+    try:
+        return json.loads(json.dumps(document, default=str))
+    except (TypeError, ValueError):
+        return None
+
+
+def file_document(path: str) -> Any:
+    """The rules file as JSON data, or None when it cannot be read now."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        document = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return None
+    return jsonable(document)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(
+        data,
+        status=status,
+        headers=headers,
+        dumps=lambda obj: json.dumps(obj, default=str),
+    )
+
+
+def error_response(status: int, message: str, **fields: Any) -> web.Response:
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="sipresponder"'
+    return _json({"error": message, **fields}, status, headers)
+
+
+# ------------------------------------------------------------------ metrics
+
+
+class EndpointCollector(Collector):
+    """Reads the endpoint's counters at scrape time: nothing is counted twice."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def collect(self) -> Iterator[Metric]:
+        ep = self.endpoint
+        requests = CounterMetricFamily(
+            "sipresponder_requests",
+            "SIP requests received (retransmissions included), by method",
+            labels=["method"],
+        )
+        for method, n in sorted(ep.requests_by_method.items()):
+            requests.add_metric([method], n)
+        yield requests
+        responses = CounterMetricFamily(
+            "sipresponder_responses",
+            "SIP responses built by a request's plan (not retransmissions), by method and code",
+            labels=["method", "code"],
+        )
+        for (method, code), n in sorted(ep.responses_by_code.items()):
+            responses.add_metric([method, str(code)], n)
+        yield responses
+        yield GaugeMetricFamily(
+            "sipresponder_in_flight_transactions",
+            "Server transactions in flight",
+            value=len(ep.transactions),
+        )
+        violations = CounterMetricFamily(
+            "sipresponder_violations",
+            "Client violations of an RFC, by the rule broken",
+            labels=["rule"],
+        )
+        for rule, n in sorted(ep.violations_by_rule.items()):
+            violations.add_metric([rule], n)
+        yield violations
+        for name, key, help_text in (
+            ("parse_errors", "parse_errors", "Messages that could not be accepted as requests"),
+            ("retransmissions", "retransmissions", "Retransmitted requests received"),
+            ("dropped", "dropped", "Messages dropped without an answer"),
+        ):
+            yield CounterMetricFamily(f"sipresponder_{name}", help_text, value=ep.stats[key])
+
+
+# --------------------------------------------------------------------- API
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Admin:
+    """The admin API of one ``Server``; ``start()`` it after the server started."""
+
+    def __init__(self, server: Server) -> None:
+        config = server.config
+        if config.admin is None:
+            raise ConfigError("--admin: no address given")
+        self.server = server
+        self.endpoint = server.endpoint
+        self.host, self.port = parse_address(config.admin)
+        self.token = config.admin_token or None
+        self.address: tuple[str, int] | None = None
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(EndpointCollector(self.endpoint))
+        self.latency = Histogram(
+            "sipresponder_handling_seconds",
+            "Time the endpoint took to handle one received message",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        #: The rules in use and their document as JSON data, as far as known.
+        self._document: tuple[RuleSet | None, Any] = (None, None)
+        self._remember_file_rules()
+        self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
+        self.app.add_routes(
+            [
+                web.get("/healthz", self.healthz),
+                web.get("/metrics", self.metrics),
+                web.get("/api/openapi.json", self.openapi),
+                web.get("/api/calls", self.calls),
+                web.get("/api/calls/{call_id:.+}", self.call),
+                web.delete("/api/journal", self.clear_journal),
+                web.get("/api/rules", self.get_rules),
+                web.put("/api/rules", self.put_rules),
+                web.delete("/api/rules", self.reset_rules),
+            ]
+        )
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> tuple[str, int]:
+        """Bind and serve; returns the real (host, port).  Raises ``OSError``."""
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            # asyncio's bind error repeats the address; getaddrinfo's errno is negative.
+            code = exc.errno or 0
+            reason = os.strerror(code) if code > 0 else exc.strerror or str(exc)
+            raise OSError(
+                exc.errno,
+                f"cannot serve the admin API on {_hostport(self.host, self.port)}: {reason}",
+            ) from None
+        self._runner = runner
+        bound = runner.addresses[0]
+        self.address = (bound[0], bound[1])
+        driver = self.server.driver
+        if driver is not None:
+            driver.observe = self.latency.observe
+        warning = exposure_warning(self.host, self.token)
+        if warning is not None:
+            log.warning("%s", warning)
+        return self.address
+
+    @property
+    def url(self) -> str:
+        host, port = self.address or (self.host, self.port)
+        return f"http://{_hostport(host, port)}"
+
+    async def close(self) -> None:
+        driver = self.server.driver
+        if driver is not None:
+            driver.observe = None
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    # ----------------------------------------------------------- middleware
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Token check, and every error as JSON: nothing escapes to aiohttp."""
+        try:
+            if self.token is not None and request.path != "/healthz":
+                self._authorize(request)
+            response = await handler(request)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.message, **exc.fields)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _http_error(request, exc)
+        except Exception:
+            log.exception("admin API: %s %s failed", request.method, request.path)
+            response = error_response(500, "internal error (the responder logged it)")
+        log.debug("admin API: %s %s -> %d", request.method, request.path_qs, response.status)
+        return response
+
+    def _authorize(self, request: web.Request) -> None:
+        assert self.token is not None
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise ApiError(401, "this API needs 'Authorization: Bearer TOKEN' (--admin-token)")
+        if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            raise ApiError(401, "wrong bearer token")
+
+    # --------------------------------------------------------------- handlers
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        listeners = [
+            {"transport": transport, "host": host, "port": port}
+            for transport, host, port in self.server.listeners
+        ]
+        return _json(
+            {
+                "status": "ok",
+                "version": __version__,
+                "listeners": listeners,
+                "in_flight": len(self.endpoint.transactions),
+            }
+        )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(",".join(request.headers.getall("Accept", [])))
+        return web.Response(body=encoder(self.registry), headers={"Content-Type": content_type})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(OPENAPI)
+
+    def _journal(self) -> Journal:
+        if self.server.journal is None:
+            raise ApiError(409, "the journal is off (--journal-size 0)")
+        return self.server.journal
+
+    async def calls(self, request: web.Request) -> web.Response:
+        f = parse_call_filter(request.query.items())
+        calls = self._journal().calls(f.method, f.user, f.status, f.since)
+        return _json({"calls": [c.to_dict(messages=False) for c in calls], "count": len(calls)})
+
+    async def call(self, request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        call = self._journal().get(call_id)
+        if call is None:
+            raise ApiError(404, f"no call with Call-ID {call_id!r} in the journal")
+        return _json({**call.to_dict(messages=True), "ladder": call.ladder()})
+
+    async def clear_journal(self, request: web.Request) -> web.Response:
+        self._journal().clear()
+        log.info("journal cleared through the admin API")
+        return web.Response(status=204)
+
+    async def get_rules(self, request: web.Request) -> web.Response:
+        return _json(self._rules_body())
+
+    async def put_rules(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        rules, document = parse_rules_body(body, request.headers.get("Content-Type", ""))
+        self.endpoint.set_rules(rules)
+        self._document = (rules, document)
+        log.info("rules replaced through the admin API: %s", _count(rules))
+        return _json(self._rules_body())
+
+    async def reset_rules(self, request: web.Request) -> web.Response:
+        path = self.server.config.rules_file
+        rules = None
+        if path is not None:
+            try:
+                rules = read_rules(path)
+            except RulesError as exc:
+                error = rules_error(exc)
+                raise ApiError(
+                    409, f"{error.message}; keeping the rules in use", **error.fields
+                ) from None
+        self.endpoint.set_rules(rules)
+        self._remember_file_rules()
+        log.info("rules reset through the admin API: %s", _count(rules) if rules else "none")
+        return _json(self._rules_body())
+
+    def _remember_file_rules(self) -> None:
+        path = self.server.config.rules_file
+        rules = self.endpoint.rules
+        from_file = rules is not None and path is not None and rules.source == path
+        self._document = (rules, file_document(path) if from_file and path else None)
+
+    def _rules_body(self) -> dict[str, Any]:
+        rules = self.endpoint.rules
+        if rules is not None and self._document[0] is not rules:
+            self._remember_file_rules()  # reloaded from the file by SIGHUP since
+        return {
+            "source": rules.source if rules is not None else None,
+            "rules": rules.summary() if rules is not None else [],
+            "document": self._document[1] if rules is not None else None,
+        }
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (no such route, wrong method, body too large) as JSON."""
+    if exc.status == 404:
+        return error_response(404, f"no such endpoint: {request.path} (see /api/openapi.json)")
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        response = error_response(
+            405, f"{request.method} is not allowed on {request.path}; use {allowed}"
+        )
+        response.headers["Allow"] = allowed
+        return response
+    if exc.status == 413:
+        return error_response(413, f"the body is larger than {MAX_BODY} bytes")
+    return error_response(exc.status, exc.reason)
+
+
+def _count(rules: RuleSet) -> str:
+    n = len(rules.rules)
+    return f"{n} rule{'' if n == 1 else 's'}{' and a default' if rules.default else ''}"
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# ------------------------------------------------------------------ OpenAPI
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _content(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _content(_ref("Error"), description)
+
+
+_UNAUTHORIZED = {"401": _error("a token is set and the request lacks it")}
+_RULES_OK = {"200": _content(_ref("Rules"), "the rules in use"), **_UNAUTHORIZED}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "sipresponder admin API",
+        "version": __version__,
+        "description": "The journal, the rules and the metrics of a running sipresponder. "
+        'Every error is JSON {"error": ...}. With --admin-token every path but /healthz '
+        "needs 'Authorization: Bearer TOKEN'.",
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: the listeners and the transactions in flight",
+                "security": [],
+                "responses": {"200": _content(_ref("Health"), "the responder is up")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition format)",
+                "responses": {
+                    "200": {
+                        "description": "sipresponder_requests_total{method}, "
+                        "sipresponder_responses_total{method,code}, "
+                        "sipresponder_in_flight_transactions, "
+                        "sipresponder_violations_total{rule}, "
+                        "sipresponder_parse_errors_total, sipresponder_retransmissions_total, "
+                        "sipresponder_dropped_total, sipresponder_handling_seconds (histogram)",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_UNAUTHORIZED,
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": _content({"type": "object"}, "OpenAPI 3.0"),
+                    **_UNAUTHORIZED,
+                },
+            }
+        },
+        "/api/calls": {
+            "get": {
+                "summary": "Calls in the journal, oldest first",
+                "parameters": [
+                    {
+                        "name": "method",
+                        "in": "query",
+                        "description": "the call's first method (any case)",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "user",
+                        "in": "query",
+                        "description": "the Request-URI user of its first request",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "description": "the final status of its INVITE (else first request)",
+                        "schema": {"type": "integer", "minimum": 100, "maximum": 699},
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "last activity at or after this Unix time (seconds)",
+                        "schema": {"type": "number"},
+                    },
+                ],
+                "responses": {
+                    "200": _content(
+                        {
+                            "type": "object",
+                            "required": ["calls", "count"],
+                            "properties": {
+                                "calls": {"type": "array", "items": _ref("Call")},
+                                "count": {"type": "integer"},
+                            },
+                        },
+                        "the calls",
+                    ),
+                    "400": _error("a bad filter; 'parameter' names it"),
+                    **_UNAUTHORIZED,
+                    "409": _error("the journal is off (--journal-size 0)"),
+                },
+            }
+        },
+        "/api/calls/{call_id}": {
+            "get": {
+                "summary": "One call with its messages and its ladder",
+                "parameters": [
+                    {
+                        "name": "call_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "the Call-ID, percent-encoded",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _content(_ref("CallDetail"), "the call"),
+                    **_UNAUTHORIZED,
+                    "404": _error("no such call in the journal"),
+                    "409": _error("the journal is off (--journal-size 0)"),
+                },
+            }
+        },
+        "/api/journal": {
+            "delete": {
+                "summary": "Forget every call",
+                "responses": {
+                    "204": {"description": "cleared"},
+                    **_UNAUTHORIZED,
+                    "409": _error("the journal is off (--journal-size 0)"),
+                },
+            }
+        },
+        "/api/rules": {
+            "get": {"summary": "The rules in use", "responses": _RULES_OK},
+            "put": {
+                "summary": "Replace the rules (new transactions use them; calls in flight "
+                "keep their plan)",
+                "requestBody": {
+                    "required": True,
+                    "description": "a rules document, the schema of a rules file",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "application/yaml": {"schema": {"type": "object"}},
+                    },
+                },
+                "responses": {
+                    **_RULES_OK,
+                    "400": _content(_ref("RulesError"), "the document was refused"),
+                    "413": _error("the body is too large"),
+                },
+            },
+            "delete": {
+                "summary": "Back to the rules of --rules FILE (or none)",
+                "responses": {
+                    **_RULES_OK,
+                    "409": _content(_ref("RulesError"), "the file cannot be used now"),
+                },
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            },
+            "RulesError": {
+                "type": "object",
+                "required": ["error", "rule", "line", "field", "problem"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "rule": {
+                        "type": "integer",
+                        "nullable": True,
+                        "description": "1-based; 0 is the default rule",
+                    },
+                    "line": {"type": "integer", "nullable": True},
+                    "field": {"type": "string", "nullable": True, "example": "plan[1].code"},
+                    "problem": {"type": "string"},
+                },
+            },
+            "Health": {
+                "type": "object",
+                "properties": {
+                    "status": {"type": "string", "enum": ["ok"]},
+                    "version": {"type": "string"},
+                    "listeners": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "transport": {"type": "string", "enum": ["udp", "tcp"]},
+                                "host": {"type": "string"},
+                                "port": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "in_flight": {"type": "integer"},
+                },
+            },
+            "Rules": {
+                "type": "object",
+                "properties": {
+                    "source": {"type": "string", "nullable": True},
+                    "rules": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "one summary line per rule, as --check prints",
+                    },
+                    "document": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "the document in use, when known",
+                    },
+                },
+            },
+            "Transaction": {
+                "type": "object",
+                "properties": {
+                    "method": {"type": "string"},
+                    "cseq": {"type": "integer"},
+                    "uri": {"type": "string"},
+                    "time": {"type": "number"},
+                    "codes": {"type": "array", "items": {"type": "integer"}},
+                    "final_status": {"type": "integer", "nullable": True},
+                    "acked": {"type": "boolean"},
+                    "retransmissions": {"type": "integer"},
+                    "cancelled": {"type": "boolean"},
+                },
+            },
+            "Violation": {
+                "type": "object",
+                "properties": {
+                    "time": {"type": "number"},
+                    "call_id": {"type": "string"},
+                    "rule": {"type": "string", "example": "RFC 3261 §17.1.1.3"},
+                    "message": {"type": "string"},
+                    "method": {"type": "string"},
+                    "cseq": {"type": "integer"},
+                },
+            },
+            "Call": {
+                "type": "object",
+                "properties": {
+                    "call_id": {"type": "string"},
+                    "method": {"type": "string"},
+                    "uri": {"type": "string"},
+                    "user": {"type": "string"},
+                    "first": {"type": "number"},
+                    "last": {"type": "number"},
+                    "final_status": {"type": "integer", "nullable": True},
+                    "codes": {"type": "array", "items": {"type": "integer"}},
+                    "acked": {"type": "boolean"},
+                    "transactions": {"type": "array", "items": _ref("Transaction")},
+                    "violations": {"type": "array", "items": _ref("Violation")},
+                },
+            },
+            "Message": {
+                "type": "object",
+                "properties": {
+                    "time": {"type": "number"},
+                    "direction": {"type": "string", "enum": ["in", "out"]},
+                    "transport": {"type": "string"},
+                    "src": {"type": "string"},
+                    "dst": {"type": "string"},
+                    "call_id": {"type": "string"},
+                    "method": {"type": "string"},
+                    "cseq": {"type": "integer"},
+                    "summary": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "uri": {"type": "string"},
+                    "branch": {"type": "string"},
+                    "retransmission": {"type": "boolean"},
+                    "raw": {"type": "string"},
+                },
+            },
+            "CallDetail": {
+                "allOf": [
+                    _ref("Call"),
+                    {
+                        "type": "object",
+                        "properties": {
+                            "messages": {"type": "array", "items": _ref("Message")},
+                            "dropped_messages": {"type": "integer"},
+                            "ladder": {"type": "string"},
+                        },
+                    },
+                ]
+            },
+        },
+    },
+}
