@@ -164,10 +164,7 @@ class Endpoint:
     def receive(self, data: bytes, flow: Flow, now: float) -> list[Send]:
         """One whole message from ``flow`` at ``now``; returns what to send."""
         self._last_now = now
-        out = self._receive(data, flow, now)
-        if self.journal is not None and out:
-            self._record_out(out, now)
-        return out
+        return self._receive(data, flow, now)
 
     def _receive(self, data: bytes, flow: Flow, now: float) -> list[Send]:
         try:
@@ -201,10 +198,7 @@ class Endpoint:
             self.stats["parse_errors"] += 1
             log.info("closing %s: %s", flow.peer, err.reason)
             return []
-        out = self._reject(ParseError(err.reason, err.status, msg), flow)
-        if self.journal is not None and out:
-            self._record_out(out, 0.0)
-        return out
+        return self._reject(ParseError(err.reason, err.status, msg), flow)
 
     def handle_timers(self, now: float) -> list[Send]:
         """Run every transaction timer due at ``now``."""
@@ -223,8 +217,6 @@ class Endpoint:
                 log.exception("internal error in a transaction timer; transaction dropped")
                 txn.state = State.TERMINATED
             self._after(txn, out)
-        if self.journal is not None and out:
-            self._record_out(out, now)
         return out
 
     def next_deadline(self) -> float | None:
@@ -321,6 +313,9 @@ class Endpoint:
             # Stateless (§8.2.7): a retransmission is answered identically, since the To
             # tag and every byte of the response follow from the request alone.
             out = [(build(step), flow, dest) for step in plan.steps]
+            if self.journal is not None:
+                for data, _, _ in out:
+                    self._sent(data, flow, dest, req.call_id, method, req.cseq_num)
             self.stats["responses_sent"] += len(out)
             self._report(req, flow, tuple(step.code for step in plan.steps))
             return out
@@ -336,7 +331,10 @@ class Endpoint:
                 extras=Extras(reason="Service Unavailable (too many transactions)", retry_after=5),
             )
             self._report(req, flow, (503,))
-            return [(serialize_response(resp), flow, dest)]
+            data = serialize_response(resp)
+            if self.journal is not None:
+                self._sent(data, flow, dest, req.call_id, method, req.cseq_num)
+            return [(data, flow, dest)]
 
         txn = ServerTransaction(
             key,
@@ -477,7 +475,10 @@ class Endpoint:
         resp = build_response(
             req, code, to_tag=tag, source=flow.remote, local=self._local(req, flow)
         )
-        out: list[Send] = [(serialize_response(resp), flow, dest)]
+        data = serialize_response(resp)
+        if self.journal is not None:
+            self._sent(data, flow, dest, req.call_id, req.method, req.cseq_num)
+        out: list[Send] = [(data, flow, dest)]
         self.stats["responses_sent"] += 1
         self._report(req, flow, (code,))
         if target is not None and target.invite and target.provisional_at is None:
@@ -494,6 +495,8 @@ class Endpoint:
             flow, dest = cast(tuple[Flow, tuple[str, int]], txn.flow)
             for data in txn.outbox:
                 out.append((data, flow, dest))
+                if self.journal is not None:
+                    self._sent(data, flow, dest, txn.call_id, txn.method, txn.cseq_num)
             self.stats["responses_sent"] += len(txn.outbox)
             txn.outbox.clear()
         if txn.final is not None and not txn.reported:
@@ -562,26 +565,33 @@ class Endpoint:
             )
         )
 
-    def _record_out(self, out: list[Send], now: float) -> None:
+    def _sent(
+        self,
+        data: bytes,
+        flow: Flow,
+        dest: tuple[str, int],
+        call_id: str | None,
+        method: str,
+        cseq: int,
+    ) -> None:
+        """Journal one response we send: its status and reason read off our own bytes."""
         assert self.journal is not None
-        wall = self._wall(now or self._last_now)
-        for data, flow, dest in out:
-            status, reason, call_id, cseq, method = _response_facts(data)
-            self.journal.record(
-                Entry(
-                    time=wall,
-                    direction="out",
-                    transport=flow.transport,
-                    src=_hostport(plain_ip(flow.local[0]), flow.local[1]),
-                    dst=_hostport(plain_ip(dest[0]), dest[1]),
-                    raw=data,
-                    call_id=call_id,
-                    method=method,
-                    cseq=cseq,
-                    status=status,
-                    reason=reason,
-                )
+        end = data.find(b"\r\n")
+        self.journal.record(
+            Entry(
+                time=self._wall(self._last_now),
+                direction="out",
+                transport=flow.transport,
+                src=_hostport(plain_ip(flow.local[0]), flow.local[1]),
+                dst=_hostport(plain_ip(dest[0]), dest[1]),
+                raw=data,
+                call_id=call_id or "",
+                method=method,
+                cseq=cseq,
+                status=int(data[8:11]),
+                reason=data[12:end].decode("utf-8", "replace"),
             )
+        )
 
     def _violate(self, req: Request, now: float, rule: str, message: str) -> None:
         self._violation(req.call_id or "", req.method, req.cseq_num, now, rule, message, "")
@@ -743,7 +753,10 @@ class Endpoint:
         )
         self.stats["responses_sent"] += 1
         self._report(req, flow, (exc.status,))
-        return [(serialize_response(resp), flow, dest)]
+        data = serialize_response(resp)
+        if self.journal is not None:
+            self._sent(data, flow, dest, req.call_id, req.method, req.cseq_num)
+        return [(data, flow, dest)]
 
     def _notice(self, kind: str, flow: Flow, message: str) -> None:
         """Log a peer's oddity at INFO once per kind and source address, not per message.
@@ -827,22 +840,3 @@ def _unspecified(host: str) -> bool:
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _response_facts(data: bytes) -> tuple[int, str, str, int, str]:
-    """Status, reason, Call-ID, CSeq number and method of a response we serialized."""
-    end = data.find(b"\r\n\r\n")
-    head = data[: end if end >= 0 else len(data)].decode("utf-8", "surrogateescape")
-    lines = head.split("\r\n")
-    first = lines[0]
-    status = int(first[8:11]) if first[8:11].isdigit() else 0
-    call_id = ""
-    cseq = 0
-    method = ""
-    for line in lines[1:]:
-        if line.startswith("Call-ID: "):
-            call_id = line[9:]
-        elif line.startswith("CSeq: "):
-            number, _, method = line[6:].partition(" ")
-            cseq = int(number) if number.isdigit() else 0
-    return status, first[12:], call_id, cseq, method.strip()

@@ -21,9 +21,13 @@ from .message import uri_user
 Sink = Callable[[dict[str, Any]], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
-    """One message on the wire, as the responder saw it."""
+    """One message on the wire, as the responder saw it.
+
+    Not frozen, only for speed: one is made for every message, and a frozen dataclass
+    pays a ``object.__setattr__`` per field.  Nothing changes an entry once recorded.
+    """
 
     time: float  # wall clock, seconds since the epoch
     direction: str  # "in" (received) | "out" (sent)

@@ -69,6 +69,19 @@ _COMMON = (
 )
 _COMMON_METHODS = frozenset(METHODS)
 
+#: Header names as spelled on the wire -> lookup key; bounded, filled as names are seen.
+_KEYS: dict[str, str] = {}
+_KEYS_LIMIT = 2048
+
+
+def _header_key(name: str) -> str | None:
+    """The lookup key of a header name (lower case, compact form expanded), or None when
+    the name is not a token (§7.3.1)."""
+    key = name.lower()
+    if key not in _COMMON and not TOKEN_RE.fullmatch(name):
+        return None
+    return COMPACT.get(key, key)
+
 
 def _header_end(data: bytes) -> tuple[int, int]:
     """Index where the header section ends and where the body starts (§7: CRLF CRLF).
@@ -156,13 +169,16 @@ def parse_message(
             errors.append((400, "Malformed Header Line"))
             last_key = None
             continue
-        name = line[:colon].rstrip(" \t")
-        key = name.lower()
-        if key not in _COMMON and not TOKEN_RE.fullmatch(name):
-            errors.append((400, "Malformed Header Name"))
-            last_key = None
-            continue
-        key = COMPACT.get(key, key)
+        name = line[:colon]
+        key = _KEYS.get(name)  # the hot path: a header name spelled as seen before
+        if key is None:
+            key = _header_key(name.rstrip(" \t"))
+            if key is None:
+                errors.append((400, "Malformed Header Name"))
+                last_key = None
+                continue
+            if len(_KEYS) < _KEYS_LIMIT:
+                _KEYS[name] = key
         value = line[colon + 1 :].strip()
         existing = hmap.get(key)
         if existing is None:

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 
 from .codes import reason_phrase
-from .message import METHODS, Request, Response, header_key, parse_via, plain_ip, same_ip, uri_of
+from .message import METHODS, Request, Response, Via, header_key, plain_ip, same_ip, uri_of
 from .sdp import build_answer, build_offer
 from .version import __version__
 
@@ -77,13 +77,12 @@ def response_vias(req: Request, source_ip: str, source_port: int) -> list[str]:
             break
     if not wants_rport and same_ip(top.host, source_ip):
         return list(vias)
-    via = parse_via(vias[0])  # a copy we may change
-    params = [(k, v) for k, v in via.params if k != "received"]
+    params = [(k, v) for k, v in top.params if k != "received"]
     if wants_rport:
         params = [(k, str(source_port)) if k == "rport" else (k, v) for k, v in params]
     params.append(("received", plain_ip(source_ip)))
-    via.params = params
-    return [str(via), *vias[1:]]
+    stamped = Via(top.transport, top.host, top.port, params)  # the parsed top Via, stamped
+    return [str(stamped), *vias[1:]]
 
 
 def response_destination(req: Request, source_ip: str, source_port: int) -> tuple[str, int]:
