@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from .admin import Admin
@@ -139,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="require 'Authorization: Bearer TOKEN' on the admin API "
         "(default: $SIPRESPONDER_ADMIN_TOKEN)",
     )
+    p.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="event loop: uvloop when installed (auto, the default), or asyncio",
+    )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
@@ -241,6 +248,25 @@ def main(argv: list[str] | None = None) -> int:
         return _check(config)
     setup_logging(config.log_level, config.log_format)
     try:
-        return asyncio.run(_serve(config))
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            return runner.run(_serve(config))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 0
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when asked for or, with ``auto``, when installed (``pip install
+    'sipresponder[fast]'``); else the default asyncio loop."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            print(
+                f"{PROG}: warning: --loop uvloop: uvloop is not installed; using asyncio",
+                file=sys.stderr,
+            )
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

@@ -16,6 +16,7 @@ from sipclient import (
     StartResponder,
     TcpClient,
     UdpClient,
+    client,
     read_lines,
     responder_command,
     stop_process,
@@ -220,3 +221,15 @@ def test_json_log_lines(start_responder_with: StartResponder) -> None:
     assert invites[0]["codes"] == [100, 486]
     assert invites[0]["uri"] == f"sip:486@127.0.0.1:{server.port}"
     assert invites[0]["level"] == "INFO"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_both_event_loops_answer(
+    start_responder_with: StartResponder, loop: str, transport: str
+) -> None:
+    """--loop asyncio and --loop uvloop (the default when installed) serve alike."""
+    server = start_responder_with("--loop", loop)
+    with client(transport, server.addr) as c:
+        c.request(Req("INVITE", user="180-486"), 100)
+        assert [m.status for m in c.expect_codes([180, 486])] == [180, 486]
