@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $SIPRESPONDER_ADMIN_TOKEN)",
     )
     p.add_argument(
+        "--stateless",
+        action="store_true",
+        help="answer each request with its plan's last response only: no 100, no delays, "
+        "no retransmissions, ACK and CANCEL ignored (RFC 3261 §8.2.7)",
+    )
+    p.add_argument(
         "--loop",
         choices=["auto", "uvloop", "asyncio"],
         default="auto",
@@ -165,6 +171,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_rate=args.log_rate,
         secret=args.secret.encode(),
         rules_file=args.rules,
+        stateless=args.stateless,
         journal_size=args.journal_size,
         journal_file=args.journal_file,
         admin=args.admin,

@@ -61,6 +61,10 @@ class Config:
     rules_file: str | None = None
     """A YAML or JSON rules file (see README); dial-the-code stays the fallback."""
 
+    stateless: bool = False
+    """RFC 3261 §8.2.7 stateless mode: one response per request (the plan's last), no 100,
+    no delays, no retransmissions, ACK and CANCEL ignored — for maximum-rate load tests."""
+
     journal_size: int = 1000
     """Calls kept in the journal (the oldest go first); 0 keeps none and judges less."""
 

@@ -117,6 +117,7 @@ class Endpoint:
         self.config = config
         self.secret = config.secret
         self.timers = dataclasses.replace(config.timers, max_ring=config.max_ring)
+        self.stateless = config.stateless
         self.report = report
         self.transactions: dict[Hashable, ServerTransaction] = {}
         #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
@@ -236,6 +237,12 @@ class Endpoint:
         counts[method] = counts.get(method, 0) + 1
         if "max-forwards" not in req.headers:
             self._notice("max-forwards", flow, f"{method} without Max-Forwards (tolerated)")
+        if self.stateless and method in ("ACK", "CANCEL"):
+            # §8.2.7 stateless UAS: an ACK is never answered, and with no transactions a
+            # CANCEL has nothing to end — both are ignored.
+            if self.journal is not None:
+                self._record_in(req, flow, now, False)
+            return []
         key = None if method == "ACK" else transaction_key(req)
         txn = None if key is None else self.transactions.get(key)
         absorbed = (
@@ -274,6 +281,11 @@ class Endpoint:
 
         source = flow.remote
         plan, extras, send_trying, stateful = self._choose(req, flow, now)
+        if self.stateless:
+            # Only the last response of the plan, at once: no 100, no provisionals, no
+            # delays, no retransmissions (RFC 3261 §8.2.7).
+            plan = Plan((dataclasses.replace(plan.steps[-1], at=0.0),), plan.text)
+            send_trying = stateful = False
         tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         local = self._local(req, flow)
         dest = source if flow.reliable else response_destination(req, *source)
@@ -309,7 +321,9 @@ class Endpoint:
                 )
             )
 
-        if method != "INVITE" and plan.immediate and not plan.rings and not stateful:
+        if self.stateless or (
+            method != "INVITE" and plan.immediate and not plan.rings and not stateful
+        ):
             # Stateless (§8.2.7): a retransmission is answered identically, since the To
             # tag and every byte of the response follow from the request alone.
             out = [(build(step), flow, dest) for step in plan.steps]

@@ -233,3 +233,18 @@ def test_both_event_loops_answer(
     with client(transport, server.addr) as c:
         c.request(Req("INVITE", user="180-486"), 100)
         assert [m.status for m in c.expect_codes([180, 486])] == [180, 486]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_stateless_mode_answers_once_and_ignores_cancel(
+    start_responder_with: StartResponder, transport: str
+) -> None:
+    server = start_responder_with("--stateless")
+    with client(transport, server.addr) as c:
+        invite = Req("INVITE", user="180-1s-486")
+        c.send(invite)
+        busy = c.expect_any()
+        assert busy.status == 486  # the plan's last response only, at once
+        c.send(invite.ack(busy.to_tag))
+        c.send(Req("CANCEL", user="180"))
+        c.expect_silence(0.8)  # no Timer G resend (0.5 s), nothing for ACK or CANCEL

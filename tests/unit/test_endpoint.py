@@ -343,3 +343,19 @@ def test_missing_max_forwards_is_tolerated_and_logged(caplog: pytest.LogCaptureF
     data = request().replace(b"Max-Forwards: 70\r\n", b"")
     assert codes(ep.receive(data, UDP, 0.0)) == [200]
     assert "without Max-Forwards" in caplog.text
+
+
+def test_stateless_mode_sends_only_the_last_response_and_keeps_nothing() -> None:
+    ep, records = make(stateless=True)
+    out = responses(ep.receive(request("INVITE", "180-2s-486"), UDP, 0.0))
+    assert [r.status for r in out] == [486]
+    tag = out[0].header("To")
+    assert ep.transactions == {} and ep.next_deadline() is None  # no timers at all
+    assert ep.receive(request("ACK", "180-2s-486", cseq="1 ACK", to=tag), UDP, 0.1) == []
+    assert ep.receive(request("CANCEL", "180", cseq="1 CANCEL"), UDP, 0.1) == []
+    again = responses(ep.receive(request("INVITE", "180-2s-486"), UDP, 0.5))
+    assert again[0].header("To") == tag  # deterministic To tag
+    ok = responses(ep.receive(request("INVITE", "bob", branch="z9hG4bK-2"), UDP, 0.0))
+    assert [r.status for r in ok] == [200] and b"m=audio" in ok[0].body
+    assert codes(ep.receive(request("OPTIONS", "180"), UDP, 0.0)) == [180]
+    assert records[0].codes == (486,)
