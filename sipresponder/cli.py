@@ -141,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $SIPRESPONDER_ADMIN_TOKEN)",
     )
     p.add_argument(
+        "--overload-lag",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="when the event loop lags this much, new requests get 503 with Retry-After "
+        "until it recovers (default %(default)g; 0: never)",
+    )
+    p.add_argument(
         "--stateless",
         action="store_true",
         help="answer each request with its plan's last response only: no 100, no delays, "
@@ -172,6 +180,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         secret=args.secret.encode(),
         rules_file=args.rules,
         stateless=args.stateless,
+        overload_lag=args.overload_lag,
         journal_size=args.journal_size,
         journal_file=args.journal_file,
         admin=args.admin,

@@ -65,6 +65,12 @@ class Config:
     """RFC 3261 §8.2.7 stateless mode: one response per request (the plan's last), no 100,
     no delays, no retransmissions, ACK and CANCEL ignored — for maximum-rate load tests."""
 
+    overload_lag: float = 0.25
+    """Event-loop lag (seconds) past which new requests are shed with 503; 0 never sheds."""
+
+    overload_retry_after: int = 5
+    """Retry-After (seconds) of the 503 sent while shedding load."""
+
     journal_size: int = 1000
     """Calls kept in the journal (the oldest go first); 0 keeps none and judges less."""
 
@@ -92,6 +98,8 @@ class Config:
             raise ConfigError(f"--max-ring: {self.max_ring:g} is not in 0-86400 seconds")
         if not 1024 <= self.max_message_size <= 16 * 1024 * 1024:
             raise ConfigError("--max-message-size: must be between 1024 and 16777216 bytes")
+        if not math.isfinite(self.overload_lag) or self.overload_lag < 0:
+            raise ConfigError("--overload-lag: must be 0 (off) or more seconds")
         if self.journal_size < 0:
             raise ConfigError("--journal-size: must be 0 or more")
         if self.max_transactions < 1:

@@ -118,6 +118,8 @@ class Endpoint:
         self.secret = config.secret
         self.timers = dataclasses.replace(config.timers, max_ring=config.max_ring)
         self.stateless = config.stateless
+        #: Set by the shell while the event loop lags behind: new requests get 503.
+        self.shedding = False
         self.report = report
         self.transactions: dict[Hashable, ServerTransaction] = {}
         #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
@@ -278,6 +280,8 @@ class Endpoint:
         if method == "BYE" and self.journal is not None:
             self._judge_bye(req, now)
         assert key is not None
+        if self.shedding and req.to_tag is None:
+            return self._shed(req, flow)
 
         source = flow.remote
         plan, extras, send_trying, stateful = self._choose(req, flow, now)
@@ -369,6 +373,30 @@ class Endpoint:
         out = []
         self._after(txn, out)
         return out
+
+    def _shed(self, req: Request, flow: Flow) -> list[Send]:
+        """Overload: a new out-of-dialog request gets 503 with Retry-After at once, with no
+        state kept (RFC 3261 §21.5.4), rather than being dropped unanswered.  Requests in
+        a dialog (BYE...) are still served: they end calls."""
+        self.stats["overload"] += 1
+        tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
+        dest = flow.remote if flow.reliable else response_destination(req, *flow.remote)
+        resp = build_response(
+            req,
+            503,
+            to_tag=tag,
+            source=flow.remote,
+            local=self._local(req, flow),
+            extras=Extras(
+                reason="Service Unavailable (overloaded)",
+                retry_after=self.config.overload_retry_after,
+            ),
+        )
+        data = serialize_response(resp)
+        if self.journal is not None:
+            self._sent(data, flow, dest, req.call_id, req.method, req.cseq_num)
+        self._report(req, flow, (503,))
+        return [(data, flow, dest)]
 
     def _choose(self, req: Request, flow: Flow, now: float) -> tuple[Plan, Extras, bool, bool]:
         """The plan for a request: an RFC rejection, else the first matching rule (after its

@@ -124,6 +124,8 @@ class Server:
         # Digest nonces carry wall-clock time, so that any instance can check their age.
         self.endpoint.wall_offset = time.time() - loop.time()
         self._driver = Driver(self.endpoint, loop)
+        if self.config.overload_lag > 0:
+            self._driver.watch_lag(self.config.overload_lag)
         family = _family(self.config.host)
         port = self.config.port
         attempts = _PORT_ATTEMPTS if port == 0 else 1

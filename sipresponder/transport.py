@@ -33,6 +33,7 @@ class Driver:
         self.loop = loop
         self._handle: asyncio.TimerHandle | None = None
         self._armed: float | None = None
+        self._lag_handle: asyncio.TimerHandle | None = None
         #: Called with the seconds each ``endpoint.receive`` took (the admin API's latency
         #: histogram); None, the default, times nothing.
         self.observe: Callable[[float], None] | None = None
@@ -75,7 +76,34 @@ class Driver:
         self._armed = None
         self.send(self.endpoint.handle_timers(self.loop.time()))
 
+    def watch_lag(self, threshold: float, interval: float = 0.1) -> None:
+        """Every ``interval`` s, measure how late the loop runs us; while it lags past
+        ``threshold``, the endpoint sheds new requests with 503 (logged once per change)."""
+        monitor = LagMonitor(threshold)
+
+        def tick(expected: float) -> None:
+            now = self.loop.time()
+            was = monitor.shedding
+            shedding = monitor.tick(expected, now)
+            self.endpoint.shedding = shedding
+            if shedding != was:
+                if shedding:
+                    log.warning(
+                        "overloaded (the event loop lags %.0f ms): new requests get "
+                        "503 with Retry-After",
+                        (now - expected) * 1000,
+                    )
+                else:
+                    log.warning("load is back under capacity: answering normally again")
+            self._lag_handle = self.loop.call_at(now + interval, tick, now + interval)
+
+        start = self.loop.time() + interval
+        self._lag_handle = self.loop.call_at(start, tick, start)
+
     def close(self) -> None:
+        if self._lag_handle is not None:
+            self._lag_handle.cancel()
+            self._lag_handle = None
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -83,6 +111,35 @@ class Driver:
             if conn.transport is not None:
                 conn.transport.close()
         self.connections.clear()
+
+
+class LagMonitor:
+    """Decides when to shed load from how late a periodic tick runs (event-loop lag).
+
+    Shedding starts when a tick is ``threshold`` seconds late and stops once ticks have
+    been on time (under a fifth of it) for ``recover`` seconds.  Pure: fed with times.
+    """
+
+    def __init__(self, threshold: float, recover: float = 1.0) -> None:
+        self.threshold = threshold
+        self.recover = recover
+        self.shedding = False
+        self._calm_since: float | None = None
+
+    def tick(self, expected: float, actual: float) -> bool:
+        lag = actual - expected
+        if lag >= self.threshold:
+            self.shedding = True
+            self._calm_since = None
+        elif self.shedding:
+            if lag > self.threshold / 5:
+                self._calm_since = None
+            elif self._calm_since is None:
+                self._calm_since = actual
+            elif actual - self._calm_since >= self.recover:
+                self.shedding = False
+                self._calm_since = None
+        return self.shedding
 
 
 class UdpProtocol(asyncio.DatagramProtocol):

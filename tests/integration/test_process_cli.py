@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -248,3 +250,23 @@ def test_stateless_mode_answers_once_and_ignores_cancel(
         c.send(invite.ack(busy.to_tag))
         c.send(Req("CANCEL", user="180"))
         c.expect_silence(0.8)  # no Timer G resend (0.5 s), nothing for ACK or CANCEL
+
+
+def test_overload_sheds_with_503_and_recovers(start_responder_with: StartResponder) -> None:
+    """Stop the responder's process for 0.6 s: its event loop then runs late, so the next
+    new request gets 503 with Retry-After; once on time for a second it answers again."""
+    server = start_responder_with("--overload-lag", "0.3")
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.6)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    time.sleep(0.2)  # let the late lag tick run
+    with client("udp", server.addr) as c:
+        shed = c.request(Req("OPTIONS"), 503)
+        assert shed["Retry-After"] == "5"
+    assert "overloaded" in server.wait_for_log("overloaded")
+    time.sleep(1.5)
+    with client("udp", server.addr) as c:
+        c.request(Req("OPTIONS"), 200)
+    assert "back under capacity" in server.wait_for_log("back under capacity")

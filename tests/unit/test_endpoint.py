@@ -359,3 +359,15 @@ def test_stateless_mode_sends_only_the_last_response_and_keeps_nothing() -> None
     assert [r.status for r in ok] == [200] and b"m=audio" in ok[0].body
     assert codes(ep.receive(request("OPTIONS", "180"), UDP, 0.0)) == [180]
     assert records[0].codes == (486,)
+
+
+def test_shedding_answers_new_requests_503_but_serves_dialogs() -> None:
+    ep, _ = make()
+    ep.shedding = True
+    out = responses(ep.receive(request("INVITE", "180"), UDP, 0.0))
+    assert [r.status for r in out] == [503] and out[0].header("Retry-After") == "5"
+    assert ep.transactions == {} and ep.stats["overload"] == 1
+    bye = request("BYE", "sipresponder", to="<sip:x@127.0.0.1>;tag=ours")
+    assert codes(ep.receive(bye, UDP, 0.0)) == [200]
+    ep.shedding = False
+    assert codes(ep.receive(request("INVITE", "180", branch="z9hG4bK-n"), UDP, 1.0)) == [100, 180]

@@ -117,3 +117,16 @@ def test_driver_times_receive_only_when_observed() -> None:
         d.close()
     finally:
         loop.close()
+
+
+def test_lag_monitor_sheds_then_recovers() -> None:
+    from sipresponder.transport import LagMonitor
+
+    m = LagMonitor(threshold=0.25, recover=1.0)
+    assert not m.tick(1.0, 1.01)
+    assert m.tick(2.0, 2.4)  # 400 ms late: shed
+    assert m.tick(2.5, 2.52)  # on time, but not yet for a whole second
+    assert m.tick(3.0, 3.1)  # 100 ms late is not calm (over a fifth of the threshold)
+    assert m.tick(3.2, 3.21)
+    assert m.tick(4.0, 4.01)
+    assert not m.tick(4.3, 4.31)  # calm for over a second: back to normal
