@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overload-lag",
         type=float,
-        default=0.25,
+        default=0.5,
         metavar="SECONDS",
         help="when the event loop lags this much, new requests get 503 with Retry-After "
         "until it recovers (default %(default)g; 0: never)",

@@ -65,7 +65,7 @@ class Config:
     """RFC 3261 §8.2.7 stateless mode: one response per request (the plan's last), no 100,
     no delays, no retransmissions, ACK and CANCEL ignored — for maximum-rate load tests."""
 
-    overload_lag: float = 0.25
+    overload_lag: float = 0.5
     """Event-loop lag (seconds) past which new requests are shed with 503; 0 never sheds."""
 
     overload_retry_after: int = 5
