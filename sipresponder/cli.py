@@ -25,6 +25,7 @@ from .logs import TransactionLog, setup_logging
 from .rules import RulesError
 from .server import Server, listener_line, read_rules
 from .version import __version__
+from .workers import supervise, worker_count
 
 log = logging.getLogger(__name__)
 PROG = "sipresponder"
@@ -149,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
         "until it recovers (default %(default)g; 0: never)",
     )
     p.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="run N processes sharing the port (SO_REUSEPORT); auto: one per core "
+        "(default %(default)s)",
+    )
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
         "--stateless",
         action="store_true",
         help="answer each request with its plan's last response only: no 100, no delays, "
@@ -180,6 +190,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         secret=args.secret.encode(),
         rules_file=args.rules,
         stateless=args.stateless,
+        reuse_port=args.reuse_port,
+        worker_id=args.worker_id,
         overload_lag=args.overload_lag,
         journal_size=args.journal_size,
         journal_file=args.journal_file,
@@ -262,7 +274,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         return _check(config)
-    setup_logging(config.log_level, config.log_format)
+    try:
+        workers = worker_count(args.workers)
+    except ValueError:
+        print(
+            f"{PROG}: error: --workers: {args.workers!r} is not auto or 1 to 256", file=sys.stderr
+        )
+        return 2
+    if workers > 1 and config.worker_id is None:
+        return supervise(
+            list(sys.argv[1:] if argv is None else argv),
+            workers,
+            config.host,
+            config.port,
+            config.transports,
+        )
+    setup_logging(config.log_level, config.log_format, config.worker_id)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
             return runner.run(_serve(config))

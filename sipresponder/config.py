@@ -71,6 +71,12 @@ class Config:
     overload_retry_after: int = 5
     """Retry-After (seconds) of the 503 sent while shedding load."""
 
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT, to share the port with other workers (``--workers``)."""
+
+    worker_id: int | None = None
+    """This process's number among the workers (None: not a worker)."""
+
     journal_size: int = 1000
     """Calls kept in the journal (the oldest go first); 0 keeps none and judges less."""
 

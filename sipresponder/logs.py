@@ -42,20 +42,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Configure the root logger once, to standard error."""
+def setup_logging(level: str = "INFO", fmt: str = "text", worker: int | None = None) -> None:
+    """Configure the root logger once, to standard error (``worker``: its number in
+    every line, ``w1`` in text, ``"worker": 1`` in JSON)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+        tag = "" if worker is None else f"w{worker} "
+        formatter = logging.Formatter(f"%(asctime)s {tag}%(levelname)s %(message)s")
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+    if worker is not None:
+        handler.addFilter(_WorkerTag(worker))
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class _WorkerTag(logging.Filter):
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
 
 
 class TransactionLog:

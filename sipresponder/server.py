@@ -164,6 +164,10 @@ class Server:
                 if family == socket.AF_INET6:
                     # "::" listens on IPv4 too (dual stack); "::1" is IPv6 only anyway.
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                if self.config.reuse_port:
+                    # --workers: the kernel spreads datagrams and connections over the
+                    # workers by the peer's address and port.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if transport == "tcp":
                     # Not for UDP: there SO_REUSEADDR would let two servers share a port.
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

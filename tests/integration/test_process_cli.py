@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sipclient import (
+    SCENARIOS,
     START_TIMEOUT,
     Req,
     StartResponder,
@@ -155,6 +158,8 @@ BAD_FLAGS = [
     ["--transport", "udp,udp"],
     ["--host", "192.0.2.1", "--port", "0"],  # TEST-NET-1: not an address of this host
     ["--log-rate", "nan"],
+    ["--workers", "0"],
+    ["--workers", "many"],
     ["--max-ring", "inf"],
 ]
 
@@ -270,3 +275,63 @@ def test_overload_sheds_with_503_and_recovers(start_responder_with: StartRespond
     with client("udp", server.addr) as c:
         c.request(Req("OPTIONS"), 200)
     assert "back under capacity" in server.wait_for_log("back under capacity")
+
+
+@pytest.mark.sipp
+def test_two_workers_share_the_port_and_both_serve(tmp_path: Path) -> None:
+    """--workers 2: one port, two processes (SO_REUSEPORT); sipp with a socket per call
+    (-t un) spreads the calls, every ACK reaches the worker holding its INVITE (no
+    violation), and SIGTERM to the supervisor stops them all with exit code 0."""
+    err = (tmp_path / "stderr.log").open("wb")
+    proc = subprocess.Popen(
+        responder_command("127.0.0.1", 0, "--workers", "2"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        cwd=tmp_path,
+    )
+    try:
+        lines = read_lines(proc, 2, START_TIMEOUT)
+        assert len(lines) == 2 and lines[0].startswith("listening udp 127.0.0.1:"), lines
+        port = int(lines[0].rsplit(":", 1)[1])
+        assert lines[1] == f"listening tcp 127.0.0.1:{port}"
+        sipp = subprocess.run(
+            [
+                shutil.which("sipp") or "sipp",
+                f"127.0.0.1:{port}",
+                "-sf",
+                str(SCENARIOS / "uac_busy.xml"),
+                "-s",
+                "180-486",
+                "-m",
+                "200",
+                "-r",
+                "100",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-t",
+                "un",
+                "-max_socket",
+                "300",
+                "-nostdin",
+                "-timeout",
+                "20s",
+                "-timeout_error",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=40,
+        )
+        assert sipp.returncode == 0, sipp.stdout[-3000:]
+    finally:
+        code = stop_process(proc)
+        err.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert code == 0
+    log = (tmp_path / "stderr.log").read_text()
+    served = {w: log.count(f" {w} INFO INVITE sip:180-486") for w in ("w0", "w1")}
+    assert all(n > 0 for n in served.values()), served
+    assert "violation" not in log and "Traceback" not in log

@@ -31,6 +31,7 @@ ORDER = [
     "admin",
     "api",
     "pytest_plugin",
+    "workers",
     "cli",
     "__main__",
     "__init__",
