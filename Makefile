@@ -6,9 +6,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+# make bench BENCH_ARGS="--quick --targets responder" (or BENCH_SECONDS=2 make bench)
+BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test unit integration lint sipp venv clean
+.PHONY: run test unit integration lint bench bench-micro sipp venv clean
 
 run: $(STAMP)
 	$(BIN)/sipresponder $(ARGS)
@@ -23,9 +25,18 @@ integration: $(STAMP) sipp
 	$(BIN)/pytest -q tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check sipresponder tests
-	$(BIN)/ruff format --check sipresponder tests
+	$(BIN)/ruff check sipresponder tests bench
+	$(BIN)/ruff format --check sipresponder tests bench
 	$(BIN)/mypy --strict sipresponder
+
+# SIPp against the responder, SIPp's own UAS and Kamailio (when installed): a few
+# minutes; the table is printed, the JSON goes to bench/results/latest.json.
+bench: $(STAMP) sipp
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Parse + respond per message in the core, no sockets: seconds.
+bench-micro: $(STAMP)
+	$(BIN)/python bench/micro.py
 
 venv: $(STAMP)
 

@@ -1,0 +1,1201 @@
+#!/usr/bin/env python3
+"""The benchmark harness: SIPp against the responder, SIPp's own UAS and Kamailio.
+
+For every target x flow x transport it drives a target on a loopback port with SIPp as
+the client (bench/scenarios/uac_*.xml), starting the target afresh for every SIPp run:
+
+* the closed-loop ceiling: ``-r`` far above capacity, at most ``--limit`` calls in
+  flight, for ``--seconds``; completed calls per second;
+* the highest clean open-loop rate: ``-r R -m R*seconds``, a short bisection around the
+  ceiling (``--steps`` runs); clean means every call completed, none failed, no
+  unexpected message, and SIPp kept the pace;
+* the target's CPU time per successful call in the ceiling run (utime + stime of the
+  target and its child processes, from /proc/PID/stat, before and after);
+* its peak RSS (VmHWM from /proc/PID/status, just before it is stopped; the largest of
+  its runs).
+
+Targets: ``responder`` (``python -m sipresponder --port 0 --log-level INFO``, the
+defaults a user gets), ``sipp-uas`` (SIPp with bench/scenarios/uas_*.xml), and
+``kamailio`` (bench/kamailio.cfg) when ``kamailio`` is on PATH — it is never installed
+from here.  Loopback only; every process started here is stopped by its own PID, every
+wait has a deadline.  Prints a Markdown table and writes JSON (bench/results/latest.json).
+
+Uses the standard library only; sipresponder is looked at for its version, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SCENARIOS = BENCH / "scenarios"
+LOOPBACK = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    uac: str
+    uas: str
+    service: str  # the Request-URI user: the responder's plan
+    title: str
+
+
+FLOWS: dict[str, Flow] = {
+    "options": Flow("options", "uac_options.xml", "uas_options.xml", "bench", "OPTIONS → 200"),
+    "busy": Flow("busy", "uac_busy.xml", "uas_busy.xml", "180-486", "INVITE → 100 180 486, ACK"),
+    "call": Flow(
+        "call", "uac_call.xml", "uas_call.xml", "bench", "INVITE → 100 180 200, ACK, BYE → 200"
+    ),
+}
+#: Our transport name -> SIPp's -t mode (one socket for all calls).
+TRANSPORTS: dict[str, str] = {"udp": "u1", "tcp": "t1"}
+TARGETS = ("responder", "sipp-uas", "kamailio")
+REFERENCES = ("sipp-uas", "kamailio")
+#: SIPp's CPU share (of one core) from which a rate is marked as SIPp's limit too.
+CLIENT_BOUND = 90
+#: CPU used by the rest of the machine (% of one core) from which a run is disturbed.
+DISTURBED = 15
+
+
+# --------------------------------------------------------------------- pure helpers
+
+
+def parse_stat_csv(text: str) -> dict[str, str]:
+    """The last row of SIPp's ``-trace_stat`` file, by column name ('' when empty)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return {}
+    header = lines[0].rstrip(";").split(";")
+    values = lines[-1].rstrip(";").split(";")
+    return dict(zip(header, values, strict=False))
+
+
+def stat_epoch(value: str) -> float:
+    """SIPp writes times as ``date<TAB>time<TAB>epoch``: the epoch seconds."""
+    return float(value.split("\t")[-1])
+
+
+def stat_int(stat: dict[str, str], name: str) -> int:
+    try:
+        return int(float(stat.get(name, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def parse_listening(text: str) -> dict[str, int]:
+    """``listening udp 127.0.0.1:PORT`` lines (the responder's stdout) -> {transport: port}."""
+    ports = {}
+    for match in re.finditer(r"^listening (\w+) \S+:(\d+)\s*$", text, re.MULTILINE):
+        ports[match.group(1)] = int(match.group(2))
+    return ports
+
+
+def parse_proc_stat(text: str) -> tuple[int, int, int]:
+    """(ppid, utime, stime) from a /proc/PID/stat line; the name may hold spaces and ')'."""
+    fields = text[text.rindex(")") + 2 :].split()
+    # fields[0] is the state (field 3 of the man page): ppid is 4, utime 14, stime 15.
+    return int(fields[1]), int(fields[11]), int(fields[12])
+
+
+def parse_vmhwm(text: str) -> int:
+    """VmHWM in KiB from /proc/PID/status (0 when absent, e.g. a zombie)."""
+    match = re.search(r"^VmHWM:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def next_rate(lo: float | None, hi: float | None, ceiling: float) -> float:
+    """The next open-loop rate to try: start just under the closed-loop ceiling, step
+    up by 40 % (or down to 60 %) until a bound is found on both sides, then bisect.
+
+    ``lo`` is the highest clean rate so far, ``hi`` the lowest that was not clean.
+    """
+    if lo is None and hi is None:
+        return 0.85 * ceiling
+    if lo is None:
+        assert hi is not None
+        return 0.6 * hi
+    if hi is None:
+        return 1.4 * lo
+    return (lo + hi) / 2
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if not a or not b:
+        return None
+    return a / b
+
+
+def fmt_int(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.2f}×" if x < 10 else f"{x:.0f}×"
+
+
+# ----------------------------------------------------------------- processes, /proc
+
+_started: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _spawn(cmd: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(list(cmd), **kw)
+    _started[proc.pid] = proc
+    return proc
+
+
+def proc_children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = parse_proc_stat(Path(entry.path, "stat").read_text())[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, parents first."""
+    children = proc_children()
+    tree, todo = [], [pid]
+    while todo and len(tree) < 1000:
+        p = todo.pop(0)
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def tree_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) of these processes, those still alive."""
+    ticks = 0
+    for pid in pids:
+        try:
+            _, utime, stime = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
+        except (OSError, ValueError, IndexError):
+            continue
+        ticks += utime + stime
+    return ticks / CLK_TCK
+
+
+def tree_rss_kib(pids: Sequence[int], mode: str) -> int:
+    values = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            values.append(parse_vmhwm(Path(f"/proc/{pid}/status").read_text()))
+    if not values:
+        return 0
+    return max(values) if mode == "max" else sum(values)
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    # cpu user nice system idle iowait irq softirq steal ...
+    busy = [int(x) for x in fields[1:4] + fields[6:9]]
+    return sum(busy) / CLK_TCK
+
+
+def port_bound(port: int, transport: str) -> bool:
+    """Whether something on this machine has bound ``port`` (TCP: listening)."""
+    table = "/proc/net/udp" if transport == "udp" else "/proc/net/tcp"
+    want = f"{port:04X}"
+    try:
+        lines = Path(table).read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for line in lines:
+        parts = line.split()
+        if (
+            len(parts) > 3
+            and parts[1].rsplit(":", 1)[-1] == want
+            and (transport == "udp" or parts[3] == "0A")
+        ):
+            return True
+    return False
+
+
+def free_port() -> int:
+    """A loopback port free for both UDP and TCP right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((LOOPBACK, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free loopback port for UDP and TCP")
+
+
+def reap(proc: subprocess.Popen[bytes]) -> tuple[int | None, float]:
+    """Reap ``proc`` if it has exited: (exit code or None, its CPU seconds from rusage)."""
+    if proc.returncode is not None:
+        return proc.returncode, 0.0
+    try:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        proc.returncode = proc.returncode if proc.returncode is not None else -1
+        return proc.returncode, 0.0
+    if pid == 0:
+        return None, 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    _started.pop(proc.pid, None)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def stop(proc: subprocess.Popen[bytes], pids: Sequence[int] = (), grace: float = 5.0) -> None:
+    """SIGTERM ``proc`` (its PID), then SIGKILL it and any of ``pids`` still alive."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace)
+    _started.pop(proc.pid, None)
+    # Children it forked (Kamailio's workers) go with it; any that linger go by PID.
+    deadline = time.monotonic() + grace
+    left = [p for p in pids if p != proc.pid]
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if Path(f"/proc/{p}").exists() and not _zombie(p)]
+        if left:
+            time.sleep(0.05)
+    for p in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return text[text.rindex(")") + 2 :].startswith("Z")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM, SIGHUP: stop, report what was measured
+
+
+def _stop_all() -> None:
+    for proc in list(_started.values()):
+        stop(proc, grace=2.0)
+
+
+# ------------------------------------------------------------------------- targets
+
+
+class TargetError(Exception):
+    pass
+
+
+@dataclass
+class Settings:
+    seconds: float
+    steps: int
+    limit: int
+    buff_size: int
+    max_socket: int
+    recv_timeout_ms: int
+    sipp: str
+    kamailio: str | None
+    kamailio_modules: str | None
+    kamailio_shm: int
+    responder_args: list[str]
+    workdir: Path
+
+
+class Target:
+    name = ""
+    rss_mode = "sum"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.pids: list[int] = []
+        self.log: Path | None = None
+
+    def version(self) -> str:
+        return ""
+
+    def command(self, flow: Flow, transport: str, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, flow: Flow, transport: str, tag: str) -> None:
+        s = self.settings
+        self.port = free_port()
+        out = s.workdir / f"{tag}.target.out"
+        self.log = s.workdir / f"{tag}.target.err"
+        with open(out, "wb") as fo, open(self.log, "wb") as fe:
+            self.proc = _spawn(
+                self.command(flow, transport, self.port),
+                stdin=subprocess.DEVNULL,
+                stdout=fo,
+                stderr=fe,
+                cwd=s.workdir,
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise TargetError(f"exited with code {self.proc.returncode}: {self._tail()}")
+            if self.ready(transport, out):
+                self.pids = self._settled_tree(deadline)
+                return
+            time.sleep(0.05)
+        raise TargetError(f"not ready after 15 s: {self._tail()}")
+
+    def ready(self, transport: str, out: Path) -> bool:
+        return port_bound(self.port, transport)
+
+    def _settled_tree(self, deadline: float) -> list[int]:
+        """The process tree once it stops growing (workers still forking)."""
+        assert self.proc is not None
+        tree = proc_tree(self.proc.pid)
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            again = proc_tree(self.proc.pid)
+            if again == tree:
+                break
+            tree = again
+        return tree
+
+    def cpu(self) -> float:
+        return tree_cpu(self.pids)
+
+    def rss_kib(self) -> int:
+        return tree_rss_kib(self.pids, self.rss_mode)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, proc_tree(self.proc.pid) if self.alive() else self.pids)
+
+    def _tail(self) -> str:
+        if self.log is None:
+            return ""
+        try:
+            lines = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-3:])[-400:]
+
+
+class Responder(Target):
+    name = "responder"
+
+    def version(self) -> str:
+        try:
+            return importlib.metadata.version("sipresponder")
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    def command(self, flow: Flow, transport: str, port: int) -> list[str]:
+        # --port 0 and the defaults a user gets; the real port comes from stdout.
+        return [
+            sys.executable,
+            "-m",
+            "sipresponder",
+            "--port",
+            "0",
+            "--log-level",
+            "INFO",
+            *self.settings.responder_args,
+        ]
+
+    def ready(self, transport: str, out: Path) -> bool:
+        ports = parse_listening(out.read_text(errors="replace"))
+        if transport in ports:
+            self.port = ports[transport]
+            return True
+        return False
+
+
+class SippUas(Target):
+    name = "sipp-uas"
+
+    def command(self, flow: Flow, transport: str, port: int) -> list[str]:
+        s = self.settings
+        return [
+            s.sipp,
+            "-sf",
+            str(SCENARIOS / flow.uas),
+            "-i",
+            LOOPBACK,
+            "-p",
+            str(port),
+            "-t",
+            TRANSPORTS[transport],
+            "-nostdin",
+            "-buff_size",
+            str(s.buff_size),
+            "-max_socket",
+            str(s.max_socket),
+        ]
+
+
+class Kamailio(Target):
+    name = "kamailio"
+    #: Kamailio's shared memory shows in every process that touches it: take the largest.
+    rss_mode = "max"
+
+    def version(self) -> str:
+        if not self.settings.kamailio:
+            return ""
+        try:
+            out = subprocess.run(
+                [self.settings.kamailio, "-v"], capture_output=True, text=True, timeout=10
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+        match = re.search(r"kamailio (\S+)", out)
+        return match.group(1) if match else "?"
+
+    def command(self, flow: Flow, transport: str, port: int) -> list[str]:
+        s = self.settings
+        assert s.kamailio
+        cmd = [
+            s.kamailio,
+            "-f",
+            str(BENCH / "kamailio.cfg"),
+            "-DD",  # foreground, children kept
+            "-E",  # log to standard error
+            "-n",
+            "1",  # one UDP worker
+            "-m",
+            str(s.kamailio_shm),
+            "-M",
+            "16",
+            "-Y",
+            str(s.workdir),
+            "-l",
+            f"udp:{LOOPBACK}:{port}",
+            "-l",
+            f"tcp:{LOOPBACK}:{port}",
+        ]
+        if s.kamailio_modules:
+            cmd += ["-L", s.kamailio_modules]
+        return cmd
+
+
+# --------------------------------------------------------------------- SIPp client
+
+
+@dataclass
+class ClientRun:
+    """One SIPp client run: what SIPp counted and what the target spent."""
+
+    kind: str  # "ceiling" | "open"
+    rate: float  # -r
+    calls: int | None  # -m
+    exit_code: int | None
+    elapsed: float  # first call to last (SIPp's stat file)
+    successful: int
+    failed: int
+    unexpected: int
+    timeouts: int
+    retransmissions: int
+    dead_call_msgs: int
+    out_of_call_msgs: int
+    call_length_ms: float | None
+    rate_achieved: float
+    target_cpu: float  # seconds
+    client_cpu: float  # seconds
+    other_cpu_pct: float = 0.0  # what the rest of the machine used, % of one core
+    clean: bool = False
+    note: str = ""
+
+    @property
+    def cpu_us_per_call(self) -> float | None:
+        return self.target_cpu / self.successful * 1e6 if self.successful else None
+
+    @property
+    def client_cpu_pct(self) -> float | None:
+        return 100 * self.client_cpu / self.elapsed if self.elapsed > 0 else None
+
+
+def _call_length_ms(value: str) -> float | None:
+    # HH:MM:SS:microseconds
+    parts = value.split(":")
+    if len(parts) != 4:
+        return None
+    try:
+        h, m, s, us = (int(p) for p in parts)
+    except ValueError:
+        return None
+    return ((h * 60 + m) * 60 + s) * 1000 + us / 1000
+
+
+def run_client(
+    settings: Settings,
+    target: Target,
+    flow: Flow,
+    transport: str,
+    tag: str,
+    *,
+    rate: float,
+    limit: int,
+    calls: int | None,
+    duration: float,
+) -> ClientRun:
+    """Run SIPp against ``target``: for ``duration`` (then SIGUSR1, which stops new calls
+    and waits for the rest) or until ``calls`` calls are done.  Bounded either way."""
+    s = settings
+    stat_file = s.workdir / f"{tag}.stat.csv"
+    cmd = [
+        s.sipp,
+        f"{LOOPBACK}:{target.port}",
+        "-sf",
+        str(SCENARIOS / flow.uac),
+        "-s",
+        flow.service,
+        "-i",
+        LOOPBACK,
+        "-p",
+        str(free_port()),
+        "-t",
+        TRANSPORTS[transport],
+        "-r",
+        str(max(1, round(rate))),
+        "-rp",
+        "1000",
+        "-l",
+        str(limit),
+        "-nostdin",
+        "-buff_size",
+        str(s.buff_size),
+        "-max_socket",
+        str(s.max_socket),
+        "-recv_timeout",
+        str(s.recv_timeout_ms),
+        "-trace_stat",
+        "-stf",
+        str(stat_file),
+        "-fd",
+        "1",
+        "-trace_screen",
+        "-screen_file",
+        str(s.workdir / f"{tag}.screen.txt"),
+    ]
+    if calls is not None:
+        cmd += ["-m", str(calls)]
+    cpu_before = target.cpu()
+    busy_before = machine_busy()
+    errors: IO[bytes]
+    with open(s.workdir / f"{tag}.sipp.err", "wb") as errors:
+        proc = _spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+    started = time.monotonic()
+    drain = s.recv_timeout_ms / 1000 + 3
+    # Closed loop: stop placing calls after `duration`; open loop: SIPp stops by itself
+    # after -m calls, unless it falls far behind.
+    soft = started + (duration if calls is None else duration * 2 + drain)
+    signals = 0
+    code: int | None = None
+    client_cpu = 0.0
+    for _ in range(100_000):  # 20 ms a turn: bounded by the deadlines below anyway
+        code, client_cpu = reap(proc)
+        if code is not None:
+            break
+        now = time.monotonic()
+        if now >= soft + signals * drain:
+            if signals < 2:  # 1st: stop new calls, finish the others; 2nd: quit now
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGUSR1)
+                signals += 1
+            else:
+                stop(proc, grace=2.0)
+                code = proc.returncode
+                break
+        time.sleep(0.02)
+    target_cpu = target.cpu() - cpu_before
+    wall = time.monotonic() - started
+    other = machine_busy() - busy_before - target_cpu - client_cpu
+    try:
+        stat = parse_stat_csv(stat_file.read_text(errors="replace"))
+    except OSError:
+        stat = {}
+    elapsed = 0.0
+    with contextlib.suppress(KeyError, ValueError, IndexError):
+        elapsed = stat_epoch(stat["CurrentTime"]) - stat_epoch(stat["StartTime"])
+    successful = stat_int(stat, "SuccessfulCall(C)")
+    run = ClientRun(
+        kind="ceiling" if calls is None else "open",
+        rate=rate,
+        calls=calls,
+        exit_code=code,
+        elapsed=elapsed,
+        successful=successful,
+        failed=stat_int(stat, "FailedCall(C)"),
+        unexpected=stat_int(stat, "FailedUnexpectedMessage(C)"),
+        timeouts=stat_int(stat, "FailedTimeoutOnRecv(C)"),
+        retransmissions=stat_int(stat, "Retransmissions(C)"),
+        dead_call_msgs=stat_int(stat, "DeadCallMsgs(C)"),
+        out_of_call_msgs=stat_int(stat, "OutOfCallMsgs(C)"),
+        call_length_ms=_call_length_ms(stat.get("CallLength(C)", "")),
+        rate_achieved=successful / elapsed if elapsed > 0 else 0.0,
+        target_cpu=target_cpu,
+        client_cpu=client_cpu,
+        other_cpu_pct=max(0.0, 100 * other / wall) if wall > 0 else 0.0,
+    )
+    if not stat:
+        run.note = "no SIPp statistics"
+    if signals == 2 or code is None:
+        run.note = "SIPp had to be stopped"
+    if calls is not None:
+        # Clean: every call done, none failed or unexpected, and at the pace asked.
+        kept_pace = elapsed <= duration * 1.15 + 0.5
+        run.clean = (
+            code == 0
+            and successful == calls
+            and run.failed == 0
+            and run.unexpected == 0
+            and kept_pace
+        )
+        if not kept_pace and not run.note:
+            run.note = f"fell behind: {elapsed:.1f} s for {duration:g} s of calls"
+    return run
+
+
+# ---------------------------------------------------------------------- one cell
+
+
+@dataclass
+class Cell:
+    target: str
+    flow: str
+    transport: str
+    status: str = "ok"  # ok | not installed | error | skipped
+    error: str = ""
+    ceiling: ClientRun | None = None
+    steps: list[ClientRun] = field(default_factory=list)
+    clean_rate: float | None = None
+    clean_below: float | None = None  # no clean rate found: every rate tried failed
+    clean_at_least: bool = False  # every rate tried was clean: the clean rate is a floor
+    rss_kib: int | None = None
+    processes: int = 0
+
+    @property
+    def disturbed(self) -> bool:
+        runs = [r for r in [self.ceiling, *self.steps] if r is not None]
+        return any(r.other_cpu_pct >= DISTURBED for r in runs)
+
+    @property
+    def ceiling_rate(self) -> float | None:
+        return self.ceiling.rate_achieved if self.ceiling and self.ceiling.successful else None
+
+    @property
+    def cpu_us(self) -> float | None:
+        return self.ceiling.cpu_us_per_call if self.ceiling else None
+
+    def to_dict(self) -> dict[str, Any]:
+        def run(r: ClientRun | None) -> dict[str, Any] | None:
+            if r is None:
+                return None
+            d = dataclasses.asdict(r)
+            d["cpu_us_per_call"] = r.cpu_us_per_call
+            d["client_cpu_pct"] = r.client_cpu_pct
+            return d
+
+        return {
+            "target": self.target,
+            "flow": self.flow,
+            "transport": self.transport,
+            "status": self.status,
+            "error": self.error,
+            "ceiling_calls_per_s": self.ceiling_rate,
+            "clean_calls_per_s": self.clean_rate,
+            "clean_below": self.clean_below,
+            "clean_at_least": self.clean_at_least,
+            "cpu_us_per_call": self.cpu_us,
+            "peak_rss_kib": self.rss_kib,
+            "processes": self.processes,
+            "disturbed": self.disturbed,
+            "client_cpu_pct": self.ceiling.client_cpu_pct if self.ceiling else None,
+            "ceiling": run(self.ceiling),
+            "steps": [run(r) for r in self.steps],
+        }
+
+
+def measure(settings: Settings, target: Target, flow: Flow, transport: str, log: Any) -> Cell:
+    """The ceiling run, then the open-loop search, each run on a freshly started target:
+    a run can leave a target with a backlog, a grown heap or a load-shedding state that
+    would decide the next run (the responder over TCP does), and the runs must not
+    depend on their order."""
+    cell = Cell(target.name, flow.name, transport)
+    tag = f"{target.name}-{flow.name}-{transport}"
+    rss = [0]
+    starts = [0]
+
+    def start() -> None:
+        starts[0] += 1
+        target.start(flow, transport, tag if starts[0] == 1 else f"{tag}-{starts[0]}")
+        cell.processes = len(target.pids)
+
+    def restart() -> None:
+        rss[0] = max(rss[0], target.rss_kib())
+        target.stop()
+        start()
+
+    try:
+        start()
+    except (TargetError, OSError) as exc:
+        target.stop()
+        cell.status, cell.error = "error", f"start: {exc}"
+        return cell
+    try:
+        s = settings
+        cell.ceiling = run_client(
+            s,
+            target,
+            flow,
+            transport,
+            f"{tag}-ceiling",
+            rate=100_000,
+            limit=s.limit,
+            calls=None,
+            duration=s.seconds,
+        )
+        c = cell.ceiling
+        log(
+            f"  ceiling {c.rate_achieved:8,.0f}/s  ({c.successful} ok, {c.failed} failed, "
+            f"target {fmt_int(c.cpu_us_per_call)} µs/call, SIPp CPU "
+            f"{fmt_int(c.client_cpu_pct)} %){' ' + c.note if c.note else ''}{_other(c)}"
+        )
+        ceiling = cell.ceiling_rate
+        lo: float | None = None
+        hi: float | None = None
+        for i in range(s.steps if ceiling else 0):
+            assert ceiling is not None
+            rate = round(next_rate(lo, hi, ceiling))
+            if rate < 1:
+                break
+            restart()
+            calls = max(1, round(rate * s.seconds))
+            limit = max(s.limit, round(rate * (s.recv_timeout_ms / 1000 + 1)))
+            r = run_client(
+                s,
+                target,
+                flow,
+                transport,
+                f"{tag}-open{i + 1}",
+                rate=rate,
+                limit=limit,
+                calls=calls,
+                duration=s.seconds,
+            )
+            cell.steps.append(r)
+            verdict = "clean" if r.clean else "not clean"
+            why = "" if r.clean else _why(r)
+            log(f"  open    {rate:8,.0f}/s  {verdict}{why}{_other(r)}")
+            if r.clean:
+                lo = rate if lo is None else max(lo, rate)
+            else:
+                hi = rate if hi is None else min(hi, rate)
+            if lo is not None and hi is not None and hi / lo < 1.05:
+                break
+        cell.clean_rate = lo
+        cell.clean_below = hi if lo is None else None
+        cell.clean_at_least = lo is not None and hi is None
+        if not target.alive():
+            cell.status, cell.error = "error", f"the target died: {target._tail()}"
+        cell.rss_kib = max(rss[0], target.rss_kib())
+    except (TargetError, OSError) as exc:
+        cell.status, cell.error = "error", f"restart: {exc}"
+    finally:
+        target.stop()
+    return cell
+
+
+def _other(r: ClientRun) -> str:
+    if r.other_cpu_pct < DISTURBED:
+        return ""
+    return f"  [other processes used {r.other_cpu_pct:.0f} % of a core]"
+
+
+def _why(r: ClientRun) -> str:
+    parts = []
+    if r.failed:
+        parts.append(f"{r.failed} failed")
+    if r.unexpected:
+        parts.append(f"{r.unexpected} unexpected")
+    if r.calls is not None and r.successful + r.failed < r.calls:
+        parts.append(f"{r.calls - r.successful - r.failed} not done")
+    if r.note:
+        parts.append(r.note)
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+# ------------------------------------------------------------------------- report
+
+
+def machine_info(settings: Settings, targets: dict[str, Target]) -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        model = match.group(1).strip() if match else ""
+    sipp_version = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            [settings.sipp, "-v"], capture_output=True, text=True, timeout=10
+        ).stdout
+        match = re.search(r"SIPp (v\S+?)\.?\s", out)
+        sipp_version = match.group(1) if match else out.strip()[:60]
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    try:
+        uvloop = importlib.metadata.version("uvloop")
+    except importlib.metadata.PackageNotFoundError:
+        uvloop = None
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sipp": sipp_version,
+        "kamailio": targets["kamailio"].version() if settings.kamailio else None,
+        "sipresponder": targets["responder"].version(),
+        "uvloop_installed": uvloop,
+        "commit": commit,
+    }
+
+
+def table(cells: list[Cell]) -> str:
+    """Markdown: one row per flow x transport x target; references get the ratios."""
+    by_key = {(c.target, c.flow, c.transport): c for c in cells}
+    rows = [
+        "| flow | transport | target | ceiling calls/s | clean calls/s | CPU µs/call "
+        "| peak RSS MiB | SIPp client CPU | responder ÷ this: ceiling · clean · µs/call |",
+        "|---|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for c in cells:
+        if c.status in ("not installed", "skipped") or (c.status == "error" and not c.ceiling):
+            rows.append(
+                f"| {c.flow} | {c.transport} | {c.target} | {c.status} "
+                f"{('(' + c.error[:60] + ')') if c.error else ''} | | | | | |"
+            )
+            continue
+        clean = fmt_int(c.clean_rate)
+        if c.clean_rate is None and c.clean_below is not None:
+            clean = f"< {c.clean_below:,.0f}"
+        elif c.clean_at_least:
+            clean = f"≥ {clean}"
+        rss = f"{c.rss_kib / 1024:.0f}" if c.rss_kib else "—"
+        client = c.ceiling.client_cpu_pct if c.ceiling else None
+        client_s = "—" if client is None else f"{client:.0f} %"
+        if client is not None and client >= CLIENT_BOUND:
+            client_s += "*"
+        ratios = ""
+        resp = by_key.get(("responder", c.flow, c.transport))
+        if c.target != "responder" and resp is not None and resp.status == "ok":
+            ratios = " · ".join(
+                [
+                    fmt_ratio(ratio(resp.ceiling_rate, c.ceiling_rate)),
+                    fmt_ratio(ratio(resp.clean_rate, c.clean_rate)),
+                    fmt_ratio(ratio(resp.cpu_us, c.cpu_us)),
+                ]
+            )
+        status = "" if c.status == "ok" else f" ({c.status})"
+        if c.disturbed:
+            status += " †"
+        ceiling = fmt_int(c.ceiling_rate)
+        if c.ceiling and c.ceiling.failed:
+            done = c.ceiling.failed + c.ceiling.successful
+            ceiling += f" ({100 * c.ceiling.failed / done:.0f} % failed)"
+        rows.append(
+            f"| {c.flow} | {c.transport} | {c.target}{status} | {ceiling} "
+            f"| {clean} | {fmt_int(c.cpu_us)} | {rss} | {client_s} | {ratios} |"
+        )
+    return "\n".join(rows)
+
+
+def legend(limit: int, seconds: float) -> str:
+    return "\n".join(
+        [
+            f"ceiling: closed loop, SIPp -l {limit}, {seconds:g} s, completed calls/s (and "
+            "the share of calls that failed, if any).",
+            "clean: open loop, the highest rate with every call completed at pace, none "
+            "failed, no unexpected message (≥: every rate tried was clean).",
+            "CPU µs/call (in the ceiling run) and peak RSS: the target's own processes "
+            "(Kamailio: RSS of its largest process, shared memory included).",
+            "responder ÷ this: rates above 1 are faster, µs/call below 1 is cheaper.",
+            f"*: SIPp used {CLIENT_BOUND} % or more of a core in the ceiling run: that rate "
+            "is SIPp's limit as much as the target's.",
+            f"†: other processes used {DISTURBED} % of a core or more during a run of that "
+            "row: its figures are disturbed.",
+        ]
+    )
+
+
+def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
+    by_key = {(c.target, c.flow, c.transport): c for c in cells}
+    out = []
+    for c in cells:
+        resp = by_key.get(("responder", c.flow, c.transport))
+        if c.target == "responder" or c.status != "ok" or resp is None or resp.status != "ok":
+            continue
+        out.append(
+            {
+                "flow": c.flow,
+                "transport": c.transport,
+                "reference": c.target,
+                "ceiling": ratio(resp.ceiling_rate, c.ceiling_rate),
+                "clean": ratio(resp.clean_rate, c.clean_rate),
+                "cpu_us_per_call": ratio(resp.cpu_us, c.cpu_us),
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    for item in items:
+        if item not in allowed:
+            raise argparse.ArgumentTypeError(f"unknown {what} {item!r} (use {', '.join(allowed)})")
+    return items
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    env_seconds = os.environ.get("BENCH_SECONDS")
+    p = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description="SIPp against the responder, SIPp's UAS and Kamailio (when installed).",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=float(env_seconds) if env_seconds else None,
+        help="length of each SIPp run (default 3, or $BENCH_SECONDS; --quick: 1.5)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help="open-loop runs per cell (default 3; quick 2)"
+    )
+    p.add_argument("--quick", action="store_true", help="shorter runs, fewer steps")
+    p.add_argument(
+        "--targets",
+        type=lambda v: _csv(v, TARGETS, "target"),
+        default=list(TARGETS),
+        help="comma-separated: responder,sipp-uas,kamailio",
+    )
+    p.add_argument(
+        "--flows",
+        type=lambda v: _csv(v, tuple(FLOWS), "flow"),
+        default=list(FLOWS),
+        help="comma-separated: options,busy,call",
+    )
+    p.add_argument(
+        "--transports",
+        type=lambda v: _csv(v, tuple(TRANSPORTS), "transport"),
+        default=list(TRANSPORTS),
+        help="comma-separated: udp,tcp",
+    )
+    p.add_argument("--limit", type=int, default=1000, help="SIPp -l in the ceiling run (1000)")
+    p.add_argument("--buff-size", type=int, default=4 * 1024 * 1024, help="SIPp -buff_size")
+    p.add_argument("--max-socket", type=int, default=1024, help="SIPp -max_socket")
+    p.add_argument("--recv-timeout", type=int, default=2000, help="SIPp -recv_timeout, ms (2000)")
+    p.add_argument("--sipp", default=shutil.which("sipp"), help="the sipp binary")
+    p.add_argument(
+        "--kamailio",
+        default=os.environ.get("KAMAILIO") or shutil.which("kamailio"),
+        help="the kamailio binary (default: kamailio on PATH, or $KAMAILIO)",
+    )
+    p.add_argument(
+        "--kamailio-modules",
+        default=os.environ.get("KAMAILIO_MODULES"),
+        help="Kamailio's module directory (-L), when not the built-in one",
+    )
+    p.add_argument(
+        "--kamailio-shm", type=int, default=2048, help="Kamailio shared memory, MiB (-m)"
+    )
+    p.add_argument(
+        "--responder-args",
+        default="",
+        help="extra flags for the responder, e.g. '--log-level WARNING' (default none)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=BENCH / "results" / "latest.json",
+        help="where to write the results (default bench/results/latest.json)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temp dir of SIPp traces")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=8.0,
+        help="start no new measurement after this long (default 8)",
+    )
+    args = p.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 1.5 if args.quick else 3.0
+    if args.steps is None:
+        args.steps = 2 if args.quick else 3
+    if not 0.5 <= args.seconds <= 60:
+        p.error("--seconds: between 0.5 and 60")
+    if not 0 <= args.steps <= 10:
+        p.error("--steps: between 0 and 10")
+    if not 1 <= args.limit <= 100_000:
+        p.error("--limit: between 1 and 100000")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.sipp:
+        print("bench: sipp is not installed (make sipp installs it)", file=sys.stderr)
+        return 2
+    began = time.monotonic()
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    workdir = Path(tempfile.mkdtemp(prefix="sipresponder-bench-"))
+    settings = Settings(
+        seconds=args.seconds,
+        steps=args.steps,
+        limit=args.limit,
+        buff_size=args.buff_size,
+        max_socket=args.max_socket,
+        recv_timeout_ms=args.recv_timeout,
+        sipp=args.sipp,
+        kamailio=args.kamailio,
+        kamailio_modules=args.kamailio_modules,
+        kamailio_shm=args.kamailio_shm,
+        responder_args=shlex.split(args.responder_args),
+        workdir=workdir,
+    )
+    targets: dict[str, Target] = {
+        "responder": Responder(settings),
+        "sipp-uas": SippUas(settings),
+        "kamailio": Kamailio(settings),
+    }
+    atexit.register(_stop_all)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    machine = machine_info(settings, targets)
+    cells_planned = len(args.flows) * len(args.transports) * len(args.targets)
+    per_cell = 1.0 + (args.seconds + 1.0) * (1 + args.steps)
+    log(
+        f"bench: {cells_planned} measurements, each a {args.seconds:g} s ceiling run and up to "
+        f"{args.steps} open-loop runs; about {cells_planned * per_cell / 60:.1f} min "
+        f"(traces in {workdir})"
+    )
+    cells: list[Cell] = []
+    try:
+        for flow_name in args.flows:
+            for transport in args.transports:
+                for name in args.targets:
+                    flow = FLOWS[flow_name]
+                    cell = Cell(name, flow_name, transport)
+                    if name == "kamailio" and not settings.kamailio:
+                        cell.status = "not installed"
+                    elif time.monotonic() - began > args.max_minutes * 60:
+                        cell.status = "skipped"
+                        cell.error = f"past --max-minutes {args.max_minutes:g}"
+                    else:
+                        log(f"{name} · {flow.title} · {transport}")
+                        cell = measure(settings, targets[name], flow, transport, log)
+                        if cell.status != "ok":
+                            log(f"  {cell.status}: {cell.error}")
+                    cells.append(cell)
+    except KeyboardInterrupt:
+        log("bench: interrupted; reporting what was measured")
+    finally:
+        _stop_all()
+    duration = time.monotonic() - began
+    result = {
+        "schema": 1,
+        "started": started_at,
+        "duration_s": round(duration, 1),
+        "command": " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]),
+        "machine": machine,
+        "settings": {
+            "seconds": args.seconds,
+            "steps": args.steps,
+            "limit": args.limit,
+            "buff_size": args.buff_size,
+            "max_socket": args.max_socket,
+            "recv_timeout_ms": args.recv_timeout,
+            "kamailio_shm_mib": args.kamailio_shm,
+            "responder_args": settings.responder_args,
+        },
+        "results": [c.to_dict() for c in cells],
+        "ratios": ratios(cells),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print()
+    print(table(cells))
+    print()
+    m = machine
+    print(
+        f"{m['nproc']} × {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, "
+        f"SIPp {m['sipp']}, Kamailio {m['kamailio'] or 'not installed'}, "
+        f"sipresponder {m['sipresponder']} ({m['commit']}), uvloop "
+        f"{m['uvloop_installed'] or 'not installed'}"
+    )
+    print(legend(args.limit, args.seconds))
+    print(f"{len(cells)} measurements in {duration:.0f} s; JSON in {_rel(args.json)}")
+    if args.keep:
+        print(f"traces kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if all(c.status in ("ok", "not installed") for c in cells) else 1
+
+
+def _rel(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
