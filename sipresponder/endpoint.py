@@ -157,6 +157,7 @@ class Endpoint:
             "retransmissions": 0,
             "acks": 0,
             "stray_acks": 0,
+            "recognised_acks": 0,
             "overload": 0,
             "internal_errors": 0,
             "violations": 0,
@@ -491,7 +492,19 @@ class Endpoint:
                 self._judge_ack(req, txn, txn.final_code, now)
         if txn is None:
             self.stats["stray_acks"] += 1
-            log.debug("absorbed an ACK that matches no transaction (Call-ID %s)", req.call_id)
+            ours = req.to_tag == make_to_tag(
+                self.secret, req.call_id or "", req.from_tag, req.cseq_num
+            )
+            if ours:
+                # The To tag is a keyed hash of the request: this ACK answers a response
+                # of ours — from another worker sharing the secret, or from before a
+                # restart — recognised with no state at all.
+                self.stats["recognised_acks"] += 1
+            log.debug(
+                "absorbed an ACK that matches no transaction (Call-ID %s, %s To tag)",
+                req.call_id,
+                "our" if ours else "a foreign",
+            )
             if self.journal is not None:
                 self._judge_stray_ack(req, now)
             return

@@ -166,7 +166,16 @@ def test_cancel_of_a_pending_non_invite_has_no_effect() -> None:
 def test_stray_ack_is_absorbed() -> None:
     ep, _ = make()
     assert ep.receive(request("ACK", "x", cseq="1 ACK"), UDP, 0.0) == []
-    assert ep.stats["stray_acks"] == 1
+    assert ep.stats["stray_acks"] == 1 and ep.stats["recognised_acks"] == 0
+
+
+def test_a_stray_ack_to_another_workers_response_is_recognised_by_its_to_tag() -> None:
+    worker0, _ = make()
+    worker1, _ = make()  # the same secret, as --workers gives every worker
+    out = responses(worker0.receive(request("INVITE", "486"), UDP, 0.0))
+    ack = request("ACK", "486", cseq="1 ACK", to=out[-1].header("To"))
+    assert worker1.receive(ack, UDP, 0.1) == []
+    assert worker1.stats["recognised_acks"] == 1
 
 
 def test_expires_and_max_ring() -> None:
