@@ -37,7 +37,7 @@ from .responses import (
     response_destination,
     response_vias,
 )
-from .rules import Rule, RuleSet, fill, fill_body, placeholder_values
+from .rules import Rule, RuleSet, fill, placeholder_values
 from .sdp import SdpError, check_offer
 from .serializer import serialize_response
 from .transaction import (
@@ -168,9 +168,6 @@ class Endpoint:
     def receive(self, data: bytes, flow: Flow, now: float) -> list[Send]:
         """One whole message from ``flow`` at ``now``; returns what to send."""
         self._last_now = now
-        return self._receive(data, flow, now)
-
-    def _receive(self, data: bytes, flow: Flow, now: float) -> list[Send]:
         try:
             try:
                 msg = parse_message(
@@ -559,12 +556,11 @@ class Endpoint:
             if self.report is not None:
                 self.report(TransactionRecord(txn.method, txn.uri, txn.peer, tuple(txn.codes)))
             if txn.state is State.ACCEPTED and txn.ack_key is not None:
-                txn.ack_index_key = txn.ack_key
                 self.accepted[txn.ack_key] = txn
         if txn.terminated:
             self.transactions.pop(txn.key, None)
-            if txn.ack_index_key is not None:
-                self.accepted.pop(txn.ack_index_key, None)
+            if txn.ack_key is not None and self.accepted.get(txn.ack_key) is txn:
+                del self.accepted[txn.ack_key]
             if txn.end is End.NO_ACK:
                 code = txn.final_code or 0
                 rule, timer = (
@@ -579,7 +575,6 @@ class Endpoint:
                     self._last_now,
                     rule,
                     f"no ACK for the {code} within {timer} ({64 * self.timers.t1:g} s)",
-                    txn.peer,
                 )
             return
         deadline = txn.next_deadline
@@ -649,7 +644,7 @@ class Endpoint:
         )
 
     def _violate(self, req: Request, now: float, rule: str, message: str) -> None:
-        self._violation(req.call_id or "", req.method, req.cseq_num, now, rule, message, "")
+        self._violation(req.call_id or "", req.method, req.cseq_num, now, rule, message)
 
     def _violation(
         self,
@@ -659,7 +654,6 @@ class Endpoint:
         now: float,
         rule: str,
         message: str,
-        peer: str,
     ) -> None:
         """Record what a client did against an RFC: counted, journaled, logged (WARNING,
         at most ``_VIOLATION_LOG_RATE`` lines a second)."""
@@ -847,7 +841,7 @@ def _step_extras(step: Step, extras: Extras, values: dict[str, str]) -> Extras:
         extras,
         reason=step.reason or extras.reason,
         headers=tuple((name, fill(value, values)) for name, value in step.headers),
-        body=None if step.body is None else fill_body(step.body, values).encode(),
+        body=None if step.body is None else fill(step.body, values).encode(),
         content_type=step.content_type,
         sdp=step.sdp,
     )

@@ -318,16 +318,6 @@ class Journal:
     def get(self, call_id: str) -> Call | None:
         return self._calls.get(call_id)
 
-    def has_final_2xx(self, call_id: str) -> bool | None:
-        """Whether any INVITE of the call got a 2xx; None when the call is unknown."""
-        call = self._calls.get(call_id)
-        if call is None:
-            return None
-        invites = [t for t in call.transactions if t.method == "INVITE"]
-        if not invites:
-            return None
-        return any((t.final_status or 0) // 100 == 2 for t in invites)
-
     def calls(
         self,
         method: str | None = None,

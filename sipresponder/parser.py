@@ -22,6 +22,7 @@ from .message import (
     Request,
     Response,
     check_name_addr,
+    display_name,
     parse_cseq,
     parse_via,
     split_commas,
@@ -207,7 +208,7 @@ def parse_message(
     for key in _SINGLE:
         repeated = hmap.get(key)
         if repeated is not None and len(repeated) > 1:
-            errors.append((400, f"Multiple {_title(key)} Headers"))
+            errors.append((400, f"Multiple {display_name(key)} Headers"))
 
     from_ = _first(hmap, "from")
     to = _first(hmap, "to")
@@ -276,12 +277,6 @@ def parse_message(
 def _first(hmap: dict[str, list[str]], key: str) -> str | None:
     values = hmap.get(key)
     return values[0] if values else None
-
-
-def _title(key: str) -> str:
-    return {"call-id": "Call-ID", "cseq": "CSeq"}.get(
-        key, "-".join(p.capitalize() for p in key.split("-"))
-    )
 
 
 def _parse_response(start_line: str, lines: list[str], body: bytes) -> Response:

@@ -182,8 +182,8 @@ def build_response(
     elif status == 407:
         headers.append(("Proxy-Authenticate", _challenge(extras)))
     elif status == 405:
-        headers.append(("Allow", ALLOW))
-    elif status == 415:
+        headers.append(("Allow", ALLOW))  # RFC 3261 §21.4.6: MUST
+    elif status == 415:  # RFC 3261 §21.4.13: list what we accept
         headers.append(("Accept", ACCEPT))
         headers.append(("Accept-Encoding", "identity"))
         headers.append(("Accept-Language", "en"))
@@ -193,11 +193,13 @@ def build_response(
     elif status == 421:
         headers.append(("Require", "100rel"))  # RFC 3262: the extension most often demanded
     elif status == 422:
+        # RFC 4028 §6: a 422 MUST carry Min-SE.
         headers.append(("Min-SE", str(_at_least(req.headers.get("session-expires"), 1800))))
     elif status == 423:
+        # RFC 3261 §10.3 step 7, §21.4.17: a 423 carries Min-Expires.
         headers.append(("Min-Expires", str(_at_least(req.headers.get("expires"), 3600))))
     elif status == 501:
-        headers.append(("Allow", ALLOW))
+        headers.append(("Allow", ALLOW))  # RFC 3261 §8.2.1: SHOULD
 
     if extras.retry_after is not None:
         headers.append(("Retry-After", str(extras.retry_after)))

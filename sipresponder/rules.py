@@ -336,15 +336,9 @@ def placeholder_values(
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
-    """Replace ``{name}`` placeholders; CR and LF are dropped so a value cannot add lines."""
-    if "{" not in template:
-        return template
-    out = _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-    return out.replace("\r", "").replace("\n", "") if out is not template else out
-
-
-def fill_body(template: str, values: Mapping[str, str]) -> str:
-    """Placeholders in a body; its own line breaks stay."""
+    """Replace ``{name}`` placeholders in a header value or body.  CR and LF are dropped
+    from the values filled in, so a request cannot add header lines; the template's own
+    line breaks (a body's) stay."""
     if "{" not in template:
         return template
     return _PLACEHOLDER_RE.sub(

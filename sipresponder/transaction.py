@@ -85,7 +85,6 @@ class ServerTransaction:
     """
 
     __slots__ = (
-        "ack_index_key",
         "ack_key",
         "build",
         "call_id",
@@ -158,7 +157,6 @@ class ServerTransaction:
         self.retx_interval = 0.0
         self.t_end: float | None = None
         self.scheduled: float | None = None
-        self.ack_index_key: Hashable = None
         #: Set by the owner for an INVITE: the key its 2xx's ACK will be found by.
         self.ack_key: Hashable = None
         self.method = request.method
