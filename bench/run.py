@@ -20,6 +20,13 @@ defaults a user gets), ``sipp-uas`` (SIPp with bench/scenarios/uas_*.xml), and
 from here.  Loopback only; every process started here is stopped by its own PID, every
 wait has a deadline.  Prints a Markdown table and writes JSON (bench/results/latest.json).
 
+``--scaling`` measures, instead, the responder with ``--workers 1`` and ``--workers 2``
+(``--workers LIST``) for the busy flow over UDP and TCP, SIPp with one socket per call
+(``-t un``, ``-t tn``; ``-max_socket`` of them, then reused): the kernel hashes SIPp's one
+socket of ``-t u1``/``-t t1`` to one worker, its many sockets over all of them.  Its own
+table (speed-up over the fewest workers) and JSON key ``scaling``
+(bench/results/scaling.json).
+
 Uses the standard library only; sipresponder is looked at for its version, nothing else.
 """
 
@@ -73,6 +80,8 @@ FLOWS: dict[str, Flow] = {
 }
 #: Our transport name -> SIPp's -t mode (one socket for all calls).
 TRANSPORTS: dict[str, str] = {"udp": "u1", "tcp": "t1"}
+#: ... and its -t mode with one socket per call, which SO_REUSEPORT spreads over workers.
+MULTI_SOCKET: dict[str, str] = {"udp": "un", "tcp": "tn"}
 TARGETS = ("responder", "sipp-uas", "kamailio")
 REFERENCES = ("sipp-uas", "kamailio")
 #: SIPp's CPU share (of one core) from which a rate is marked as SIPp's limit too.
@@ -121,6 +130,19 @@ def parse_proc_stat(text: str) -> tuple[int, int, int]:
     return int(fields[1]), int(fields[11]), int(fields[12])
 
 
+def parse_netstat(text: str) -> dict[str, int]:
+    """/proc/net/netstat (a line of names, then one of values, per group) -> counters by
+    nstat's names: ``TcpExtListenOverflows``."""
+    counters: dict[str, int] = {}
+    lines = text.splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        group, _, names = names.partition(":")
+        for name, value in zip(names.split(), values.partition(":")[2].split(), strict=False):
+            with contextlib.suppress(ValueError):
+                counters[group + name] = int(value)
+    return counters
+
+
 def parse_vmhwm(text: str) -> int:
     """VmHWM in KiB from /proc/PID/status (0 when absent, e.g. a zombie)."""
     match = re.search(r"^VmHWM:\s+(\d+)\s+kB", text, re.MULTILINE)
@@ -159,6 +181,26 @@ def fmt_ratio(x: float | None) -> str:
     return f"{x:.2f}×" if x < 10 else f"{x:.0f}×"
 
 
+def parse_workers(value: str) -> list[int]:
+    """``1,2`` -> [1, 2]: worker counts for --scaling, each 1 to 64, sorted, once each."""
+    try:
+        counts = {int(v) for v in value.split(",") if v.strip()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {value!r}") from None
+    if not counts or not all(1 <= n <= 64 for n in counts):
+        raise argparse.ArgumentTypeError(f"worker counts from 1 to 64, e.g. 1,2: {value!r}")
+    return sorted(counts)
+
+
+def cpu_pcts(split: Sequence[float], elapsed: float) -> list[float]:
+    """CPU seconds of each process over a run -> % of one core each."""
+    return [100 * cpu / elapsed for cpu in split] if elapsed > 0 else []
+
+
+def fmt_pcts(pcts: Sequence[float]) -> str:
+    return " · ".join(f"{p:.0f}" for p in pcts) if pcts else "—"
+
+
 # ----------------------------------------------------------------- processes, /proc
 
 _started: dict[int, subprocess.Popen[bytes]] = {}
@@ -194,16 +236,13 @@ def proc_tree(pid: int) -> list[int]:
     return tree
 
 
-def tree_cpu(pids: Sequence[int]) -> float:
-    """CPU seconds (user + system) of these processes, those still alive."""
-    ticks = 0
-    for pid in pids:
-        try:
-            _, utime, stime = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
-        except (OSError, ValueError, IndexError):
-            continue
-        ticks += utime + stime
-    return ticks / CLK_TCK
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one process; 0 when it is gone."""
+    try:
+        _, utime, stime = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return (utime + stime) / CLK_TCK
 
 
 def tree_rss_kib(pids: Sequence[int], mode: str) -> int:
@@ -214,6 +253,15 @@ def tree_rss_kib(pids: Sequence[int], mode: str) -> int:
     if not values:
         return 0
     return max(values) if mode == "max" else sum(values)
+
+
+def listen_overflows() -> int:
+    """Connections the kernel dropped, machine-wide so far, for a full accept queue."""
+    try:
+        text = Path("/proc/net/netstat").read_text()
+    except OSError:
+        return 0
+    return parse_netstat(text).get("TcpExtListenOverflows", 0)
 
 
 def machine_busy() -> float:
@@ -397,8 +445,9 @@ class Target:
             tree = again
         return tree
 
-    def cpu(self) -> float:
-        return tree_cpu(self.pids)
+    def cpu_split(self) -> list[float]:
+        """CPU seconds of each of its processes (``pids``: parents first), alive or 0."""
+        return [proc_cpu(pid) for pid in self.pids]
 
     def rss_kib(self) -> int:
         return tree_rss_kib(self.pids, self.rss_mode)
@@ -423,6 +472,10 @@ class Target:
 class Responder(Target):
     name = "responder"
 
+    def __init__(self, settings: Settings, workers: int | None = None) -> None:
+        super().__init__(settings)
+        self.workers = workers  # --workers N, after --responder-args; None: not given
+
     def version(self) -> str:
         try:
             return importlib.metadata.version("sipresponder")
@@ -440,6 +493,7 @@ class Responder(Target):
             "--log-level",
             "INFO",
             *self.settings.responder_args,
+            *([] if self.workers is None else ["--workers", str(self.workers)]),
         ]
 
     def ready(self, transport: str, out: Path) -> bool:
@@ -540,7 +594,10 @@ class ClientRun:
     rate_achieved: float
     target_cpu: float  # seconds
     client_cpu: float  # seconds
+    sipp_mode: str = ""  # SIPp's -t: u1, t1 (one socket), un, tn (one per call)
+    target_cpu_split: list[float] = field(default_factory=list)  # per process, as pids
     other_cpu_pct: float = 0.0  # what the rest of the machine used, % of one core
+    listen_overflows: int = 0  # TCP connections dropped for a full accept queue (machine)
     clean: bool = False
     note: str = ""
 
@@ -569,7 +626,7 @@ def run_client(
     settings: Settings,
     target: Target,
     flow: Flow,
-    transport: str,
+    sipp_mode: str,
     tag: str,
     *,
     rate: float,
@@ -593,7 +650,7 @@ def run_client(
         "-p",
         str(free_port()),
         "-t",
-        TRANSPORTS[transport],
+        sipp_mode,
         "-r",
         str(max(1, round(rate))),
         "-rp",
@@ -618,8 +675,9 @@ def run_client(
     ]
     if calls is not None:
         cmd += ["-m", str(calls)]
-    cpu_before = target.cpu()
+    cpu_before = target.cpu_split()
     busy_before = machine_busy()
+    overflows_before = listen_overflows()
     errors: IO[bytes]
     with open(s.workdir / f"{tag}.sipp.err", "wb") as errors:
         proc = _spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
@@ -646,7 +704,8 @@ def run_client(
                 code = proc.returncode
                 break
         time.sleep(0.02)
-    target_cpu = target.cpu() - cpu_before
+    split = [max(0.0, b - a) for a, b in zip(cpu_before, target.cpu_split(), strict=True)]
+    target_cpu = sum(split)
     wall = time.monotonic() - started
     other = machine_busy() - busy_before - target_cpu - client_cpu
     try:
@@ -674,7 +733,10 @@ def run_client(
         rate_achieved=successful / elapsed if elapsed > 0 else 0.0,
         target_cpu=target_cpu,
         client_cpu=client_cpu,
+        sipp_mode=sipp_mode,
+        target_cpu_split=split,
         other_cpu_pct=max(0.0, 100 * other / wall) if wall > 0 else 0.0,
+        listen_overflows=max(0, listen_overflows() - overflows_before),
     )
     if not stat:
         run.note = "no SIPp statistics"
@@ -712,6 +774,8 @@ class Cell:
     clean_at_least: bool = False  # every rate tried was clean: the clean rate is a floor
     rss_kib: int | None = None
     processes: int = 0
+    sipp_mode: str = ""  # SIPp's -t
+    workers: int | None = None  # the responder's --workers, when the harness set it
 
     @property
     def disturbed(self) -> bool:
@@ -726,6 +790,12 @@ class Cell:
     def cpu_us(self) -> float | None:
         return self.ceiling.cpu_us_per_call if self.ceiling else None
 
+    @property
+    def process_cpu_pcts(self) -> list[float]:
+        """Each of the target's processes' CPU in the ceiling run, % of one core."""
+        c = self.ceiling
+        return cpu_pcts(c.target_cpu_split, c.elapsed) if c else []
+
     def to_dict(self) -> dict[str, Any]:
         def run(r: ClientRun | None) -> dict[str, Any] | None:
             if r is None:
@@ -739,6 +809,8 @@ class Cell:
             "target": self.target,
             "flow": self.flow,
             "transport": self.transport,
+            "sipp_mode": self.sipp_mode,
+            "workers": self.workers,
             "status": self.status,
             "error": self.error,
             "ceiling_calls_per_s": self.ceiling_rate,
@@ -748,6 +820,7 @@ class Cell:
             "cpu_us_per_call": self.cpu_us,
             "peak_rss_kib": self.rss_kib,
             "processes": self.processes,
+            "process_cpu_pct": self.process_cpu_pcts,
             "disturbed": self.disturbed,
             "client_cpu_pct": self.ceiling.client_cpu_pct if self.ceiling else None,
             "ceiling": run(self.ceiling),
@@ -755,13 +828,26 @@ class Cell:
         }
 
 
-def measure(settings: Settings, target: Target, flow: Flow, transport: str, log: Any) -> Cell:
+def measure(
+    settings: Settings,
+    target: Target,
+    flow: Flow,
+    transport: str,
+    log: Any,
+    sipp_mode: str | None = None,
+) -> Cell:
     """The ceiling run, then the open-loop search, each run on a freshly started target:
     a run can leave a target with a backlog, a grown heap or a load-shedding state that
     would decide the next run (the responder over TCP does), and the runs must not
-    depend on their order."""
-    cell = Cell(target.name, flow.name, transport)
+    depend on their order.  SIPp's -t is ``sipp_mode``, by default one socket."""
+    sipp_mode = sipp_mode or TRANSPORTS[transport]
+    workers = getattr(target, "workers", None)
+    cell = Cell(target.name, flow.name, transport, sipp_mode=sipp_mode, workers=workers)
     tag = f"{target.name}-{flow.name}-{transport}"
+    if sipp_mode != TRANSPORTS[transport]:
+        tag += f"-{sipp_mode}"
+    if workers is not None:
+        tag += f"-w{workers}"
     rss = [0]
     starts = [0]
 
@@ -787,7 +873,7 @@ def measure(settings: Settings, target: Target, flow: Flow, transport: str, log:
             s,
             target,
             flow,
-            transport,
+            sipp_mode,
             f"{tag}-ceiling",
             rate=100_000,
             limit=s.limit,
@@ -795,10 +881,13 @@ def measure(settings: Settings, target: Target, flow: Flow, transport: str, log:
             duration=s.seconds,
         )
         c = cell.ceiling
+        pcts = cell.process_cpu_pcts
+        each = f" ({fmt_pcts(pcts)} % of a core each)" if len(pcts) > 1 else ""
         log(
             f"  ceiling {c.rate_achieved:8,.0f}/s  ({c.successful} ok, {c.failed} failed, "
-            f"target {fmt_int(c.cpu_us_per_call)} µs/call, SIPp CPU "
+            f"target {fmt_int(c.cpu_us_per_call)} µs/call{each}, SIPp CPU "
             f"{fmt_int(c.client_cpu_pct)} %){' ' + c.note if c.note else ''}{_other(c)}"
+            f"{_overflows(c)}"
         )
         ceiling = cell.ceiling_rate
         lo: float | None = None
@@ -815,7 +904,7 @@ def measure(settings: Settings, target: Target, flow: Flow, transport: str, log:
                 s,
                 target,
                 flow,
-                transport,
+                sipp_mode,
                 f"{tag}-open{i + 1}",
                 rate=rate,
                 limit=limit,
@@ -825,7 +914,7 @@ def measure(settings: Settings, target: Target, flow: Flow, transport: str, log:
             cell.steps.append(r)
             verdict = "clean" if r.clean else "not clean"
             why = "" if r.clean else _why(r)
-            log(f"  open    {rate:8,.0f}/s  {verdict}{why}{_other(r)}")
+            log(f"  open    {rate:8,.0f}/s  {verdict}{why}{_other(r)}{_overflows(r)}")
             if r.clean:
                 lo = rate if lo is None else max(lo, rate)
             else:
@@ -849,6 +938,12 @@ def _other(r: ClientRun) -> str:
     if r.other_cpu_pct < DISTURBED:
         return ""
     return f"  [other processes used {r.other_cpu_pct:.0f} % of a core]"
+
+
+def _overflows(r: ClientRun) -> str:
+    if not r.listen_overflows:
+        return ""
+    return f"  [{r.listen_overflows} TCP connections dropped: accept queue full]"
 
 
 def _why(r: ClientRun) -> str:
@@ -904,6 +999,46 @@ def machine_info(settings: Settings, targets: dict[str, Target]) -> dict[str, An
     }
 
 
+def unmeasured(c: Cell) -> str | None:
+    """The text of a row that has no figures ("skipped (...)"), or None when it has."""
+    if c.status in ("not installed", "skipped") or (c.status == "error" and not c.ceiling):
+        return f"{c.status} {('(' + c.error[:60] + ')') if c.error else ''}"
+    return None
+
+
+def fmt_ceiling(c: Cell) -> str:
+    """Its ceiling, and the share of its calls that failed, if any."""
+    text = fmt_int(c.ceiling_rate)
+    if c.ceiling and c.ceiling.failed:
+        done = c.ceiling.failed + c.ceiling.successful
+        text += f" ({100 * c.ceiling.failed / done:.0f} % failed)"
+    return text
+
+
+def fmt_clean(c: Cell) -> str:
+    """Its clean rate: ``< R`` when none was, ``≥ R`` when every rate tried was."""
+    if c.clean_rate is None and c.clean_below is not None:
+        return f"< {c.clean_below:,.0f}"
+    return f"≥ {fmt_int(c.clean_rate)}" if c.clean_at_least else fmt_int(c.clean_rate)
+
+
+def fmt_client(c: Cell) -> str:
+    """SIPp's share of a core in the ceiling run, ``*`` from CLIENT_BOUND."""
+    client = c.ceiling.client_cpu_pct if c.ceiling else None
+    if client is None:
+        return "—"
+    return f"{client:.0f} %" + ("*" if client >= CLIENT_BOUND else "")
+
+
+def fmt_rss(c: Cell) -> str:
+    return f"{c.rss_kib / 1024:.0f}" if c.rss_kib else "—"
+
+
+def fmt_status(c: Cell) -> str:
+    """`` (error)`` when not ok, `` †`` when disturbed."""
+    return ("" if c.status == "ok" else f" ({c.status})") + (" †" if c.disturbed else "")
+
+
 def table(cells: list[Cell]) -> str:
     """Markdown: one row per flow x transport x target; references get the ratios."""
     by_key = {(c.target, c.flow, c.transport): c for c in cells}
@@ -913,22 +1048,10 @@ def table(cells: list[Cell]) -> str:
         "|---|---|---|--:|--:|--:|--:|--:|---|",
     ]
     for c in cells:
-        if c.status in ("not installed", "skipped") or (c.status == "error" and not c.ceiling):
-            rows.append(
-                f"| {c.flow} | {c.transport} | {c.target} | {c.status} "
-                f"{('(' + c.error[:60] + ')') if c.error else ''} | | | | | |"
-            )
+        missing = unmeasured(c)
+        if missing is not None:
+            rows.append(f"| {c.flow} | {c.transport} | {c.target} | {missing} | | | | | |")
             continue
-        clean = fmt_int(c.clean_rate)
-        if c.clean_rate is None and c.clean_below is not None:
-            clean = f"< {c.clean_below:,.0f}"
-        elif c.clean_at_least:
-            clean = f"≥ {clean}"
-        rss = f"{c.rss_kib / 1024:.0f}" if c.rss_kib else "—"
-        client = c.ceiling.client_cpu_pct if c.ceiling else None
-        client_s = "—" if client is None else f"{client:.0f} %"
-        if client is not None and client >= CLIENT_BOUND:
-            client_s += "*"
         ratios = ""
         resp = by_key.get(("responder", c.flow, c.transport))
         if c.target != "responder" and resp is not None and resp.status == "ok":
@@ -939,18 +1062,88 @@ def table(cells: list[Cell]) -> str:
                     fmt_ratio(ratio(resp.cpu_us, c.cpu_us)),
                 ]
             )
-        status = "" if c.status == "ok" else f" ({c.status})"
-        if c.disturbed:
-            status += " †"
-        ceiling = fmt_int(c.ceiling_rate)
-        if c.ceiling and c.ceiling.failed:
-            done = c.ceiling.failed + c.ceiling.successful
-            ceiling += f" ({100 * c.ceiling.failed / done:.0f} % failed)"
         rows.append(
-            f"| {c.flow} | {c.transport} | {c.target}{status} | {ceiling} "
-            f"| {clean} | {fmt_int(c.cpu_us)} | {rss} | {client_s} | {ratios} |"
+            f"| {c.flow} | {c.transport} | {c.target}{fmt_status(c)} | {fmt_ceiling(c)} "
+            f"| {fmt_clean(c)} | {fmt_int(c.cpu_us)} | {fmt_rss(c)} | {fmt_client(c)} "
+            f"| {ratios} |"
         )
     return "\n".join(rows)
+
+
+def speedups(cells: list[Cell]) -> list[dict[str, Any]]:
+    """Each worker count's ceiling and clean rate over those of the fewest workers (of
+    the same flow and transport), and its CPU µs/call over theirs; None where either
+    measurement is not ok."""
+    base: dict[tuple[str, str], Cell] = {}
+    for c in cells:
+        b = base.get((c.flow, c.transport))
+        if c.workers is not None and (b is None or c.workers < (b.workers or 0)):
+            base[(c.flow, c.transport)] = c
+    out = []
+    for c in cells:
+        b = base.get((c.flow, c.transport))
+        if c.workers is None or b is None:
+            continue
+        ok = c.status == "ok" and b.status == "ok"
+        out.append(
+            {
+                "flow": c.flow,
+                "transport": c.transport,
+                "workers": c.workers,
+                "base_workers": b.workers,
+                "ceiling": ratio(c.ceiling_rate, b.ceiling_rate) if ok else None,
+                "clean": ratio(c.clean_rate, b.clean_rate) if ok else None,
+                "cpu_us_per_call": ratio(c.cpu_us, b.cpu_us) if ok else None,
+            }
+        )
+    return out
+
+
+def scaling_table(cells: list[Cell]) -> str:
+    """Markdown: one row per flow x transport x worker count, with its speed-up."""
+    ups = {(u["flow"], u["transport"], u["workers"]): u for u in speedups(cells)}
+    fewest = min((u["base_workers"] for u in ups.values()), default=1)
+    rows = [
+        "| flow | transport | workers | ceiling calls/s | clean calls/s | CPU µs/call "
+        "| CPU per process, % of a core | peak RSS MiB | SIPp client CPU "
+        f"| ÷ {fewest} worker{'s' if fewest > 1 else ''}: ceiling · clean · µs/call |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for c in cells:
+        head = f"| {c.flow} | {c.transport} ({c.sipp_mode}) | {c.workers}"
+        missing = unmeasured(c)
+        if missing is not None:
+            rows.append(f"{head} | {missing} | | | | | | |")
+            continue
+        u = ups.get((c.flow, c.transport, c.workers))
+        vs = ""
+        if u is not None and u["workers"] != u["base_workers"]:
+            vs = " · ".join(fmt_ratio(u[k]) for k in ("ceiling", "clean", "cpu_us_per_call"))
+        rows.append(
+            f"{head}{fmt_status(c)} | {fmt_ceiling(c)} | {fmt_clean(c)} | {fmt_int(c.cpu_us)} "
+            f"| {fmt_pcts(c.process_cpu_pcts)} | {fmt_rss(c)} | {fmt_client(c)} | {vs} |"
+        )
+    return "\n".join(rows)
+
+
+def scaling_legend(max_socket: int) -> str:
+    return "\n".join(
+        [
+            "The responder alone with --workers N (N > 1: a supervisor and N workers on one "
+            "port, SO_REUSEPORT); SIPp with one socket per call (-t un, -t tn), at most "
+            f"{max_socket} (-max_socket), then reused, so the kernel spreads them over the "
+            "workers.",
+            "CPU µs/call: the supervisor's and all its workers' CPU together; CPU per "
+            "process: each of them (supervisor first) over the ceiling run, % of one core.",
+            "÷ fewest workers: ceiling and clean rate over theirs (above 1: faster), and "
+            "µs/call over theirs (above 1: costlier per call).",
+            "On two cores SIPp needs one of them: when SIPp's CPU is near 100 % (*) or the "
+            "processes' CPU adds up to the cores left, the machine, not the responder, "
+            "bounds the speed-up.",
+            "TCP connections dropped (in the log; JSON listen_overflows, machine-wide): the "
+            "accept queues were full, and SIPp's kernel resends such a SYN a second later.",
+        ]
+    )
 
 
 def legend(limit: int, seconds: float) -> str:
@@ -1021,14 +1214,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--targets",
         type=lambda v: _csv(v, TARGETS, "target"),
-        default=list(TARGETS),
-        help="comma-separated: responder,sipp-uas,kamailio",
+        default=None,
+        help="comma-separated: responder,sipp-uas,kamailio (default all)",
     )
     p.add_argument(
         "--flows",
         type=lambda v: _csv(v, tuple(FLOWS), "flow"),
-        default=list(FLOWS),
-        help="comma-separated: options,busy,call",
+        default=None,
+        help="comma-separated: options,busy,call (default all; --scaling: busy)",
     )
     p.add_argument(
         "--transports",
@@ -1036,9 +1229,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(TRANSPORTS),
         help="comma-separated: udp,tcp",
     )
+    p.add_argument(
+        "--scaling",
+        action="store_true",
+        help="instead: the responder with each of --workers, SIPp with one socket per "
+        "call (-t un, -t tn); JSON in bench/results/scaling.json",
+    )
+    p.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=[1, 2],
+        help="worker counts for --scaling (default 1,2)",
+    )
     p.add_argument("--limit", type=int, default=1000, help="SIPp -l in the ceiling run (1000)")
     p.add_argument("--buff-size", type=int, default=4 * 1024 * 1024, help="SIPp -buff_size")
-    p.add_argument("--max-socket", type=int, default=1024, help="SIPp -max_socket")
+    p.add_argument(
+        "--max-socket",
+        type=int,
+        default=1024,
+        help="SIPp -max_socket (1024): with --scaling, the sockets SIPp opens, then reuses",
+    )
     p.add_argument("--recv-timeout", type=int, default=2000, help="SIPp -recv_timeout, ms (2000)")
     p.add_argument("--sipp", default=shutil.which("sipp"), help="the sipp binary")
     p.add_argument(
@@ -1062,8 +1272,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--json",
         type=Path,
-        default=BENCH / "results" / "latest.json",
-        help="where to write the results (default bench/results/latest.json)",
+        default=None,
+        help="where to write the results (default bench/results/latest.json; "
+        "--scaling: bench/results/scaling.json)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temp dir of SIPp traces")
     p.add_argument(
@@ -1083,6 +1294,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--steps: between 0 and 10")
     if not 1 <= args.limit <= 100_000:
         p.error("--limit: between 1 and 100000")
+    if args.scaling and args.targets is not None:
+        p.error("--scaling measures the responder only: no --targets")
+    if args.scaling and "tcp" in args.transports and args.max_socket < args.limit:
+        # SIPp 3.6.1 -t tn quits (broken pipe, exit 255) once more calls are in flight
+        # than it may open connections.
+        p.error("--scaling over TCP: --max-socket at least --limit")
+    if args.targets is None:
+        args.targets = [] if args.scaling else list(TARGETS)
+    if args.flows is None:
+        args.flows = ["busy"] if args.scaling else list(FLOWS)
+    if args.json is None:
+        args.json = BENCH / "results" / ("scaling.json" if args.scaling else "latest.json")
     return args
 
 
@@ -1121,31 +1344,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, flush=True)
 
     machine = machine_info(settings, targets)
-    cells_planned = len(args.flows) * len(args.transports) * len(args.targets)
+    # (target, flow, transport, SIPp's -t), in the order measured.
+    plan: list[tuple[Target, Flow, str, str]] = []
+    for flow_name in args.flows:
+        for transport in args.transports:
+            plan += [
+                (targets[name], FLOWS[flow_name], transport, TRANSPORTS[transport])
+                for name in args.targets
+            ]
+            if args.scaling:
+                mode = MULTI_SOCKET[transport]
+                plan += [
+                    (Responder(settings, workers=n), FLOWS[flow_name], transport, mode)
+                    for n in args.workers
+                ]
     per_cell = 1.0 + (args.seconds + 1.0) * (1 + args.steps)
     log(
-        f"bench: {cells_planned} measurements, each a {args.seconds:g} s ceiling run and up to "
-        f"{args.steps} open-loop runs; about {cells_planned * per_cell / 60:.1f} min "
+        f"bench: {len(plan)} measurements, each a {args.seconds:g} s ceiling run and up to "
+        f"{args.steps} open-loop runs; about {len(plan) * per_cell / 60:.1f} min "
         f"(traces in {workdir})"
     )
     cells: list[Cell] = []
+    scaling: list[Cell] = []
     try:
-        for flow_name in args.flows:
-            for transport in args.transports:
-                for name in args.targets:
-                    flow = FLOWS[flow_name]
-                    cell = Cell(name, flow_name, transport)
-                    if name == "kamailio" and not settings.kamailio:
-                        cell.status = "not installed"
-                    elif time.monotonic() - began > args.max_minutes * 60:
-                        cell.status = "skipped"
-                        cell.error = f"past --max-minutes {args.max_minutes:g}"
-                    else:
-                        log(f"{name} · {flow.title} · {transport}")
-                        cell = measure(settings, targets[name], flow, transport, log)
-                        if cell.status != "ok":
-                            log(f"  {cell.status}: {cell.error}")
-                    cells.append(cell)
+        for target, flow, transport, mode in plan:
+            workers = getattr(target, "workers", None)
+            cell = Cell(target.name, flow.name, transport, sipp_mode=mode, workers=workers)
+            if target.name == "kamailio" and not settings.kamailio:
+                cell.status = "not installed"
+            elif time.monotonic() - began > args.max_minutes * 60:
+                cell.status = "skipped"
+                cell.error = f"past --max-minutes {args.max_minutes:g}"
+            else:
+                how = "" if workers is None else f" --workers {workers}, SIPp -t {mode}"
+                log(f"{target.name}{how} · {flow.title} · {transport}")
+                cell = measure(settings, target, flow, transport, log, mode)
+                if cell.status != "ok":
+                    log(f"  {cell.status}: {cell.error}")
+            (cells if workers is None else scaling).append(cell)
     except KeyboardInterrupt:
         log("bench: interrupted; reporting what was measured")
     finally:
@@ -1169,12 +1405,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "results": [c.to_dict() for c in cells],
         "ratios": ratios(cells),
+        # --scaling: the responder with each of --workers, SIPp with a socket per call.
+        "scaling": {
+            "workers": args.workers,
+            "sipp_modes": {t: MULTI_SOCKET[t] for t in args.transports},
+            "results": [c.to_dict() for c in scaling],
+            "speedups": speedups(scaling),
+        }
+        if args.scaling
+        else None,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print()
-    print(table(cells))
-    print()
+    if cells:
+        print(table(cells))
+        print()
+    if scaling:
+        print(scaling_table(scaling))
+        print()
     m = machine
     print(
         f"{m['nproc']} × {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, "
@@ -1183,12 +1432,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{m['uvloop_installed'] or 'not installed'}"
     )
     print(legend(args.limit, args.seconds))
-    print(f"{len(cells)} measurements in {duration:.0f} s; JSON in {_rel(args.json)}")
+    if scaling:
+        print(scaling_legend(args.max_socket))
+    done = cells + scaling
+    print(f"{len(done)} measurements in {duration:.0f} s; JSON in {_rel(args.json)}")
     if args.keep:
         print(f"traces kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if all(c.status in ("ok", "not installed") for c in cells) else 1
+    return 0 if all(c.status in ("ok", "not installed") for c in done) else 1
 
 
 def _rel(path: Path) -> str:

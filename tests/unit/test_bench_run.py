@@ -80,3 +80,141 @@ def test_ratios_and_formats(bench: ModuleType) -> None:
     assert bench.ratio(None, 10.0) is None and bench.ratio(5.0, 0.0) is None
     assert bench.fmt_ratio(0.25) == "0.25×" and bench.fmt_ratio(12.4) == "12×"
     assert bench.fmt_int(12_722.4) == "12,722" and bench.fmt_int(None) == "—"
+
+
+def _run(bench: ModuleType, rate: float, split: list[float], **kw: object) -> object:
+    """A ceiling run of one second: ``rate`` calls, the target's CPU ``split`` by process."""
+    fields = dict(
+        kind="ceiling",
+        rate=100_000,
+        calls=None,
+        exit_code=0,
+        elapsed=1.0,
+        successful=int(rate),
+        failed=0,
+        unexpected=0,
+        timeouts=0,
+        retransmissions=0,
+        dead_call_msgs=0,
+        out_of_call_msgs=0,
+        call_length_ms=1.0,
+        rate_achieved=rate,
+        target_cpu=sum(split),
+        client_cpu=0.5,
+        sipp_mode="un",
+        target_cpu_split=split,
+    )
+    fields.update(kw)
+    return bench.ClientRun(**fields)
+
+
+def _cell(bench: ModuleType, workers: int, transport: str, rate: float, **kw: object) -> object:
+    split = [1.0] if workers == 1 else [0.0] + [0.9] * workers
+    cell = bench.Cell("responder", "busy", transport, sipp_mode="un", workers=workers, **kw)
+    cell.ceiling = _run(bench, rate, split)
+    cell.clean_rate = rate * 0.9
+    return cell
+
+
+def test_workers_list(bench: ModuleType) -> None:
+    assert bench.parse_workers("2,1") == [1, 2]
+    assert bench.parse_workers("1, 2,2,4") == [1, 2, 4]
+    for bad in ("", "0,1", "1,x", "65"):
+        with pytest.raises(bench.argparse.ArgumentTypeError):
+            bench.parse_workers(bad)
+
+
+def test_scaling_options(bench: ModuleType) -> None:
+    args = bench.parse_args(["--scaling"])
+    assert args.flows == ["busy"] and args.transports == ["udp", "tcp"]
+    assert args.targets == [] and args.workers == [1, 2]
+    assert args.json.name == "scaling.json"
+    args = bench.parse_args(["--scaling", "--workers", "1,2,4", "--flows", "busy,call"])
+    assert args.workers == [1, 2, 4] and args.flows == ["busy", "call"]
+    # Without --scaling, all that there was: every target and flow, latest.json.
+    args = bench.parse_args([])
+    assert args.targets == list(bench.TARGETS) and args.flows == list(bench.FLOWS)
+    assert args.json.name == "latest.json"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--scaling", "--targets", "kamailio"])
+    # SIPp -t tn quits once more calls are in flight than it has connections.
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--scaling", "--max-socket", "100"])
+    assert bench.parse_args(["--scaling", "--max-socket", "100", "--transports", "udp"])
+
+
+def test_process_cpu(bench: ModuleType) -> None:
+    assert bench.cpu_pcts([0.01, 0.5, 0.45], 0.5) == pytest.approx([2, 100, 90])
+    assert bench.cpu_pcts([1.0], 0.0) == []
+    assert bench.fmt_pcts([0.4, 61.5, 58.2]) == "0 · 62 · 58" and bench.fmt_pcts([]) == "—"
+    cell = _cell(bench, 2, "udp", 5000)
+    # The supervisor and both workers count in the CPU per call, each shows on its own.
+    assert cell.cpu_us == pytest.approx(1.8 / 5000 * 1e6)
+    assert cell.process_cpu_pcts == pytest.approx([0, 90, 90])
+    assert cell.to_dict()["process_cpu_pct"] == cell.process_cpu_pcts
+    assert cell.to_dict()["workers"] == 2 and cell.to_dict()["sipp_mode"] == "un"
+
+
+def test_speedups_over_the_fewest_workers(bench: ModuleType) -> None:
+    cells = [
+        _cell(bench, 1, "udp", 4000),
+        _cell(bench, 2, "udp", 6000),
+        _cell(bench, 2, "tcp", 3000),  # its 1 worker is measured after it
+        _cell(bench, 1, "tcp", 3000, status="error"),
+    ]
+    ups = {(u["transport"], u["workers"]): u for u in bench.speedups(cells)}
+    assert ups[("udp", 1)]["ceiling"] == pytest.approx(1.0)
+    assert ups[("udp", 2)]["ceiling"] == pytest.approx(1.5)
+    assert ups[("udp", 2)]["clean"] == pytest.approx(1.5)
+    assert ups[("udp", 2)]["cpu_us_per_call"] == pytest.approx((1.8 / 6000) / (1.0 / 4000))
+    assert ups[("tcp", 2)]["base_workers"] == 1 and ups[("tcp", 2)]["ceiling"] is None
+    # Cells of the target matrix (no --workers set by the harness) have none.
+    assert bench.speedups([bench.Cell("responder", "busy", "udp")]) == []
+
+
+def test_scaling_table(bench: ModuleType) -> None:
+    one, two = _cell(bench, 1, "udp", 4000), _cell(bench, 2, "udp", 6000)
+    two.ceiling.client_cpu = 0.95
+    skipped = bench.Cell("responder", "busy", "tcp", sipp_mode="tn", workers=2)
+    skipped.status, skipped.error = "skipped", "past --max-minutes 8"
+    lines = bench.scaling_table([one, two, skipped]).splitlines()
+    assert "÷ 1 worker: ceiling · clean · µs/call" in lines[0]
+    assert lines[2] == "| busy | udp (un) | 1 | 4,000 | 3,600 | 250 | 100 | — | 50 % |  |"
+    assert lines[3] == (
+        "| busy | udp (un) | 2 | 6,000 | 5,400 | 300 | 0 · 90 · 90 | — | 95 %* "
+        "| 1.50× · 1.50× · 1.20× |"
+    )
+    assert lines[4] == "| busy | tcp (tn) | 2 | skipped (past --max-minutes 8) | | | | | | |"
+    for line in lines:
+        assert line.count("|") == lines[0].count("|")
+
+
+def test_matrix_table_unchanged(bench: ModuleType) -> None:
+    resp = bench.Cell("responder", "busy", "udp")
+    resp.ceiling = _run(bench, 5000, [0.5], failed=100, sipp_mode="u1")
+    resp.clean_rate, resp.clean_at_least, resp.rss_kib = 4000, True, 46 * 1024
+    uas = bench.Cell("sipp-uas", "busy", "udp", status="error")
+    uas.ceiling = _run(bench, 10_000, [0.25], sipp_mode="u1")
+    uas.clean_below = 8500
+    kam = bench.Cell("kamailio", "busy", "udp", status="not installed")
+    lines = bench.table([resp, uas, kam]).splitlines()
+    assert lines[2] == (
+        "| busy | udp | responder | 5,000 (2 % failed) | ≥ 4,000 | 100 | 46 | 50 % |  |"
+    )
+    assert lines[3] == (
+        "| busy | udp | sipp-uas (error) | 10,000 | < 8,500 | 25 | — | 50 % | 0.50× · — · 4.00× |"
+    )
+    assert lines[4] == "| busy | udp | kamailio | not installed  | | | | | |"
+
+
+def test_netstat_counters(bench: ModuleType) -> None:
+    text = (
+        "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n"
+        "TcpExt: 0 2227 2230\n"
+        "IpExt: InNoRoutes InOctets\n"
+        "IpExt: 0 123456789012\n"
+    )
+    counters = bench.parse_netstat(text)
+    assert counters["TcpExtListenOverflows"] == 2227
+    assert counters["IpExtInOctets"] == 123456789012
+    assert bench.parse_netstat("") == {}
