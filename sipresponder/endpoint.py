@@ -17,8 +17,8 @@ import heapq
 import ipaddress
 import logging
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import NamedTuple, cast
 
 from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
@@ -30,12 +30,12 @@ from .plans import Plan, Step, default_plan, dial_plan
 from .responses import (
     KNOWN_METHODS,
     SUPPORTED_OPTIONS,
+    Answers,
     Extras,
     Local,
     build_response,
     make_to_tag,
     response_destination,
-    response_vias,
 )
 from .rules import Rule, RuleSet, fill, placeholder_values
 from .sdp import SdpError, check_offer
@@ -66,32 +66,38 @@ class Flow:
     """Where a message came from and how to answer it.
 
     ``remote`` is the peer address as the socket reported it; ``conn`` is an opaque handle
-    of the TCP connection (``None`` for UDP) that the transport adapter maps back.
+    of the TCP connection (``None`` for UDP) that the transport adapter maps back.  The
+    text forms of the addresses are made once, with the flow: the transport keeps a flow
+    per peer, so the per-message path (logs, journal) only reads them.
     """
 
     transport: str  # "udp" | "tcp"
     remote: tuple[str, int]
     local: tuple[str, int]
     conn: object = None
+    #: ``host:port/transport`` of the peer, for logs.
+    peer: str = field(init=False, compare=False, repr=False)
+    #: ``host:port`` of the peer and of our socket, for the journal.
+    remote_text: str = field(init=False, compare=False, repr=False)
+    local_text: str = field(init=False, compare=False, repr=False)
+    reliable: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "udp"
-
-    @property
-    def peer(self) -> str:
-        host = plain_ip(self.remote[0])
-        host = f"[{host}]" if ":" in host else host
-        return f"{host}:{self.remote[1]}/{self.transport}"
+    def __post_init__(self) -> None:
+        remote = _hostport(plain_ip(self.remote[0]), self.remote[1])
+        setattr_ = object.__setattr__
+        setattr_(self, "remote_text", remote)
+        setattr_(self, "local_text", _hostport(plain_ip(self.local[0]), self.local[1]))
+        setattr_(self, "peer", f"{remote}/{self.transport}")
+        setattr_(self, "reliable", self.transport != "udp")
 
 
 #: What to send: the bytes, the flow to send on (its ``conn`` for TCP), the UDP address.
 Send = tuple[bytes, Flow, tuple[str, int]]
 
 
-@dataclass(frozen=True, slots=True)
-class TransactionRecord:
-    """One finished transaction, for the per-transaction log line."""
+class TransactionRecord(NamedTuple):
+    """One finished transaction, for the per-transaction log line (a tuple: one is made
+    per transaction, and a tuple is the cheapest immutable record to make)."""
 
     method: str
     uri: str
@@ -132,6 +138,7 @@ class Endpoint:
         self._acked_old: set[Hashable] = set()
         self._acked_since = 0.0
         self._noticed: set[tuple[str, str]] = set()
+        self._locals: dict[tuple[tuple[str, int], str], Local] = {}
         self.signer = NonceSigner(self.secret)
         #: ``time.time() - loop.time()``, set by the shell: nonces carry wall-clock time.
         self.wall_offset = 0.0
@@ -235,7 +242,7 @@ class Endpoint:
         method = req.method
         counts = self.requests_by_method
         counts[method] = counts.get(method, 0) + 1
-        if "max-forwards" not in req.headers:
+        if req.headers.values("max-forwards") is None:
             self._notice("max-forwards", flow, f"{method} without Max-Forwards (tolerated)")
         if self.stateless and method in ("ACK", "CANCEL"):
             # §8.2.7 stateless UAS: an ACK is never answered, and with no transactions a
@@ -291,7 +298,7 @@ class Endpoint:
         tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         local = self._local(req, flow)
         dest = source if flow.reliable else response_destination(req, *source)
-        vias = response_vias(req, *source)  # stamped once, for every response
+        answers = Answers(req, to_tag=tag, source=source, local=local)
         values: dict[str, str] | None = None
 
         def build(step: Step) -> bytes:
@@ -311,17 +318,7 @@ class Endpoint:
             counts = self.responses_by_code
             counted = (method, step.code)
             counts[counted] = counts.get(counted, 0) + 1
-            return serialize_response(
-                build_response(
-                    req,
-                    step.code,
-                    to_tag=tag,
-                    source=source,
-                    local=local,
-                    extras=step_extras,
-                    vias=vias,
-                )
-            )
+            return answers.render(step.code, step_extras)
 
         if self.stateless or (
             method != "INVITE" and plan.immediate and not plan.rings and not stateful
@@ -598,20 +595,23 @@ class Endpoint:
 
     def _record_in(self, req: Request, flow: Flow, now: float, retransmission: bool) -> None:
         assert self.journal is not None
+        top = req.top_via
         self.journal.record(
             Entry(
-                time=self._wall(now),
-                direction="in",
-                transport=flow.transport,
-                src=_hostport(plain_ip(flow.remote[0]), flow.remote[1]),
-                dst=_hostport(plain_ip(flow.local[0]), flow.local[1]),
-                raw=req.raw,
-                call_id=req.call_id or "",
-                method=req.method,
-                cseq=req.cseq_num,
-                uri=req.uri,
-                branch=req.branch or "",
-                retransmission=retransmission,
+                now + self.wall_offset,
+                "in",
+                flow.transport,
+                flow.remote_text,
+                flow.local_text,
+                req.raw,
+                req.call_id or "",
+                req.method,
+                req.cseq_num,
+                None,
+                "",
+                req.uri,
+                (top.branch or "") if top is not None else "",
+                retransmission,
             )
         )
 
@@ -629,17 +629,17 @@ class Endpoint:
         end = data.find(b"\r\n")
         self.journal.record(
             Entry(
-                time=self._wall(self._last_now),
-                direction="out",
-                transport=flow.transport,
-                src=_hostport(plain_ip(flow.local[0]), flow.local[1]),
-                dst=_hostport(plain_ip(dest[0]), dest[1]),
-                raw=data,
-                call_id=call_id or "",
-                method=method,
-                cseq=cseq,
-                status=int(data[8:11]),
-                reason=data[12:end].decode("utf-8", "replace"),
+                self._last_now + self.wall_offset,
+                "out",
+                flow.transport,
+                flow.local_text,
+                flow.remote_text if dest == flow.remote else _hostport(plain_ip(dest[0]), dest[1]),
+                data,
+                call_id or "",
+                method,
+                cseq,
+                int(data[8:11]),
+                data[12:end].decode("utf-8", "replace"),
             )
         )
 
@@ -824,11 +824,20 @@ class Endpoint:
 
     def _local(self, req: Request, flow: Flow) -> Local:
         """Our address as the peer reached it, for Contact and SDP."""
+        key = (flow.local, flow.transport)
+        local = self._locals.get(key)
+        if local is not None:
+            return local
         host = plain_ip(flow.local[0])
         if _unspecified(host):
+            # A wildcard socket: the Request-URI says which of our addresses was used.
             uri_h = uri_host(req.uri)
             host = uri_h if uri_h is not None and is_ip(uri_h) else "127.0.0.1"
-        return Local(host, flow.local[1], flow.transport)
+            return Local(host, flow.local[1], flow.transport)
+        local = Local(host, flow.local[1], flow.transport)
+        if len(self._locals) < 64:  # one per listening socket
+            self._locals[key] = local
+        return local
 
     def _report(self, req: Request, flow: Flow, codes: tuple[int, ...]) -> None:
         if self.report is not None:

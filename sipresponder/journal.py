@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .message import uri_user
@@ -269,26 +269,30 @@ class Journal:
         """Add one message: a request opens its transaction, a response adds its code (a
         response repeating the transaction's last code is marked a retransmission), an
         ACK marks its INVITE acknowledged.  Returns the entry as recorded."""
-        call = self._call(entry.call_id, entry.time)
+        call = self._calls.get(entry.call_id)
+        if call is None:
+            call = self._call(entry.call_id, entry.time)
         if call is not None:
-            txn = call.transaction("INVITE" if entry.method == "ACK" else entry.method, entry.cseq)
-            if entry.status is None:
-                if entry.method == "ACK":
+            method = entry.method
+            status = entry.status
+            txn = call.transaction("INVITE" if method == "ACK" else method, entry.cseq)
+            if status is None:
+                if method == "ACK":
                     if txn is not None and txn.final_status is not None:
                         txn.acked = True
                 elif entry.retransmission:
                     if txn is not None:
                         txn.retransmissions += 1
                 elif txn is None and len(call.transactions) < self.max_entries:
-                    txn = Transaction(entry.method, entry.cseq, entry.uri, entry.time)
+                    txn = Transaction(method, entry.cseq, entry.uri, entry.time)
                     call.transactions.append(txn)
             elif txn is not None:
-                status: int = entry.status
-                if txn.codes and txn.codes[-1] == status:
-                    entry = replace(entry, retransmission=True)
+                codes = txn.codes
+                if codes and codes[-1] == status:
+                    entry.retransmission = True  # not yet shared: set in place
                 else:
-                    txn.codes.append(status)
-                    if entry.method == "INVITE" and status == 487:
+                    codes.append(status)
+                    if status == 487 and method == "INVITE":
                         txn.cancelled = True
             call.last = entry.time
             if len(call.entries) < self.max_entries:
@@ -297,7 +301,7 @@ class Journal:
                 call.dropped_entries += 1
         if self.sink is not None:
             self.sink({"type": "message", **entry.to_dict()})
-        if call is not None:
+        if call is not None and self.on_update:
             for callback in self.on_update:
                 callback(call)
         return entry

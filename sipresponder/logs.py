@@ -96,8 +96,8 @@ class TransactionLog:
             self.flush()
             self._window = second
         self._count += 1
-        final = str(rec.codes[-1]) if rec.codes else "-"
-        self._counts[(rec.method, final)] += 1
+        codes = rec.codes
+        self._counts[(rec.method, str(codes[-1]) if codes else "-")] += 1
         if self._count <= self.rate:
             self.logger.info(
                 "%s %s from %s -> %s",

@@ -32,7 +32,7 @@ from .message import (
 DEFAULT_MAX_SIZE = 65536
 
 #: Headers that may appear once only; a second line is a malformed request.
-_SINGLE = ("from", "to", "call-id", "cseq", "content-length", "max-forwards")
+_SINGLE = frozenset(("from", "to", "call-id", "cseq", "content-length", "max-forwards"))
 
 _VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.I)
 
@@ -122,14 +122,18 @@ def parse_message(
     ``stream`` says the message came framed from a stream transport (TCP), where a
     Content-Length is mandatory (§18.3, §20.14); on a datagram transport a missing
     Content-Length means the rest of the datagram.
+
+    This is the per-message hot path: the header loop and the checks after it are written
+    for the common case (CRLF line ends, no folding, each name seen before) and take the
+    general route only when a line needs it.
     """
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")  # §7.5: empty lines before the start line are ignored
     head_end, body_start = _header_end(data)
     head = data[:head_end].decode("utf-8", "surrogateescape")
-    if "\r" in head:
-        head = head.replace("\r\n", "\n")
-    lines = head.split("\n")
+    lines = head.split("\r\n")
+    if head.count("\n") != len(lines) - 1:
+        lines = head.replace("\r\n", "\n").split("\n")  # bare LF line ends (leniency)
     # §7.5: empty lines before the start line are ignored.
     first = 0
     while first < len(lines) and not lines[first].strip():
@@ -154,48 +158,54 @@ def parse_message(
     headers = Headers()
     hmap = headers._map  # filled directly: this is the hot loop
     last_key: str | None = None
+    keys = _KEYS
     for line in lines[first + 1 :]:
-        if not line:
-            continue
-        if line[0] in " \t":
-            # §7.3.1 line folding: a line starting with whitespace continues the last one.
-            if last_key is None:
-                errors.append((400, "Malformed Header Line"))
-                continue
-            folded = hmap[last_key]
-            folded[-1] = f"{folded[-1]} {line.strip()}".strip()
-            continue
         colon = line.find(":")
-        if colon <= 0:
-            errors.append((400, "Malformed Header Line"))
-            last_key = None
-            continue
-        name = line[:colon]
-        key = _KEYS.get(name)  # the hot path: a header name spelled as seen before
+        key = keys.get(line[:colon]) if colon > 0 else None  # a name spelled as seen before
         if key is None:
+            if not line:
+                continue
+            if line[0] in " \t":
+                # §7.3.1 line folding: a line starting with whitespace continues the last.
+                if last_key is None:
+                    errors.append((400, "Malformed Header Line"))
+                    continue
+                folded = hmap[last_key]
+                folded[-1] = f"{folded[-1]} {line.strip()}".strip()
+                continue
+            if colon <= 0:
+                errors.append((400, "Malformed Header Line"))
+                last_key = None
+                continue
+            name = line[:colon]
             key = _header_key(name.rstrip(" \t"))
             if key is None:
                 errors.append((400, "Malformed Header Name"))
                 last_key = None
                 continue
-            if len(_KEYS) < _KEYS_LIMIT:
-                _KEYS[name] = key
+            if len(keys) < _KEYS_LIMIT:
+                keys[name] = key
         value = line[colon + 1 :].strip()
         existing = hmap.get(key)
         if existing is None:
             hmap[key] = [value]
         else:
             existing.append(value)
+            if key in _SINGLE:
+                errors.append((400, f"Multiple {display_name(key)} Headers"))
         last_key = key
 
-    req = Request(method=method, uri=uri, version=version, headers=headers, raw=data)
+    req = Request(method, uri, version, headers, b"", [], None, raw=data)
 
     # The Via chain first: without a usable top Via no response can be addressed.
     via_lines = hmap.get("via")
     if via_lines:
-        vias: list[str] = []
-        for value in via_lines:
-            vias.extend(split_commas(value))
+        if len(via_lines) == 1 and via_lines[0] and "," not in via_lines[0]:
+            vias = via_lines  # one Via value: nothing to split (the common case)
+        else:
+            vias = []
+            for value in via_lines:
+                vias.extend(split_commas(value))
         req.vias = vias
         if vias:
             try:
@@ -205,35 +215,18 @@ def parse_message(
     if req.top_via is None:
         raise ParseError("Missing Via Header", 400, None)
 
-    for key in _SINGLE:
-        repeated = hmap.get(key)
-        if repeated is not None and len(repeated) > 1:
-            errors.append((400, f"Multiple {display_name(key)} Headers"))
-
-    from_ = _first(hmap, "from")
-    to = _first(hmap, "to")
-    req.call_id = _first(hmap, "call-id")
-    req.cseq = _first(hmap, "cseq")
-    if from_ is not None:
-        req.from_ = from_
-        req.from_tag = tag_of(from_)
-    if to is not None:
-        req.to = to
-        req.to_tag = tag_of(to)
-
-    if from_ is None:
-        errors.append((400, "Missing From Header"))
-    elif not check_name_addr(from_):
-        errors.append((400, "Malformed From Header"))
-    if to is None:
-        errors.append((400, "Missing To Header"))
-    elif not check_name_addr(to):
-        errors.append((400, "Malformed To Header"))
+    req.from_, req.from_tag = _party(hmap.get("from"), "From", errors)
+    req.to, req.to_tag = _party(hmap.get("to"), "To", errors)
+    values = hmap.get("call-id")
+    if values is not None:
+        req.call_id = values[0]
     if not req.call_id:
         errors.append((400, "Missing Call-ID Header"))
-    if req.cseq is None:
+    values = hmap.get("cseq")
+    if values is None:
         errors.append((400, "Missing CSeq Header"))
     else:
+        req.cseq = values[0]
         try:
             req.cseq_num, req.cseq_method = parse_cseq(req.cseq)
         except ParseError as exc:
@@ -250,23 +243,31 @@ def parse_message(
             errors.append((400, "Missing Content-Length"))
             body = b""
     else:
-        try:
-            length = _content_length(cl_values)
-        except ParseError as exc:
-            errors.append((400, exc.reason))
+        text = cl_values[0]
+        if len(cl_values) == 1 and text.isdigit() and text.isascii() and len(text) < 10:
+            length = int(text)  # the common case; _content_length says what is wrong
         else:
-            if length > len(body):
-                # §18.3: a datagram that ends before the body does is an error.
-                errors.append((400, "Content-Length Exceeds Message"))
-            else:
-                body = body[:length]
+            try:
+                length = _content_length(cl_values)
+            except ParseError as exc:
+                errors.append((400, exc.reason))
+                length = -1
+        if length > len(body):
+            # §18.3: a datagram that ends before the body does is an error.
+            errors.append((400, "Content-Length Exceeds Message"))
+        elif length >= 0 and length != len(body):
+            body = body[:length]
     req.body = body
 
     if len(data) > max_size:
         errors.insert(0, (513, "Message Too Large"))
-    if not errors and not _VERSION_RE.fullmatch(version):
+    if errors:
+        pass
+    elif version == "SIP/2.0":
+        return req
+    elif not _VERSION_RE.fullmatch(version):
         errors.append((400, "Malformed SIP Version"))
-    elif not errors and version.upper() != "SIP/2.0":
+    elif version.upper() != "SIP/2.0":
         errors.append((505, "Version Not Supported"))
     if errors:
         status, reason = errors[0]
@@ -274,9 +275,17 @@ def parse_message(
     return req
 
 
-def _first(hmap: dict[str, list[str]], key: str) -> str | None:
-    values = hmap.get(key)
-    return values[0] if values else None
+def _party(
+    values: list[str] | None, name: str, errors: list[tuple[int, str]]
+) -> tuple[str | None, str | None]:
+    """From or To: (value, tag), noting in ``errors`` when it is missing or malformed."""
+    if values is None:
+        errors.append((400, f"Missing {name} Header"))
+        return None, None
+    value = values[0]
+    if not check_name_addr(value):
+        errors.append((400, f"Malformed {name} Header"))
+    return value, tag_of(value)
 
 
 def _parse_response(start_line: str, lines: list[str], body: bytes) -> Response:

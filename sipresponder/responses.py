@@ -132,30 +132,105 @@ def build_response(
     server: str = SERVER,
     vias: list[str] | None = None,
 ) -> Response:
-    """The response ``status`` to ``req`` (RFC 3261 §8.2.6).
+    """The response ``status`` to ``req`` (RFC 3261 §8.2.6), as an object.
 
-    Copies every Via (stamped), From, Call-ID and CSeq; copies To and adds ``to_tag``
-    unless the request's To already has a tag or the response is 100 (§8.2.6.2).  Adds
-    what the code must carry.  ``to_tag`` may be ``None`` only for 100 Trying and for
-    error responses to requests too broken to tag.  ``vias`` may pass in what
-    ``response_vias(req, *source)`` returned, to stamp the Via once per request.
+    The same as ``Answers(...).response(status, extras)``: see ``Answers``.
     """
-    method = req.method
-    if vias is None:
-        vias = response_vias(req, *source)
-    headers: list[tuple[str, str]] = [("Via", v) for v in vias]
-    if req.from_ is not None:
-        headers.append(("From", req.from_))
-    if req.to is not None:
-        to = req.to
-        if status != 100 and req.to_tag is None and to_tag:
-            to = f"{to};tag={to_tag}"
-        headers.append(("To", to))
-    if req.call_id is not None:
-        headers.append(("Call-ID", req.call_id))
-    if req.cseq is not None:
-        headers.append(("CSeq", req.cseq))
+    answers = Answers(req, to_tag=to_tag, source=source, local=local, vias=vias)
+    return answers.response(status, extras, server)
 
+
+class Answers:
+    """Every response to one request (RFC 3261 §8.2.6).
+
+    Each copies every Via (stamped), From, Call-ID and CSeq, and copies To adding
+    ``to_tag`` unless the request's To already has a tag or the response is 100
+    (§8.2.6.2).  That shared part is rendered once per request; ``render`` adds what the
+    code must carry and returns the wire bytes, ``response`` the same as a ``Response``.
+    ``to_tag`` may be ``None`` only for 100 Trying and for error responses to requests
+    too broken to tag.  ``vias`` may pass in what ``response_vias(req, *source)``
+    returned.
+    """
+
+    __slots__ = ("_shared", "_shared_100", "local", "req", "to_tag", "vias")
+
+    def __init__(
+        self,
+        req: Request,
+        *,
+        to_tag: str | None,
+        source: tuple[str, int],
+        local: Local,
+        vias: list[str] | None = None,
+    ) -> None:
+        self.req = req
+        self.to_tag = to_tag
+        self.local = local
+        self.vias = response_vias(req, *source) if vias is None else vias
+        self._shared: str | None = None
+        self._shared_100: str | None = None
+
+    def shared(self, status: int) -> list[tuple[str, str]]:
+        """Via, From, To, Call-ID and CSeq of the response ``status``."""
+        req = self.req
+        headers: list[tuple[str, str]] = [("Via", v) for v in self.vias]
+        if req.from_ is not None:
+            headers.append(("From", req.from_))
+        if req.to is not None:
+            to = req.to
+            if status != 100 and req.to_tag is None and self.to_tag:
+                to = f"{to};tag={self.to_tag}"
+            headers.append(("To", to))
+        if req.call_id is not None:
+            headers.append(("Call-ID", req.call_id))
+        if req.cseq is not None:
+            headers.append(("CSeq", req.cseq))
+        return headers
+
+    def response(self, status: int, extras: Extras = NO_EXTRAS, server: str = SERVER) -> Response:
+        req, local, tag = self.req, self.local, self.to_tag
+        headers, body, content_type = _own(req, status, local, tag, extras, server)
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        reason = extras.reason or reason_phrase(status)
+        return Response(status, reason, self.shared(status) + headers, body)
+
+    def render(self, status: int, extras: Extras = NO_EXTRAS, server: str = SERVER) -> bytes:
+        """The response ``status`` as wire bytes (Content-Length from the body, §20.14):
+        what ``serialize_response(self.response(status, extras))`` gives, faster."""
+        if status == 100:
+            shared = self._shared_100
+            if shared is None:
+                shared = self._shared_100 = _lines(self.shared(100))
+        else:
+            shared = self._shared
+            if shared is None:
+                shared = self._shared = _lines(self.shared(status))
+        req, local, tag = self.req, self.local, self.to_tag
+        headers, body, content_type = _own(req, status, local, tag, extras, server)
+        reason = extras.reason or reason_phrase(status)
+        parts = [f"SIP/2.0 {status} {reason}\r\n", shared]
+        for name, value in headers:
+            parts.append(f"{name}: {value}\r\n")
+        if content_type is not None:
+            parts.append(f"Content-Type: {content_type}\r\n")
+        parts.append(f"Content-Length: {len(body)}\r\n\r\n")
+        head = "".join(parts).encode("utf-8", "surrogateescape")
+        return head + body if body else head
+
+
+def _lines(headers: list[tuple[str, str]]) -> str:
+    return "".join([f"{name}: {value}\r\n" for name, value in headers])
+
+
+def _own(
+    req: Request, status: int, local: Local, to_tag: str | None, extras: Extras, server: str
+) -> tuple[list[tuple[str, str]], bytes, str | None]:
+    """What the response ``status`` carries beyond the shared headers: (headers, body,
+    content type).  The per-code mandatory headers, Server, the rule's headers and the
+    body."""
+    method = req.method
+    headers: list[tuple[str, str]] = []
     body = b""
     content_type: str | None = None
     cls = status // 100
@@ -163,12 +238,16 @@ def build_response(
     dialog = dialog or (cls == 2 and method in _DIALOG_2XX)
     if dialog:
         # §12.1.1: dialog-creating responses copy Record-Route and carry Contact.
-        headers.extend(("Record-Route", rr) for rr in req.headers.get_all("record-route"))
+        routes = req.headers.values("record-route")
+        if routes:
+            headers.extend([("Record-Route", rr) for rr in routes])
         headers.append(("Contact", _contact(local, "sipresponder")))
     elif cls == 3:
         headers.append(("Contact", _contact(local, "redirect")))
 
-    if status == 200 and method == "REGISTER":
+    if cls == 1 or status == 486:
+        pass  # nothing per code (the common case, short-cut)
+    elif status == 200 and method == "REGISTER":
         headers.extend(_register_bindings(req))
         headers.extend(("Path", p) for p in req.headers.get_all("path"))  # RFC 3327 §5.3
     elif cls == 2 and method == "SUBSCRIBE":
@@ -240,9 +319,7 @@ def build_response(
         body = _session(req, local, to_tag or "", offer_if_none=method == "INVITE" or bool(mode))
     if body and content_type is None:
         content_type = "application/sdp"
-    if content_type is not None:
-        headers.append(("Content-Type", content_type))
-    return Response(status, extras.reason or reason_phrase(status), headers, body)
+    return headers, body, content_type
 
 
 def _contact(local: Local, user: str) -> str:

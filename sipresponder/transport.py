@@ -142,11 +142,18 @@ class LagMonitor:
         return self.shedding
 
 
+#: UDP flows remembered per source address; the table is emptied when it fills.
+MAX_UDP_FLOWS = 4096
+
+
 class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)
+        #: The flow of each recent source address: a flow is made once per peer, not per
+        #: datagram (its address texts are computed when it is made).
+        self._flows: dict[tuple[Any, ...], Flow] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -154,7 +161,13 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.local = (sockname[0], sockname[1])
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.driver.receive(data, Flow("udp", (addr[0], addr[1]), self.local, self.transport))
+        flow = self._flows.get(addr)
+        if flow is None:
+            if len(self._flows) >= MAX_UDP_FLOWS:
+                self._flows.clear()
+            flow = Flow("udp", (addr[0], addr[1]), self.local, self.transport)
+            self._flows[addr] = flow
+        self.driver.receive(data, flow)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like, from an earlier sendto: nothing to do.

@@ -258,7 +258,7 @@ def test_internal_error_never_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("sipresponder.endpoint.build_response", boom)
+    monkeypatch.setattr("sipresponder.responses.Answers.render", boom)
     assert ep.receive(request(), UDP, 0.0) == []
     assert ep.stats["dropped"] == 1 and ep.stats["internal_errors"] == 1
 
