@@ -126,6 +126,8 @@ class Endpoint:
         self.stateless = config.stateless
         #: Set by the shell while the event loop lags behind: new requests get 503.
         self.shedding = False
+        #: Set by the shell during a graceful stop: new requests get 503 (shutting down).
+        self.draining = False
         self.report = report
         self.transactions: dict[Hashable, ServerTransaction] = {}
         #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
@@ -166,6 +168,7 @@ class Endpoint:
             "stray_acks": 0,
             "recognised_acks": 0,
             "overload": 0,
+            "draining": 0,
             "internal_errors": 0,
             "violations": 0,
         }
@@ -227,6 +230,18 @@ class Endpoint:
             self._after(txn, out)
         return out
 
+    def end_pending(self, now: float, code: int = 503) -> list[Send]:
+        """Graceful stop, drain time over: every request still without a final response
+        gets ``code`` now, the way its ring limit would end it."""
+        out: list[Send] = []
+        for txn in list(self.transactions.values()):
+            if txn.state in (State.TRYING, State.PROCEEDING):
+                txn.expire_code = code
+                txn.t_expire = now
+                txn.on_timer(now)
+                self._after(txn, out)
+        return out
+
     def next_deadline(self) -> float | None:
         heap = self._heap
         while heap:
@@ -285,7 +300,7 @@ class Endpoint:
         if method == "BYE" and self.journal is not None:
             self._judge_bye(req, now)
         assert key is not None
-        if self.shedding and req.to_tag is None:
+        if (self.shedding or self.draining) and req.to_tag is None:
             return self._shed(req, flow)
 
         source = flow.remote
@@ -372,8 +387,10 @@ class Endpoint:
     def _shed(self, req: Request, flow: Flow) -> list[Send]:
         """Overload: a new out-of-dialog request gets 503 with Retry-After at once, with no
         state kept (RFC 3261 §21.5.4), rather than being dropped unanswered.  Requests in
-        a dialog (BYE...) are still served: they end calls."""
-        self.stats["overload"] += 1
+        a dialog (BYE...) are still served: they end calls.  The same while draining for a
+        graceful stop (§21.5.4: 503 is for overload or maintenance)."""
+        draining = self.draining
+        self.stats["draining" if draining else "overload"] += 1
         tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         dest = flow.remote if flow.reliable else response_destination(req, *flow.remote)
         resp = build_response(
@@ -383,7 +400,9 @@ class Endpoint:
             source=flow.remote,
             local=self._local(req, flow),
             extras=Extras(
-                reason="Service Unavailable (overloaded)",
+                reason="Service Unavailable (shutting down)"
+                if draining
+                else "Service Unavailable (overloaded)",
                 retry_after=self.config.overload_retry_after,
             ),
         )
