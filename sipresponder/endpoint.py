@@ -439,7 +439,7 @@ class Endpoint:
         elif req.to_tag is not None and method == "INVITE":
             plan = Plan((Step(200),), "re-INVITE")  # in-dialog: no ringing
         else:
-            plan = dial_plan(uri_user(req.uri)) or default_plan(method)
+            plan = _dialled(req.uri) or default_plan(method)
         send_trying = method == "INVITE" and not plan.starts_with_100
         return plan, Extras(), send_trying, stateful
 
@@ -880,9 +880,9 @@ def _rejection(req: Request) -> tuple[int, Extras] | None:
     method = req.method
     if method not in KNOWN_METHODS:
         return 501, Extras()  # §8.2.1 (Allow is added by the builder)
-    if uri_scheme(req.uri) not in SCHEMES:
+    if not req.uri.startswith("sip:") and uri_scheme(req.uri) not in SCHEMES:
         return 416, Extras()  # §8.2.2.1
-    if method != "CANCEL":
+    if method != "CANCEL" and req.headers.values("require") is not None:
         # §8.2.2.3 (Require is ignored in CANCEL and in ACK, which never gets here).
         required = req.headers.get_list("require")
         unknown = tuple(opt for opt in required if opt.lower() not in SUPPORTED_OPTIONS)
@@ -905,6 +905,13 @@ def _expires(req: Request) -> float | None:
         return None
     text = value.strip()
     return float(text) if text.isdigit() else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _dialled(uri: str) -> Plan | None:
+    """The plan the Request-URI's user part dials (plans are immutable: a load test dials
+    the same few URIs, so the answer is cached by URI)."""
+    return dial_plan(uri_user(uri))
 
 
 @functools.lru_cache(maxsize=64)

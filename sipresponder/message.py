@@ -231,10 +231,15 @@ class Via:
         return host if self.port is None else f"{host}:{self.port}"
 
     def __str__(self) -> str:
-        out = [f"SIP/2.0/{self.transport} {self.sent_by}"]
-        for key, value in self.params:
-            out.append(f";{key}" if value is None else f";{key}={value}")
-        return "".join(out)
+        return format_via(self.transport, self.sent_by, self.params)
+
+
+def format_via(transport: str, sent_by: str, params: list[tuple[str, str | None]]) -> str:
+    """A Via value from its parts: ``SIP/2.0/UDP host:port;branch=...``."""
+    out = [f"SIP/2.0/{transport} {sent_by}"]
+    for key, value in params:
+        out.append(f";{key}" if value is None else f";{key}={value}")
+    return "".join(out)
 
 
 def parse_via(value: str) -> Via:

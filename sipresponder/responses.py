@@ -16,7 +16,16 @@ import zlib
 from dataclasses import dataclass
 
 from .codes import reason_phrase
-from .message import METHODS, Request, Response, Via, header_key, plain_ip, same_ip, uri_of
+from .message import (
+    METHODS,
+    Request,
+    Response,
+    format_via,
+    header_key,
+    plain_ip,
+    same_ip,
+    uri_of,
+)
 from .sdp import build_answer, build_offer
 from .version import __version__
 
@@ -56,7 +65,18 @@ def make_to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: int
     three values, so they all see the same tag without any state being kept.
     """
     data = f"{call_id}\x00{from_tag or ''}\x00{cseq_num}".encode("utf-8", "surrogateescape")
-    return hashlib.blake2s(data, key=secret, digest_size=8).hexdigest()
+    keyed = _KEYED.get(secret)
+    if keyed is None:
+        if len(_KEYED) >= 16:
+            _KEYED.clear()
+        keyed = _KEYED[secret] = hashlib.blake2s(key=secret, digest_size=8)
+    h = keyed.copy()  # a copy of the keyed state: cheaper than keying anew
+    h.update(data)
+    return h.hexdigest()
+
+
+#: A keyed blake2s state per secret (a process has one or two), copied for each tag.
+_KEYED: dict[bytes, hashlib.blake2s] = {}
 
 
 def response_vias(req: Request, source_ip: str, source_port: int) -> list[str]:
@@ -81,8 +101,8 @@ def response_vias(req: Request, source_ip: str, source_port: int) -> list[str]:
     if wants_rport:
         params = [(k, str(source_port)) if k == "rport" else (k, v) for k, v in params]
     params.append(("received", plain_ip(source_ip)))
-    stamped = Via(top.transport, top.host, top.port, params)  # the parsed top Via, stamped
-    return [str(stamped), *vias[1:]]
+    # The parsed top Via, stamped.
+    return [format_via(top.transport, top.sent_by, params), *vias[1:]]
 
 
 def response_destination(req: Request, source_ip: str, source_port: int) -> tuple[str, int]:
