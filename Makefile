@@ -10,7 +10,7 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test unit integration lint bench bench-micro sipp venv clean
+.PHONY: run test unit integration lint bench bench-micro fuzz sipp venv clean
 
 run: $(STAMP)
 	$(BIN)/sipresponder $(ARGS)
@@ -25,8 +25,8 @@ integration: $(STAMP) sipp
 	$(BIN)/pytest -q tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check sipresponder tests bench
-	$(BIN)/ruff format --check sipresponder tests bench
+	$(BIN)/ruff check sipresponder tests bench fuzz
+	$(BIN)/ruff format --check sipresponder tests bench fuzz
 	$(BIN)/mypy --strict sipresponder
 
 # SIPp against the responder, SIPp's own UAS and Kamailio (when installed): a few
@@ -37,6 +37,25 @@ bench: $(STAMP) sipp
 # Parse + respond per message in the core, no sockets: seconds.
 bench-micro: $(STAMP)
 	$(BIN)/python bench/micro.py
+
+# Coverage-guided fuzzing (atheris) of the parser and the TCP framer, FUZZ_SECONDS per
+# target.  atheris is installed into the venv here, on demand (the 'fuzz' extra), never
+# by `make test`.  New inputs go to build/fuzz/<target>/, a crash to build/fuzz/crash-*:
+# replay it with `$(BIN)/python fuzz/fuzz_<target>.py build/fuzz/crash-...`, and copy it
+# to tests/unit/fuzz_crashes/<target>/ to make it a regression test.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= parser framer
+
+fuzz: $(STAMP)
+	@$(BIN)/python -c 'import atheris' 2>/dev/null || \
+		$(BIN)/python -m pip install -q -e '.[fuzz]' || \
+		echo "atheris did not install: the targets run a random mutation loop instead"
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/$$t && echo "fuzzing $$t for $(FUZZ_SECONDS) s" && \
+		$(BIN)/python fuzz/fuzz_$$t.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+			-max_len=8192 -dict=fuzz/sip.dict -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+			build/fuzz/$$t fuzz/corpus/$$t || exit 1; \
+	done
 
 venv: $(STAMP)
 

@@ -1,16 +1,19 @@
 """Inputs the fuzzers (``make fuzz``) and the review around them found to go wrong.
 
-Each is the smallest input that shows the bug.  The ones still open are strict xfails
-that say what is wrong: once fixed, the xfail turns into a failure (XPASS) and the mark
-goes, leaving an ordinary regression test.  The fuzz oracles and the property tests
-tolerate the open framing divergence so they keep
-searching past it (400 or 513 for an oversized header); the Unicode-digit and huge-number
-inputs are simply not among the property tests' mutations.
+Each bug has its smallest input here; the fuzzers' own inputs sit in ``fuzz_crashes/``
+(a crash file copied there becomes a test).  The ones still open are strict xfails that
+say what is wrong: once fixed, the xfail turns into a failure (XPASS) and the mark goes,
+leaving an ordinary regression test.  The fuzz targets let the open bugs through (400 or
+513 for an oversized header; numbers int() refuses), and the property tests the first, so
+that a run keeps searching past them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from helpers import SDP_OFFER, request
@@ -22,6 +25,7 @@ from sipresponder.message import Response
 from sipresponder.parser import FramingError, StreamFramer, parse_message
 
 UDP = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.1", 5060))
+TCP = Flow("tcp", ("192.0.2.1", 40000), ("127.0.0.1", 5060), conn="conn-1")
 
 #: "²": str.isdigit() says yes, int() and float() say no.
 SUPERSCRIPT_TWO = "\u00b2"
@@ -37,21 +41,15 @@ OVERSIZED_HEADER = (
 )
 
 
-def framing_errors(chunks: list[bytes]) -> list[tuple[int, str]]:
-    framer = StreamFramer(1024)
-    out = [item for chunk in chunks for item in framer.feed(chunk)]
-    return [(item.status, item.reason) for item in out if isinstance(item, FramingError)]
-
-
 @pytest.mark.xfail(
     strict=True,
     reason="StreamFramer.feed checks Content-Length before the header size: an oversized "
     "header read at once gets 400 Bad Content-Length, read in pieces 513 Message Too Large",
 )
 def test_an_oversized_header_gets_513_whatever_the_reads() -> None:
-    in_pieces = framing_errors([OVERSIZED_HEADER[:1030], OVERSIZED_HEADER[1030:]])
+    in_pieces = framed([OVERSIZED_HEADER[:1030], OVERSIZED_HEADER[1030:]], 1024)
     assert in_pieces == [(513, "Message Too Large")]
-    assert framing_errors([OVERSIZED_HEADER]) == in_pieces
+    assert framed([OVERSIZED_HEADER], 1024) == in_pieces
 
 
 # ---------------------------------------------------------------------- parser
@@ -148,3 +146,73 @@ def test_an_unreadable_sdp_offer_still_gets_400() -> None:
     answers = [parse_message(d) for d, _, _ in ep.receive(data, UDP, 0.0)]
     assert [a.status for a in answers if isinstance(a, Response)] == [400]
     assert ep.stats["internal_errors"] == 0
+
+
+# ------------------------------------------------------- crash files, replayed
+
+#: Inputs as the fuzz targets found them (``make fuzz`` writes build/fuzz/crash-*): a
+#: file copied into fuzz_crashes/parser/ or fuzz_crashes/framer/ becomes a test here.
+CRASHES = Path(__file__).parent / "fuzz_crashes"
+#: Crash files still failing -> what is wrong (the cases above say it smaller).
+OPEN = {
+    "sdp-port-superscript-a491be2d.bin": "m=audio 49²170: sdp-port-superscript above",
+    "invite-expires-superscript-c4d37d76.bin": "Expires: 3²: invite-expires-superscript above",
+    "oversized-header-81cafc2c.bin": "400 or 513 by read size: see the oversized-header test",
+}
+
+
+def crash_files(target: str) -> list[object]:
+    return [
+        pytest.param(
+            path.read_bytes(),
+            id=path.name,
+            marks=[pytest.mark.xfail(strict=True, reason=OPEN[path.name])]
+            if path.name in OPEN
+            else [],
+        )
+        for path in sorted((CRASHES / target).iterdir())
+    ]
+
+
+@pytest.mark.parametrize("data", crash_files("parser"))
+def test_parser_crash_files_only_raise_parse_error_and_never_fail_the_endpoint(
+    data: bytes,
+) -> None:
+    # What fuzz/fuzz_parser.py checks, without its tolerance for the open bugs.
+    for stream in (False, True):
+        with contextlib.suppress(ParseError):
+            parse_message(data, stream=stream)
+    ep = Endpoint(Config(secret=b"k"))
+    ep.receive(data, UDP, 0.0)
+    ep.receive(data, TCP, 0.0)
+    assert ep.stats["internal_errors"] == 0
+
+
+def cut(stream: bytes, sizes: list[int]) -> list[bytes]:
+    """``stream`` as reads of ``sizes`` (in a cycle); one read when there are none."""
+    chunks: list[bytes] = []
+    pos = 0
+    for size in itertools.cycle(sizes or [len(stream) + 1]):
+        if pos >= len(stream):
+            return chunks
+        chunks.append(stream[pos : pos + size])
+        pos += size
+    return chunks
+
+
+def framed(chunks: list[bytes], limit: int) -> list[object]:
+    """The framer's items, a framing error as (status, reason)."""
+    framer = StreamFramer(limit)
+    items = [item for chunk in chunks for item in framer.feed(chunk)]
+    return [(i.status, i.reason) if isinstance(i, FramingError) else i for i in items]
+
+
+@pytest.mark.parametrize("data", crash_files("framer"))
+def test_framer_crash_files_frame_the_same_whatever_the_reads(data: bytes) -> None:
+    # fuzz/fuzz_framer.py's input: byte 0 = limit (low 2 bits) and the number of read
+    # sizes (high 6 bits), then the read sizes (each + 1), then the stream.
+    limit = (1024, 2048, 4096, 65536)[data[0] & 3]
+    count = data[0] >> 2
+    sizes = [size + 1 for size in data[1 : 1 + count]]
+    stream = data[1 + count :]
+    assert framed(cut(stream, sizes), limit) == framed([stream], limit)
