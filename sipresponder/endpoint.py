@@ -24,7 +24,7 @@ from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
 from .errors import ParseError
 from .journal import Entry, Journal, Violation
-from .message import Request, Response, is_ip, plain_ip, uri_host, uri_scheme, uri_user
+from .message import Request, Response, decimal, is_ip, plain_ip, uri_host, uri_scheme, uri_user
 from .parser import FramingError, parse_message
 from .plans import Plan, Step, default_plan, dial_plan
 from .responses import (
@@ -903,8 +903,8 @@ def _expires(req: Request) -> float | None:
     value = req.headers.get("expires")
     if value is None:
         return None
-    text = value.strip()
-    return float(text) if text.isdigit() else None
+    seconds = decimal(value.strip())
+    return None if seconds is None else float(seconds)
 
 
 @functools.lru_cache(maxsize=4096)

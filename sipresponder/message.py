@@ -77,6 +77,17 @@ METHODS = (
 TOKEN_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 
 
+def decimal(text: str, digits: int = 10) -> int | None:
+    """``text`` as a number when it is 1 to ``digits`` ASCII digits, else ``None``.
+
+    ``str.isdigit()`` alone is no test: it is true for "²" and for 5000 digits, which
+    ``int()`` refuses (a peer's number must never raise).
+    """
+    if 0 < len(text) <= digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower case, compact form expanded."""
     key = name.lower()

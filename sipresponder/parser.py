@@ -22,6 +22,7 @@ from .message import (
     Request,
     Response,
     check_name_addr,
+    decimal,
     display_name,
     parse_cseq,
     parse_via,
@@ -290,7 +291,8 @@ def _party(
 
 def _parse_response(start_line: str, lines: list[str], body: bytes) -> Response:
     parts = start_line.split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) != 3:
+    status = decimal(parts[1], 3) if len(parts) >= 2 and len(parts[1]) == 3 else None
+    if status is None:
         raise ParseError("Malformed Status-Line")
     headers: list[tuple[str, str]] = []
     for line in lines:
@@ -303,9 +305,7 @@ def _parse_response(start_line: str, lines: list[str], body: bytes) -> Response:
         name, colon, value = line.partition(":")
         if colon:
             headers.append((name.strip(), value.strip()))
-    return Response(
-        int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body, version=parts[0]
-    )
+    return Response(status, parts[2] if len(parts) > 2 else "", headers, body, version=parts[0])
 
 
 # ------------------------------------------------------------------ framing

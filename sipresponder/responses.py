@@ -20,6 +20,7 @@ from .message import (
     METHODS,
     Request,
     Response,
+    decimal,
     format_via,
     header_key,
     plain_ip,
@@ -354,16 +355,17 @@ def _challenge(extras: Extras) -> str:
 def _at_least(value: str | None, floor: int) -> int:
     """A minimum that the request's own value does not already meet."""
     if value is not None:
-        text = value.split(";", 1)[0].strip()
-        if text.isdigit() and int(text) >= floor:
-            return int(text) * 2
+        number = decimal(value.split(";", 1)[0].strip())
+        if number is not None and number >= floor:
+            return number * 2
     return floor
 
 
 def _register_bindings(req: Request) -> list[tuple[str, str]]:
     """§10.3 step 8: the 200 lists the bindings, each with its expires."""
     default = req.headers.get("expires")
-    default_s = int(default) if default is not None and default.strip().isdigit() else 3600
+    default_n = None if default is None else decimal(default.strip())
+    default_s = 3600 if default_n is None else default_n
     out: list[tuple[str, str]] = []
     for contact in req.headers.get_list("contact"):
         if contact.strip() == "*":
@@ -373,8 +375,8 @@ def _register_bindings(req: Request) -> list[tuple[str, str]]:
         expires = default_s
         m = _EXPIRES_PARAM_RE.search(params)
         if m is not None:
-            text = m.group(0).split("=", 1)[1].strip()
-            expires = int(text) if text.isdigit() else default_s
+            number = decimal(m.group(0).split("=", 1)[1].strip())
+            expires = default_s if number is None else number
         if expires == 0:
             continue  # a removed binding is not listed
         if close >= 0:

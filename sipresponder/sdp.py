@@ -4,12 +4,14 @@ What belongs here: reading an offer's media lines and building an answer from it
 first offered codec we support per stream, DTMF events kept, direction mirrored, other
 streams rejected with port 0), or building an offer when the INVITE had none.  We carry
 no media: the ports are placeholders on our address.  Pure text in, text out; imports
-nothing from the package.
+``message`` only (its ``decimal``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .message import decimal
 
 #: Audio encodings we agree to (by encoding name, lower case).
 SUPPORTED = frozenset(
@@ -64,9 +66,10 @@ def _parse(offer: str) -> tuple[str, str | None, list[_Media]]:
         kind, value = line[0], line[2:]
         if kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+            port = decimal(parts[1].split("/")[0], 5) if len(parts) >= 4 else None
+            if port is None:
                 raise SdpError(f"malformed m= line {value!r}")
-            media.append(_Media(parts[0], int(parts[1].split("/")[0]), parts[2], parts[3:]))
+            media.append(_Media(parts[0], port, parts[2], parts[3:]))
         elif kind == "t" and not media:
             timing = value
         elif kind == "a":
