@@ -274,6 +274,8 @@ class EndpointCollector(Collector):
             ("parse_errors", "parse_errors", "Messages that could not be accepted as requests"),
             ("retransmissions", "retransmissions", "Retransmitted requests received"),
             ("dropped", "dropped", "Messages dropped without an answer"),
+            ("overload", "overload", "New requests answered 503 while overloaded"),
+            ("draining", "draining", "New requests answered 503 during a graceful stop"),
         ):
             yield CounterMetricFamily(f"sipresponder_{name}", help_text, value=ep.stats[key])
 
@@ -397,13 +399,15 @@ class Admin:
             {"transport": transport, "host": host, "port": port}
             for transport, host, port in self.server.listeners
         ]
+        draining = self.server.draining
         return _json(
             {
-                "status": "ok",
+                "status": "draining" if draining else "ok",
                 "version": __version__,
                 "listeners": listeners,
                 "in_flight": len(self.endpoint.transactions),
-            }
+            },
+            status=503 if draining else 200,
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -537,7 +541,12 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Liveness: the listeners and the transactions in flight",
                 "security": [],
-                "responses": {"200": _content(_ref("Health"), "the responder is up")},
+                "responses": {
+                    "200": _content(_ref("Health"), "the responder is up"),
+                    "503": _content(
+                        _ref("Health"), "a graceful stop is draining it: send no new calls"
+                    ),
+                },
             }
         },
         "/metrics": {
@@ -550,7 +559,9 @@ OPENAPI: dict[str, Any] = {
                         "sipresponder_in_flight_transactions, "
                         "sipresponder_violations_total{rule}, "
                         "sipresponder_parse_errors_total, sipresponder_retransmissions_total, "
-                        "sipresponder_dropped_total, sipresponder_handling_seconds (histogram)",
+                        "sipresponder_dropped_total, sipresponder_overload_total, "
+                        "sipresponder_draining_total, "
+                        "sipresponder_handling_seconds (histogram)",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
                     **_UNAUTHORIZED,
@@ -697,7 +708,7 @@ OPENAPI: dict[str, Any] = {
             "Health": {
                 "type": "object",
                 "properties": {
-                    "status": {"type": "string", "enum": ["ok"]},
+                    "status": {"type": "string", "enum": ["ok", "draining"]},
                     "version": {"type": "string"},
                     "listeners": {
                         "type": "array",

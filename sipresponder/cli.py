@@ -3,7 +3,8 @@
 What belongs here: argument parsing, turning every bad flag or unusable address into one
 line on standard error with exit code 2, printing one ``listening ...`` line per listener
 (and ``admin http://...`` with ``--admin``) when ready, and stopping cleanly (exit 0) on
-SIGINT/SIGTERM.
+SIGINT/SIGTERM: the first drains what is in flight (``--drain-timeout``), a second stops
+at once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from .workers import supervise, worker_count
 
 log = logging.getLogger(__name__)
 PROG = "sipresponder"
+#: Stop signals this close together are one stop (delivered twice), not "stop at once".
+SAME_STOP = 0.5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         "until it recovers (default %(default)g; 0: never)",
     )
     p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, let calls in flight finish for up to this long while new "
+        "requests get 503; a second signal stops at once (default %(default)g; 0: at once)",
+    )
+    p.add_argument(
         "--workers",
         default="1",
         metavar="N",
@@ -197,6 +208,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         journal_file=args.journal_file,
         admin=args.admin,
         admin_token=args.admin_token,
+        drain_timeout=args.drain_timeout,
     ).validate()
 
 
@@ -219,8 +231,22 @@ async def _serve(config: Config) -> int:
         return 2
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    stop_now = asyncio.Event()
+    first_signal = 0.0
+
+    def on_stop_signal() -> None:
+        # The first SIGINT/SIGTERM drains (Server.drain); a second one cuts it short —
+        # unless it is the same stop seen twice: Ctrl-C reaches --workers both from the
+        # terminal and from the supervisor, as systemd's stop does, within milliseconds.
+        nonlocal first_signal
+        if not stop.is_set():
+            first_signal = loop.time()
+            stop.set()
+        elif loop.time() - first_signal >= SAME_STOP:
+            stop_now.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop_signal)
     loop.add_signal_handler(signal.SIGHUP, server.reload_rules)
     for transport, host, port in server.listeners:
         print(listener_line(transport, host, port), flush=True)
@@ -236,6 +262,7 @@ async def _serve(config: Config) -> int:
     ticking = asyncio.create_task(ticker())
     try:
         await stop.wait()
+        await server.drain(config.drain_timeout, stop_now)
     finally:
         ticking.cancel()
         tlog.flush()
@@ -288,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             config.host,
             config.port,
             config.transports,
+            config.drain_timeout,
         )
     setup_logging(config.log_level, config.log_format, config.worker_id)
     try:

@@ -89,6 +89,10 @@ class Config:
     admin_token: str | None = None
     """Bearer token the admin API requires, when set."""
 
+    drain_timeout: float = 5.0
+    """Seconds a graceful stop (SIGTERM, SIGINT) lets transactions in flight finish their
+    plan; what still rings then gets 503.  0 stops at once."""
+
     def validate(self) -> Config:
         """Return self, or raise ``ConfigError`` naming the field and the problem."""
         if not 0 <= self.port <= 65535:
@@ -106,6 +110,8 @@ class Config:
             raise ConfigError("--max-message-size: must be between 1024 and 16777216 bytes")
         if not math.isfinite(self.overload_lag) or self.overload_lag < 0:
             raise ConfigError("--overload-lag: must be 0 (off) or more seconds")
+        if not (math.isfinite(self.drain_timeout) and 0 <= self.drain_timeout <= 3600):
+            raise ConfigError(f"--drain-timeout: {self.drain_timeout:g} is not in 0-3600 seconds")
         if self.journal_size < 0:
             raise ConfigError("--journal-size: must be 0 or more")
         if self.max_transactions < 1:

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from .config import Config
@@ -24,6 +25,7 @@ from .endpoint import Endpoint, Reporter
 from .errors import ConfigError
 from .journal import Journal
 from .rules import RulesError, RuleSet, load_rules
+from .transaction import ServerTransaction, State
 from .transport import Driver, TcpConnection, UdpProtocol
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 #: Socket buffer size asked for on UDP (the kernel may cap it).
 UDP_BUFFER = 4 * 1024 * 1024
 _PORT_ATTEMPTS = 50
+#: How often a graceful stop looks whether what it waits for is done.
+_DRAIN_POLL = 0.02
+#: How long, after the drain, TCP connections get to flush what was written to them.
+_FLUSH_TIMEOUT = 1.0
 
 
 def read_rules(path: str) -> RuleSet:
@@ -193,6 +199,55 @@ class Server:
             raise
         return socks
 
+    @property
+    def draining(self) -> bool:
+        """True once a graceful stop began (``drain``)."""
+        return self.endpoint.draining
+
+    async def drain(self, timeout: float, stop_now: asyncio.Event) -> None:
+        """Graceful stop: accept nothing new, let what is in flight finish, then return.
+
+        New TCP connections are refused (the listener closes) and a new out-of-dialog
+        request on an open socket gets 503 with Retry-After (RFC 3261 §21.5.4), so the
+        client can go elsewhere at once; requests in a dialog, retransmissions, ACK and
+        CANCEL are still served.  It waits until every transaction has sent its final
+        response and, for an INVITE, got its ACK (so a lost final can still be resent), for
+        ``timeout`` seconds at most or until ``stop_now`` is set; what still rings then
+        gets 503.  Finally each TCP connection is closed after what was written to it.
+        """
+        driver = self._driver
+        if driver is None:
+            return
+        loop = asyncio.get_running_loop()
+        self.endpoint.draining = True
+        self._stop_listening_tcp()
+        deadline = loop.time() + timeout
+        left = unfinished(self.endpoint.transactions.values())
+        if left:
+            log.info(
+                "stopping: %d transaction%s in flight get up to %g s to finish; new requests "
+                "get 503 (a second signal stops at once)",
+                left,
+                "" if left == 1 else "s",
+                timeout,
+            )
+        while left and not stop_now.is_set():
+            wait = min(_DRAIN_POLL, deadline - loop.time())
+            if wait <= 0:
+                ended = driver.endpoint.end_pending(loop.time())
+                driver.send(ended)
+                log.warning(
+                    "stopping: --drain-timeout %g s is up; %d request%s still ringing got 503",
+                    timeout,
+                    len(ended),
+                    "" if len(ended) == 1 else "s",
+                )
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_now.wait(), wait)
+            left = unfinished(self.endpoint.transactions.values())
+        await driver.close_connections(0.0 if stop_now.is_set() else _FLUSH_TIMEOUT)
+
     def close(self) -> None:
         if self._journal_out is not None:
             self._journal_out.close()
@@ -200,12 +255,16 @@ class Server:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
+        self._stop_listening_tcp()
+        if self._driver is not None:
+            self._driver.close()
+
+    def _stop_listening_tcp(self) -> None:
+        """Refuse new TCP connections; those accepted stay (``wait_closed`` waits)."""
         if self._tcp is not None:
             self._tcp.close()
             self._closing = self._tcp
             self._tcp = None
-        if self._driver is not None:
-            self._driver.close()
 
     async def wait_closed(self) -> None:
         if self._closing is not None:
@@ -213,6 +272,21 @@ class Server:
             self._closing = None
         if self._tcp is not None:
             await self._tcp.wait_closed()
+
+
+def unfinished(transactions: Iterable[ServerTransaction]) -> int:
+    """Transactions a graceful stop waits for: a plan still running, or an INVITE whose
+    final response awaits its ACK (a non-INVITE after its final only absorbs copies)."""
+    count = 0
+    for txn in transactions:
+        state = txn.state
+        if state in _RUNNING or (txn.invite and state in _AWAITING_ACK):
+            count += 1
+    return count
+
+
+_RUNNING = (State.TRYING, State.PROCEEDING)
+_AWAITING_ACK = (State.COMPLETED, State.ACCEPTED)
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -100,6 +100,19 @@ class Driver:
         start = self.loop.time() + interval
         self._lag_handle = self.loop.call_at(start, tick, start)
 
+    async def close_connections(self, grace: float) -> None:
+        """Close every TCP connection once what was written to it is sent; those still
+        sending after ``grace`` seconds are aborted."""
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        deadline = self.loop.time() + grace
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+
     def close(self) -> None:
         if self._lag_handle is not None:
             self._lag_handle.cancel()

@@ -5,7 +5,8 @@ bound, never-listening TCP socket), starts N copies of the CLI — each with
 ``--reuse-port --worker-id I``, the same ``--secret`` so To tags and Digest nonces agree,
 ``--admin`` on worker 0 only and a ``.wI`` suffix on any ``--journal-file`` of the others
 — waits until each is listening, prints the ``listening`` lines once, forwards SIGINT,
-SIGTERM and SIGHUP to every worker by its PID, and exits 0 when they all did.  The kernel
+SIGTERM and SIGHUP to every worker by its PID (so a second SIGTERM cuts the workers'
+drain short too), and exits 0 when they all did.  The kernel
 hashes UDP datagrams and TCP connections over the workers by the peer's address and port,
 so a client's retransmissions, ACK and CANCEL reach the worker that holds its
 transaction.  No protocol logic; imports nothing from the package.
@@ -62,9 +63,18 @@ def _strip(argv: list[str]) -> tuple[list[str], dict[str, str]]:
 
 
 def supervise(
-    argv: list[str], workers: int, host: str, port: int, transports: tuple[str, ...]
+    argv: list[str],
+    workers: int,
+    host: str,
+    port: int,
+    transports: tuple[str, ...],
+    drain_timeout: float = 0.0,
 ) -> int:
-    """Run ``workers`` copies of ``sipresponder ARGV`` on one port; returns the exit code."""
+    """Run ``workers`` copies of ``sipresponder ARGV`` on one port; returns the exit code.
+
+    A worker stopped by the supervisor itself (another one failed) gets ``drain_timeout``
+    seconds more than ``STOP_TIMEOUT`` before it is killed."""
+    stop_timeout = STOP_TIMEOUT + drain_timeout
     rest, values = _strip(argv)
     secret = values.get("--secret") or os.environ.get("SIPRESPONDER_SECRET") or ""
     secret = secret or secrets.token_hex(16)
@@ -113,7 +123,7 @@ def supervise(
             lines = _ready_lines(proc, expected + (1 if i == 0 and "--admin" in values else 0))
             if lines is None:
                 print(f"sipresponder: error: worker {i} did not start", file=sys.stderr)
-                _stop(procs)
+                _stop(procs, stop_timeout)
                 return 2
             if i == 0:
                 first = lines
@@ -141,7 +151,7 @@ def supervise(
                         "stopping the others",
                         file=sys.stderr,
                     )
-                    _stop(procs)
+                    _stop(procs, stop_timeout)
         time.sleep(0.1)
     for proc in procs:
         if proc.stdout is not None:
@@ -168,11 +178,11 @@ def _ready_lines(proc: subprocess.Popen[bytes], count: int) -> list[str] | None:
     return buf.decode("utf-8", "replace").splitlines()[:count]
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+def _stop(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
     for proc in procs:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + timeout
     for proc in procs:
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))

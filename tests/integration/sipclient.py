@@ -126,7 +126,12 @@ StartResponder = Callable[..., Responder]
 
 
 def responder_command(host: str = "127.0.0.1", port: int = 0, *args: str) -> list[str]:
-    return [sys.executable, "-m", "sipresponder", "--host", host, "--port", str(port), *args]
+    """The command line of a responder.  ``--drain-timeout 0``: a test's SIGTERM stops it
+    at once, whatever calls the test left ringing (a test of the drain passes its own)."""
+    return [
+        *(sys.executable, "-m", "sipresponder", "--host", host, "--port", str(port)),
+        *("--drain-timeout", "0", *args),
+    ]
 
 
 def start_responder(
