@@ -24,7 +24,17 @@ from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
 from .errors import ParseError
 from .journal import Entry, Journal, Violation
-from .message import Request, Response, decimal, is_ip, plain_ip, uri_host, uri_scheme, uri_user
+from .message import (
+    Request,
+    Response,
+    decimal,
+    is_ip,
+    plain_ip,
+    uri_host,
+    uri_of,
+    uri_scheme,
+    uri_user,
+)
 from .parser import FramingError, parse_message
 from .plans import Plan, Step, default_plan, dial_plan
 from .responses import (
@@ -53,6 +63,10 @@ log = logging.getLogger(__name__)
 
 #: URI schemes we answer (§8.2.2.1); others get 416.
 SCHEMES = frozenset({"sip", "sips", "tel"})
+#: What an address-of-record (the To of a REGISTER) may be (§10.2).
+AORS = frozenset({"sip", "sips"})
+#: Accept values that let a response carry SDP.
+_SDP_TYPES = frozenset({"application/sdp", "application/*", "*/*"})
 #: At most this many violation lines are logged a second; the rest are counted.
 _VIOLATION_LOG_RATE = 20
 #: How many (oddity, source address) pairs are remembered as already logged.
@@ -440,6 +454,12 @@ class Endpoint:
             plan = Plan((Step(200),), "re-INVITE")  # in-dialog: no ringing
         else:
             plan = _dialled(req.uri) or default_plan(method)
+        final = plan.final
+        if final is not None and 200 <= final < 300 and method in ("INVITE", "UPDATE"):
+            accept = req.headers.values("accept")
+            if accept is not None and not _accepts_sdp(req.headers.get_list("accept")):
+                # §8.2.3, §21.4.7: the 2xx must carry SDP, which the Accept rules out.
+                plan = Plan((Step(406),), "406")
         send_trying = method == "INVITE" and not plan.starts_with_100
         return plan, Extras(), send_trying, stateful
 
@@ -888,6 +908,9 @@ def _rejection(req: Request) -> tuple[int, Extras] | None:
         unknown = tuple(opt for opt in required if opt.lower() not in SUPPORTED_OPTIONS)
         if unknown:
             return 420, Extras(unsupported=unknown)
+    if method == "REGISTER" and req.to is not None and uri_scheme(uri_of(req.to)) not in AORS:
+        # §10.3 step 5: the To is the address-of-record; RFC 4475 §3.3.4 answers 400.
+        return 400, Extras(reason="Address-of-Record Is Not a SIP or SIPS URI")
     if req.body and method in ("INVITE", "UPDATE"):
         ctype = (req.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if ctype != "application/sdp":
@@ -897,6 +920,16 @@ def _rejection(req: Request) -> tuple[int, Extras] | None:
         except SdpError as exc:
             return 400, Extras(reason=f"Malformed SDP: {exc}")
     return None
+
+
+def _accepts_sdp(accepted: list[str]) -> bool:
+    """Whether Accept's media ranges admit application/sdp (an empty Accept admits no
+    body at all, §20.1)."""
+    for item in accepted:
+        media = item.split(";", 1)[0].strip().lower()
+        if media in _SDP_TYPES:
+            return True
+    return False
 
 
 def _expires(req: Request) -> float | None:

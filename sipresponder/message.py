@@ -102,10 +102,14 @@ def display_name(key: str) -> str:
     return name
 
 
-def split_commas(value: str) -> list[str]:
-    """Split a header value on commas that are outside quotes and ``<...>`` (§7.3.1)."""
+def split_commas(value: str, *, keep_empty: bool = False) -> list[str]:
+    """Split a header value on commas that are outside quotes and ``<...>`` (§7.3.1).
+
+    Empty elements (``a,,b``) are dropped, or kept as ``""`` with ``keep_empty``.
+    """
     if '"' not in value and "<" not in value:
-        return [part.strip() for part in value.split(",") if part.strip()]
+        plain = [part.strip() for part in value.split(",")]
+        return plain if keep_empty else [part for part in plain if part]
     parts: list[str] = []
     start = 0
     quoted = False
@@ -127,11 +131,11 @@ def split_commas(value: str) -> list[str]:
             angle = False
         elif ch == "," and not angle:
             part = value[start:i].strip()
-            if part:
+            if part or keep_empty:
                 parts.append(part)
             start = i + 1
     part = value[start:].strip()
-    if part:
+    if part or keep_empty:
         parts.append(part)
     return parts
 
@@ -202,7 +206,7 @@ class Headers:
 # --------------------------------------------------------------------------- Via
 
 _VIA_RE = re.compile(
-    r"\s*SIP\s*/\s*2\.0\s*/\s*(?P<transport>[A-Za-z0-9.!%*_+`'~-]+)\s+"
+    r"\s*SIP\s*/\s*(?P<version>[0-9]+\.[0-9]+)\s*/\s*(?P<transport>[A-Za-z0-9.!%*_+`'~-]+)\s+"
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?:\s*:\s*(?P<port>[0-9]{1,5}))?"
     r"\s*(?P<params>;.*)?$",
     re.S,
@@ -219,6 +223,9 @@ class Via:
     params: list[tuple[str, str | None]] = field(default_factory=list)
     #: The ``branch`` parameter ("" when it has no value), read once from ``params``.
     branch: str | None = field(init=False, compare=False, repr=False)
+    #: What the parser tolerated to address a response, but a request must not carry:
+    #: a version other than 2.0, or an empty parameter (``;;``, RFC 4475 §3.1.2.1).
+    flaw: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.branch = self.param("branch")
@@ -258,22 +265,27 @@ def parse_via(value: str) -> Via:
     m = _VIA_RE.match(value)
     if m is None:
         raise ParseError("Malformed Via Header")
-    transport, host, port_text, raw = m.groups()
+    version, transport, host, port_text, raw = m.groups()
     if host[0] == "[":
         host = host[1:-1]
     port = int(port_text) if port_text else None
     if port is not None and not 0 < port < 65536:
         raise ParseError("Bad Via Port")
     params: list[tuple[str, str | None]] = []
+    flaw = None if version == "2.0" else "Via Is Not SIP/2.0"
     if raw:
         for item in raw[1:].split(";"):
             name, eq, val = item.partition("=")
             name = name.strip()
             if not name:
+                flaw = "Empty Via Parameter"  # via-params are tokens (§25.1)
                 continue
             # Parameter names are case-insensitive (§7.3.1); values are kept as sent.
             params.append((name.lower(), val.strip() if eq else None))
-    return Via(transport.upper(), host, port, params)
+    via = Via(transport.upper(), host, port, params)
+    if flaw is not None:
+        via.flaw = flaw
+    return via
 
 
 # ---------------------------------------------------------------------- CSeq

@@ -155,6 +155,8 @@ def parse_message(
         method, uri, version = parts
     if method and method not in _COMMON_METHODS and not TOKEN_RE.fullmatch(method):
         errors.append((400, "Malformed Method"))
+    if uri[:1] == "<":
+        errors.append((400, "Malformed Request-URI"))  # RFC 4475 §3.1.2.7: no <> here
 
     headers = Headers()
     hmap = headers._map  # filled directly: this is the hot loop
@@ -206,13 +208,20 @@ def parse_message(
         else:
             vias = []
             for value in via_lines:
-                vias.extend(split_commas(value))
+                parts = split_commas(value, keep_empty=True)
+                if "" in parts:
+                    # RFC 4475 §3.1.2.1: an empty element (",,") is malformed.
+                    errors.append((400, "Empty Via Element"))
+                    parts = [part for part in parts if part]
+                vias.extend(parts)
         req.vias = vias
         if vias:
             try:
-                req.top_via = parse_via(vias[0])
+                req.top_via = top = parse_via(vias[0])
             except ParseError as exc:
                 raise ParseError(exc.reason, 400, None) from None
+            if top.flaw is not None:
+                errors.append((400, top.flaw))  # answered all the same: it can be addressed
     if req.top_via is None:
         raise ParseError("Missing Via Header", 400, None)
 
@@ -260,16 +269,15 @@ def parse_message(
             body = body[:length]
     req.body = body
 
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+        if _VERSION_RE.fullmatch(version):
+            # Another version's message: nothing else in it can be judged by our rules
+            # (RFC 4475 §3.1.2.16), so 505 comes before any other error.
+            errors.insert(0, (505, "Version Not Supported"))
+        elif not errors:
+            errors.append((400, "Malformed SIP Version"))
     if len(data) > max_size:
         errors.insert(0, (513, "Message Too Large"))
-    if errors:
-        pass
-    elif version == "SIP/2.0":
-        return req
-    elif not _VERSION_RE.fullmatch(version):
-        errors.append((400, "Malformed SIP Version"))
-    elif version.upper() != "SIP/2.0":
-        errors.append((505, "Version Not Supported"))
     if errors:
         status, reason = errors[0]
         raise ParseError(reason, status, req)
@@ -387,6 +395,11 @@ class StreamFramer:
                     out.append(self._fail(513, "Message Too Large"))
                 break
             head_len = end + 4
+            if head_len > self._max:
+                # Too large whatever its Content-Length says: the same answer as when the
+                # header arrives in pieces and overflows before its end is seen.
+                out.append(self._fail(513, "Message Too Large"))
+                break
             matches = _CL_RE.findall(buf, 0, end + 2)
             if not matches:
                 length = 0  # the parser answers 400 "Missing Content-Length"

@@ -1,11 +1,9 @@
 """Inputs the fuzzers (``make fuzz``) and the review around them found to go wrong.
 
 Each bug has its smallest input here; the fuzzers' own inputs sit in ``fuzz_crashes/``
-(a crash file copied there becomes a test).  The ones still open are strict xfails that
-say what is wrong: once fixed, the xfail turns into a failure (XPASS) and the mark goes,
-leaving an ordinary regression test.  The fuzz targets let the open bugs through (400 or
-513 for an oversized header; numbers int() refuses), and the property tests the first, so
-that a run keeps searching past them.
+(a crash file copied there becomes a test).  A bug still open is a strict xfail that
+says what is wrong: once fixed, the xfail turns into a failure (XPASS) and the mark goes,
+leaving an ordinary regression test.  All those found so far are fixed.
 """
 
 from __future__ import annotations
@@ -41,12 +39,9 @@ OVERSIZED_HEADER = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StreamFramer.feed checks Content-Length before the header size: an oversized "
-    "header read at once gets 400 Bad Content-Length, read in pieces 513 Message Too Large",
-)
 def test_an_oversized_header_gets_513_whatever_the_reads() -> None:
+    # StreamFramer.feed checked Content-Length before the header size: read at once it
+    # answered 400 Bad Content-Length, read in pieces 513 Message Too Large.
     in_pieces = framed([OVERSIZED_HEADER[:1030], OVERSIZED_HEADER[1030:]], 1024)
     assert in_pieces == [(513, "Message Too Large")]
     assert framed([OVERSIZED_HEADER], 1024) == in_pieces
@@ -146,9 +141,7 @@ def test_an_unreadable_sdp_offer_still_gets_400() -> None:
 #: file copied into fuzz_crashes/parser/ or fuzz_crashes/framer/ becomes a test here.
 CRASHES = Path(__file__).parent / "fuzz_crashes"
 #: Crash files still failing -> what is wrong (the cases above say it smaller).
-OPEN = {
-    "oversized-header-81cafc2c.bin": "400 or 513 by read size: see the oversized-header test",
-}
+OPEN: dict[str, str] = {}
 
 
 def crash_files(target: str) -> list[object]:
