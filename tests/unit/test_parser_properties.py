@@ -98,6 +98,8 @@ def requests(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
 
 
 #: What mutations insert: line ends, NUL, high and invalid UTF-8 bytes, SIP punctuation.
+#: Not digits int() refuses ("²", 4300+ of them): that open bug class is pinned down in
+#: test_fuzz_regressions.py and would fail these properties until it is fixed.
 _INSERTS = [b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"\x00", b"\xff", b"\x80", b"\xc3\xa9"]
 _INSERTS += [b" ", b"\t", b":", b";", b",", b"<", b">", b'"', b"\\", b"=", b"%", b"0", b"9"]
 
