@@ -39,6 +39,7 @@ from .parser import FramingError, parse_message
 from .plans import Plan, Step, default_plan, dial_plan
 from .responses import (
     KNOWN_METHODS,
+    NO_EXTRAS,
     SUPPORTED_OPTIONS,
     Answers,
     Extras,
@@ -445,7 +446,7 @@ class Endpoint:
                 if denied is not None:
                     # Stateful: a retransmission must get this very challenge again
                     # (§17.2.2), and a fresh nonce would differ.
-                    return Plan((denied,), "auth"), Extras(), False, True
+                    return Plan((denied,), "auth"), NO_EXTRAS, False, True
             plan = self._pick(rule)
             # A weighted pick is not a function of the request: keep the transaction, so
             # a retransmission gets the same answer.
@@ -461,7 +462,7 @@ class Endpoint:
                 # §8.2.3, §21.4.7: the 2xx must carry SDP, which the Accept rules out.
                 plan = Plan((Step(406),), "406")
         send_trying = method == "INVITE" and not plan.starts_with_100
-        return plan, Extras(), send_trying, stateful
+        return plan, NO_EXTRAS, send_trying, stateful
 
     def _authenticate(self, spec: AuthSpec, req: Request, now: float) -> Step | None:
         """RFC 3261 §22.2-22.3: None when the credentials hold, else the step to answer."""
@@ -899,9 +900,9 @@ def _rejection(req: Request) -> tuple[int, Extras] | None:
     """The RFC 3261 §8.2 checks of a well-formed request, in the RFC's order."""
     method = req.method
     if method not in KNOWN_METHODS:
-        return 501, Extras()  # §8.2.1 (Allow is added by the builder)
+        return 501, NO_EXTRAS  # §8.2.1 (Allow is added by the builder)
     if not req.uri.startswith("sip:") and uri_scheme(req.uri) not in SCHEMES:
-        return 416, Extras()  # §8.2.2.1
+        return 416, NO_EXTRAS  # §8.2.2.1
     if method != "CANCEL" and req.headers.values("require") is not None:
         # §8.2.2.3 (Require is ignored in CANCEL and in ACK, which never gets here).
         required = req.headers.get_list("require")
@@ -914,7 +915,7 @@ def _rejection(req: Request) -> tuple[int, Extras] | None:
     if req.body and method in ("INVITE", "UPDATE"):
         ctype = (req.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if ctype != "application/sdp":
-            return 415, Extras()  # §8.2.3
+            return 415, NO_EXTRAS  # §8.2.3
         try:
             check_offer(req.body)
         except SdpError as exc:

@@ -98,6 +98,10 @@ def response_vias(req: Request, source_ip: str, source_port: int) -> list[str]:
             break
     if not wants_rport and same_ip(top.host, source_ip):
         return list(vias)
+    text = vias[0]
+    if wants_rport and text.endswith(";rport") and not top.has_param("received"):
+        # The usual shape (SIPp, most phones): the value as sent, stamped at its end.
+        return [f"{text}={source_port};received={plain_ip(source_ip)}", *vias[1:]]
     params = [(k, v) for k, v in top.params if k != "received"]
     if wants_rport:
         params = [(k, str(source_port)) if k == "rport" else (k, v) for k, v in params]
@@ -227,17 +231,51 @@ class Answers:
             shared = self._shared
             if shared is None:
                 shared = self._shared = _lines(self.shared(status))
-        req, local, tag = self.req, self.local, self.to_tag
-        headers, body, content_type = _own(req, status, local, tag, extras, server)
+        req, local = self.req, self.local
+        fixed = extras is NO_EXTRAS and server == SERVER and _request_free(req, status)
+        if fixed:
+            # The status line and everything after the shared headers follow from the
+            # method, the code and our address alone: made once, kept.
+            key = (req.method, status, local.host, local.port, local.transport)
+            cached = _FIXED.get(key)
+            if cached is not None:
+                line, tail = cached
+                return (line + shared + tail).encode("utf-8", "surrogateescape")
+        headers, body, content_type = _own(req, status, local, self.to_tag, extras, server)
         reason = extras.reason or reason_phrase(status)
-        parts = [f"SIP/2.0 {status} {reason}\r\n", shared]
-        for name, value in headers:
-            parts.append(f"{name}: {value}\r\n")
+        line = f"SIP/2.0 {status} {reason}\r\n"
+        parts = [f"{name}: {value}\r\n" for name, value in headers]
         if content_type is not None:
             parts.append(f"Content-Type: {content_type}\r\n")
         parts.append(f"Content-Length: {len(body)}\r\n\r\n")
-        head = "".join(parts).encode("utf-8", "surrogateescape")
+        tail = "".join(parts)
+        if fixed:
+            if len(_FIXED) >= 1024:
+                _FIXED.clear()
+            _FIXED[key] = (line, tail)
+        head = (line + shared + tail).encode("utf-8", "surrogateescape")
         return head + body if body else head
+
+
+#: (method, status, our address) -> (status line, headers after the shared ones): the
+#: responses whose rest depends on nothing in the request (``_request_free``).
+_FIXED: dict[tuple[str, int, str, int, str], tuple[str, str]] = {}
+
+
+def _request_free(req: Request, status: int) -> bool:
+    """Whether ``_own`` of ``status`` to ``req`` with no extras reads nothing of the request
+    but its method: no copied Record-Route, Expires, Require, Contact or SDP body."""
+    method = req.method
+    cls = status // 100
+    if status in (420, 422, 423) or (cls == 2 and method in _DIALOG_2XX):
+        return False
+    if method in ("INVITE", "UPDATE") and (cls == 2 or status == 183):
+        return False  # the SDP answer or offer
+    if cls == 2 and method in ("REGISTER", "SUBSCRIBE", "PUBLISH"):
+        return False
+    if method == "INVITE" and cls == 1 and status != 100:
+        return req.headers.values("record-route") is None  # a dialog-creating 1xx
+    return True
 
 
 def _lines(headers: list[tuple[str, str]]) -> str:
