@@ -275,7 +275,10 @@ class Journal:
         if call is not None:
             method = entry.method
             status = entry.status
-            txn = call.transaction("INVITE" if method == "ACK" else method, entry.cseq)
+            txns = call.transactions
+            txn = txns[-1] if txns else None  # the usual case: the call's latest request
+            if txn is None or txn.cseq != entry.cseq or txn.method != method:
+                txn = call.transaction("INVITE" if method == "ACK" else method, entry.cseq)
             if status is None:
                 if method == "ACK":
                     if txn is not None and txn.final_status is not None:
