@@ -163,9 +163,10 @@ def parse_message(
     last_key: str | None = None
     keys = _KEYS
     for line in lines[first + 1 :]:
-        colon = line.find(":")
-        key = keys.get(line[:colon]) if colon > 0 else None  # a name spelled as seen before
+        name, sep, value = line.partition(":")
+        key = keys.get(name) if sep else None  # a name spelled as seen before
         if key is None:
+            colon = line.find(":")
             if not line:
                 continue
             if line[0] in " \t":
@@ -188,7 +189,7 @@ def parse_message(
                 continue
             if len(keys) < _KEYS_LIMIT:
                 keys[name] = key
-        value = line[colon + 1 :].strip()
+        value = value.strip()
         existing = hmap.get(key)
         if existing is None:
             hmap[key] = [value]
