@@ -14,7 +14,6 @@ only the CLI imports it.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from .endpoint import Endpoint
 from .errors import ConfigError
+from .guard import Guard, is_loopback
 from .journal import Journal
 from .rules import RulesError, RuleSet, load_rules
 from .server import Server, read_rules
@@ -92,15 +92,6 @@ def parse_address(text: str) -> tuple[str, int]:
     if port > 65535:
         raise ConfigError(f"--admin: {port} is not a port number (0-65535)")
     return host, port
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def exposure_warning(host: str, token: str | None) -> str | None:
@@ -280,6 +271,32 @@ class EndpointCollector(Collector):
             yield CounterMetricFamily(f"sipresponder_{name}", help_text, value=ep.stats[key])
 
 
+class GuardCollector(Collector):
+    """The guard's counters (--allow, --rate-limit, anti-amplification) at scrape time."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.guard.stats
+        ignored = CounterMetricFamily(
+            "sipresponder_ignored",
+            "Messages ignored unanswered, by why: not_allowed (outside --allow; TCP "
+            "connections too) or rate_limited (their source over --rate-limit)",
+            labels=["reason"],
+        )
+        for reason in ("not_allowed", "rate_limited"):
+            ignored.add_metric([reason], stats[reason])
+        yield ignored
+        for name, key, help_text in (
+            ("blocked_sources", "blocked", "Times a source went over --rate-limit"),
+            ("held", "held", "UDP responses not sent to an unverified source"),
+            ("held_bytes", "held_bytes", "Bytes of the UDP responses held back"),
+            ("verified_sources", "verified", "Sources verified (ACK with our To tag, TCP)"),
+        ):
+            yield CounterMetricFamily(f"sipresponder_{name}", help_text, value=stats[key])
+
+
 # --------------------------------------------------------------------- API
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -299,6 +316,7 @@ class Admin:
         self.address: tuple[str, int] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(EndpointCollector(self.endpoint))
+        self.registry.register(GuardCollector(server.guard))
         self.latency = Histogram(
             "sipresponder_handling_seconds",
             "Time the endpoint took to handle one received message",
@@ -560,7 +578,9 @@ OPENAPI: dict[str, Any] = {
                         "sipresponder_violations_total{rule}, "
                         "sipresponder_parse_errors_total, sipresponder_retransmissions_total, "
                         "sipresponder_dropped_total, sipresponder_overload_total, "
-                        "sipresponder_draining_total, "
+                        "sipresponder_draining_total, sipresponder_ignored_total{reason}, "
+                        "sipresponder_blocked_sources_total, sipresponder_held_total, "
+                        "sipresponder_held_bytes_total, sipresponder_verified_sources_total, "
                         "sipresponder_handling_seconds (histogram)",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },

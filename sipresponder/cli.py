@@ -22,6 +22,7 @@ from typing import NoReturn
 from .admin import Admin
 from .config import Config
 from .errors import ConfigError
+from .guard import exposure_warning
 from .logs import TransactionLog, setup_logging
 from .rules import RulesError
 from .server import Server, listener_line, read_rules
@@ -49,6 +50,14 @@ def _positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a number above 0")
     return value
+
+
+def _rate(text: str) -> float:
+    """``--rate-limit``: ``50/s`` or ``50``."""
+    try:
+        return _positive_float(text[:-2] if text.endswith("/s") else text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate above 0 like 50/s") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +162,30 @@ def build_parser() -> argparse.ArgumentParser:
         "until it recovers (default %(default)g; 0: never)",
     )
     p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="answer only these sources (an address or a block like 10.0.0.0/8; repeat "
+        "for more); others are ignored",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=_rate,
+        default=0.0,
+        metavar="N/s",
+        help="messages per second a source may send; beyond it the source is ignored "
+        "for 10 s (default: no limit)",
+    )
+    p.add_argument(
+        "--amplification-limit",
+        type=float,
+        default=None,
+        metavar="FACTOR",
+        help="over UDP, send a source that has not ACKed one of our responses at most "
+        "FACTOR times what it sent (default: 3, off when listening on loopback; 0: off)",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=float,
         default=5.0,
@@ -209,6 +242,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         admin=args.admin,
         admin_token=args.admin_token,
         drain_timeout=args.drain_timeout,
+        allow=tuple(args.allow),
+        rate_limit=args.rate_limit,
+        amplification=args.amplification_limit,
     ).validate()
 
 
@@ -248,6 +284,9 @@ async def _serve(config: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_stop_signal)
     loop.add_signal_handler(signal.SIGHUP, server.reload_rules)
+    warning = exposure_warning(config.host, config.allow)
+    if warning is not None:
+        log.warning("%s", warning)
     for transport, host, port in server.listeners:
         print(listener_line(transport, host, port), flush=True)
     if admin is not None:

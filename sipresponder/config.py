@@ -7,6 +7,7 @@ data: imports ``errors`` and ``transaction`` (for the timer defaults) only.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass, field
 
@@ -89,6 +90,23 @@ class Config:
     admin_token: str | None = None
     """Bearer token the admin API requires, when set."""
 
+    allow: tuple[str, ...] = ()
+    """Addresses or CIDR blocks (``10.0.0.0/8``, ``2001:db8::/32``) answered; every other
+    source is ignored.  Empty: every source is answered."""
+
+    rate_limit: float = 0.0
+    """Messages per second a source may send (a token bucket of one second's worth);
+    beyond it the source is ignored for ``rate_limit_block`` seconds.  0: no limit."""
+
+    rate_limit_block: float = 10.0
+    """Seconds a source that went over ``rate_limit`` is ignored."""
+
+    amplification: float | None = None
+    """Over UDP, a source not yet verified (by an ACK carrying our To tag, or a TCP
+    connection) is sent at most this many times the bytes received from it, plus a first
+    1500.  None: 3 unless listening on loopback (where no source can be spoofed), then
+    off; 0: off."""
+
     drain_timeout: float = 5.0
     """Seconds a graceful stop (SIGTERM, SIGINT) lets transactions in flight finish their
     plan; what still rings then gets 503.  0 stops at once."""
@@ -110,6 +128,21 @@ class Config:
             raise ConfigError("--max-message-size: must be between 1024 and 16777216 bytes")
         if not math.isfinite(self.overload_lag) or self.overload_lag < 0:
             raise ConfigError("--overload-lag: must be 0 (off) or more seconds")
+        for text in self.allow:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"--allow: {text!r} is not an address or CIDR block "
+                    "(like 192.0.2.0/24 or 2001:db8::/32)"
+                ) from None
+        if not math.isfinite(self.rate_limit) or self.rate_limit < 0:
+            raise ConfigError("--rate-limit: must be 0 (off) or more messages per second")
+        if not (math.isfinite(self.rate_limit_block) and 0 < self.rate_limit_block <= 86400):
+            raise ConfigError("rate_limit_block: must be in 0-86400 seconds")
+        amp = self.amplification
+        if amp is not None and not (math.isfinite(amp) and (amp == 0 or 1 <= amp <= 100)):
+            raise ConfigError("--amplification-limit: must be 0 (off) or a factor from 1 to 100")
         if not (math.isfinite(self.drain_timeout) and 0 <= self.drain_timeout <= 3600):
             raise ConfigError(f"--drain-timeout: {self.drain_timeout:g} is not in 0-3600 seconds")
         if self.journal_size < 0:

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from .config import Config
 from .endpoint import Endpoint, Reporter
 from .errors import ConfigError
+from .guard import Guard, is_loopback
 from .journal import Journal
 from .rules import RulesError, RuleSet, load_rules
 from .transaction import ServerTransaction, State
@@ -69,6 +70,8 @@ class Server:
             sink = self._write_journal if self._journal_out is not None else None
             self.journal = Journal(config.journal_size, sink=sink)
         self.endpoint = Endpoint(self.config, report, rules, self.journal)
+        #: Access and abuse decisions per source (--allow, --rate-limit, anti-amplification).
+        self.guard = Guard.from_config(self.config, loopback=is_loopback(self.config.host))
         self.listeners: list[tuple[str, str, int]] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -129,7 +132,7 @@ class Server:
         loop = asyncio.get_running_loop()
         # Digest nonces carry wall-clock time, so that any instance can check their age.
         self.endpoint.wall_offset = time.time() - loop.time()
-        self._driver = Driver(self.endpoint, loop)
+        self._driver = Driver(self.endpoint, loop, self.guard)
         if self.config.overload_lag > 0:
             self._driver.watch_lag(self.config.overload_lag)
         family = _family(self.config.host)

@@ -17,7 +17,10 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from .endpoint import Endpoint, Flow, Send
-from .parser import PING, FramingError, StreamFramer
+from .guard import Guard
+from .message import Request
+from .parser import PING, FramingError, StreamFramer, parse_message
+from .responses import make_to_tag
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,16 @@ MAX_TCP_WRITE_BUFFER = 1 << 20
 class Driver:
     """Runs an ``Endpoint`` on an event loop: sending, and its one timer."""
 
-    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, guard: Guard | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.loop = loop
+        self.guard = guard if guard is not None else Guard()
+        #: The guard when it screens received messages (--allow, --rate-limit, the
+        #: anti-amplification budget), and when it caps UDP sends; None costs nothing.
+        self.screen = self.guard if self.guard.screens else None
+        self.cap = self.guard if self.guard.caps else None
         self._handle: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._lag_handle: asyncio.TimerHandle | None = None
@@ -40,21 +50,26 @@ class Driver:
         #: Open TCP connections, closed with the driver (none may outlive the server).
         self.connections: set[TcpConnection] = set()
 
-    def receive(self, data: bytes, flow: Flow) -> None:
+    def receive(self, data: bytes, flow: Flow, now: float | None = None) -> None:
         """Feed one message to the endpoint and send what comes out."""
+        if now is None:
+            now = self.loop.time()
         observe = self.observe
         if observe is None:
-            self.send(self.endpoint.receive(data, flow, self.loop.time()))
+            self.send(self.endpoint.receive(data, flow, now))
             return
         start = time.perf_counter()
-        out = self.endpoint.receive(data, flow, self.loop.time())
+        out = self.endpoint.receive(data, flow, now)
         observe(time.perf_counter() - start)
         self.send(out)
 
     def send(self, out: list[Send]) -> None:
+        cap = self.cap
         for data, flow, dest in out:
             conn: Any = flow.conn
             if flow.transport == "udp":
+                if cap is not None and not cap.may_send(dest[0], len(data)):
+                    continue  # anti-amplification: counted and logged by the guard
                 conn.sendto(data, dest)  # the DatagramTransport the request came on
             else:
                 conn.write(data)  # the TcpConnection the request came on
@@ -155,6 +170,19 @@ class LagMonitor:
         return self.shedding
 
 
+def carries_our_tag(data: bytes, secret: bytes) -> bool:
+    """Whether ``data`` is an ACK whose To tag is ours: a keyed hash of its Call-ID, From
+    tag and CSeq number that only our response to its INVITE carried, so its sender has
+    shown that it receives what we send to its address (anti-amplification)."""
+    try:
+        msg = parse_message(data)
+    except Exception:  # the endpoint answers or logs it; here it just proves nothing
+        return False
+    if not isinstance(msg, Request) or msg.method != "ACK" or msg.to_tag is None:
+        return False
+    return msg.to_tag == make_to_tag(secret, msg.call_id or "", msg.from_tag, msg.cseq_num)
+
+
 #: UDP flows remembered per source address; the table is emptied when it fills.
 MAX_UDP_FLOWS = 4096
 
@@ -180,7 +208,23 @@ class UdpProtocol(asyncio.DatagramProtocol):
                 self._flows.clear()
             flow = Flow("udp", (addr[0], addr[1]), self.local, self.transport)
             self._flows[addr] = flow
-        self.driver.receive(data, flow)
+        driver = self.driver
+        screen = driver.screen
+        if screen is None:
+            driver.receive(data, flow)
+            return
+        now = driver.loop.time()
+        src = screen.admit(addr[0], len(data), now)
+        if src is None:
+            return  # not allowed, or over its rate: ignored (counted by the guard)
+        if (
+            not src.verified
+            and screen.caps
+            and data[:4] == b"ACK "
+            and carries_our_tag(data, driver.endpoint.secret)
+        ):
+            screen.verify(src)
+        driver.receive(data, flow, now)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like, from an earlier sendto: nothing to do.
@@ -202,12 +246,20 @@ class TcpConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         local = self.transport.get_extra_info("sockname")
         self.flow = Flow("tcp", (peer[0], peer[1]), (local[0], local[1]), self)
-        self.driver.connections.add(self)
+        driver = self.driver
+        if driver.screen is not None and not driver.screen.accept(peer[0], driver.loop.time()):
+            self.closed = True  # not allowed, or its source is blocked: closed at once
+            self.transport.abort()
+            return
+        driver.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         driver = self.driver
         flow = self.flow
         assert flow is not None and self.transport is not None
+        if self.closed:
+            return
+        screen = driver.screen if driver.guard.rate else None
         for item in self.framer.feed(data):
             if item is PING:
                 self.write(b"\r\n")  # RFC 5626 §3.5.1: a CRLF pong for a CRLF CRLF ping
@@ -217,7 +269,14 @@ class TcpConnection(asyncio.Protocol):
                 self.transport.close()
                 return
             elif isinstance(item, bytes):
-                driver.receive(item, flow)
+                if screen is not None:
+                    now = driver.loop.time()
+                    if screen.admit(flow.remote[0], len(item), now) is None:
+                        self.transport.abort()  # over its rate: the source is blocked
+                        return
+                    driver.receive(item, flow, now)
+                else:
+                    driver.receive(item, flow)
 
     def write(self, data: bytes) -> None:
         transport = self.transport

@@ -163,6 +163,11 @@ BAD_FLAGS = [
     ["--max-ring", "inf"],
     ["--drain-timeout", "-1"],
     ["--drain-timeout", "soon"],
+    ["--allow", "10.0.0.0/33"],
+    ["--allow", "somewhere"],
+    ["--rate-limit", "0"],
+    ["--rate-limit", "fast/s"],
+    ["--amplification-limit", "0.5"],
 ]
 
 

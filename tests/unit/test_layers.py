@@ -23,6 +23,7 @@ ORDER = [
     "journal",
     "transaction",
     "config",
+    "guard",
     "endpoint",
     # ─── sans-IO line ───
     "logs",

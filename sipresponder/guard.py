@@ -1,0 +1,276 @@
+"""Who may talk to the responder, and how much: decisions per source address.
+
+What belongs here: ``Guard``, fed by the transport with a source address, a byte count
+and ``now`` for every message received and every UDP datagram to be sent; it says yes or
+no.  It holds the allow list (``--allow``), a token bucket per source (``--rate-limit``)
+and the anti-amplification budget of sources that have not shown they receive our
+responses (RFC 9000 §8.1 in spirit: at most a factor of what they sent).  A source is an
+IPv4 address or an IPv6 /64 (one host holds a whole /64).  Every table is bounded: two
+generations of at most ``max_sources / 2`` entries each, the older dropped when the newer
+fills, so a flood of spoofed addresses costs memory once, not without end.  Pure: no
+sockets, no clock, no SIP; logs a refusal once per source and kind per ``LOG_INTERVAL``.
+Imports nothing from the package but ``config``.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+#: Sources remembered at most (both generations together).
+MAX_SOURCES = 65536
+#: Bytes an unverified source may be sent before it sent anything (one datagram's worth:
+#: the answer to a small INVITE — 100, 180 and a 200 with an SDP offer — fits in it).
+FIRST_CREDIT = 1500
+#: Unspent budget a source may bank (so a long quiet run cannot buy a burst later).
+MAX_CREDIT = 65536
+#: A refusal is logged once per source and kind in this many seconds...
+LOG_INTERVAL = 60.0
+#: ...and at most this many such lines a second in all; the rest are counted only.
+LOG_RATE = 10
+#: The anti-amplification factor when ``Config.amplification`` is None (automatic).
+DEFAULT_AMPLIFICATION = 3.0
+
+
+class Source:
+    """What the guard knows of one source address (or IPv6 /64)."""
+
+    __slots__ = ("allowed", "blocked_until", "credit", "stamp", "tokens", "verified")
+
+    def __init__(self, allowed: bool, tokens: float, now: float, credit: float) -> None:
+        self.allowed = allowed
+        self.tokens = tokens
+        self.stamp = now
+        self.blocked_until = 0.0
+        self.credit = credit
+        self.verified = False
+
+
+class Guard:
+    """Allow list, rate limit and anti-amplification, per source.  See the module doc.
+
+    ``screens`` says whether received messages need ``admit`` at all and ``caps`` whether
+    UDP sends need ``may_send``: with neither configured the transport skips the guard.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow: tuple[str, ...] = (),
+        rate: float = 0.0,
+        block: float = 10.0,
+        amplification: float = 0.0,
+        max_sources: int = MAX_SOURCES,
+    ) -> None:
+        self.networks = tuple(ipaddress.ip_network(text, strict=False) for text in allow)
+        self.rate = rate
+        self.burst = max(rate, 1.0)
+        self.block = block
+        self.amplification = amplification
+        # An IPv6 source is its /64, unless the allow list names something narrower.
+        narrow = any(n.version == 6 and n.prefixlen > 64 for n in self.networks)
+        self._v6_bits = 128 if narrow else 64
+        self._half = max(1, max_sources // 2)
+        self._new: dict[str, Source] = {}
+        self._old: dict[str, Source] = {}
+        self._told: dict[tuple[str, str], float] = {}
+        self._told_second = (-1, 0)
+        self._now = 0.0  # of the latest message, for logging what may_send holds back
+        self.screens = bool(self.networks) or rate > 0 or amplification > 0
+        self.caps = amplification > 0
+        #: Counters for the metrics.
+        self.stats: dict[str, int] = {
+            "not_allowed": 0,  # messages (and TCP connections) from outside --allow
+            "rate_limited": 0,  # messages ignored while their source is blocked
+            "blocked": 0,  # times a source went over --rate-limit
+            "held": 0,  # UDP datagrams not sent to an unverified source
+            "held_bytes": 0,
+            "verified": 0,  # sources verified
+        }
+
+    @classmethod
+    def from_config(cls, config: Config, loopback: bool) -> Guard:
+        """The guard ``config`` asks for; ``loopback``: we listen on loopback only."""
+        amplification = config.amplification
+        if amplification is None:
+            amplification = 0.0 if loopback else DEFAULT_AMPLIFICATION
+        return cls(
+            allow=config.allow,
+            rate=config.rate_limit,
+            block=config.rate_limit_block,
+            amplification=amplification,
+        )
+
+    # ------------------------------------------------------------ per message
+
+    def admit(self, host: str, size: int, now: float) -> Source | None:
+        """A message of ``size`` bytes from ``host`` at ``now``: its source if it is to be
+        handled, None if it is to be ignored."""
+        self._now = now
+        src = self._new.get(host if ":" not in host else _v6_source(host, self._v6_bits))
+        if src is None:
+            src = self._source(host, now)
+        if not src.allowed:
+            self._outsider(host, now)
+            return None
+        rate = self.rate
+        if rate:
+            if now < src.blocked_until:
+                self.stats["rate_limited"] += 1
+                return None
+            tokens = src.tokens + (now - src.stamp) * rate
+            if tokens > self.burst:
+                tokens = self.burst
+            src.stamp = now
+            if tokens < 1.0:
+                src.tokens = tokens
+                src.blocked_until = now + self.block
+                self.stats["blocked"] += 1
+                self.stats["rate_limited"] += 1
+                self._tell(
+                    "rate",
+                    host,
+                    now,
+                    f"ignoring %s for {self.block:g} s: over --rate-limit {rate:g}/s",
+                )
+                return None
+            src.tokens = tokens - 1.0
+        if self.amplification and not src.verified:
+            credit = src.credit + size * self.amplification
+            src.credit = credit if credit < MAX_CREDIT else MAX_CREDIT
+        return src
+
+    def accept(self, host: str, now: float) -> bool:
+        """A TCP connection from ``host``: whether to keep it.  Its handshake showed that
+        the address receives what we send, so the source is verified."""
+        src = self._source(host, now)
+        if not src.allowed:
+            self._outsider(host, now)
+            return False
+        if now < src.blocked_until:
+            self.stats["rate_limited"] += 1
+            return False
+        self.verify(src)
+        return True
+
+    def may_send(self, host: str, size: int) -> bool:
+        """Whether ``size`` bytes may go to ``host`` over UDP (anti-amplification)."""
+        key = self.key(host)
+        src = self._new.get(key) or self._old.get(key)
+        if src is not None:
+            if src.verified:
+                return True
+            if src.credit >= size:
+                src.credit -= size
+                return True
+        self.stats["held"] += 1
+        self.stats["held_bytes"] += size
+        self._tell(
+            "amplification",
+            host,
+            self._now,
+            "holding back responses to %s: it has not shown that it receives them (no ACK "
+            f"with our To tag yet), and it is sent at most {self.amplification:g}x what it sent",
+        )
+        return False
+
+    def verify(self, src: Source) -> None:
+        """The source (from ``admit``) showed that it receives our responses: no cap on
+        it any more."""
+        if not src.verified:
+            src.verified = True
+            self.stats["verified"] += 1
+
+    # ----------------------------------------------------------------- inside
+
+    def key(self, host: str) -> str:
+        """The source ``host`` belongs to: itself (IPv4), its /64 (IPv6)."""
+        if ":" not in host:
+            return host
+        return _v6_source(host, self._v6_bits)
+
+    def allowed(self, host: str) -> bool:
+        networks = self.networks
+        if not networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in networks)
+
+    def _outsider(self, host: str, now: float) -> None:
+        self.stats["not_allowed"] += 1
+        self._tell("not-allowed", host, now, "ignoring %s: not in --allow")
+
+    def _source(self, host: str, now: float) -> Source:
+        key = host if ":" not in host else _v6_source(host, self._v6_bits)
+        src = self._new.get(key)
+        if src is not None:
+            return src
+        src = self._old.pop(key, None)
+        if src is None:
+            src = Source(self.allowed(host), self.burst, now, FIRST_CREDIT)
+        if len(self._new) >= self._half:
+            self._old = self._new
+            self._new = {}
+        self._new[key] = src
+        return src
+
+    def _tell(self, kind: str, host: str, now: float, message: str) -> None:
+        """Log ``message % host`` at most once per (kind, source) per ``LOG_INTERVAL`` and
+        ``LOG_RATE`` lines a second in all."""
+        told_key = (kind, self.key(host))
+        last = self._told.get(told_key)
+        if last is not None and now - last < LOG_INTERVAL:
+            return
+        second, count = self._told_second
+        if int(now) != second:
+            second, count = int(now), 0
+        if count >= LOG_RATE:
+            return
+        self._told_second = (second, count + 1)
+        if len(self._told) >= MAX_SOURCES:
+            self._told.clear()
+        self._told[told_key] = now
+        log.warning(message + " (said once a minute per source)", host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _v6_source(host: str, bits: int) -> str:
+    """An IPv6 address's source key: its /``bits`` network; an IPv4-mapped one's IPv4."""
+    text = host.split("%", 1)[0]
+    try:
+        ip = ipaddress.IPv6Address(text)
+    except ValueError:
+        return host
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, bits), strict=False).network_address)
+
+
+def exposure_warning(host: str, allow: tuple[str, ...]) -> str | None:
+    """The warning to log when listening beyond loopback with no ``--allow``."""
+    if allow or is_loopback(host):
+        return None
+    return (
+        f"listening on {host}, beyond loopback, with no --allow: every host that can reach "
+        "it is answered (see 'Running it exposed' in the README)"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is a loopback address."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

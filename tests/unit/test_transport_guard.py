@@ -1,0 +1,134 @@
+"""The guard wired into the asyncio adapters, with fake transports: no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from helpers import request
+from test_transport import FakeTcp, FakeUdp, status_lines
+
+from sipresponder.config import Config
+from sipresponder.endpoint import Endpoint
+from sipresponder.guard import Guard
+from sipresponder.message import Response
+from sipresponder.parser import parse_message
+from sipresponder.transport import Driver, TcpConnection, UdpProtocol, carries_our_tag
+
+SECRET = b"k"
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def udp(loop: asyncio.AbstractEventLoop, guard: Guard) -> tuple[Driver, UdpProtocol, FakeUdp]:
+    driver = Driver(Endpoint(Config(secret=SECRET)), loop, guard)
+    proto = UdpProtocol(driver)
+    fake = FakeUdp()
+    proto.connection_made(fake)  # type: ignore[arg-type]
+    return driver, proto, fake
+
+
+def test_without_limits_the_guard_is_not_consulted(loop: asyncio.AbstractEventLoop) -> None:
+    driver, proto, fake = udp(loop, Guard())
+    assert driver.screen is None and driver.cap is None
+    proto.datagram_received(request("OPTIONS"), ("192.0.2.1", 5062))
+    assert status_lines([s for s, _ in fake.sent]) == ["SIP/2.0 200 OK"]
+    driver.close()
+
+
+def test_udp_outside_the_allow_list_is_ignored(loop: asyncio.AbstractEventLoop) -> None:
+    driver, proto, fake = udp(loop, Guard(allow=("10.0.0.0/8",)))
+    proto.datagram_received(request("OPTIONS"), ("192.0.2.1", 5062))
+    assert fake.sent == []
+    proto.datagram_received(request("OPTIONS"), ("10.0.0.1", 5062))
+    assert status_lines([s for s, _ in fake.sent]) == ["SIP/2.0 200 OK"]
+    assert driver.guard.stats["not_allowed"] == 1
+    assert driver.endpoint.stats["requests"] == 1  # the ignored one never reached it
+    driver.close()
+
+
+def test_udp_rate_limit(loop: asyncio.AbstractEventLoop) -> None:
+    driver, proto, fake = udp(loop, Guard(rate=3.0))
+    for i in range(5):
+        proto.datagram_received(request("OPTIONS", branch=f"z9hG4bK-{i}"), ("192.0.2.1", 5062))
+    assert len(fake.sent) == 3
+    assert driver.guard.stats["rate_limited"] == 2
+    driver.close()
+
+
+def test_unverified_udp_source_is_capped_until_its_ack_carries_our_tag(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    driver, proto, fake = udp(loop, Guard(amplification=3.0))
+    src = ("192.0.2.1", 5062)
+    invite = request("INVITE", "486", via="SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-1;rport")
+    proto.datagram_received(invite, src)
+    assert status_lines([s for s, _ in fake.sent]) == [
+        "SIP/2.0 100 Trying",
+        "SIP/2.0 486 Busy Here",
+    ]
+    busy = fake.sent[-1][0]
+    # Timer G's copies of the 486, as its timer would send them: the budget runs out.
+    for _ in range(10):
+        driver.send([(busy, proto._flows[src], src)])
+    held = driver.guard.stats["held"]
+    assert held > 0 and len(fake.sent) == 12 - held
+    resp = parse_message(busy)
+    assert isinstance(resp, Response)
+    tag = (resp.header("To") or "").rsplit("tag=", 1)[1]
+    bad_ack = request(
+        "ACK", "486", to="<sip:486@127.0.0.1>;tag=forged", cseq="1 ACK", branch="z9hG4bK-1"
+    )
+    proto.datagram_received(bad_ack, src)
+    assert driver.guard.stats["verified"] == 0
+    ack = request("ACK", "486", to=f"<sip:486@127.0.0.1>;tag={tag}", cseq="1 ACK")
+    assert carries_our_tag(ack, SECRET) and not carries_our_tag(bad_ack, SECRET)
+    proto.datagram_received(ack, src)
+    assert driver.guard.stats["verified"] == 1
+    before = len(fake.sent)
+    driver.send([(busy, proto._flows[src], src)] * 50)
+    assert len(fake.sent) == before + 50  # verified: no cap
+    driver.close()
+
+
+def tcp(driver: Driver, peer: str = "192.0.2.1") -> tuple[TcpConnection, FakeTcp]:
+    conn = TcpConnection(driver, 65536)
+    fake = FakeTcp()
+    fake.get_extra_info = lambda name: {  # type: ignore[method-assign]
+        "peername": (peer, 40000),
+        "sockname": ("127.0.0.1", 5060),
+    }[name]
+    conn.connection_made(fake)  # type: ignore[arg-type]
+    return conn, fake
+
+
+def test_tcp_connections_outside_the_allow_list_are_closed_at_once(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    driver = Driver(Endpoint(Config(secret=SECRET)), loop, Guard(allow=("10.0.0.0/8",)))
+    conn, fake = tcp(driver)
+    assert fake.closed and conn not in driver.connections
+    conn.data_received(request("OPTIONS"))
+    assert fake.written == []
+    inside, fake_inside = tcp(driver, "10.1.1.1")
+    inside.data_received(request("OPTIONS"))
+    assert status_lines(fake_inside.written) == ["SIP/2.0 200 OK"]
+    driver.close()
+
+
+def test_tcp_over_its_rate_is_closed_and_its_source_blocked(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    driver = Driver(Endpoint(Config(secret=SECRET)), loop, Guard(rate=2.0))
+    conn, fake = tcp(driver)
+    conn.data_received(b"".join(request("OPTIONS", branch=f"z9hG4bK-{i}") for i in range(4)))
+    assert status_lines(fake.written) == ["SIP/2.0 200 OK"] * 2 and fake.closed
+    _, fake_again = tcp(driver)
+    assert fake_again.closed  # refused while the block lasts
+    driver.close()
