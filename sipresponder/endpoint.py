@@ -215,14 +215,15 @@ class Endpoint:
             return []
 
     def reject_framing(self, err: FramingError, flow: Flow) -> list[Send]:
-        """The TCP framer gave up on a message: answer it if it can be addressed."""
+        """The TCP framer (or a transport limit) gave up on a message: answer it if it can
+        be addressed."""
         try:
             msg = parse_message(err.data, stream=False, max_size=1 << 30)
         except ParseError as exc:
             msg = exc.request
         if not isinstance(msg, Request):
             self.stats["parse_errors"] += 1
-            log.info("closing %s: %s", flow.peer, err.reason)
+            self._notice("unanswerable", flow, f"dropped a message: {err.reason}")
             return []
         return self._reject(ParseError(err.reason, err.status, msg), flow)
 
