@@ -65,6 +65,7 @@ class Driver:
 
     def send(self, out: list[Send]) -> None:
         cap = self.cap
+        streams: dict[Any, list[bytes]] | None = None
         for data, flow, dest in out:
             conn: Any = flow.conn
             if flow.transport == "udp":
@@ -72,7 +73,14 @@ class Driver:
                     continue  # anti-amplification: counted and logged by the guard
                 conn.sendto(data, dest)  # the DatagramTransport the request came on
             else:
-                conn.write(data)  # the TcpConnection the request came on
+                if streams is None:
+                    streams = {}
+                streams.setdefault(conn, []).append(data)
+        if streams is not None:
+            # What one event sends on a connection (100, 180 and 486 to an INVITE) goes
+            # in one write: one send(2) instead of three, the peer frames them anyway.
+            for conn, chunks in streams.items():
+                conn.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         self.arm()
 
     def arm(self) -> None:
