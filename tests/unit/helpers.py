@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 from sipresponder.serializer import serialize_request
 
 
@@ -44,3 +49,21 @@ SDP_OFFER = (
     b"a=sendonly\r\n"
     b"m=video 51372 RTP/AVP 31\r\n"
 )
+
+
+#: The bench scripts, which are no package: tests load them by path.
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load_script(name: str) -> ModuleType:
+    """``bench/<name>.py`` as a module (registered while it runs: dataclasses look their
+    module up by name)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "instructions.py"
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def instructions() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_instructions", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("instructions")
 
 
 # What valgrind 3.19's cachegrind writes to standard error at exit.
