@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from .endpoint import Endpoint
 from .errors import ConfigError
-from .guard import Guard, is_loopback
+from .guard import LIMITS, Guard, is_loopback
 from .journal import Journal
 from .rules import RulesError, RuleSet, load_rules
 from .server import Server, read_rules
@@ -295,6 +295,19 @@ class GuardCollector(Collector):
             ("verified_sources", "verified", "Sources verified (ACK with our To tag, TCP)"),
         ):
             yield CounterMetricFamily(f"sipresponder_{name}", help_text, value=stats[key])
+        hits = CounterMetricFamily(
+            "sipresponder_limit_hits",
+            "Limits hit, by limit: " + "; ".join(f"{k}: {v}" for k, v in LIMITS.items()),
+            labels=["limit"],
+        )
+        for limit, n in self.guard.limit_hits.items():
+            hits.add_metric([limit], n)
+        yield hits
+        yield GaugeMetricFamily(
+            "sipresponder_tcp_connections",
+            "TCP connections open",
+            value=self.guard.connections,
+        )
 
 
 # --------------------------------------------------------------------- API
@@ -581,6 +594,7 @@ OPENAPI: dict[str, Any] = {
                         "sipresponder_draining_total, sipresponder_ignored_total{reason}, "
                         "sipresponder_blocked_sources_total, sipresponder_held_total, "
                         "sipresponder_held_bytes_total, sipresponder_verified_sources_total, "
+                        "sipresponder_limit_hits_total{limit}, sipresponder_tcp_connections, "
                         "sipresponder_handling_seconds (histogram)",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },

@@ -101,6 +101,57 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="in-flight transactions before new requests get 503 (default %(default)s)",
     )
+    p.add_argument(
+        "--max-headers",
+        type=int,
+        default=256,
+        metavar="N",
+        help="header lines a message may have; more get 513 (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-header-line",
+        type=int,
+        default=8192,
+        metavar="BYTES",
+        help="longest line of a header section; longer gets 513 (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="TCP connections open at once; more are closed at once (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections-per-source",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="TCP connections one address (IPv6: one /64) may hold (default %(default)s)",
+    )
+    p.add_argument(
+        "--tcp-idle-timeout",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="close a TCP connection with no traffic for this long (default %(default)g)",
+    )
+    p.add_argument(
+        "--message-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a TCP connection whose message (or first message) takes longer than "
+        "this to arrive (default %(default)g)",
+    )
+    p.add_argument(
+        "--max-tcp-write-buffer",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="responses queued for a TCP peer that does not read them before it is "
+        "dropped (default %(default)s)",
+    )
     p.add_argument("--realm", default="sipresponder", help="Digest realm of 401/407 challenges")
     p.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -227,6 +278,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_ring=args.max_ring,
         max_message_size=args.max_message_size,
         max_transactions=args.max_transactions,
+        max_headers=args.max_headers,
+        max_header_line=args.max_header_line,
+        max_connections=args.max_connections,
+        max_connections_per_source=args.max_connections_per_source,
+        tcp_idle_timeout=args.tcp_idle_timeout,
+        message_timeout=args.message_timeout,
+        max_tcp_write_buffer=args.max_tcp_write_buffer,
         realm=args.realm,
         log_level=args.log_level,
         log_format=args.log_format,

@@ -40,6 +40,31 @@ class Config:
     max_transactions: int = 100_000
     """In-flight transactions kept at once; beyond it new requests get 503."""
 
+    max_headers: int = 256
+    """Header lines a message may have (folded lines count); more get 513."""
+
+    max_header_line: int = 8192
+    """Bytes a line of the header section may have (start line included); longer, 513."""
+
+    max_connections: int = 10_000
+    """TCP connections open at once (also capped by the open-file limit); a new one
+    beyond it is closed at once."""
+
+    max_connections_per_source: int = 2000
+    """TCP connections one source (an address, an IPv6 /64) may hold open at once."""
+
+    tcp_idle_timeout: float = 300.0
+    """Seconds a TCP connection may go without any traffic either way before it is
+    closed (RFC 5626 keep-alives count; a ringing call repeats its 180 each minute)."""
+
+    message_timeout: float = 10.0
+    """Seconds a TCP peer has to complete a message once it began one — and to send its
+    first one after connecting — before the connection is closed (slow-loris)."""
+
+    max_tcp_write_buffer: int = 1 << 20
+    """Bytes of responses queued for a TCP peer that does not read them before the
+    connection is dropped."""
+
     timers: Timers = field(default_factory=Timers)
     """RFC 3261 timers T1, T2, T4, the provisional repeat interval and the ring limit."""
 
@@ -149,6 +174,21 @@ class Config:
             raise ConfigError("--journal-size: must be 0 or more")
         if self.max_transactions < 1:
             raise ConfigError("--max-transactions: must be at least 1")
+        for flag, value, least in (
+            ("--max-headers", self.max_headers, 16),
+            ("--max-header-line", self.max_header_line, 256),
+            ("--max-connections", self.max_connections, 1),
+            ("--max-connections-per-source", self.max_connections_per_source, 1),
+            ("--max-tcp-write-buffer", self.max_tcp_write_buffer, 65536),
+        ):
+            if value < least:
+                raise ConfigError(f"{flag}: {value} is below the least allowed, {least}")
+        for flag, seconds in (
+            ("--tcp-idle-timeout", self.tcp_idle_timeout),
+            ("--message-timeout", self.message_timeout),
+        ):
+            if not (math.isfinite(seconds) and 0 < seconds <= 86400):
+                raise ConfigError(f"{flag}: {seconds:g} is not in 0-86400 seconds")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"--log-level: {self.log_level!r} is not one of {LOG_LEVELS}")
         if self.log_format not in LOG_FORMATS:

@@ -2,9 +2,12 @@
 
 What belongs here: ``Guard``, fed by the transport with a source address, a byte count
 and ``now`` for every message received and every UDP datagram to be sent; it says yes or
-no.  It holds the allow list (``--allow``), a token bucket per source (``--rate-limit``)
-and the anti-amplification budget of sources that have not shown they receive our
-responses (RFC 9000 §8.1 in spirit: at most a factor of what they sent).  A source is an
+no.  It holds the allow list (``--allow``), a token bucket per source (``--rate-limit``),
+the anti-amplification budget of sources that have not shown they receive our responses
+(RFC 9000 §8.1 in spirit: at most a factor of what they sent), and the limits on what a
+peer may make us hold: TCP connections in all and per source, header lines and their
+length; ``Watch`` decides when a TCP connection has idled or taken too long over a
+message (slow-loris).  A source is an
 IPv4 address or an IPv6 /64 (one host holds a whole /64).  Every table is bounded: two
 generations of at most ``max_sources / 2`` entries each, the older dropped when the newer
 fills, so a flood of spoofed addresses costs memory once, not without end.  Pure: no
@@ -51,11 +54,46 @@ class Source:
         self.verified = False
 
 
+class Watch:
+    """The clock of one TCP connection, read by a periodic sweep: the transport only sets
+    flags (``active`` on any traffic, ``done`` counts whole messages, ``pending`` while a
+    message is incomplete or none came yet), so reading and writing cost no clock call.
+    """
+
+    __slots__ = ("active", "done", "last_active", "pending", "seen", "since")
+
+    def __init__(self, now: float) -> None:
+        self.active = False
+        self.pending = True  # the first message is due
+        self.done = 0
+        self.seen = 0
+        self.last_active = now
+        self.since: float | None = now
+
+    def check(self, now: float, idle: float, message_time: float) -> str | None:
+        """``idle`` or ``message_time`` when the connection is to be closed, else None."""
+        if self.active:
+            self.active = False
+            self.last_active = now
+        elif now - self.last_active >= idle:
+            return "idle"
+        if not self.pending:
+            self.since = None
+        elif self.since is None or self.done != self.seen:
+            self.since = now  # a message began since the last look (or one completed)
+            self.seen = self.done
+        elif now - self.since >= message_time:
+            return "message_time"
+        return None
+
+
 class Guard:
-    """Allow list, rate limit and anti-amplification, per source.  See the module doc.
+    """Allow list, rate limit, anti-amplification and the limits, per source.  See the
+    module doc.
 
     ``screens`` says whether received messages need ``admit`` at all and ``caps`` whether
-    UDP sends need ``may_send``: with neither configured the transport skips the guard.
+    UDP sends need ``may_send``: with neither configured the transport skips those (the
+    limits are checked either way, at a cost of a comparison or two per message).
     """
 
     def __init__(
@@ -66,6 +104,11 @@ class Guard:
         block: float = 10.0,
         amplification: float = 0.0,
         max_sources: int = MAX_SOURCES,
+        max_headers: int = 256,
+        max_header_line: int = 8192,
+        max_message_size: int = 65536,
+        max_connections: int = 10_000,
+        max_connections_per_source: int = 2000,
     ) -> None:
         self.networks = tuple(ipaddress.ip_network(text, strict=False) for text in allow)
         self.rate = rate
@@ -92,6 +135,20 @@ class Guard:
             "held_bytes": 0,
             "verified": 0,  # sources verified
         }
+        self.max_headers = max_headers
+        self.max_header_line = max_header_line
+        self.max_message_size = max_message_size
+        #: Only a message longer than this goes to ``header_problem``: shorter, it has no
+        #: line over ``max_header_line``, is not over ``max_message_size``, and holds more
+        #: than ``max_headers`` header lines only if they average under 8 bytes ("X: 1").
+        self.long_message = min(max_header_line, max_message_size, 8 * max_headers)
+        self.max_connections = max_connections
+        self.max_connections_per_source = max_connections_per_source
+        #: TCP connections open, in all and per source.
+        self.connections = 0
+        self._conns: dict[str, int] = {}
+        #: Limits hit, by limit (see ``LIMITS``), for the metrics.
+        self.limit_hits: dict[str, int] = dict.fromkeys(LIMITS, 0)
 
     @classmethod
     def from_config(cls, config: Config, loopback: bool) -> Guard:
@@ -104,6 +161,11 @@ class Guard:
             rate=config.rate_limit,
             block=config.rate_limit_block,
             amplification=amplification,
+            max_headers=config.max_headers,
+            max_header_line=config.max_header_line,
+            max_message_size=config.max_message_size,
+            max_connections=config.max_connections,
+            max_connections_per_source=config.max_connections_per_source,
         )
 
     # ------------------------------------------------------------ per message
@@ -132,7 +194,7 @@ class Guard:
                 src.blocked_until = now + self.block
                 self.stats["blocked"] += 1
                 self.stats["rate_limited"] += 1
-                self._tell(
+                self.tell(
                     "rate",
                     host,
                     now,
@@ -170,7 +232,7 @@ class Guard:
                 return True
         self.stats["held"] += 1
         self.stats["held_bytes"] += size
-        self._tell(
+        self.tell(
             "amplification",
             host,
             self._now,
@@ -185,6 +247,69 @@ class Guard:
         if not src.verified:
             src.verified = True
             self.stats["verified"] += 1
+
+    # ---------------------------------------------------------------- limits
+
+    def connect(self, host: str, now: float) -> bool:
+        """A TCP connection from ``host`` was accepted: whether to keep it (allowed, its
+        source not blocked, under the connection limits).  Kept ones are counted until
+        ``disconnect``."""
+        if self.screens and not self.accept(host, now):
+            return False
+        if self.connections >= self.max_connections:
+            self.hit("connections", host, now, f"--max-connections {self.max_connections}")
+            return False
+        key = self.key(host)
+        count = self._conns.get(key, 0)
+        if count >= self.max_connections_per_source:
+            self.hit(
+                "connections_per_source",
+                host,
+                now,
+                f"--max-connections-per-source {self.max_connections_per_source}",
+            )
+            return False
+        self._conns[key] = count + 1
+        self.connections += 1
+        return True
+
+    def disconnect(self, host: str) -> None:
+        """A connection that ``connect`` kept is gone."""
+        key = self.key(host)
+        count = self._conns.get(key, 0) - 1
+        if count > 0:
+            self._conns[key] = count
+        else:
+            self._conns.pop(key, None)
+        self.connections -= 1
+
+    def header_problem(self, data: bytes, host: str, now: float) -> tuple[int, str] | None:
+        """The status and reason to answer a message whose header section breaks
+        ``max_headers`` or ``max_header_line`` with, else None.
+
+        The transport calls it only for a message over ``long_message`` bytes, so the
+        common message costs one comparison, and scanning it costs a microsecond or two
+        where it is long.  A message over ``max_message_size`` is only counted here: the
+        parser answers it (513).
+        """
+        if len(data) > self.max_message_size:
+            self.hit("message_size", host, now, f"--max-message-size {self.max_message_size}")
+            return None
+        data = data.lstrip(b"\r\n")  # §7.5: empty lines before the start line
+        ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+        lines = data[: min(ends) if ends else len(data)].split(b"\n")
+        if len(lines) - 1 > self.max_headers:  # the start line is not a header
+            self.hit("headers", host, now, f"--max-headers {self.max_headers}")
+            return 513, "Too Many Header Lines"
+        if len(max(lines, key=len).rstrip(b"\r")) > self.max_header_line:
+            self.hit("header_line", host, now, f"--max-header-line {self.max_header_line}")
+            return 513, "Header Line Too Long"
+        return None
+
+    def hit(self, limit: str, host: str, now: float, what: str) -> None:
+        """Count a limit hit by ``host`` and log it once per source a minute."""
+        self.limit_hits[limit] += 1
+        self.tell(limit, host, now, f"%s hit {what}: {LIMITS[limit]}")
 
     # ----------------------------------------------------------------- inside
 
@@ -208,7 +333,7 @@ class Guard:
 
     def _outsider(self, host: str, now: float) -> None:
         self.stats["not_allowed"] += 1
-        self._tell("not-allowed", host, now, "ignoring %s: not in --allow")
+        self.tell("not-allowed", host, now, "ignoring %s: not in --allow")
 
     def _source(self, host: str, now: float) -> Source:
         key = host if ":" not in host else _v6_source(host, self._v6_bits)
@@ -224,7 +349,7 @@ class Guard:
         self._new[key] = src
         return src
 
-    def _tell(self, kind: str, host: str, now: float, message: str) -> None:
+    def tell(self, kind: str, host: str, now: float, message: str) -> None:
         """Log ``message % host`` at most once per (kind, source) per ``LOG_INTERVAL`` and
         ``LOG_RATE`` lines a second in all."""
         told_key = (kind, self.key(host))
@@ -241,6 +366,19 @@ class Guard:
             self._told.clear()
         self._told[told_key] = now
         log.warning(message + " (said once a minute per source)", host)
+
+
+#: The limits ``Guard.hit`` counts, and what hitting each does.
+LIMITS = {
+    "message_size": "answered 513 (over TCP, then closed)",
+    "headers": "answered 513",
+    "header_line": "answered 513",
+    "connections": "TCP connection closed at once",
+    "connections_per_source": "TCP connection closed at once",
+    "idle": "idle TCP connection closed",
+    "message_time": "TCP connection closed: its message took too long to arrive",
+    "write_buffer": "TCP connection closed: it does not read its responses",
+}
 
 
 @functools.lru_cache(maxsize=4096)

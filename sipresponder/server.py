@@ -15,6 +15,7 @@ import errno
 import json
 import logging
 import os
+import resource
 import socket
 import time
 from collections.abc import Iterable
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 #: Socket buffer size asked for on UDP (the kernel may cap it).
 UDP_BUFFER = 4 * 1024 * 1024
 _PORT_ATTEMPTS = 50
+#: Open files kept for everything but TCP connections (listeners, logs, journal, admin).
+_FD_RESERVE = 64
 #: How often a graceful stop looks whether what it waits for is done.
 _DRAIN_POLL = 0.02
 #: How long, after the drain, TCP connections get to flush what was written to them.
@@ -146,17 +149,35 @@ class Server:
                 if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
                     raise
         driver = self._driver
-        max_size = self.config.max_message_size
+        config = self.config
+        max_size, max_write = config.max_message_size, config.max_tcp_write_buffer
         for transport, sock in socks:
             if transport == "udp":
                 udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(driver), sock=sock)
                 self._udp = udp
             else:
+                self._limit_connections()
                 self._tcp = await loop.create_server(
-                    lambda: TcpConnection(driver, max_size), sock=sock
+                    lambda: TcpConnection(driver, max_size, max_write), sock=sock
                 )
+                driver.watch_connections(config.tcp_idle_timeout, config.message_timeout)
             name = sock.getsockname()
             self.listeners.append((transport, name[0], name[1]))
+
+    def _limit_connections(self) -> None:
+        """Make room for --max-connections under the open-file limit (raising the soft
+        limit when the hard one allows), or lower the limit to what fits, with a warning:
+        past it, accept() would fail with EMFILE instead of a connection being refused."""
+        wanted = self.config.max_connections
+        fits = _open_files(wanted + _FD_RESERVE) - _FD_RESERVE
+        if fits < wanted:
+            self.guard.max_connections = max(1, fits)
+            log.warning(
+                "--max-connections %d does not fit the open-file limit: at most %d TCP "
+                "connections (raise it with ulimit -n)",
+                wanted,
+                self.guard.max_connections,
+            )
 
     def _bind(self, family: socket.AddressFamily, port: int) -> list[tuple[str, socket.socket]]:
         """Bind the sockets; with port 0 the first one picks and the rest follow it."""
@@ -290,6 +311,21 @@ def unfinished(transactions: Iterable[ServerTransaction]) -> int:
 
 _RUNNING = (State.TRYING, State.PROCEEDING)
 _AWAITING_ACK = (State.COMPLETED, State.ACCEPTED)
+
+
+def _open_files(wanted: int) -> int:
+    """The soft open-file limit, raised towards ``wanted`` as far as the hard one allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -17,14 +17,15 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from .endpoint import Endpoint, Flow, Send
-from .guard import Guard
+from .guard import Guard, Watch
 from .message import Request
 from .parser import PING, FramingError, StreamFramer, parse_message
 from .responses import make_to_tag
 
 log = logging.getLogger(__name__)
 
-#: Bytes queued for a TCP peer that does not read before the connection is dropped.
+#: Bytes queued for a TCP peer that does not read before the connection is dropped
+#: (the default of ``--max-tcp-write-buffer``).
 MAX_TCP_WRITE_BUFFER = 1 << 20
 
 
@@ -49,6 +50,7 @@ class Driver:
         self.observe: Callable[[float], None] | None = None
         #: Open TCP connections, closed with the driver (none may outlive the server).
         self.connections: set[TcpConnection] = set()
+        self._sweep_handle: asyncio.TimerHandle | None = None
 
     def receive(self, data: bytes, flow: Flow, now: float | None = None) -> None:
         """Feed one message to the endpoint and send what comes out."""
@@ -62,6 +64,16 @@ class Driver:
         out = self.endpoint.receive(data, flow, now)
         observe(time.perf_counter() - start)
         self.send(out)
+
+    def check_headers(self, data: bytes, flow: Flow) -> bool:
+        """The slow path of the header limits (``Guard.header_problem``): True when the
+        message broke one, and was answered 513."""
+        problem = self.guard.header_problem(data, flow.remote[0], self.loop.time())
+        if problem is None:
+            return False
+        status, reason = problem
+        self.send(self.endpoint.reject_framing(FramingError(status, reason, data), flow))
+        return True
 
     def send(self, out: list[Send]) -> None:
         cap = self.cap
@@ -136,10 +148,36 @@ class Driver:
             if conn.transport is not None:
                 conn.transport.abort()
 
+    def watch_connections(self, idle: float, message_time: float) -> None:
+        """Close TCP connections idle for ``idle`` s, or whose message (or first message)
+        takes more than ``message_time`` s to arrive; looked at a few times per timeout."""
+        interval = min(1.0, max(0.05, min(idle, message_time) / 4))
+        what = {
+            "idle": f"--tcp-idle-timeout {idle:g} s",
+            "message_time": f"--message-timeout {message_time:g} s",
+        }
+
+        def sweep() -> None:
+            now = self.loop.time()
+            for conn in list(self.connections):
+                transport = conn.transport
+                if transport is None or conn.flow is None or transport.is_closing():
+                    continue
+                verdict = conn.watch.check(now, idle, message_time)
+                if verdict is not None:
+                    self.guard.hit(verdict, conn.flow.remote[0], now, what[verdict])
+                    transport.close()
+            self._sweep_handle = self.loop.call_at(now + interval, sweep)
+
+        self._sweep_handle = self.loop.call_at(self.loop.time() + interval, sweep)
+
     def close(self) -> None:
         if self._lag_handle is not None:
             self._lag_handle.cancel()
             self._lag_handle = None
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -198,6 +236,7 @@ MAX_UDP_FLOWS = 4096
 class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
+        self.long_message = driver.guard.long_message
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)
         #: The flow of each recent source address: a flow is made once per peer, not per
@@ -218,20 +257,21 @@ class UdpProtocol(asyncio.DatagramProtocol):
             self._flows[addr] = flow
         driver = self.driver
         screen = driver.screen
-        if screen is None:
-            driver.receive(data, flow)
-            return
-        now = driver.loop.time()
-        src = screen.admit(addr[0], len(data), now)
-        if src is None:
-            return  # not allowed, or over its rate: ignored (counted by the guard)
-        if (
-            not src.verified
-            and screen.caps
-            and data[:4] == b"ACK "
-            and carries_our_tag(data, driver.endpoint.secret)
-        ):
-            screen.verify(src)
+        now = None
+        if screen is not None:
+            now = driver.loop.time()
+            src = screen.admit(addr[0], len(data), now)
+            if src is None:
+                return  # not allowed, or over its rate: ignored (counted by the guard)
+            if (
+                not src.verified
+                and screen.caps
+                and data[:4] == b"ACK "
+                and carries_our_tag(data, driver.endpoint.secret)
+            ):
+                screen.verify(src)
+        if len(data) > self.long_message and driver.check_headers(data, flow):
+            return  # over a header limit: answered 513
         driver.receive(data, flow, now)
 
     def error_received(self, exc: Exception) -> None:
@@ -242,12 +282,17 @@ class UdpProtocol(asyncio.DatagramProtocol):
 class TcpConnection(asyncio.Protocol):
     """One accepted TCP connection: frames the stream, answers on the same connection."""
 
-    def __init__(self, driver: Driver, max_size: int) -> None:
+    def __init__(
+        self, driver: Driver, max_size: int, max_write: int = MAX_TCP_WRITE_BUFFER
+    ) -> None:
         self.driver = driver
         self.framer = StreamFramer(max_size)
+        self.max_write = max_write
         self.transport: asyncio.Transport | None = None
         self.flow: Flow | None = None
         self.closed = False
+        self.counted = False  # by the guard's connection limits
+        self.watch = Watch(driver.loop.time())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -255,10 +300,13 @@ class TcpConnection(asyncio.Protocol):
         local = self.transport.get_extra_info("sockname")
         self.flow = Flow("tcp", (peer[0], peer[1]), (local[0], local[1]), self)
         driver = self.driver
-        if driver.screen is not None and not driver.screen.accept(peer[0], driver.loop.time()):
-            self.closed = True  # not allowed, or its source is blocked: closed at once
+        if not driver.guard.connect(peer[0], driver.loop.time()):
+            # Not allowed, its source blocked, or over a connection limit: closed at once
+            # (counted and logged by the guard).
+            self.closed = True
             self.transport.abort()
             return
+        self.counted = True
         driver.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -267,35 +315,55 @@ class TcpConnection(asyncio.Protocol):
         assert flow is not None and self.transport is not None
         if self.closed:
             return
-        screen = driver.screen if driver.guard.rate else None
-        for item in self.framer.feed(data):
+        watch = self.watch
+        watch.active = True
+        guard = driver.guard
+        screen = driver.screen if guard.rate else None
+        framer = self.framer
+        for item in framer.feed(data):
             if item is PING:
                 self.write(b"\r\n")  # RFC 5626 §3.5.1: a CRLF pong for a CRLF CRLF ping
             elif isinstance(item, FramingError):
+                now = driver.loop.time()
+                if item.status == 513:
+                    what = f"--max-message-size {guard.max_message_size}"
+                    guard.hit("message_size", flow.remote[0], now, what)
+                else:
+                    guard.tell(
+                        "framing", flow.remote[0], now, f"closing TCP from %s: {item.reason}"
+                    )
                 driver.send(driver.endpoint.reject_framing(item, flow))
-                log.info("closing TCP connection from %s: %s", flow.peer, item.reason)
                 self.transport.close()
                 return
             elif isinstance(item, bytes):
+                watch.done += 1
+                now = None
                 if screen is not None:
                     now = driver.loop.time()
                     if screen.admit(flow.remote[0], len(item), now) is None:
                         self.transport.abort()  # over its rate: the source is blocked
                         return
-                    driver.receive(item, flow, now)
-                else:
-                    driver.receive(item, flow)
+                if len(item) > guard.long_message and driver.check_headers(item, flow):
+                    continue  # over a header limit: answered 513, the stream still framed
+                driver.receive(item, flow, now)
+        watch.pending = framer.buffered > 0 or not watch.done
 
     def write(self, data: bytes) -> None:
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             log.debug("response dropped: the TCP connection is gone")
             return
+        self.watch.active = True
         transport.write(data)
-        if transport.get_write_buffer_size() > MAX_TCP_WRITE_BUFFER:
-            log.info("closing TCP connection that does not read its responses")
+        if transport.get_write_buffer_size() > self.max_write and self.flow is not None:
+            host = self.flow.remote[0]
+            what = f"--max-tcp-write-buffer {self.max_write}"
+            self.driver.guard.hit("write_buffer", host, self.driver.loop.time(), what)
             transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.driver.connections.discard(self)
+        if self.counted and self.flow is not None:
+            self.counted = False
+            self.driver.guard.disconnect(self.flow.remote[0])

@@ -168,6 +168,13 @@ BAD_FLAGS = [
     ["--rate-limit", "0"],
     ["--rate-limit", "fast/s"],
     ["--amplification-limit", "0.5"],
+    ["--max-headers", "5"],
+    ["--max-header-line", "many"],
+    ["--max-connections", "0"],
+    ["--max-connections-per-source", "0"],
+    ["--tcp-idle-timeout", "0"],
+    ["--message-timeout", "-1"],
+    ["--max-tcp-write-buffer", "10"],
 ]
 
 
