@@ -195,8 +195,12 @@ class Endpoint:
         self._last_now = now
         try:
             try:
+                config = self.config
                 msg = parse_message(
-                    data, stream=flow.reliable, max_size=self.config.max_message_size
+                    data,
+                    stream=flow.reliable,
+                    max_size=config.max_message_size,
+                    max_headers=config.max_headers,
                 )
             except ParseError as exc:
                 return self._reject(exc, flow)

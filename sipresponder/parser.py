@@ -116,13 +116,19 @@ def _content_length(values: list[str]) -> int:
 
 
 def parse_message(
-    data: bytes, *, stream: bool = False, max_size: int = DEFAULT_MAX_SIZE
+    data: bytes,
+    *,
+    stream: bool = False,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_headers: int | None = None,
 ) -> Request | Response:
     """Parse one whole SIP message.
 
     ``stream`` says the message came framed from a stream transport (TCP), where a
     Content-Length is mandatory (§18.3, §20.14); on a datagram transport a missing
-    Content-Length means the rest of the datagram.
+    Content-Length means the rest of the datagram.  More than ``max_size`` bytes or
+    ``max_headers`` header lines is answered 513 (RFC 3261 §21.5.14), once the request is
+    read far enough to address the answer.
 
     This is the per-message hot path: the header loop and the checks after it are written
     for the common case (CRLF line ends, no folding, each name seen before) and take the
@@ -277,6 +283,8 @@ def parse_message(
             errors.insert(0, (505, "Version Not Supported"))
         elif not errors:
             errors.append((400, "Malformed SIP Version"))
+    if max_headers is not None and len(lines) - first - 1 > max_headers:
+        errors.insert(0, (513, "Too Many Header Lines"))
     if len(data) > max_size:
         errors.insert(0, (513, "Message Too Large"))
     if errors:
