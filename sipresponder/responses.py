@@ -212,6 +212,24 @@ class Answers:
             headers.append(("CSeq", req.cseq))
         return headers
 
+    def _shared_texts(self) -> tuple[str, str]:
+        """``shared(100)`` and ``shared(status)`` of any other status as header lines, made
+        together once a request: they differ in the To tag alone."""
+        req = self.req
+        vias = self.vias
+        head = "".join([f"Via: {v}\r\n" for v in vias])
+        if req.from_ is not None:
+            head = f"{head}From: {req.from_}\r\n"
+        tail = "" if req.call_id is None else f"Call-ID: {req.call_id}\r\n"
+        if req.cseq is not None:
+            tail = f"{tail}CSeq: {req.cseq}\r\n"
+        if req.to is None:
+            return head + tail, head + tail
+        plain = f"{head}To: {req.to}\r\n{tail}"
+        if req.to_tag is not None or not self.to_tag:
+            return plain, plain
+        return plain, f"{head}To: {req.to};tag={self.to_tag}\r\n{tail}"
+
     def response(self, status: int, extras: Extras = NO_EXTRAS, server: str = SERVER) -> Response:
         req, local, tag = self.req, self.local, self.to_tag
         headers, body, content_type = _own(req, status, local, tag, extras, server)
@@ -223,14 +241,10 @@ class Answers:
     def render(self, status: int, extras: Extras = NO_EXTRAS, server: str = SERVER) -> bytes:
         """The response ``status`` as wire bytes (Content-Length from the body, §20.14):
         what ``serialize_response(self.response(status, extras))`` gives, faster."""
-        if status == 100:
-            shared = self._shared_100
-            if shared is None:
-                shared = self._shared_100 = _lines(self.shared(100))
-        else:
-            shared = self._shared
-            if shared is None:
-                shared = self._shared = _lines(self.shared(status))
+        shared = self._shared_100 if status == 100 else self._shared
+        if shared is None:
+            self._shared_100, self._shared = self._shared_texts()
+            shared = self._shared_100 if status == 100 else self._shared
         req, local = self.req, self.local
         fixed = extras is NO_EXTRAS and server == SERVER and _request_free(req, status)
         if fixed:
@@ -276,10 +290,6 @@ def _request_free(req: Request, status: int) -> bool:
     if method == "INVITE" and cls == 1 and status != 100:
         return req.headers.values("record-route") is None  # a dialog-creating 1xx
     return True
-
-
-def _lines(headers: list[tuple[str, str]]) -> str:
-    return "".join([f"{name}: {value}\r\n" for name, value in headers])
 
 
 def _own(

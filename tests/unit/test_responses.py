@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from helpers import SDP_OFFER, request
 
+from sipresponder.codes import REGISTERED
 from sipresponder.message import Request, Response
 from sipresponder.parser import parse_message
 from sipresponder.responses import (
     ALLOW,
+    NO_EXTRAS,
+    Answers,
     Extras,
     Local,
     build_response,
@@ -245,3 +248,42 @@ def test_subscribe_and_publish_2xx() -> None:
 def test_reason_override_and_retry_after() -> None:
     resp = respond(request(), 503, extras=Extras(reason="Too Busy", retry_after=5))
     assert resp.reason == "Too Busy" and resp.header("Retry-After") == "5"
+
+
+# Answers.render (the hot path, with its cache of request-free tails) must give the bytes
+# of serialize_response(Answers.response(...)) (the object path): every code of the
+# registry to each kind of request, twice (the second from the cache).
+CODES = [*REGISTERED, 199, 299, 399, 499, 599, 699]  # and unregistered ones
+REQUESTS = {
+    "invite": request("INVITE"),
+    "invite-sdp-rr": request(
+        "INVITE",
+        extra=[("Record-Route", "<sip:p1;lr>"), ("Content-Type", "application/sdp")],
+        body=SDP_OFFER,
+    ),
+    "in-dialog": request("INVITE", to="<sip:alice@127.0.0.1>;tag=theirs"),
+    "two-vias-rport": request(
+        "OPTIONS", via="SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK-2;rport, SIP/2.0/TCP p;branch=x"
+    ),
+    "register": request("REGISTER", extra=[("Contact", "<sip:a@b>;expires=60")]),
+    "subscribe": request("SUBSCRIBE", extra=[("Expires", "600")]),
+    "publish": request("PUBLISH"),
+    "require": request("OPTIONS", extra=[("Require", "foo")]),
+}
+EXTRAS = {
+    "none": NO_EXTRAS,
+    "rule": Extras(reason="Custom", headers=(("X-Test", "1"), ("Server", "other"))),
+    "challenge": Extras(nonce="n1", realm="r1", retry_after=5, warning="w"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REQUESTS))
+@pytest.mark.parametrize("extras", sorted(EXTRAS))
+def test_render_is_the_serialized_response(kind: str, extras: str) -> None:
+    request_ = req(REQUESTS[kind])
+    for local in (LOCAL, Local("::1", 5070, "tcp")):
+        answers = Answers(request_, to_tag="t1", source=SRC, local=local)
+        for code in CODES:
+            want = serialize_response(answers.response(code, EXTRAS[extras]))
+            assert answers.render(code, EXTRAS[extras]) == want, (kind, code)
+            assert answers.render(code, EXTRAS[extras]) == want, (kind, code, "cached")
