@@ -190,8 +190,12 @@ class Guard:
                 tokens = self.burst
             src.stamp = now
             if tokens < 1.0:
-                src.tokens = tokens
+                # Blocked; afterwards the bucket refills from empty, from the block's end:
+                # a flood let back in with a full second's burst would get that burst
+                # handled every cycle (found by make soak).
+                src.tokens = 0.0
                 src.blocked_until = now + self.block
+                src.stamp = src.blocked_until
                 self.stats["blocked"] += 1
                 self.stats["rate_limited"] += 1
                 self.tell(

@@ -46,10 +46,16 @@ def test_rate_limit_blocks_a_source_for_a_while_then_lets_it_back() -> None:
     assert guard.admit("192.0.2.2", 100, 0.0) is not None  # other sources are not affected
     assert guard.admit("192.0.2.1", 100, 5.0) is None  # blocked, though tokens came back
     assert not guard.accept("192.0.2.1", 5.0)  # and its TCP connections are refused
-    assert guard.admit("192.0.2.1", 100, 10.0) is not None  # the block is over
+    # The block is over, and the bucket refills from empty from its end: one message
+    # each 0.2 s, not a whole second's burst at once (a flood would get that each cycle).
+    assert guard.admit("192.0.2.1", 100, 10.0) is None
+    assert guard.stats["blocked"] == 2
+    assert guard.admit("192.0.2.1", 100, 20.25) is not None
+    assert guard.admit("192.0.2.1", 100, 20.25) is None  # no burst: blocked again
+    assert guard.stats["blocked"] == 3
     # At the rate itself it is never blocked: one message each 0.2 s.
     assert all(guard.admit("192.0.2.3", 100, 20 + i * 0.2) is not None for i in range(50))
-    assert guard.stats["blocked"] == 1
+    assert guard.stats["blocked"] == 3
 
 
 def test_ipv6_sources_are_their_64() -> None:
