@@ -252,6 +252,10 @@ def parse_message(
             if method and req.cseq_method != method:
                 errors.append((400, "CSeq Method Does Not Match Request"))
 
+    values = hmap.get("max-forwards")
+    if values is not None and decimal(values[0]) is None:
+        errors.append((400, "Malformed Max-Forwards Header"))  # §20.22: 1*DIGIT
+
     # Body (§18.3, §20.14).
     body = data[body_start:]
     cl_values = hmap.get("content-length")
