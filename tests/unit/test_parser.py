@@ -298,9 +298,7 @@ def test_framer_bounds_memory() -> None:
 @pytest.mark.parametrize("value", ["\x00\xff\x07", "seventy", "-1", "", "7 0"])
 def test_max_forwards_must_be_digits(value: str) -> None:
     # §20.22: Max-Forwards is 1*DIGIT (make soak sent binary there and got 200).
-    data = request("OPTIONS", extra=[("Max-Forwards", value)]).replace(
-        b"Max-Forwards: 70\r\n", b""
-    )
+    data = request("OPTIONS", extra=[("Max-Forwards", value)]).replace(b"Max-Forwards: 70\r\n", b"")
     with pytest.raises(ParseError) as info:
         parse_message(data)
     assert (info.value.status, info.value.reason) == (400, "Malformed Max-Forwards Header")
