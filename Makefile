@@ -10,7 +10,7 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test unit integration lint soak bench bench-micro fuzz sipp venv clean
+.PHONY: run test unit integration lint soak bench bench-micro bench-instructions fuzz sipp venv clean
 
 run: $(STAMP)
 	$(BIN)/sipresponder $(ARGS)
@@ -43,6 +43,11 @@ bench: $(STAMP) sipp
 # Parse + respond per message in the core, no sockets: seconds.
 bench-micro: $(STAMP)
 	$(BIN)/python bench/micro.py
+
+# Instructions per operation of the core under valgrind (apt-get install valgrind): about
+# a minute; unlike CPU time it does not move with the machine's load — compare changes by it.
+bench-instructions: $(STAMP)
+	$(BIN)/python bench/instructions.py
 
 # Coverage-guided fuzzing (atheris) of the parser and the TCP framer, FUZZ_SECONDS per
 # target.  atheris is installed into the venv here, on demand (the 'fuzz' extra), never
