@@ -11,6 +11,7 @@ protocol decisions are made here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any, cast
 from .endpoint import Endpoint, Flow, Send
 from .guard import Guard, Watch
 from .message import Request
-from .parser import PING, FramingError, StreamFramer, parse_message
+from .parser import PING, FramingError, Ping, StreamFramer, parse_message
 from .responses import make_to_tag
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,10 @@ def carries_our_tag(data: bytes, secret: bytes) -> bool:
     return msg.to_tag == make_to_tag(secret, msg.call_id or "", msg.from_tag, msg.cseq_num)
 
 
+#: Messages of one TCP connection handled in one go; the rest wait for the next turn of
+#: the event loop (bounded: reading pauses while they wait).
+TCP_BATCH = 32
+
 #: UDP flows remembered per source address; the table is emptied when it fills.
 MAX_UDP_FLOWS = 4096
 
@@ -293,6 +298,9 @@ class TcpConnection(asyncio.Protocol):
         self.closed = False
         self.counted = False  # by the guard's connection limits
         self.watch = Watch(driver.loop.time())
+        #: Framed messages waiting their turn, and whether reading is paused for them.
+        self.backlog: collections.deque[bytes | Ping | FramingError] = collections.deque()
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -310,17 +318,50 @@ class TcpConnection(asyncio.Protocol):
         driver.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        assert self.flow is not None and self.transport is not None
+        if self.closed:
+            return
+        self.watch.active = True
+        items = self.framer.feed(data)
+        backlog = self.backlog
+        if not backlog and len(items) <= TCP_BATCH:
+            self._handle(items)
+        else:
+            # More than a batch: the rest waits its turn, reading pauses, and timers and
+            # other peers run in between (libuv reads up to 32 times in one callback: a
+            # megabyte of requests handled at once would stall the loop for a second and
+            # set off the overload shedding).
+            backlog.extend(items)
+            if not self.paused:
+                self.paused = True
+                self.transport.pause_reading()
+                self.driver.loop.call_soon(self._work)
+        self.watch.pending = self.framer.buffered > 0 or bool(backlog) or not self.watch.done
+
+    def _work(self) -> None:
+        """Handle the next batch of the backlog; read again once it is empty."""
+        backlog = self.backlog
+        if self.closed or self.transport is None or self.transport.is_closing():
+            backlog.clear()
+            return
+        batch = [backlog.popleft() for _ in range(min(TCP_BATCH, len(backlog)))]
+        self._handle(batch)
+        if backlog and not self.closed:
+            self.driver.loop.call_soon(self._work)
+        else:
+            self.paused = False
+            if not self.closed and not self.transport.is_closing():
+                self.transport.resume_reading()
+        self.watch.pending = self.framer.buffered > 0 or bool(backlog) or not self.watch.done
+
+    def _handle(self, items: list[bytes | Ping | FramingError]) -> None:
         driver = self.driver
         flow = self.flow
         assert flow is not None and self.transport is not None
-        if self.closed:
-            return
         watch = self.watch
-        watch.active = True
         guard = driver.guard
         screen = driver.screen if guard.rate else None
-        framer = self.framer
-        for item in framer.feed(data):
+        for item in items:
             if item is PING:
                 self.write(b"\r\n")  # RFC 5626 §3.5.1: a CRLF pong for a CRLF CRLF ping
             elif isinstance(item, FramingError):
@@ -346,7 +387,6 @@ class TcpConnection(asyncio.Protocol):
                 if len(item) > guard.long_message and driver.check_headers(item, flow):
                     continue  # over a header limit: answered 513, the stream still framed
                 driver.receive(item, flow, now)
-        watch.pending = framer.buffered > 0 or not watch.done
 
     def write(self, data: bytes) -> None:
         transport = self.transport

@@ -9,13 +9,14 @@ from helpers import request
 
 from sipresponder.config import Config
 from sipresponder.endpoint import Endpoint
-from sipresponder.transport import Driver, TcpConnection, UdpProtocol
+from sipresponder.transport import TCP_BATCH, Driver, TcpConnection, UdpProtocol
 
 
 class FakeTcp:
     def __init__(self) -> None:
         self.written: list[bytes] = []
         self.closed = False
+        self.reading = True
 
     def get_extra_info(self, name: str) -> Any:
         return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 5060)}[name]
@@ -34,6 +35,12 @@ class FakeTcp:
 
     def get_write_buffer_size(self) -> int:
         return 0
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
 
 class FakeUdp:
@@ -130,3 +137,24 @@ def test_lag_monitor_sheds_then_recovers() -> None:
     assert m.tick(3.2, 3.21)
     assert m.tick(4.0, 4.01)
     assert not m.tick(4.3, 4.31)  # calm for over a second: back to normal
+
+
+def test_a_burst_on_one_connection_is_handled_in_batches_between_loop_turns() -> None:
+    # libuv reads up to 32 times in one callback: a megabyte of requests handled at once
+    # would stall the loop (timers, other peers) and set off the overload shedding.
+    async def scenario() -> tuple[list[str], list[str], bool, bool]:
+        loop = asyncio.get_running_loop()
+        conn = TcpConnection(driver(loop), 1 << 20)
+        fake = FakeTcp()
+        conn.connection_made(fake)  # type: ignore[arg-type]
+        burst = b"".join(request("OPTIONS", branch=f"z9hG4bK-{i}") for i in range(100))
+        conn.data_received(burst)
+        first = status_lines(fake.written)
+        paused = not fake.reading
+        for _ in range(10):  # each turn of the loop handles one batch
+            await asyncio.sleep(0)
+        return first, status_lines(fake.written), paused, fake.reading
+
+    first, after, paused, reading = asyncio.run(scenario())
+    assert len(first) < TCP_BATCH + 1 and paused  # not all at once; reading paused
+    assert len(after) == 100 and reading  # then all, in turns, and reading again
