@@ -354,7 +354,9 @@ class FramingError:
     data: bytes
 
 
-_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
+#: A Content-Length line (or its compact form) of a header section: found after a line
+#: end, which lets the regex engine skip ahead (four times faster than ``^`` with re.M).
+_CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
 
 
 class StreamFramer:
@@ -384,50 +386,60 @@ class StreamFramer:
         buf = self._buf
         buf += data
         out: list[bytes | Ping | FramingError] = []
-        while buf:
-            if self._need:
-                if len(buf) < self._need:
+        pos = 0  # what is consumed; cut from the buffer once, at the end
+        size = len(buf)
+        while pos < size:
+            need = self._need
+            if need:
+                if size - pos < need:
                     break
-                out.append(bytes(buf[: self._need]))
-                del buf[: self._need]
+                out.append(bytes(buf[pos : pos + need]))
+                pos += need
                 self._need = 0
                 continue
-            if buf[0] in (13, 10):  # CR or LF before a start line
-                if buf.startswith(b"\r\n\r\n"):
+            if buf[pos] in (13, 10):  # CR or LF before a start line
+                if buf.startswith(b"\r\n\r\n", pos):
                     out.append(PING)
-                    del buf[:4]
+                    pos += 4
                     continue
-                if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
+                if size - pos < 4 and b"\r\n\r\n".startswith(bytes(buf[pos:])):
                     break  # maybe the first half of a ping: wait for more
                 # §7.5: a stray CRLF (or LF) between messages is ignored.
-                del buf[: 2 if buf.startswith(b"\r\n") else 1]
+                pos += 2 if buf.startswith(b"\r\n", pos) else 1
                 continue
-            end = buf.find(b"\r\n\r\n")
+            end = buf.find(b"\r\n\r\n", pos)
             if end < 0:
-                if len(buf) > self._max:
+                if size - pos > self._max:
+                    del buf[:pos]
                     out.append(self._fail(513, "Message Too Large"))
+                    return out
                 break
-            head_len = end + 4
+            head_len = end + 4 - pos
             if head_len > self._max:
                 # Too large whatever its Content-Length says: the same answer as when the
                 # header arrives in pieces and overflows before its end is seen.
+                del buf[:pos]
                 out.append(self._fail(513, "Message Too Large"))
-                break
-            matches = _CL_RE.findall(buf, 0, end + 2)
+                return out
+            matches = _CL_RE.findall(buf, pos, end + 2)
             if not matches:
                 length = 0  # the parser answers 400 "Missing Content-Length"
             else:
                 values = {m.strip() for m in matches}
                 text = values.pop() if len(values) == 1 else b"x"
                 if not text.isdigit() or len(text) > 9:
+                    del buf[:pos]
                     out.append(self._fail(400, "Bad Content-Length"))
-                    break
+                    return out
                 length = int(text)
             total = head_len + length
             if total > self._max:
+                del buf[:pos]
                 out.append(self._fail(513, "Message Too Large"))
-                break
+                return out
             self._need = total
+        if pos:
+            del buf[:pos]
         return out
 
     def _fail(self, status: int, reason: str) -> FramingError:

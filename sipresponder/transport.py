@@ -301,6 +301,8 @@ class TcpConnection(asyncio.Protocol):
         #: Framed messages waiting their turn, and whether reading is paused for them.
         self.backlog: collections.deque[bytes | Ping | FramingError] = collections.deque()
         self.paused = False
+        #: While a batch is handled: what it is answered, written at once afterwards.
+        self.corked: list[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -355,6 +357,22 @@ class TcpConnection(asyncio.Protocol):
         self.watch.pending = self.framer.buffered > 0 or bool(backlog) or not self.watch.done
 
     def _handle(self, items: list[bytes | Ping | FramingError]) -> None:
+        """Handle framed items; what they are answered goes out in one write at the end
+        (one send(2) for a batch, not one per response)."""
+        self.corked = []
+        try:
+            self._handle_items(items)
+        finally:
+            self._uncork()
+
+    def _uncork(self) -> None:
+        """Write what the batch so far was answered (before the end of a batch too, when
+        the connection is to be closed: its last answers go first)."""
+        chunks, self.corked = self.corked, None
+        if chunks:
+            self.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def _handle_items(self, items: list[bytes | Ping | FramingError]) -> None:
         driver = self.driver
         flow = self.flow
         assert flow is not None and self.transport is not None
@@ -374,6 +392,7 @@ class TcpConnection(asyncio.Protocol):
                         "framing", flow.remote[0], now, f"closing TCP from %s: {item.reason}"
                     )
                 driver.send(driver.endpoint.reject_framing(item, flow))
+                self._uncork()
                 self.transport.close()
                 return
             elif isinstance(item, bytes):
@@ -382,6 +401,7 @@ class TcpConnection(asyncio.Protocol):
                 if screen is not None:
                     now = driver.loop.time()
                     if screen.admit(flow.remote[0], len(item), now) is None:
+                        self._uncork()
                         self.transport.abort()  # over its rate: the source is blocked
                         return
                 if len(item) > guard.long_message and driver.check_headers(item, flow):
@@ -389,6 +409,10 @@ class TcpConnection(asyncio.Protocol):
                 driver.receive(item, flow, now)
 
     def write(self, data: bytes) -> None:
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)  # handling a batch: written when it is done
+            return
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             log.debug("response dropped: the TCP connection is gone")
