@@ -238,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
         "FACTOR times what it sent (default: 3, off when listening on loopback; 0: off)",
     )
     p.add_argument(
+        "--amplification-rate",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="with that cap on, and whatever such a source sent, at most BYTES a second "
+        "to it (default: 1048576; 0: no bound)",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=float,
         default=5.0,
@@ -304,6 +312,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         allow=tuple(args.allow),
         rate_limit=args.rate_limit,
         amplification=args.amplification_limit,
+        amplification_rate=args.amplification_rate,
     ).validate()
 
 

@@ -132,6 +132,10 @@ class Config:
     1500.  None: 3 unless listening on loopback (where no source can be spoofed), then
     off; 0: off."""
 
+    amplification_rate: int = 1 << 20
+    """With the cap on, bytes a second a source not yet verified may be sent at most,
+    whatever it sent (0: no such bound, the factor alone)."""
+
     drain_timeout: float = 5.0
     """Seconds a graceful stop (SIGTERM, SIGINT) lets transactions in flight finish their
     plan; what still rings then gets 503.  0 stops at once."""
@@ -168,6 +172,8 @@ class Config:
         amp = self.amplification
         if amp is not None and not (math.isfinite(amp) and (amp == 0 or 1 <= amp <= 100)):
             raise ConfigError("--amplification-limit: must be 0 (off) or a factor from 1 to 100")
+        if not 0 <= self.amplification_rate <= 1 << 30:
+            raise ConfigError("--amplification-rate: must be 0 (no bound) to 1073741824 bytes")
         if not (math.isfinite(self.drain_timeout) and 0 <= self.drain_timeout <= 3600):
             raise ConfigError(f"--drain-timeout: {self.drain_timeout:g} is not in 0-3600 seconds")
         if self.journal_size < 0:

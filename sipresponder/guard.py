@@ -38,12 +38,23 @@ LOG_INTERVAL = 60.0
 LOG_RATE = 10
 #: The anti-amplification factor when ``Config.amplification`` is None (automatic).
 DEFAULT_AMPLIFICATION = 3.0
+#: Bytes a second an unverified source may be sent at most, whatever it sent us.
+DEFAULT_UNVERIFIED_RATE = 1 << 20
 
 
 class Source:
     """What the guard knows of one source address (or IPv6 /64)."""
 
-    __slots__ = ("allowed", "blocked_until", "credit", "stamp", "tokens", "verified")
+    __slots__ = (
+        "allowed",
+        "blocked_until",
+        "credit",
+        "second",
+        "sent",
+        "stamp",
+        "tokens",
+        "verified",
+    )
 
     def __init__(self, allowed: bool, tokens: float, now: float, credit: float) -> None:
         self.allowed = allowed
@@ -52,6 +63,9 @@ class Source:
         self.blocked_until = 0.0
         self.credit = credit
         self.verified = False
+        #: Bytes sent to it (while unverified) in the second ``second``.
+        self.second = -1
+        self.sent = 0
 
 
 class Watch:
@@ -103,6 +117,7 @@ class Guard:
         rate: float = 0.0,
         block: float = 10.0,
         amplification: float = 0.0,
+        unverified_rate: int = DEFAULT_UNVERIFIED_RATE,
         max_sources: int = MAX_SOURCES,
         max_headers: int = 256,
         max_header_line: int = 8192,
@@ -115,6 +130,8 @@ class Guard:
         self.burst = max(rate, 1.0)
         self.block = block
         self.amplification = amplification
+        #: With the cap on, bytes a second an unverified source may be sent (0: no bound).
+        self.unverified_rate = unverified_rate
         # An IPv6 source is its /64, unless the allow list names something narrower.
         narrow = any(n.version == 6 and n.prefixlen > 64 for n in self.networks)
         self._v6_bits = 128 if narrow else 64
@@ -161,6 +178,7 @@ class Guard:
             rate=config.rate_limit,
             block=config.rate_limit_block,
             amplification=amplification,
+            unverified_rate=config.amplification_rate,
             max_headers=config.max_headers,
             max_header_line=config.max_header_line,
             max_message_size=config.max_message_size,
@@ -232,8 +250,17 @@ class Guard:
             if src.verified:
                 return True
             if src.credit >= size:
-                src.credit -= size
-                return True
+                # And never more than ``unverified_rate`` bytes a second, whatever it sent:
+                # its requests may carry a victim's spoofed address.
+                second = int(self._now)
+                if src.second != second:
+                    src.second = second
+                    src.sent = 0
+                limit = self.unverified_rate
+                if not limit or src.sent + size <= limit:
+                    src.sent += size
+                    src.credit -= size
+                    return True
         self.stats["held"] += 1
         self.stats["held_bytes"] += size
         self.tell(

@@ -168,6 +168,8 @@ BAD_FLAGS = [
     ["--rate-limit", "0"],
     ["--rate-limit", "fast/s"],
     ["--amplification-limit", "0.5"],
+    ["--amplification-rate", "-1"],
+    ["--amplification-rate", "lots"],
     ["--max-headers", "5"],
     ["--max-header-line", "many"],
     ["--max-connections", "0"],

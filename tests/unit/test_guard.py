@@ -92,6 +92,24 @@ def test_amplification_budget_until_verified() -> None:
     assert guard.stats["verified"] == 2
 
 
+def test_an_unverified_source_gets_at_most_its_bytes_a_second() -> None:
+    # Whatever it sent (its requests may carry a victim's address), at most
+    # unverified_rate bytes a second; the next second it gets more; once verified, all.
+    guard = Guard(amplification=3.0, unverified_rate=4000)
+    for _ in range(10):
+        src = guard.admit("192.0.2.1", 1000, 5.2)  # 30,000 bytes of factor credit
+    assert src is not None
+    assert guard.may_send("192.0.2.1", 3000) and guard.may_send("192.0.2.1", 1000)
+    assert not guard.may_send("192.0.2.1", 1)  # 4000 bytes in second 5
+    guard.admit("192.0.2.1", 10, 6.1)
+    assert guard.may_send("192.0.2.1", 4000) and not guard.may_send("192.0.2.1", 1)
+    guard.verify(src)
+    assert guard.may_send("192.0.2.1", 100_000)
+    unbounded = Guard(amplification=3.0, unverified_rate=0)  # the factor alone
+    unbounded.admit("192.0.2.1", 10_000, 0.0)
+    assert unbounded.may_send("192.0.2.1", 30_000)
+
+
 def test_banked_budget_is_bounded() -> None:
     guard = Guard(amplification=3.0)
     for i in range(100):
