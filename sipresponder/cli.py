@@ -61,6 +61,13 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a rate above 0 like 50/s") from None
 
 
+def _bytes_option(p: argparse.ArgumentParser, flag: str, default: int, text: str) -> None:
+    """A flag that takes a number of bytes; its help ends with the default."""
+    p.add_argument(
+        flag, type=int, default=default, metavar="BYTES", help=f"{text} (default {default})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
@@ -145,13 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="close a TCP connection whose message (or first message) takes longer than "
         "this to arrive (default %(default)g)",
     )
-    p.add_argument(
+    _bytes_option(
+        p,
         "--max-tcp-write-buffer",
-        type=int,
-        default=1 << 20,
-        metavar="BYTES",
-        help="responses queued for a TCP peer that does not read them before it is "
-        "dropped (default %(default)s)",
+        1 << 20,
+        "responses queued for a TCP peer that does not read them before it is dropped",
+    )
+    _bytes_option(
+        p,
+        "--socket-buffer",
+        4 << 20,
+        "UDP receive and send buffer to ask the kernel for (0: the kernel's default)",
     )
     p.add_argument("--realm", default="sipresponder", help="Digest realm of 401/407 challenges")
     p.add_argument(
@@ -237,13 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="over UDP, send a source that has not ACKed one of our responses at most "
         "FACTOR times what it sent (default: 3, off when listening on loopback; 0: off)",
     )
-    p.add_argument(
+    _bytes_option(
+        p,
         "--amplification-rate",
-        type=int,
-        default=1 << 20,
-        metavar="BYTES",
-        help="with that cap on, and whatever such a source sent, at most BYTES a second "
-        "to it (default: 1048576; 0: no bound)",
+        1 << 20,
+        "with that cap on, and whatever such a source sent, at most BYTES a second to it "
+        "(0: no bound)",
     )
     p.add_argument(
         "--drain-timeout",
@@ -294,6 +304,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         tcp_idle_timeout=args.tcp_idle_timeout,
         message_timeout=args.message_timeout,
         max_tcp_write_buffer=args.max_tcp_write_buffer,
+        socket_buffer=args.socket_buffer,
         realm=args.realm,
         log_level=args.log_level,
         log_format=args.log_format,

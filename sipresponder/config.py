@@ -65,6 +65,11 @@ class Config:
     """Bytes of responses queued for a TCP peer that does not read them before the
     connection is dropped."""
 
+    socket_buffer: int = 4 << 20
+    """Receive and send buffer asked for on the UDP socket, in bytes (a burst of datagrams
+    waits there while the event loop is busy; the kernel may grant less, see
+    ``net.core.rmem_max``).  0: the kernel's default."""
+
     timers: Timers = field(default_factory=Timers)
     """RFC 3261 timers T1, T2, T4, the provisional repeat interval and the ring limit."""
 
@@ -189,6 +194,11 @@ class Config:
         ):
             if value < least:
                 raise ConfigError(f"{flag}: {value} is below the least allowed, {least}")
+        if self.socket_buffer and not 4096 <= self.socket_buffer <= 1 << 30:
+            raise ConfigError(
+                f"--socket-buffer: {self.socket_buffer} is not 0 (the kernel's default) "
+                "or 4096-1073741824 bytes"
+            )
         for flag, seconds in (
             ("--tcp-idle-timeout", self.tcp_idle_timeout),
             ("--message-timeout", self.message_timeout),

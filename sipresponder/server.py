@@ -32,8 +32,6 @@ from .transport import Driver, TcpConnection, UdpProtocol
 
 log = logging.getLogger(__name__)
 
-#: Socket buffer size asked for on UDP (the kernel may cap it).
-UDP_BUFFER = 4 * 1024 * 1024
 _PORT_ATTEMPTS = 50
 #: Open files kept for everything but TCP connections (listeners, logs, journal, admin).
 _FD_RESERVE = 64
@@ -201,10 +199,8 @@ class Server:
                 if transport == "tcp":
                     # Not for UDP: there SO_REUSEADDR would let two servers share a port.
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                else:
-                    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                        with contextlib.suppress(OSError):
-                            sock.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER)
+                elif self.config.socket_buffer:
+                    _size_buffers(sock, self.config.socket_buffer)
                 try:
                     sock.bind((self.config.host, port))
                 except OSError as exc:
@@ -326,6 +322,27 @@ def _open_files(wanted: int) -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def _size_buffers(sock: socket.socket, size: int) -> None:
+    """Ask for ``size``-byte UDP buffers; say so once when the kernel grants less (it caps
+    them at net.core.rmem_max / wmem_max unless the process may force them)."""
+    granted = []
+    for opt, force, sysctl in (
+        (socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None), "net.core.rmem_max"),
+        (socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None), "net.core.wmem_max"),
+    ):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+        if force is not None and sock.getsockopt(socket.SOL_SOCKET, opt) < size:
+            with contextlib.suppress(OSError):  # allowed with CAP_NET_ADMIN only
+                sock.setsockopt(socket.SOL_SOCKET, force, size)
+        # Linux reports twice what was set (its bookkeeping overhead).
+        got = sock.getsockopt(socket.SOL_SOCKET, opt) // 2
+        if got < size:
+            granted.append(f"{got} bytes (raise {sysctl})")
+    if granted:
+        log.info("--socket-buffer %d: the kernel granted %s", size, ", ".join(granted))
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -170,6 +170,8 @@ BAD_FLAGS = [
     ["--amplification-limit", "0.5"],
     ["--amplification-rate", "-1"],
     ["--amplification-rate", "lots"],
+    ["--socket-buffer", "100"],
+    ["--socket-buffer", "big"],
     ["--max-headers", "5"],
     ["--max-header-line", "many"],
     ["--max-connections", "0"],
