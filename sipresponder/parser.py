@@ -205,15 +205,14 @@ def parse_message(
                 errors.append((400, f"Multiple {display_name(key)} Headers"))
         last_key = key
 
-    req = Request(method, uri, version, headers, b"", [], None, raw=data)
-
     # The Via chain first: without a usable top Via no response can be addressed.
     via_lines = hmap.get("via")
+    vias: list[str] = []
+    top = None
     if via_lines:
         if len(via_lines) == 1 and via_lines[0] and "," not in via_lines[0]:
             vias = via_lines  # one Via value: nothing to split (the common case)
         else:
-            vias = []
             for value in via_lines:
                 parts = split_commas(value, keep_empty=True)
                 if "" in parts:
@@ -221,35 +220,35 @@ def parse_message(
                     errors.append((400, "Empty Via Element"))
                     parts = [part for part in parts if part]
                 vias.extend(parts)
-        req.vias = vias
         if vias:
             try:
-                req.top_via = top = parse_via(vias[0])
+                top = parse_via(vias[0])
             except ParseError as exc:
                 raise ParseError(exc.reason, 400, None) from None
             if top.flaw is not None:
                 errors.append((400, top.flaw))  # answered all the same: it can be addressed
-    if req.top_via is None:
+    if top is None:
         raise ParseError("Missing Via Header", 400, None)
 
-    req.from_, req.from_tag = _party(hmap.get("from"), "From", errors)
-    req.to, req.to_tag = _party(hmap.get("to"), "To", errors)
+    from_, from_tag = _party(hmap.get("from"), "From", errors)
+    to, to_tag = _party(hmap.get("to"), "To", errors)
     values = hmap.get("call-id")
-    if values is not None:
-        req.call_id = values[0]
-    if not req.call_id:
+    call_id = None if values is None else values[0]
+    if not call_id:
         errors.append((400, "Missing Call-ID Header"))
     values = hmap.get("cseq")
+    cseq = cseq_method = None
+    cseq_num = 0
     if values is None:
         errors.append((400, "Missing CSeq Header"))
     else:
-        req.cseq = values[0]
+        cseq = values[0]
         try:
-            req.cseq_num, req.cseq_method = parse_cseq(req.cseq)
+            cseq_num, cseq_method = parse_cseq(cseq)
         except ParseError as exc:
             errors.append((400, exc.reason))
         else:
-            if method and req.cseq_method != method:
+            if method and cseq_method != method:
                 errors.append((400, "CSeq Method Does Not Match Request"))
 
     values = hmap.get("max-forwards")
@@ -278,8 +277,26 @@ def parse_message(
             errors.append((400, "Content-Length Exceeds Message"))
         elif length >= 0 and length != len(body):
             body = body[:length]
-    req.body = body
 
+    # Made once, whole: each field set once (this runs for every message).
+    req = Request(
+        method,
+        uri,
+        version,
+        headers,
+        body,
+        vias,
+        top,
+        from_,
+        to,
+        from_tag,
+        to_tag,
+        call_id,
+        cseq,
+        cseq_num,
+        cseq_method or "",
+        data,
+    )
     if version != "SIP/2.0" and version.upper() != "SIP/2.0":
         if _VERSION_RE.fullmatch(version):
             # Another version's message: nothing else in it can be judged by our rules
