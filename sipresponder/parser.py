@@ -106,10 +106,10 @@ def _header_end(data: bytes) -> tuple[int, int]:
 def _content_length(values: list[str]) -> int:
     lengths = set()
     for value in values:
-        value = value.strip()
-        if not value.isdigit() or not value.isascii() or len(value) > 9:
+        length = decimal(value.strip(), 9)
+        if length is None:
             raise ParseError("Bad Content-Length")
-        lengths.add(int(value))
+        lengths.add(length)
     if len(lengths) > 1:
         raise ParseError("Conflicting Content-Length Headers")
     return lengths.pop()
@@ -263,10 +263,8 @@ def parse_message(
             errors.append((400, "Missing Content-Length"))
             body = b""
     else:
-        text = cl_values[0]
-        if len(cl_values) == 1 and text.isdigit() and text.isascii() and len(text) < 10:
-            length = int(text)  # the common case; _content_length says what is wrong
-        else:
+        length = decimal(cl_values[0], 9) if len(cl_values) == 1 else None
+        if length is None:  # _content_length says what is wrong
             try:
                 length = _content_length(cl_values)
             except ParseError as exc:
