@@ -78,7 +78,6 @@ class Driver:
 
     def send(self, out: list[Send]) -> None:
         cap = self.cap
-        streams: dict[Any, list[bytes]] | None = None
         for data, flow, dest in out:
             conn: Any = flow.conn
             if flow.transport == "udp":
@@ -86,14 +85,9 @@ class Driver:
                     continue  # anti-amplification: counted and logged by the guard
                 conn.sendto(data, dest)  # the DatagramTransport the request came on
             else:
-                if streams is None:
-                    streams = {}
-                streams.setdefault(conn, []).append(data)
-        if streams is not None:
-            # What one event sends on a connection (100, 180 and 486 to an INVITE) goes
-            # in one write: one send(2) instead of three, the peer frames them anyway.
-            for conn, chunks in streams.items():
-                conn.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                # The TcpConnection the request came on; while it handles a batch it
+                # holds what it is answered back for one write (TcpConnection._handle).
+                conn.write(data)
         self.arm()
 
     def arm(self) -> None:
@@ -338,7 +332,7 @@ class TcpConnection(asyncio.Protocol):
                 self.paused = True
                 self.transport.pause_reading()
                 self.driver.loop.call_soon(self._work)
-        self.watch.pending = self.framer.buffered > 0 or bool(backlog) or not self.watch.done
+        self._note_pending()
 
     def _work(self) -> None:
         """Handle the next batch of the backlog; read again once it is empty."""
@@ -354,7 +348,13 @@ class TcpConnection(asyncio.Protocol):
             self.paused = False
             if not self.closed and not self.transport.is_closing():
                 self.transport.resume_reading()
-        self.watch.pending = self.framer.buffered > 0 or bool(backlog) or not self.watch.done
+        self._note_pending()
+
+    def _note_pending(self) -> None:
+        """For the message-time sweep: a message is under way while bytes wait in the
+        framer or framed ones in the backlog, or until the first one came."""
+        watch = self.watch
+        watch.pending = self.framer.buffered > 0 or bool(self.backlog) or not watch.done
 
     def _handle(self, items: list[bytes | Ping | FramingError]) -> None:
         """Handle framed items; what they are answered goes out in one write at the end
