@@ -17,8 +17,7 @@ import heapq
 import ipaddress
 import logging
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
-from typing import NamedTuple, cast
+from typing import Final, NamedTuple, cast
 
 from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
@@ -76,7 +75,6 @@ _NOTICE_LIMIT = 4096
 _CANCELLABLE = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
 
 
-@dataclass(frozen=True, slots=True)
 class Flow:
     """Where a message came from and how to answer it.
 
@@ -84,26 +82,58 @@ class Flow:
     of the TCP connection (``None`` for UDP) that the transport adapter maps back.  The
     text forms of the addresses are made once, with the flow: the transport keeps a flow
     per peer, so the per-message path (logs, journal) only reads them.
+
+    A plain class with ``Final`` attributes rather than a frozen dataclass: mypyc compiles
+    it to a native class, and a dataclass with derived (``init=False``) fields it does not.
+    Equal flows (transport, addresses, connection) hash alike.
     """
 
-    transport: str  # "udp" | "tcp"
-    remote: tuple[str, int]
-    local: tuple[str, int]
-    conn: object = None
-    #: ``host:port/transport`` of the peer, for logs.
-    peer: str = field(init=False, compare=False, repr=False)
-    #: ``host:port`` of the peer and of our socket, for the journal.
-    remote_text: str = field(init=False, compare=False, repr=False)
-    local_text: str = field(init=False, compare=False, repr=False)
-    reliable: bool = field(init=False, compare=False, repr=False)
+    __slots__ = (
+        "conn",
+        "local",
+        "local_text",
+        "peer",
+        "reliable",
+        "remote",
+        "remote_text",
+        "transport",
+    )
 
-    def __post_init__(self) -> None:
-        remote = _hostport(plain_ip(self.remote[0]), self.remote[1])
-        setattr_ = object.__setattr__
-        setattr_(self, "remote_text", remote)
-        setattr_(self, "local_text", _hostport(plain_ip(self.local[0]), self.local[1]))
-        setattr_(self, "peer", f"{remote}/{self.transport}")
-        setattr_(self, "reliable", self.transport != "udp")
+    def __init__(
+        self,
+        transport: str,  # "udp" | "tcp"
+        remote: tuple[str, int],
+        local: tuple[str, int],
+        conn: object = None,
+    ) -> None:
+        self.transport: Final = transport
+        self.remote: Final = remote
+        self.local: Final = local
+        self.conn: Final = conn
+        text = _hostport(plain_ip(remote[0]), remote[1])
+        #: ``host:port`` of the peer and of our socket, for the journal.
+        self.remote_text: Final = text
+        self.local_text: Final = _hostport(plain_ip(local[0]), local[1])
+        #: ``host:port/transport`` of the peer, for logs.
+        self.peer: Final = f"{text}/{transport}"
+        self.reliable: Final = transport != "udp"
+
+    def _key(self) -> tuple[str, tuple[str, int], tuple[str, int], object]:
+        return (self.transport, self.remote, self.local, self.conn)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Flow):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Flow(transport={self.transport!r}, remote={self.remote!r}, "
+            f"local={self.local!r}, conn={self.conn!r})"
+        )
 
 
 #: What to send: the bytes, the flow to send on (its ``conn`` for TCP), the UDP address.
