@@ -5,48 +5,53 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The protocol core compiled with mypyc (setup.py), built in place beside its sources.
+CORE   := $(VENV)/.core-built
 ARGS   ?=
 # make bench BENCH_ARGS="--quick --targets responder" (or BENCH_SECONDS=2 make bench)
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test unit integration lint soak bench bench-micro bench-instructions fuzz sipp venv clean
+.PHONY: core run test unit integration lint soak bench bench-micro bench-instructions fuzz sipp venv clean
 
-run: $(STAMP)
+run: $(CORE)
 	$(BIN)/sipresponder $(ARGS)
 
-test: $(STAMP) sipp lint
+# Every test against the compiled core, then the unit tests against the pure-Python one
+# (what a machine without a C compiler runs).
+test: $(CORE) sipp lint
 	$(BIN)/pytest -q tests
+	SIPRESPONDER_PURE=1 $(BIN)/pytest -q tests/unit
 
-unit: $(STAMP)
+unit: $(CORE)
 	$(BIN)/pytest -q tests/unit
 
-integration: $(STAMP) sipp
+integration: $(CORE) sipp
 	$(BIN)/pytest -q tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check sipresponder tests bench fuzz
-	$(BIN)/ruff format --check sipresponder tests bench fuzz
+	$(BIN)/ruff check sipresponder tests bench fuzz setup.py
+	$(BIN)/ruff format --check sipresponder tests bench fuzz setup.py
 	$(BIN)/mypy --strict sipresponder
 
 # Minutes of good calls (sipp), malformed traffic and a flood against one responder:
 # every call completes, the flood is rate-limited, no memory or descriptor leak, no error
 # logged.  SOAK_SECONDS=30 make soak for a short run.  Not part of `make test`.
-soak: $(STAMP) sipp
+soak: $(CORE) sipp
 	$(BIN)/pytest -q -s -m soak tests/integration/test_soak.py
 
 # SIPp against the responder, SIPp's own UAS and Kamailio (when installed): a few
 # minutes; the table is printed, the JSON goes to bench/results/latest.json.
-bench: $(STAMP) sipp
+bench: $(CORE) sipp
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Parse + respond per message in the core, no sockets: seconds.
-bench-micro: $(STAMP)
+bench-micro: $(CORE)
 	$(BIN)/python bench/micro.py
 
 # Instructions per operation of the core under valgrind (apt-get install valgrind): about
 # a minute; unlike CPU time it does not move with the machine's load — compare changes by it.
-bench-instructions: $(STAMP)
+bench-instructions: $(CORE)
 	$(BIN)/python bench/instructions.py
 
 # Coverage-guided fuzzing (atheris) of the parser and the TCP framer, FUZZ_SECONDS per
@@ -57,7 +62,7 @@ bench-instructions: $(STAMP)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= parser framer
 
-fuzz: $(STAMP)
+fuzz: $(CORE)
 	@$(BIN)/python -c 'import atheris' 2>/dev/null || \
 		$(BIN)/python -m pip install -q -e '.[fuzz]' || \
 		echo "atheris did not install: the targets run a random mutation loop instead"
@@ -78,10 +83,19 @@ $(BIN)/python:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml
+# Installed editable and uncompiled; $(CORE) compiles in place with the venv's mypyc.
+$(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,fast]'
+	SIPRESPONDER_PURE=1 $(BIN)/python -m pip install -q -e '.[dev,fast]'
 	touch $(STAMP)
+
+# Again whenever a source changes (the package would refuse a stale compiled module and
+# run its sources).  Without a C compiler or Python headers it warns and stays pure Python.
+$(CORE): $(STAMP) $(wildcard sipresponder/*.py)
+	$(BIN)/python setup.py -q build_ext --inplace
+	touch $(CORE)
+
+core: $(CORE)
 
 # The integration tests drive the responder with the real sipp (Debian: sip-tester).
 sipp:
@@ -93,3 +107,4 @@ sipp:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -f sipresponder/*.so

@@ -13,7 +13,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from .native import choose as _choose_core
 from .version import __version__
+
+# The core may be compiled (mypyc, setup.py): use the sources instead when asked to
+# (SIPRESPONDER_PURE=1) or when a compiled module is older than its source.
+_choose_core()
 
 if TYPE_CHECKING:
     from .api import Responder, ThreadedResponder, assert_call, assert_no_violations

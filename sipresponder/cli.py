@@ -25,6 +25,8 @@ from .config import Config
 from .errors import ConfigError
 from .guard import exposure_warning
 from .logs import TransactionLog, setup_logging
+from .native import build as core_build
+from .native import stale as stale_core
 from .rules import RulesError
 from .server import Server, listener_line, read_rules
 from .version import __version__
@@ -385,6 +387,14 @@ async def _serve(config: Config) -> int:
     warning = exposure_warning(config.host, config.allow)
     if warning is not None:
         log.warning("%s", warning)
+    # Which core runs (compiled or not) and on which loop: the first things to know when
+    # comparing one machine's figures with another's.
+    log.log(
+        logging.WARNING if stale_core() else logging.INFO,
+        "core: %s; event loop: %s",
+        core_build(),
+        type(loop).__module__.partition(".")[0],
+    )
     for transport, host, port in server.listeners:
         print(listener_line(transport, host, port), flush=True)
     if admin is not None:

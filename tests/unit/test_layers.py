@@ -26,6 +26,7 @@ ORDER = [
     "guard",
     "endpoint",
     # ─── sans-IO line ───
+    "native",
     "logs",
     "transport",
     "server",

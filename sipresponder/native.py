@@ -1,0 +1,135 @@
+"""Which build of the protocol core runs: compiled by mypyc, or the pure-Python sources.
+
+``setup.py`` compiles the modules of the per-message path (``COMPILED``) with mypyc —
+mypy's compiler for type-annotated Python — into C extensions beside their sources, when
+mypyc and a C compiler are there (``make`` does it; about 40 % fewer instructions per call,
+``make bench-instructions``).  It is the same source either way, so behaviour is the same.
+
+Python imports an extension before a ``.py`` of the same name, which would let a compiled
+module shadow a source edited since.  So the package checks at import
+(``sipresponder/__init__.py``) and imports the sources instead of every extension when
+
+- ``SIPRESPONDER_PURE=1`` is set: the pure-Python test run, profilers that should see
+  Python frames (py-spy), debugging;
+- in a source checkout, any compiled module is older than its source (``stale``): run
+  ``make`` to rebuild.
+
+``build()`` says which it is, for the CLI's start-up line and the test report.
+Standard library only, and no I/O beyond a few ``stat`` calls at import.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = __name__.rpartition(".")[0]
+
+#: The modules mypyc compiles: the sans-IO core on the per-message path.  Not ``auth``,
+#: ``rules`` or ``config``: off the hot path, and their validation of API arguments reads
+#: better as Python's ValueError than as a compiled module's TypeError.
+COMPILED = (
+    "errors",
+    "codes",
+    "message",
+    "parser",
+    "serializer",
+    "sdp",
+    "responses",
+    "plans",
+    "journal",
+    "transaction",
+    "guard",
+    "endpoint",
+)
+#: The shared library mypyc puts the compiled modules' code in (``setup.py``'s group).
+GROUP = "core"
+
+#: Why the sources run instead of the extensions, when they do ("" when they don't).
+reason = ""
+
+
+def extensions(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
+    """The compiled modules present beside their sources, by module name."""
+    found: dict[str, Path] = {}
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for name in COMPILED:
+            path = package_dir / f"{name}{suffix}"
+            if name not in found and path.is_file():
+                found[name] = path
+    return found
+
+
+def stale(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """Compiled modules older than their source (edited since the last build).
+
+    Only in a source checkout (``setup.py`` beside the package), where ``make`` builds in
+    place: an installed wheel's files carry the times they were unpacked at."""
+    if not (package_dir.parent / "setup.py").is_file():
+        return []
+    out = []
+    for name, ext in extensions(package_dir).items():
+        source = package_dir / f"{name}.py"
+        if source.is_file() and source.stat().st_mtime > ext.stat().st_mtime:
+            out.append(name)
+    return out
+
+
+class _SourcesFirst(importlib.abc.MetaPathFinder):
+    """Finds the package's modules as their ``.py`` files, ignoring extensions."""
+
+    def __init__(self, package: str, package_dir: Path) -> None:
+        self.prefix = package + "."
+        self.package_dir = package_dir
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if not fullname.startswith(self.prefix):
+            return None
+        source = self.package_dir / (fullname[len(self.prefix) :] + ".py")
+        if "." in fullname[len(self.prefix) :] or not source.is_file():
+            return None
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def choose(environ: Mapping[str, str] | None = None) -> str:
+    """Called once by the package's ``__init__``: import the sources instead of the
+    extensions when asked to or when an extension is stale.  Returns the reason ("" when
+    the extensions, if any, are used)."""
+    global reason
+    environ = os.environ if environ is None else environ
+    if environ.get("SIPRESPONDER_PURE", "") not in ("", "0"):
+        reason = "SIPRESPONDER_PURE is set"
+    elif names := stale():
+        reason = f"compiled modules older than their sources ({', '.join(names)}): run make"
+    if reason and not any(isinstance(f, _SourcesFirst) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourcesFirst(PACKAGE, PACKAGE_DIR))
+    return reason
+
+
+def build() -> str:
+    """One line: which core this process runs (after the core has been imported)."""
+    loaded = [
+        name
+        for name in COMPILED
+        if (module := sys.modules.get(f"{PACKAGE}.{name}")) is not None
+        and not str(getattr(module, "__file__", "")).endswith(".py")
+    ]
+    if loaded:
+        return "compiled with mypyc"
+    if reason:
+        return f"pure Python ({reason})"
+    if not extensions():
+        return "pure Python (not compiled: make builds it with mypyc and a C compiler)"
+    return "pure Python"

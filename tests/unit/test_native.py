@@ -1,0 +1,73 @@
+"""The compiled core (mypyc, setup.py) is used only when it is current and not refused."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sipresponder import native
+
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+PROBE = (
+    "import sipresponder.parser as p; from sipresponder.native import build; "
+    "print(p.__file__); print(build())"
+)
+
+
+def probe(**env: str) -> list[str]:
+    """Which file the parser is imported from, and build(), in a fresh interpreter."""
+    environ = {k: v for k, v in os.environ.items() if k != "SIPRESPONDER_PURE"} | env
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def checkout(tmp_path: Path, source_age: float, ext_age: float) -> Path:
+    """A package dir with parser.py and a (dummy) compiled parser of the given ages."""
+    package = tmp_path / "sipresponder"
+    package.mkdir()
+    (tmp_path / "setup.py").write_text("")
+    now = 1_700_000_000.0
+    for path, age in ((package / "parser.py", source_age), (package / f"parser{SUFFIX}", ext_age)):
+        path.write_text("")
+        os.utime(path, (now - age, now - age))
+    return package
+
+
+def test_a_compiled_module_older_than_its_source_is_stale(tmp_path: Path) -> None:
+    package = checkout(tmp_path, source_age=10, ext_age=20)
+    assert native.extensions(package) == {"parser": package / f"parser{SUFFIX}"}
+    assert native.stale(package) == ["parser"]
+
+
+def test_a_current_compiled_module_is_not_stale(tmp_path: Path) -> None:
+    assert native.stale(checkout(tmp_path, source_age=20, ext_age=10)) == []
+
+
+def test_outside_a_checkout_nothing_is_stale(tmp_path: Path) -> None:
+    # An installed wheel's files carry the times they were unpacked at, in any order.
+    package = checkout(tmp_path, source_age=10, ext_age=20)
+    (tmp_path / "setup.py").unlink()
+    assert native.stale(package) == []
+
+
+def test_pure_is_honoured() -> None:
+    path, build = probe(SIPRESPONDER_PURE="1")
+    assert path.endswith("parser.py")
+    assert build == "pure Python (SIPRESPONDER_PURE is set)"
+
+
+@pytest.mark.skipif(not native.extensions(), reason="the core is not compiled here")
+def test_the_compiled_core_is_used_when_current() -> None:
+    if native.stale():
+        pytest.skip("the compiled core is stale: make rebuilds it")
+    path, build = probe()
+    assert path.endswith(SUFFIX)
+    assert build == "compiled with mypyc"
