@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .message import uri_user
@@ -21,28 +21,65 @@ from .message import uri_user
 Sink = Callable[[dict[str, Any]], None]
 
 
-@dataclass(slots=True)
 class Entry:
     """One message on the wire, as the responder saw it.
 
-    Not frozen, only for speed: one is made for every message, and a frozen dataclass
-    pays a ``object.__setattr__`` per field.  Nothing changes an entry once recorded.
+    Nothing changes an entry once recorded.  A plain class with an explicit ``__init__``
+    (so are ``Transaction`` and ``Call``), not a dataclass: one is made for every message,
+    and mypyc compiles this ``__init__`` but not a dataclass's generated one.
     """
 
-    time: float  # wall clock, seconds since the epoch
-    direction: str  # "in" (received) | "out" (sent)
-    transport: str  # "udp" | "tcp"
-    src: str  # "ip:port"
-    dst: str
-    raw: bytes
-    call_id: str
-    method: str  # the request's method, or the CSeq method of a response
-    cseq: int
-    status: int | None = None  # responses only
-    reason: str = ""
-    uri: str = ""  # requests only
-    branch: str = ""
-    retransmission: bool = False
+    __slots__ = (
+        "branch",
+        "call_id",
+        "cseq",
+        "direction",
+        "dst",
+        "method",
+        "raw",
+        "reason",
+        "retransmission",
+        "src",
+        "status",
+        "time",
+        "transport",
+        "uri",
+    )
+
+    def __init__(
+        self,
+        time: float,  # wall clock, seconds since the epoch
+        direction: str,  # "in" (received) | "out" (sent)
+        transport: str,  # "udp" | "tcp"
+        src: str,  # "ip:port"
+        dst: str,
+        raw: bytes,
+        call_id: str,
+        method: str,  # the request's method, or the CSeq method of a response
+        cseq: int,
+        status: int | None = None,  # responses only
+        reason: str = "",
+        uri: str = "",  # requests only
+        branch: str = "",
+        retransmission: bool = False,
+    ) -> None:
+        self.time = time
+        self.direction = direction
+        self.transport = transport
+        self.src = src
+        self.dst = dst
+        self.raw = raw
+        self.call_id = call_id
+        self.method = method
+        self.cseq = cseq
+        self.status = status
+        self.reason = reason
+        self.uri = uri
+        self.branch = branch
+        self.retransmission = retransmission
+
+    def __repr__(self) -> str:
+        return f"Entry({self.direction} {self.src} -> {self.dst}: {self.summary!r})"
 
     @property
     def summary(self) -> str:
@@ -101,18 +138,33 @@ class Violation:
         return f"{self.rule}: {self.message}"
 
 
-@dataclass(slots=True)
 class Transaction:
     """A request of a call and what was answered to it."""
 
-    method: str
-    cseq: int
-    uri: str
-    first: float
-    codes: list[int] = field(default_factory=list)
-    acked: bool = False
-    retransmissions: int = 0
-    cancelled: bool = False
+    __slots__ = ("acked", "cancelled", "codes", "cseq", "first", "method", "retransmissions", "uri")
+
+    def __init__(
+        self,
+        method: str,
+        cseq: int,
+        uri: str,
+        first: float,
+        codes: list[int] | None = None,
+        acked: bool = False,
+        retransmissions: int = 0,
+        cancelled: bool = False,
+    ) -> None:
+        self.method = method
+        self.cseq = cseq
+        self.uri = uri
+        self.first = first
+        self.codes: list[int] = [] if codes is None else codes
+        self.acked = acked
+        self.retransmissions = retransmissions
+        self.cancelled = cancelled
+
+    def __repr__(self) -> str:
+        return f"Transaction({self.method} {self.cseq} {self.uri}: {self.codes})"
 
     @property
     def final_status(self) -> int | None:
@@ -133,17 +185,30 @@ class Transaction:
         }
 
 
-@dataclass(slots=True)
 class Call:
     """Everything the journal holds about one Call-ID."""
 
-    call_id: str
-    first: float
-    last: float
-    entries: list[Entry] = field(default_factory=list)
-    transactions: list[Transaction] = field(default_factory=list)
-    violations: list[Violation] = field(default_factory=list)
-    dropped_entries: int = 0
+    __slots__ = (
+        "call_id",
+        "dropped_entries",
+        "entries",
+        "first",
+        "last",
+        "transactions",
+        "violations",
+    )
+
+    def __init__(self, call_id: str, first: float, last: float) -> None:
+        self.call_id = call_id
+        self.first = first
+        self.last = last
+        self.entries: list[Entry] = []
+        self.transactions: list[Transaction] = []
+        self.violations: list[Violation] = []
+        self.dropped_entries = 0
+
+    def __repr__(self) -> str:
+        return f"Call({self.call_id!r}, {len(self.entries)} entries)"
 
     @property
     def first_request(self) -> Transaction | None:

@@ -73,6 +73,8 @@ METHODS = (
     "PUBLISH",
 )
 
+_METHOD_SET = frozenset(METHODS)
+
 #: RFC 3261 §25.1 ``token`` characters.
 TOKEN_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 
@@ -213,22 +215,49 @@ _VIA_RE = re.compile(
 )
 
 
-@dataclass(slots=True)
 class Via:
-    """One Via value (RFC 3261 §20.42): ``SIP/2.0/UDP host:port;branch=...;rport``."""
+    """One Via value (RFC 3261 §20.42): ``SIP/2.0/UDP host:port;branch=...;rport``.
 
-    transport: str
-    host: str  # without IPv6 brackets
-    port: int | None
-    params: list[tuple[str, str | None]] = field(default_factory=list)
-    #: The ``branch`` parameter ("" when it has no value), read once from ``params``.
-    branch: str | None = field(init=False, compare=False, repr=False)
-    #: What the parser tolerated to address a response, but a request must not carry:
-    #: a version other than 2.0, or an empty parameter (``;;``, RFC 4475 §3.1.2.1).
-    flaw: str | None = field(default=None, compare=False, repr=False)
+    Plain classes with an explicit ``__init__`` here and below, not dataclasses: mypyc
+    compiles this ``__init__``, while a dataclass's generated one stays interpreted and
+    costs several times more on the per-message path.
+    """
 
-    def __post_init__(self) -> None:
-        self.branch = self.param("branch")
+    __slots__ = ("branch", "flaw", "host", "params", "port", "transport")
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,  # without IPv6 brackets
+        port: int | None,
+        params: list[tuple[str, str | None]] | None = None,
+        flaw: str | None = None,
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params: list[tuple[str, str | None]] = [] if params is None else params
+        #: The ``branch`` parameter ("" when it has no value), read once from ``params``.
+        self.branch: str | None = self.param("branch")
+        #: What the parser tolerated to address a response, but a request must not carry:
+        #: a version other than 2.0, or an empty parameter (``;;``, RFC 4475 §3.1.2.1).
+        self.flaw = flaw
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Via):
+            return NotImplemented
+        return (self.transport, self.host, self.port, self.params) == (
+            other.transport,
+            other.host,
+            other.port,
+            other.params,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Via(transport={self.transport!r}, host={self.host!r}, port={self.port!r}, "
+            f"params={self.params!r})"
+        )
 
     def param(self, name: str) -> str | None:
         for key, value in self.params:
@@ -265,6 +294,12 @@ def parse_via(value: str) -> Via:
     m = _VIA_RE.match(value)
     if m is None:
         raise ParseError("Malformed Via Header")
+    # Typed names: mypyc then uses its str operations on them, not generic method calls.
+    version: str
+    transport: str
+    host: str
+    port_text: str | None
+    raw: str | None
     version, transport, host, port_text, raw = m.groups()
     if host[0] == "[":
         host = host[1:-1]
@@ -282,10 +317,7 @@ def parse_via(value: str) -> Via:
                 continue
             # Parameter names are case-insensitive (§7.3.1); values are kept as sent.
             params.append((name.lower(), val.strip() if eq else None))
-    via = Via(transport.upper(), host, port, params)
-    if flaw is not None:
-        via.flaw = flaw
-    return via
+    return Via(transport.upper(), host, port, params, flaw)
 
 
 # ---------------------------------------------------------------------- CSeq
@@ -295,13 +327,20 @@ _CSEQ_RE = re.compile(r"\s*([0-9]{1,10})\s+([A-Za-z0-9.!%*_+`'~-]+)\s*$")
 
 def parse_cseq(value: str) -> tuple[int, str]:
     """``"1 INVITE"`` -> ``(1, "INVITE")``; the number is below 2**31 (§8.1.1.5)."""
+    number_text, space, method = value.partition(" ")
+    number = decimal(number_text) if space and method in _METHOD_SET else None
+    if number is not None:  # the usual spelling, as the pattern would read it
+        if number >= 2**31:
+            raise ParseError("CSeq Number Too Large")
+        return number, method
     m = _CSEQ_RE.match(value)
     if m is None:
         raise ParseError("Malformed CSeq Header")
-    number = int(m.group(1))
+    number_text, method = m.groups()
+    number = int(number_text)
     if number >= 2**31:
         raise ParseError("CSeq Number Too Large")
-    return number, m.group(2)
+    return number, method
 
 
 # ------------------------------------------------------------------ From / To
@@ -321,7 +360,8 @@ def tag_of(value: str) -> str | None:
     if at >= 0:  # the common spelling
         m = _TAG_VALUE_RE.match(value, at + 5)
         if m is not None:
-            return m.group()
+            tag: str = m.group()
+            return tag
     params = value[close + 1 :] if close >= 0 else value
     if "tag" not in params and "TAG" not in params.upper():
         return None
@@ -426,33 +466,73 @@ def plain_ip(host: str) -> str:
 # ---------------------------------------------------------------- messages
 
 
-@dataclass(slots=True)
 class Request:
     """A parsed SIP request.  The hot headers are parsed; the rest stay in ``headers``."""
 
-    method: str
-    uri: str
-    version: str
-    headers: Headers
-    body: bytes = b""
-    #: Every Via value in order (comma-separated values split apart).
-    vias: list[str] = field(default_factory=list)
-    #: The topmost Via, parsed; ``None`` only in a partial request attached to an error.
-    top_via: Via | None = None
-    from_: str | None = None
-    to: str | None = None
-    from_tag: str | None = None
-    to_tag: str | None = None
-    call_id: str | None = None
-    cseq: str | None = None
-    cseq_num: int = 0
-    cseq_method: str = ""
-    #: The whole message as received (for the journal).
-    raw: bytes = b""
+    __slots__ = (
+        "body",
+        "call_id",
+        "cseq",
+        "cseq_method",
+        "cseq_num",
+        "from_",
+        "from_tag",
+        "headers",
+        "method",
+        "raw",
+        "to",
+        "to_tag",
+        "top_via",
+        "uri",
+        "version",
+        "vias",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        version: str,
+        headers: Headers,
+        body: bytes = b"",
+        vias: list[str] | None = None,
+        top_via: Via | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        from_tag: str | None = None,
+        to_tag: str | None = None,
+        call_id: str | None = None,
+        cseq: str | None = None,
+        cseq_num: int = 0,
+        cseq_method: str = "",
+        raw: bytes = b"",
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.version = version
+        self.headers = headers
+        self.body = body
+        #: Every Via value in order (comma-separated values split apart).
+        self.vias: list[str] = [] if vias is None else vias
+        #: The topmost Via, parsed; ``None`` only in a partial request attached to an error.
+        self.top_via = top_via
+        self.from_ = from_
+        self.to = to
+        self.from_tag = from_tag
+        self.to_tag = to_tag
+        self.call_id = call_id
+        self.cseq = cseq
+        self.cseq_num = cseq_num
+        self.cseq_method = cseq_method
+        #: The whole message as received (for the journal).
+        self.raw = raw
 
     @property
     def branch(self) -> str | None:
         return self.top_via.branch if self.top_via is not None else None
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.uri} {self.version}, call_id={self.call_id!r})"
 
 
 @dataclass(slots=True)

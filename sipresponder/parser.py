@@ -85,22 +85,23 @@ def _header_key(name: str) -> str | None:
     return COMPACT.get(key, key)
 
 
-def _header_end(data: bytes) -> tuple[int, int]:
-    """Index where the header section ends and where the body starts (§7: CRLF CRLF).
+def _header_end(text: str) -> tuple[int, int]:
+    """Index where the header section ends and where the body starts (§7: CRLF CRLF),
+    in a decoding of the message with one character per byte.
 
     Bare-LF line ends are accepted as well (a robust receiver's leniency).  Without a blank
     line at all the whole input is the header section.
     """
-    end = data.find(b"\r\n\r\n")
+    end = text.find("\r\n\r\n")
     if end >= 0:
-        lf = data.find(b"\n\n", 0, end)
+        lf = text.find("\n\n", 0, end)
         if lf < 0:
             return end, end + 4
         return lf, lf + 2
-    end = data.find(b"\n\n")
+    end = text.find("\n\n")
     if end >= 0:
         return end, end + 2
-    return len(data), len(data)
+    return len(text), len(text)
 
 
 def _content_length(values: list[str]) -> int:
@@ -136,8 +137,14 @@ def parse_message(
     """
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")  # §7.5: empty lines before the start line are ignored
-    head_end, body_start = _header_end(data)
-    head = data[:head_end].decode("utf-8", "surrogateescape")
+    # Searched as text: str.find is one of mypyc's own operations, bytes.find a slow call.
+    text = data.decode("utf-8", "surrogateescape")
+    if len(text) == len(data):  # a character per byte: the text's indexes are the data's
+        head_end, body_start = _header_end(text)
+        head = text[:head_end]
+    else:  # a multi-byte character somewhere: find the end in a byte-for-byte decoding
+        head_end, body_start = _header_end(data.decode("latin-1"))
+        head = data[:head_end].decode("utf-8", "surrogateescape")
     lines = head.split("\r\n")
     if head.count("\n") != len(lines) - 1:
         lines = head.replace("\r\n", "\n").split("\n")  # bare LF line ends (leniency)
