@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -289,25 +290,68 @@ def format_via(transport: str, sent_by: str, params: list[tuple[str, str | None]
     return "".join(out)
 
 
+#: The characters of a ``token`` (§25.1) and of a Via host name or IPv4 address, as the
+#: patterns above spell them: ``text.strip(chars)`` is empty when every character is one.
+_TOKEN_CHARS = string.ascii_letters + string.digits + ".!%*_+`'~-"
+_HOST_CHARS = string.ascii_letters + string.digits + "._-"
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value, or raise ``ParseError``."""
+    if value.startswith("SIP/2.0/"):
+        via = _usual_via(value)
+        if via is not None:
+            return via
     m = _VIA_RE.match(value)
     if m is None:
         raise ParseError("Malformed Via Header")
-    # Typed names: mypyc then uses its str operations on them, not generic method calls.
+    # Typed str names ("" for a missing group): mypyc then uses its own str operations on
+    # them, not generic method calls (it does not narrow an Optional for that).
     version: str
     transport: str
     host: str
-    port_text: str | None
-    raw: str | None
-    version, transport, host, port_text, raw = m.groups()
+    port_text: str
+    raw: str
+    version, transport, host, port_text, raw = m.groups("")
     if host[0] == "[":
         host = host[1:-1]
     port = int(port_text) if port_text else None
     if port is not None and not 0 < port < 65536:
         raise ParseError("Bad Via Port")
+    params, flaw = _via_params(raw)
+    if flaw is None and version != "2.0":
+        flaw = "Via Is Not SIP/2.0"
+    return Via(transport.upper(), host, port, params, flaw)
+
+
+def _usual_via(value: str) -> Via | None:
+    """The usual spelling, ``SIP/2.0/UDP host[:port][;params]`` with a host name or IPv4
+    address and single spaces, read without the pattern — to the same result as
+    ``_VIA_RE`` gives it.  ``None`` when the value is spelled otherwise."""
+    space = value.find(" ", 8)
+    transport = value[8:space]
+    if space < 9 or transport.strip(_TOKEN_CHARS):
+        return None
+    semi = value.find(";", space)
+    end = len(value) if semi < 0 else semi
+    host, colon, port_text = value[space + 1 : end].partition(":")
+    if not host or host.strip(_HOST_CHARS):
+        return None
+    port = None
+    if colon:
+        port = decimal(port_text, 5)
+        if port is None:
+            return None
+        if not 0 < port < 65536:
+            raise ParseError("Bad Via Port")
+    params, flaw = _via_params(value[semi:] if semi >= 0 else "")
+    return Via(transport.upper(), host, port, params, flaw)
+
+
+def _via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:
+    """``;branch=z9hG4bK1;rport`` -> the parameters, and a flaw to note (or ``None``)."""
     params: list[tuple[str, str | None]] = []
-    flaw = None if version == "2.0" else "Via Is Not SIP/2.0"
+    flaw = None
     if raw:
         for item in raw[1:].split(";"):
             name, eq, val = item.partition("=")
@@ -317,7 +361,7 @@ def parse_via(value: str) -> Via:
                 continue
             # Parameter names are case-insensitive (§7.3.1); values are kept as sent.
             params.append((name.lower(), val.strip() if eq else None))
-    return Via(transport.upper(), host, port, params, flaw)
+    return params, flaw
 
 
 # ---------------------------------------------------------------------- CSeq
@@ -358,9 +402,12 @@ def tag_of(value: str) -> str | None:
     close = value.rfind(">")
     at = value.find(";tag=", close + 1)
     if at >= 0:  # the common spelling
+        tag = value[at + 5 :]
+        if tag and not tag.strip(_TOKEN_CHARS):
+            return tag  # a token to the end, as _TAG_VALUE_RE would read it
         m = _TAG_VALUE_RE.match(value, at + 5)
         if m is not None:
-            tag: str = m.group()
+            tag = m.group()
             return tag
     params = value[close + 1 :] if close >= 0 else value
     if "tag" not in params and "TAG" not in params.upper():

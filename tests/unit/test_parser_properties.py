@@ -363,3 +363,78 @@ def test_framing_of_any_bytes_does_not_depend_on_read_sizes(
     stream: bytes, cuts: list[int], max_size: int
 ) -> None:
     assert frame(stream, cuts, max_size) == frame(stream, [], max_size)
+
+
+# ------------------------------------------------- fast paths agree with their patterns
+
+#: Characters that make Via, tag and CSeq spellings usual, unusual and wrong.
+_SPELLING = st.text(
+    alphabet=st.sampled_from(list("SIP/2.0UDPTCPudp 127:5060;branch=z9hG4bK-x.rport[]\t,>é")),
+    max_size=40,
+)
+
+
+def _via_outcome(value: str) -> tuple[object, ...]:
+    from sipresponder.message import parse_via
+
+    try:
+        via = parse_via(value)
+    except Exception as exc:  # the outcome compared is the error
+        return (type(exc).__name__, str(exc))
+    return (via.transport, via.host, via.port, via.params, via.branch, via.flaw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        _SPELLING.map(lambda tail: "SIP/2.0/" + tail),
+        st.sampled_from(
+            [
+                "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport",
+                "SIP/2.0/TCP host.example:0;branch=z9hG4bK",
+                "SIP/2.0/UDP host:99999",
+                "SIP/2.0/UDP host:",
+                "SIP/2.0/UDP  host",
+                "SIP/2.0/UDP host ;branch=x",
+                "SIP/2.0/UDP host;;branch=x",
+                "SIP/2.0/tls h_1;received=1.2.3.4;branch=z9hG4bKa",
+                "SIP/2.0/UDP [::1]:5060;branch=z9hG4bK",
+            ]
+        ),
+    )
+)
+def test_usual_via_reads_as_the_pattern_does(value: str) -> None:
+    # A leading space takes the pattern's route (it allows one); the value itself may
+    # take the fast one: both must come to the same Via, or the same error.
+    assert _via_outcome(value) == _via_outcome(" " + value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SPELLING)
+def test_tag_fast_path_reads_as_the_pattern_does(tail: str) -> None:
+    from sipresponder.message import _TAG_VALUE_RE, tag_of
+
+    value = "<sip:a@b>;tag=" + tail
+    close = value.rfind(">")  # tag_of reads the parameters after the last '>'
+    at = value.find(";tag=", close + 1)
+    m = _TAG_VALUE_RE.match(value, at + 5) if at >= 0 else None
+    if m is not None:  # the spelling the fast path is for: the pattern's answer
+        assert tag_of(value) == m.group()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789 INVITEACK\t²x")), max_size=16))
+def test_cseq_fast_path_reads_as_the_pattern_does(value: str) -> None:
+    from sipresponder.message import _CSEQ_RE, parse_cseq
+
+    m = _CSEQ_RE.match(value)
+    try:
+        got: object = parse_cseq(value)
+    except Exception as exc:
+        got = str(exc)
+    if m is None:
+        assert got == "Malformed CSeq Header"
+    elif int(m.group(1)) >= 2**31:
+        assert got == "CSeq Number Too Large"
+    else:
+        assert got == (int(m.group(1)), m.group(2))
