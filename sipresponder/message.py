@@ -328,13 +328,28 @@ def _usual_via(value: str) -> Via | None:
     """The usual spelling, ``SIP/2.0/UDP host[:port][;params]`` with a host name or IPv4
     address and single spaces, read without the pattern — to the same result as
     ``_VIA_RE`` gives it.  ``None`` when the value is spelled otherwise."""
-    space = value.find(" ", 8)
-    transport = value[8:space]
+    semi = value.find(";", 8)
+    head = value if semi < 0 else value[:semi]
+    known = _SENT_BY.get(head)
+    if known is None:
+        known = _usual_sent_by(head)
+        if known is None:
+            return None
+        if len(_SENT_BY) >= _SENT_BY_LIMIT:
+            _SENT_BY.clear()
+        _SENT_BY[head] = known
+    params, flaw = _via_params(value[semi:] if semi >= 0 else "")
+    return Via(known[0], known[1], known[2], params, flaw)
+
+
+def _usual_sent_by(head: str) -> tuple[str, str, int | None] | None:
+    """``SIP/2.0/UDP host[:port]`` -> (transport in upper case, host, port), or ``None``
+    when it is spelled otherwise."""
+    space = head.find(" ", 8)
+    transport = head[8:space]
     if space < 9 or transport.strip(_TOKEN_CHARS):
         return None
-    semi = value.find(";", space)
-    end = len(value) if semi < 0 else semi
-    host, colon, port_text = value[space + 1 : end].partition(":")
+    host, colon, port_text = head[space + 1 :].partition(":")
     if not host or host.strip(_HOST_CHARS):
         return None
     port = None
@@ -344,8 +359,13 @@ def _usual_via(value: str) -> Via | None:
             return None
         if not 0 < port < 65536:
             raise ParseError("Bad Via Port")
-    params, flaw = _via_params(value[semi:] if semi >= 0 else "")
-    return Via(transport.upper(), host, port, params, flaw)
+    return transport.upper(), host, port
+
+
+#: The sent-by parts of the usual Via spellings seen lately (a peer sends the same one in
+#: every request): the Via up to its parameters -> what it reads as.  Emptied when full.
+_SENT_BY: dict[str, tuple[str, str, int | None]] = {}
+_SENT_BY_LIMIT = 1024
 
 
 def _via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:
@@ -403,8 +423,10 @@ def tag_of(value: str) -> str | None:
     at = value.find(";tag=", close + 1)
     if at >= 0:  # the common spelling
         tag = value[at + 5 :]
-        if tag and not tag.strip(_TOKEN_CHARS):
-            return tag  # a token to the end, as _TAG_VALUE_RE would read it
+        # Letters and digits (the usual tag), or token characters, to the end of the
+        # value: nothing _TAG_VALUE_RE would stop at, so it would read the same.
+        if tag and (tag.isalnum() or not tag.strip(_TOKEN_CHARS)):
+            return tag
         m = _TAG_VALUE_RE.match(value, at + 5)
         if m is not None:
             tag = m.group()
