@@ -27,6 +27,13 @@ socket of ``-t u1``/``-t t1`` to one worker, its many sockets over all of them. 
 table (speed-up over the fewest workers) and JSON key ``scaling``
 (bench/results/scaling.json).
 
+``--stateless`` measures every target doing the stateless duties of RFC 3261 §8.2.7
+instead: the final response alone (no 100, no 180), never resent, ACK ignored.  The
+responder runs with ``--stateless``, Kamailio with ``-A STATELESS`` (bench/kamailio.cfg:
+the sl module, no tm), SIPp's UAS and the client with the ``*_stateless.xml`` scenarios
+of the INVITE flows (OPTIONS is the same either way); a 100 or 180 fails the call.  The
+table gets a title line, the JSON ``"stateless": true`` (bench/results/stateless.json).
+
 Uses the standard library only; sipresponder is looked at for its version, nothing else.
 """
 
@@ -69,13 +76,44 @@ class Flow:
     uas: str
     service: str  # the Request-URI user: the responder's plan
     title: str
+    #: --stateless: the final response alone; empty: the same scenarios and title as above.
+    stateless_uac: str = ""
+    stateless_uas: str = ""
+    stateless_title: str = ""
+
+    def uac_scenario(self, stateless: bool = False) -> str:
+        """The client's scenario file (a name in bench/scenarios)."""
+        return (stateless and self.stateless_uac) or self.uac
+
+    def uas_scenario(self, stateless: bool = False) -> str:
+        """SIPp's UAS scenario file (a name in bench/scenarios)."""
+        return (stateless and self.stateless_uas) or self.uas
+
+    def describe(self, stateless: bool = False) -> str:
+        return (stateless and self.stateless_title) or self.title
 
 
 FLOWS: dict[str, Flow] = {
     "options": Flow("options", "uac_options.xml", "uas_options.xml", "bench", "OPTIONS → 200"),
-    "busy": Flow("busy", "uac_busy.xml", "uas_busy.xml", "180-486", "INVITE → 100 180 486, ACK"),
+    "busy": Flow(
+        "busy",
+        "uac_busy.xml",
+        "uas_busy.xml",
+        "180-486",
+        "INVITE → 100 180 486, ACK",
+        stateless_uac="uac_busy_stateless.xml",
+        stateless_uas="uas_busy_stateless.xml",
+        stateless_title="INVITE → 486, ACK (ignored)",
+    ),
     "call": Flow(
-        "call", "uac_call.xml", "uas_call.xml", "bench", "INVITE → 100 180 200, ACK, BYE → 200"
+        "call",
+        "uac_call.xml",
+        "uas_call.xml",
+        "bench",
+        "INVITE → 100 180 200, ACK, BYE → 200",
+        stateless_uac="uac_call_stateless.xml",
+        stateless_uas="uas_call_stateless.xml",
+        stateless_title="INVITE → 200, ACK (ignored), BYE → 200",
     ),
 }
 #: Our transport name -> SIPp's -t mode (one socket for all calls).
@@ -388,6 +426,8 @@ class Settings:
     kamailio_shm: int
     responder_args: list[str]
     workdir: Path
+    #: Every target does the stateless duties of RFC 3261 §8.2.7 (--stateless).
+    stateless: bool = False
 
 
 class Target:
@@ -498,6 +538,7 @@ class Responder(Target):
             "0",
             *self.settings.responder_args,
             *([] if self.workers is None else ["--workers", str(self.workers)]),
+            *(["--stateless"] if self.settings.stateless else []),
         ]
 
     def ready(self, transport: str, out: Path) -> bool:
@@ -516,7 +557,7 @@ class SippUas(Target):
         return [
             s.sipp,
             "-sf",
-            str(SCENARIOS / flow.uas),
+            str(SCENARIOS / flow.uas_scenario(s.stateless)),
             "-i",
             LOOPBACK,
             "-p",
@@ -572,6 +613,8 @@ class Kamailio(Target):
         ]
         if s.kamailio_modules:
             cmd += ["-L", s.kamailio_modules]
+        if s.stateless:
+            cmd += ["-A", "STATELESS"]  # kamailio.cfg's #!ifdef STATELESS: sl only, no tm
         return cmd
 
 
@@ -626,27 +669,25 @@ def _call_length_ms(value: str) -> float | None:
     return ((h * 60 + m) * 60 + s) * 1000 + us / 1000
 
 
-def run_client(
+def client_command(
     settings: Settings,
-    target: Target,
     flow: Flow,
+    port: int,
     sipp_mode: str,
     tag: str,
     *,
     rate: float,
     limit: int,
     calls: int | None,
-    duration: float,
-) -> ClientRun:
-    """Run SIPp against ``target``: for ``duration`` (then SIGUSR1, which stops new calls
-    and waits for the rest) or until ``calls`` calls are done.  Bounded either way."""
+) -> list[str]:
+    """SIPp as the client of the target on ``port``: the flow's scenario (its stateless
+    one with --stateless), its stat file and screen in the work directory."""
     s = settings
-    stat_file = s.workdir / f"{tag}.stat.csv"
     cmd = [
         s.sipp,
-        f"{LOOPBACK}:{target.port}",
+        f"{LOOPBACK}:{port}",
         "-sf",
-        str(SCENARIOS / flow.uac),
+        str(SCENARIOS / flow.uac_scenario(s.stateless)),
         "-s",
         flow.service,
         "-i",
@@ -670,7 +711,7 @@ def run_client(
         str(s.recv_timeout_ms),
         "-trace_stat",
         "-stf",
-        str(stat_file),
+        str(s.workdir / f"{tag}.stat.csv"),
         "-fd",
         "1",
         "-trace_screen",
@@ -679,6 +720,26 @@ def run_client(
     ]
     if calls is not None:
         cmd += ["-m", str(calls)]
+    return cmd
+
+
+def run_client(
+    settings: Settings,
+    target: Target,
+    flow: Flow,
+    sipp_mode: str,
+    tag: str,
+    *,
+    rate: float,
+    limit: int,
+    calls: int | None,
+    duration: float,
+) -> ClientRun:
+    """Run SIPp against ``target``: for ``duration`` (then SIGUSR1, which stops new calls
+    and waits for the rest) or until ``calls`` calls are done.  Bounded either way."""
+    s = settings
+    stat_file = s.workdir / f"{tag}.stat.csv"
+    cmd = client_command(s, flow, target.port, sipp_mode, tag, rate=rate, limit=limit, calls=calls)
     cpu_before = target.cpu_split()
     busy_before = machine_busy()
     overflows_before = listen_overflows()
@@ -1074,6 +1135,18 @@ def table(cells: list[Cell]) -> str:
     return "\n".join(rows)
 
 
+def table_title(stateless: bool) -> str:
+    """The line above the table: what the targets were asked to do ('' by default)."""
+    if not stateless:
+        return ""
+    return (
+        "Stateless (--stateless, RFC 3261 §8.2.7): every target answers with the final "
+        "response alone, never resent, and ignores the ACK — the responder with "
+        "--stateless, Kamailio with sl only (-A STATELESS), SIPp's UAS with "
+        "uas_*_stateless.xml (OPTIONS as always)."
+    )
+
+
 def speedups(cells: list[Cell]) -> list[dict[str, Any]]:
     """Each worker count's ceiling and clean rate over those of the fewest workers (of
     the same flow and transport), and its CPU µs/call over theirs; None where either
@@ -1278,7 +1351,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="where to write the results (default bench/results/latest.json; "
-        "--scaling: bench/results/scaling.json)",
+        "--scaling: bench/results/scaling.json; --stateless: bench/results/stateless.json)",
+    )
+    p.add_argument(
+        "--stateless",
+        action="store_true",
+        help="every target does the stateless duties of RFC 3261 §8.2.7 (final response "
+        "only, never resent, ACK ignored); JSON in bench/results/stateless.json",
     )
     p.add_argument("--keep", action="store_true", help="keep the temp dir of SIPp traces")
     p.add_argument(
@@ -1300,6 +1379,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--limit: between 1 and 100000")
     if args.scaling and args.targets is not None:
         p.error("--scaling measures the responder only: no --targets")
+    if args.scaling and args.stateless:
+        p.error("--scaling and --stateless: one at a time")
     if args.scaling and "tcp" in args.transports and args.max_socket < args.limit:
         # SIPp 3.6.1 -t tn quits (broken pipe, exit 255) once more calls are in flight
         # than it may open connections.
@@ -1309,7 +1390,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.flows is None:
         args.flows = ["busy"] if args.scaling else list(FLOWS)
     if args.json is None:
-        args.json = BENCH / "results" / ("scaling.json" if args.scaling else "latest.json")
+        name = "scaling" if args.scaling else "stateless" if args.stateless else "latest"
+        args.json = BENCH / "results" / f"{name}.json"
     return args
 
 
@@ -1334,6 +1416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kamailio_shm=args.kamailio_shm,
         responder_args=shlex.split(args.responder_args),
         workdir=workdir,
+        stateless=args.stateless,
     )
     targets: dict[str, Target] = {
         "responder": Responder(settings),
@@ -1381,7 +1464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cell.error = f"past --max-minutes {args.max_minutes:g}"
             else:
                 how = "" if workers is None else f" --workers {workers}, SIPp -t {mode}"
-                log(f"{target.name}{how} · {flow.title} · {transport}")
+                log(f"{target.name}{how} · {flow.describe(args.stateless)} · {transport}")
                 cell = measure(settings, target, flow, transport, log, mode)
                 if cell.status != "ok":
                     log(f"  {cell.status}: {cell.error}")
@@ -1397,6 +1480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": round(duration, 1),
         "command": " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]),
         "machine": machine,
+        "stateless": args.stateless,
         "settings": {
             "seconds": args.seconds,
             "steps": args.steps,
@@ -1422,6 +1506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print()
+    if args.stateless:
+        print(table_title(args.stateless))
+        print()
     if cells:
         print(table(cells))
         print()

@@ -206,3 +206,102 @@ def test_netstat_counters(bench: ModuleType) -> None:
     assert counters["TcpExtListenOverflows"] == 2227
     assert counters["IpExtInOctets"] == 123456789012
     assert bench.parse_netstat("") == {}
+
+
+def _settings(bench: ModuleType, tmp_path: object, **kw: object) -> object:
+    fields = dict(
+        seconds=1.5,
+        steps=2,
+        limit=1000,
+        buff_size=4 * 1024 * 1024,
+        max_socket=1024,
+        recv_timeout_ms=2000,
+        sipp="/usr/bin/sipp",
+        kamailio="/usr/sbin/kamailio",
+        kamailio_modules=None,
+        kamailio_shm=2048,
+        responder_args=["--log-level", "WARNING"],
+        workdir=tmp_path,
+    )
+    fields.update(kw)
+    return bench.Settings(**fields)
+
+
+def _scenario(cmd: list[str]) -> str:
+    """The file name after SIPp's -sf."""
+    return cmd[cmd.index("-sf") + 1].rsplit("/", 1)[-1]
+
+
+def test_stateless_targets_commands(bench: ModuleType, tmp_path: object) -> None:
+    busy = bench.FLOWS["busy"]
+    default, stateless = _settings(bench, tmp_path), _settings(bench, tmp_path, stateless=True)
+    cmd = bench.Responder(default).command(busy, "udp", 5060)
+    assert "--stateless" not in cmd and cmd[-2:] == ["--log-level", "WARNING"]
+    cmd = bench.Responder(stateless).command(busy, "udp", 5060)
+    assert cmd[-3:] == ["--log-level", "WARNING", "--stateless"]
+    cmd = bench.Responder(stateless, workers=2).command(busy, "tcp", 5060)
+    assert cmd[-3:] == ["--workers", "2", "--stateless"]
+    cmd = bench.Kamailio(default).command(busy, "udp", 5070)
+    assert "-A" not in cmd and "STATELESS" not in cmd
+    assert cmd[cmd.index("-f") + 1].endswith("bench/kamailio.cfg")
+    cmd = bench.Kamailio(stateless).command(busy, "udp", 5070)
+    assert cmd[cmd.index("-A") + 1] == "STATELESS"
+    assert "udp:127.0.0.1:5070" in cmd and cmd.count("STATELESS") == 1
+
+
+def test_stateless_scenarios_per_flow(bench: ModuleType, tmp_path: object) -> None:
+    expected = {
+        # flow: (default UAC, default UAS, stateless UAC, stateless UAS)
+        "options": ("uac_options.xml", "uas_options.xml", "uac_options.xml", "uas_options.xml"),
+        "busy": (
+            "uac_busy.xml",
+            "uas_busy.xml",
+            "uac_busy_stateless.xml",
+            "uas_busy_stateless.xml",
+        ),
+        "call": (
+            "uac_call.xml",
+            "uas_call.xml",
+            "uac_call_stateless.xml",
+            "uas_call_stateless.xml",
+        ),
+    }
+    assert set(expected) == set(bench.FLOWS)
+    for name, (uac, uas, sl_uac, sl_uas) in expected.items():
+        flow = bench.FLOWS[name]
+        assert (flow.uac_scenario(), flow.uas_scenario()) == (uac, uas)
+        assert (flow.uac_scenario(False), flow.uas_scenario(False)) == (uac, uas)
+        assert (flow.uac_scenario(True), flow.uas_scenario(True)) == (sl_uac, sl_uas)
+        for scenario in {uac, uas, sl_uac, sl_uas}:
+            assert (bench.SCENARIOS / scenario).is_file()
+        for stateless, want in ((False, uas), (True, sl_uas)):
+            settings = _settings(bench, tmp_path, stateless=stateless)
+            assert _scenario(bench.SippUas(settings).command(flow, "udp", 5080)) == want
+        for stateless, want in ((False, uac), (True, sl_uac)):
+            settings = _settings(bench, tmp_path, stateless=stateless)
+            cmd = bench.client_command(
+                settings, flow, 5080, "u1", "t", rate=100, limit=10, calls=None
+            )
+            assert _scenario(cmd) == want and cmd[1] == "127.0.0.1:5080"
+            assert cmd[cmd.index("-s") + 1] == flow.service
+    # The stateless client expects the final response alone: no 100 or 180 to receive.
+    for name in ("busy", "call"):
+        text = (bench.SCENARIOS / bench.FLOWS[name].uac_scenario(True)).read_text()
+        assert 'response="100"' not in text and 'response="180"' not in text
+        text = (bench.SCENARIOS / bench.FLOWS[name].uas_scenario(True)).read_text()
+        assert "100 Trying" not in text and "180 Ringing" not in text
+        assert "retrans=" not in text
+
+
+def test_stateless_options(bench: ModuleType) -> None:
+    args = bench.parse_args(["--stateless", "--quick"])
+    assert args.stateless and args.json.name == "stateless.json"
+    assert args.targets == list(bench.TARGETS) and args.flows == list(bench.FLOWS)
+    assert not bench.parse_args([]).stateless
+    assert bench.parse_args([]).json.name == "latest.json"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--stateless", "--scaling"])
+    assert bench.table_title(False) == ""
+    assert bench.table_title(True).startswith("Stateless")
+    assert bench.FLOWS["busy"].describe(True) == "INVITE → 486, ACK (ignored)"
+    assert bench.FLOWS["options"].describe(True) == bench.FLOWS["options"].describe()
