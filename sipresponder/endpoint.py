@@ -251,6 +251,9 @@ class Endpoint:
     def reject_framing(self, err: FramingError, flow: Flow) -> list[Send]:
         """The TCP framer (or a transport limit) gave up on a message: answer it if it can
         be addressed."""
+        # Declared with None: compiled (mypyc), the variable's type is checked when the
+        # error's request (None when nothing could be read) is assigned to it.
+        msg: Request | Response | None
         try:
             msg = parse_message(err.data, stream=False, max_size=1 << 30)
         except ParseError as exc:
@@ -358,7 +361,7 @@ class Endpoint:
         if self.stateless:
             # Only the last response of the plan, at once: no 100, no provisionals, no
             # delays, no retransmissions (RFC 3261 §8.2.7).
-            plan = Plan((dataclasses.replace(plan.steps[-1], at=0.0),), plan.text)
+            plan = _final_only(plan)
             send_trying = stateful = False
         tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         local = self._local(req, flow)
@@ -917,6 +920,26 @@ class Endpoint:
     def _report(self, req: Request, flow: Flow, codes: tuple[int, ...]) -> None:
         if self.report is not None:
             self.report(TransactionRecord(req.method, req.uri, flow.peer, codes))
+
+
+def _final_only(plan: Plan) -> Plan:
+    """``--stateless``: the plan's last response alone, at once (RFC 3261 §8.2.7).
+
+    Remembered per plan object (a dialled plan is made once per Request-URI, a rule's once
+    per rules file): making a dataclass anew per request costs more than the answer."""
+    known = _FINAL_ONLY.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1]
+    final = Plan((dataclasses.replace(plan.steps[-1], at=0.0),), plan.text)
+    if len(_FINAL_ONLY) >= 1024:
+        _FINAL_ONLY.clear()
+    _FINAL_ONLY[id(plan)] = (plan, final)
+    return final
+
+
+#: ``_final_only``'s plans: id -> (the plan, its final step alone).  The plan is held, so
+#: its id is not reused while remembered.
+_FINAL_ONLY: dict[int, tuple[Plan, Plan]] = {}
 
 
 def _step_extras(step: Step, extras: Extras, values: dict[str, str]) -> Extras:

@@ -9,8 +9,6 @@ no media: the ports are placeholders on our address.  Pure text in, text out; im
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .message import decimal
 
 #: Audio encodings we agree to (by encoding name, lower case).
@@ -41,18 +39,40 @@ class SdpError(ValueError):
     """The offer is not a usable session description."""
 
 
-@dataclass(slots=True)
 class _Media:
-    media: str
-    port: int
-    proto: str
-    fmts: list[str]
-    rtpmap: dict[str, str] = field(default_factory=dict)
-    fmtp: dict[str, str] = field(default_factory=dict)
-    direction: str | None = None
+    """One m= section of an offer (a plain class: mypyc compiles its ``__init__``)."""
+
+    __slots__ = ("direction", "fmtp", "fmts", "media", "port", "proto", "rtpmap")
+
+    def __init__(self, media: str, port: int, proto: str, fmts: list[str]) -> None:
+        self.media = media
+        self.port = port
+        self.proto = proto
+        self.fmts = fmts
+        self.rtpmap: dict[str, str] = {}
+        self.fmtp: dict[str, str] = {}
+        self.direction: str | None = None
 
 
-def _parse(offer: str) -> tuple[str, str | None, list[_Media]]:
+Parsed = tuple[str, str | None, list[_Media]]
+
+#: The offer read last and what it read as.  The endpoint checks an INVITE's offer, then
+#: answers it — the same bytes object — so an offer is parsed once, not twice.  Nothing
+#: changes a parsed offer.
+_last: tuple[bytes, Parsed] | None = None
+
+
+def _read(offer: bytes) -> Parsed:
+    global _last
+    last = _last
+    if last is not None and last[0] is offer:
+        return last[1]
+    parsed = _parse(offer.decode("utf-8", "replace"))
+    _last = (offer, parsed)
+    return parsed
+
+
+def _parse(offer: str) -> Parsed:
     """-> (t= line value, session-level direction, media sections)."""
     lines = [ln.strip() for ln in offer.replace("\r\n", "\n").split("\n") if ln.strip()]
     if not lines or not lines[0].startswith("v=0"):
@@ -112,7 +132,7 @@ def build_answer(offer: bytes, address: str, session_id: int) -> bytes:
     telephone-event when offered; anything else is rejected with port 0.  Raises
     ``SdpError`` when the offer cannot be read.
     """
-    timing, session_dir, media = _parse(offer.decode("utf-8", "replace"))
+    timing, session_dir, media = _read(offer)
     out = _origin(address, session_id)
     out.append(f"t={timing}")  # §6: the t= line of the answer equals the offer's
     for index, m in enumerate(media):
@@ -157,7 +177,7 @@ def build_offer(address: str, session_id: int) -> bytes:
 
 def check_offer(offer: bytes) -> None:
     """Raise ``SdpError`` when ``offer`` is not a readable session description."""
-    _parse(offer.decode("utf-8", "replace"))
+    _read(offer)
 
 
 def _encoding(m: _Media, pt: str) -> str:

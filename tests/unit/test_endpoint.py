@@ -10,7 +10,7 @@ from helpers import SDP_OFFER, request
 from sipresponder.config import Config
 from sipresponder.endpoint import Endpoint, Flow, Send, TransactionRecord
 from sipresponder.message import Response
-from sipresponder.parser import parse_message
+from sipresponder.parser import FramingError, parse_message
 from sipresponder.transaction import Timers
 
 UDP = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.1", 5060), conn=None)
@@ -384,3 +384,12 @@ def test_shedding_answers_new_requests_503_but_serves_dialogs() -> None:
     assert codes(ep.receive(bye, UDP, 0.0)) == [200]
     ep.shedding = False
     assert codes(ep.receive(request("INVITE", "180", branch="z9hG4bK-n"), UDP, 1.0)) == [100, 180]
+
+
+def test_an_unaddressable_framing_error_is_dropped_and_counted() -> None:
+    # Nothing of the message could be read (no request to answer): dropped, never an
+    # internal error — compiled, a None request must not fail a typed assignment.
+    ep, _ = make()
+    err = FramingError(400, "Missing Content-Length", b"\x00\x01 garbage")
+    assert ep.reject_framing(err, TCP) == []
+    assert ep.stats["parse_errors"] == 1 and ep.stats["internal_errors"] == 0
