@@ -704,7 +704,14 @@ class Endpoint:
     ) -> None:
         """Journal one response we send: its status and reason read off our own bytes."""
         assert self.journal is not None
-        end = data.find(b"\r\n")
+        # Our own status line, "SIP/2.0 486 Busy Here\r\n": the code from its digits, the
+        # reason as text (str.find is mypyc's own; bytes.find a generic call).
+        status = (data[8] - 48) * 100 + (data[9] - 48) * 10 + (data[10] - 48)
+        head = data[12:140].decode("utf-8", "replace")
+        end = head.find("\r\n")
+        reason = (
+            head[:end] if end >= 0 else data[12 : data.find(b"\r\n")].decode("utf-8", "replace")
+        )
         self.journal.record(
             Entry(
                 self._last_now + self.wall_offset,
@@ -716,8 +723,8 @@ class Endpoint:
                 call_id or "",
                 method,
                 cseq,
-                int(data[8:11]),
-                data[12:end].decode("utf-8", "replace"),
+                status,
+                reason,
             )
         )
 

@@ -9,6 +9,7 @@ from helpers import SDP_OFFER, request
 
 from sipresponder.config import Config
 from sipresponder.endpoint import Endpoint, Flow, Send, TransactionRecord
+from sipresponder.journal import Journal
 from sipresponder.message import Response
 from sipresponder.parser import FramingError, parse_message
 from sipresponder.transaction import Timers
@@ -393,3 +394,14 @@ def test_an_unaddressable_framing_error_is_dropped_and_counted() -> None:
     err = FramingError(400, "Missing Content-Length", b"\x00\x01 garbage")
     assert ep.reject_framing(err, TCP) == []
     assert ep.stats["parse_errors"] == 1 and ep.stats["internal_errors"] == 0
+
+
+@pytest.mark.parametrize("reason", ["Busy Here", "Ünïcode reason", "x" * 300])
+def test_the_journal_reads_code_and_reason_off_our_status_line(reason: str) -> None:
+    ep = Endpoint(Config(secret=b"test-secret"), journal=Journal(10))
+    data = f"SIP/2.0 486 {reason}\r\nCall-ID: c1\r\n\r\n".encode()
+    ep._sent(data, UDP, UDP.remote, "c1", "INVITE", 1)
+    call = ep.journal.get("c1") if ep.journal is not None else None
+    assert call is not None
+    entry = call.entries[-1]
+    assert (entry.status, entry.reason) == (486, reason)
