@@ -76,8 +76,10 @@ METHODS = (
 
 _METHOD_SET = frozenset(METHODS)
 
-#: RFC 3261 §25.1 ``token`` characters.
-TOKEN_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+#: RFC 3261 §25.1 ``token`` characters: ``text.strip(TOKEN_CHARS)`` is empty when every
+#: character of ``text`` is one (a check without a regex call).
+TOKEN_CHARS = string.ascii_letters + string.digits + ".!%*_+`'~-"
+TOKEN_RE = re.compile(f"[{re.escape(TOKEN_CHARS)}]+")
 
 
 def decimal(text: str, digits: int = 10) -> int | None:
@@ -290,9 +292,7 @@ def format_via(transport: str, sent_by: str, params: list[tuple[str, str | None]
     return "".join(out)
 
 
-#: The characters of a ``token`` (§25.1) and of a Via host name or IPv4 address, as the
-#: patterns above spell them: ``text.strip(chars)`` is empty when every character is one.
-_TOKEN_CHARS = string.ascii_letters + string.digits + ".!%*_+`'~-"
+#: The characters of a Via host name or IPv4 address, as ``_VIA_RE`` spells them.
 _HOST_CHARS = string.ascii_letters + string.digits + "._-"
 
 
@@ -347,7 +347,7 @@ def _usual_sent_by(head: str) -> tuple[str, str, int | None] | None:
     when it is spelled otherwise."""
     space = head.find(" ", 8)
     transport = head[8:space]
-    if space < 9 or transport.strip(_TOKEN_CHARS):
+    if space < 9 or transport.strip(TOKEN_CHARS):
         return None
     host, colon, port_text = head[space + 1 :].partition(":")
     if not host or host.strip(_HOST_CHARS):
@@ -392,16 +392,14 @@ _CSEQ_RE = re.compile(r"\s*([0-9]{1,10})\s+([A-Za-z0-9.!%*_+`'~-]+)\s*$")
 def parse_cseq(value: str) -> tuple[int, str]:
     """``"1 INVITE"`` -> ``(1, "INVITE")``; the number is below 2**31 (§8.1.1.5)."""
     number_text, space, method = value.partition(" ")
+    # The usual spelling (digits, one space, a known method) reads as the pattern would.
     number = decimal(number_text) if space and method in _METHOD_SET else None
-    if number is not None:  # the usual spelling, as the pattern would read it
-        if number >= 2**31:
-            raise ParseError("CSeq Number Too Large")
-        return number, method
-    m = _CSEQ_RE.match(value)
-    if m is None:
-        raise ParseError("Malformed CSeq Header")
-    number_text, method = m.groups()
-    number = int(number_text)
+    if number is None:
+        m = _CSEQ_RE.match(value)
+        if m is None:
+            raise ParseError("Malformed CSeq Header")
+        number_text, method = m.groups()
+        number = int(number_text)
     if number >= 2**31:
         raise ParseError("CSeq Number Too Large")
     return number, method
@@ -425,7 +423,7 @@ def tag_of(value: str) -> str | None:
         tag = value[at + 5 :]
         # Letters and digits (the usual tag), or token characters, to the end of the
         # value: nothing _TAG_VALUE_RE would stop at, so it would read the same.
-        if tag and (tag.isalnum() or not tag.strip(_TOKEN_CHARS)):
+        if tag and (tag.isalnum() or not tag.strip(TOKEN_CHARS)):
             return tag
         m = _TAG_VALUE_RE.match(value, at + 5)
         if m is not None:
