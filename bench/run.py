@@ -669,6 +669,11 @@ def _call_length_ms(value: str) -> float | None:
     return ((h * 60 + m) * 60 + s) * 1000 + us / 1000
 
 
+def stat_path(settings: Settings, tag: str) -> Path:
+    """SIPp's statistics file of the client run ``tag`` (-trace_stat -stf)."""
+    return settings.workdir / f"{tag}.stat.csv"
+
+
 def client_command(
     settings: Settings,
     flow: Flow,
@@ -711,7 +716,7 @@ def client_command(
         str(s.recv_timeout_ms),
         "-trace_stat",
         "-stf",
-        str(s.workdir / f"{tag}.stat.csv"),
+        str(stat_path(s, tag)),
         "-fd",
         "1",
         "-trace_screen",
@@ -738,7 +743,7 @@ def run_client(
     """Run SIPp against ``target``: for ``duration`` (then SIGUSR1, which stops new calls
     and waits for the rest) or until ``calls`` calls are done.  Bounded either way."""
     s = settings
-    stat_file = s.workdir / f"{tag}.stat.csv"
+    stat_file = stat_path(s, tag)
     cmd = client_command(s, flow, target.port, sipp_mode, tag, rate=rate, limit=limit, calls=calls)
     cpu_before = target.cpu_split()
     busy_before = machine_busy()
