@@ -56,20 +56,22 @@ class _Media:
 
 Parsed = tuple[str, str | None, list[_Media]]
 
-#: The offer read last and what it read as.  The endpoint checks an INVITE's offer, then
-#: answers it — the same bytes object — so an offer is parsed once, not twice.  Nothing
-#: changes a parsed offer.
-_last: tuple[bytes, Parsed] | None = None
+#: The answer to an offer, from its t= line on (what follows the origin lines), by the
+#: offer's bytes.  A load test sends one offer in every call: it is read and answered
+#: once.  The endpoint checks an INVITE's offer, then answers it: one read.  Bounded;
+#: an offer that cannot be read is not kept (it raises each time).
+_TAILS: dict[bytes, str] = {}
+_TAILS_LIMIT = 256
 
 
-def _read(offer: bytes) -> Parsed:
-    global _last
-    last = _last
-    if last is not None and last[0] is offer:
-        return last[1]
-    parsed = _parse(offer.decode("utf-8", "replace"))
-    _last = (offer, parsed)
-    return parsed
+def _tail(offer: bytes) -> str:
+    tail = _TAILS.get(offer)
+    if tail is None:
+        tail = _answer_tail(*_parse(offer.decode("utf-8", "replace")))
+        if len(_TAILS) >= _TAILS_LIMIT:
+            _TAILS.clear()
+        _TAILS[offer] = tail
+    return tail
 
 
 def _parse(offer: str) -> Parsed:
@@ -132,9 +134,13 @@ def build_answer(offer: bytes, address: str, session_id: int) -> bytes:
     telephone-event when offered; anything else is rejected with port 0.  Raises
     ``SdpError`` when the offer cannot be read.
     """
-    timing, session_dir, media = _read(offer)
-    out = _origin(address, session_id)
-    out.append(f"t={timing}")  # §6: the t= line of the answer equals the offer's
+    tail = _tail(offer)
+    return ("\r\n".join(_origin(address, session_id)) + "\r\n" + tail).encode()
+
+
+def _answer_tail(timing: str, session_dir: str | None, media: list[_Media]) -> str:
+    """The lines of an answer after its origin: they follow from the offer alone."""
+    out = [f"t={timing}"]  # §6: the t= line of the answer equals the offer's
     for index, m in enumerate(media):
         chosen: list[str] = []
         if m.media == "audio" and m.port != 0 and m.proto.upper() in ("RTP/AVP", "RTP/AVPF"):
@@ -156,7 +162,7 @@ def build_answer(offer: bytes, address: str, session_id: int) -> bytes:
                 out.append(f"a=fmtp:{pt} {m.fmtp[pt]}")
         direction = m.direction or session_dir or "sendrecv"
         out.append(f"a={_DIRECTIONS[direction]}")
-    return ("\r\n".join(out) + "\r\n").encode()
+    return "\r\n".join(out) + "\r\n"
 
 
 def build_offer(address: str, session_id: int) -> bytes:
@@ -177,7 +183,7 @@ def build_offer(address: str, session_id: int) -> bytes:
 
 def check_offer(offer: bytes) -> None:
     """Raise ``SdpError`` when ``offer`` is not a readable session description."""
-    _read(offer)
+    _tail(offer)
 
 
 def _encoding(m: _Media, pt: str) -> str:

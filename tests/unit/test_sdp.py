@@ -52,3 +52,26 @@ def test_offer() -> None:
 def test_bad_offers(bad: bytes) -> None:
     with pytest.raises(SdpError):
         check_offer(bad)
+
+
+def test_an_offer_sent_again_gets_the_same_answer_with_its_own_origin() -> None:
+    # A load test sends one offer in every call: the answer's streams are worked out
+    # once (sdp._TAILS), the origin lines each time.  A copy of the bytes, not the same
+    # object, as a new datagram would be.
+    first = build_answer(SDP_OFFER, "127.0.0.1", 42)
+    again = build_answer(bytes(bytearray(SDP_OFFER)), "192.0.2.1", 43)
+    assert lines(again)[4:] == lines(first)[4:]
+    assert "o=sipresponder 43 43 IN IP4 192.0.2.1" in lines(again)
+    assert "c=IN IP4 192.0.2.1" in lines(again)
+
+
+def test_remembered_answers_are_bounded_and_bad_offers_are_not_kept() -> None:
+    from sipresponder import sdp
+
+    for i in range(sdp._TAILS_LIMIT + 10):
+        check_offer(SDP_OFFER.replace(b"o=", f"o={i}".encode(), 1))
+    assert 0 < len(sdp._TAILS) <= sdp._TAILS_LIMIT
+    for _ in range(2):
+        with pytest.raises(SdpError):
+            check_offer(b"v=0\r\ns=-\r\n")
+    assert b"v=0\r\ns=-\r\n" not in sdp._TAILS
