@@ -139,15 +139,28 @@ def parse_message(
         data = data.lstrip(b"\r\n")  # §7.5: empty lines before the start line are ignored
     # Searched as text: str.find is one of mypyc's own operations, bytes.find a slow call.
     text = data.decode("utf-8", "surrogateescape")
-    if len(text) == len(data):  # a character per byte: the text's indexes are the data's
-        head_end, body_start = _header_end(text)
-        head = text[:head_end]
-    else:  # a multi-byte character somewhere: find the end in a byte-for-byte decoding
-        head_end, body_start = _header_end(data.decode("latin-1"))
-        head = data[:head_end].decode("utf-8", "surrogateescape")
-    lines = head.split("\r\n")
-    if head.count("\n") != len(lines) - 1:
-        lines = head.replace("\r\n", "\n").split("\n")  # bare LF line ends (leniency)
+    single = len(text) == len(data)  # a character per byte: the text's indexes are the data's
+    lines: list[str] | None = None
+    body_start = 0
+    if single:
+        end = text.find("\r\n\r\n")
+        if end >= 0:
+            head = text[:end]
+            lines = head.split("\r\n")
+            if head.count("\n") == len(lines) - 1:
+                body_start = end + 4  # CRLF line ends only: no blank line ends it sooner
+            else:
+                lines = None
+    if lines is None:
+        if single:
+            head_end, body_start = _header_end(text)
+            head = text[:head_end]
+        else:  # a multi-byte character somewhere: find the end in a byte-for-byte decoding
+            head_end, body_start = _header_end(data.decode("latin-1"))
+            head = data[:head_end].decode("utf-8", "surrogateescape")
+        lines = head.split("\r\n")
+        if head.count("\n") != len(lines) - 1:
+            lines = head.replace("\r\n", "\n").split("\n")  # bare LF line ends (leniency)
     # §7.5: empty lines before the start line are ignored.
     first = 0
     while first < len(lines) and not lines[first].strip():
@@ -175,11 +188,11 @@ def parse_message(
     hmap = headers._map  # filled directly: this is the hot loop
     last_key: str | None = None
     keys = _KEYS
-    for line in lines[first + 1 :]:
-        name, sep, value = line.partition(":")
-        key = keys.get(name) if sep else None  # a name spelled as seen before
+    for index in range(first + 1, len(lines)):
+        line = lines[index]
+        colon = line.find(":")
+        key = keys.get(line[:colon]) if colon > 0 else None  # a name spelled as seen before
         if key is None:
-            colon = line.find(":")
             if not line:
                 continue
             if line[0] in " \t":
@@ -202,7 +215,7 @@ def parse_message(
                 continue
             if len(keys) < _KEYS_LIMIT:
                 keys[name] = key
-        value = value.strip()
+        value = line[colon + 1 :].strip()
         existing = hmap.get(key)
         if existing is None:
             hmap[key] = [value]

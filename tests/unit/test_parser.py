@@ -145,6 +145,24 @@ def test_bare_lf_line_ends_are_accepted() -> None:
     assert req.call_id == "call-1@test"
 
 
+def test_a_bare_lf_blank_line_ends_the_headers_before_a_later_crlf_one() -> None:
+    # The header section ends at the first blank line, whatever its line ends: what
+    # follows a bare-LF blank line is body (cut to Content-Length: 0), even with a
+    # CRLF CRLF further on.
+    head, _, _ = request().partition(b"\r\n\r\n")
+    data = head + b"\n\nbody\r\nX-Late: 1\r\n\r\n"
+    req = parse_req(data)
+    assert "x-late" not in req.headers
+    assert req.call_id == "call-1@test"
+
+
+def test_a_multibyte_message_is_framed_like_its_bytes() -> None:
+    data = request(body=b"abc").replace(b"From: ", 'From: "J\u00fcrgen" '.encode(), 1)
+    req = parse_req(data)
+    assert req.body == b"abc"
+    assert req.from_ is not None and "J\u00fcrgen" in req.from_
+
+
 def test_leading_empty_lines_are_ignored() -> None:
     assert parse_req(b"\r\n\r\n" + request()).method == "OPTIONS"
 
