@@ -17,7 +17,7 @@ import heapq
 import ipaddress
 import logging
 from collections.abc import Callable, Hashable
-from typing import Final, NamedTuple, cast
+from typing import Final, cast
 
 from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
@@ -140,14 +140,37 @@ class Flow:
 Send = tuple[bytes, Flow, tuple[str, int]]
 
 
-class TransactionRecord(NamedTuple):
-    """One finished transaction, for the per-transaction log line (a tuple: one is made
-    per transaction, and a tuple is the cheapest immutable record to make)."""
+class TransactionRecord:
+    """One finished transaction, for the per-transaction log line.  Made once per
+    transaction: a plain class, which mypyc builds natively (a NamedTuple's ``__new__``
+    stays interpreted, about 0.3 µs a record)."""
 
-    method: str
-    uri: str
-    peer: str
-    codes: tuple[int, ...]
+    __slots__ = ("codes", "method", "peer", "uri")
+
+    def __init__(self, method: str, uri: str, peer: str, codes: tuple[int, ...]) -> None:
+        self.method = method
+        self.uri = uri
+        self.peer = peer
+        self.codes = codes
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TransactionRecord):
+            return NotImplemented
+        return (self.method, self.uri, self.peer, self.codes) == (
+            other.method,
+            other.uri,
+            other.peer,
+            other.codes,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.method, self.uri, self.peer, self.codes))
+
+    def __repr__(self) -> str:
+        return (
+            f"TransactionRecord(method={self.method!r}, uri={self.uri!r}, "
+            f"peer={self.peer!r}, codes={self.codes!r})"
+        )
 
 
 Reporter = Callable[[TransactionRecord], None]
@@ -363,7 +386,9 @@ class Endpoint:
             # delays, no retransmissions (RFC 3261 §8.2.7).
             plan = _final_only(plan)
             send_trying = stateful = False
-        tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
+        # In a dialog (BYE, re-INVITE) the To tag is already there and every response
+        # keeps it (§8.2.6.2): no tag of ours to work out.
+        tag = req.to_tag or make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         local = self._local(req, flow)
         dest = source if flow.reliable else response_destination(req, *source)
         answers = Answers(req, to_tag=tag, source=source, local=local)

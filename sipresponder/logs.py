@@ -14,7 +14,6 @@ import json
 import logging
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from .endpoint import TransactionRecord
@@ -85,19 +84,26 @@ class TransactionLog:
         self.logger = logger or logging.getLogger(TRANSACTIONS)
         self.clock = clock
         self._window = -1
+        self._enabled = False
         self._count = 0
-        self._counts: Counter[tuple[str, str]] = Counter()
+        #: (method, final code or 0) -> transactions, this second.
+        self._counts: dict[tuple[str, int], int] = {}
 
     def __call__(self, rec: TransactionRecord) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
+        # Once per transaction, so the work is done per second where it can be: whether
+        # INFO is on is asked when a second begins (a level change shows within 1 s).
         second = int(self.clock())
         if second != self._window:
             self.flush()
             self._window = second
+            self._enabled = self.logger.isEnabledFor(logging.INFO)
+        if not self._enabled:
+            return
         self._count += 1
         codes = rec.codes
-        self._counts[(rec.method, str(codes[-1]) if codes else "-")] += 1
+        key = (rec.method, codes[-1] if codes else 0)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
         if self._count <= self.rate:
             self.logger.info(
                 "%s %s from %s -> %s",
@@ -120,18 +126,14 @@ class TransactionLog:
 
     def flush(self) -> None:
         if self._count > self.rate:
-            parts = ", ".join(
-                f"{method} {code}: {n}" for (method, code), n in sorted(self._counts.items())
-            )
+            counts = {f"{method} {code or '-'}": n for (method, code), n in self._counts.items()}
+            parts = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
             self.logger.info(
                 "summary: %d transactions in 1 s (over %g/s, not logged one by one): %s",
                 self._count,
                 self.rate,
                 parts,
-                extra={
-                    "summary": {f"{m} {c}": n for (m, c), n in self._counts.items()},
-                    "transactions": self._count,
-                },
+                extra={"summary": counts, "transactions": self._count},
             )
         self._count = 0
         self._counts.clear()
