@@ -12,8 +12,10 @@ start-up, imports, building the messages (as many in both runs) and the warm-up 
 out.
 
 Cases (``--cases``): ``parse`` (``parse_message`` of an INVITE and its ACK), ``options``
-(``Endpoint.receive`` of an OPTIONS, journal off) and ``busy`` (INVITE to ``180-486``,
-100 + 180 + 486 out, its ACK, timers run when due; journal on, as the server keeps one).
+(``Endpoint.receive`` of an OPTIONS, journal off), ``busy`` (INVITE to ``180-486``,
+100 + 180 + 486 out, its ACK, timers run when due; journal on, as the server keeps one)
+and ``call`` (the whole call of ``make bench``: INVITE with SDP, 100 + 180 + 200 with
+SDP out, the 200's ACK, BYE, 200 out; journal on).
 
     .venv/bin/python bench/instructions.py     # or: make bench-instructions (about 2 min)
 
@@ -33,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-CASES = ("parse", "options", "busy")
+CASES = ("parse", "options", "busy", "call")
 WARMUP = 300
 #: Seconds one valgrind run may take (a run of 2,500 busy calls takes about 15 s).
 DEADLINE = 600
@@ -61,6 +63,22 @@ elif case == "options":
     data = [micro.options(i) for i in range(total)]
     for i, d in enumerate(data[: n + warmup]):
         ep.receive(d, micro.FLOW, i * micro.CALL_INTERVAL)
+elif case == "call":
+    ep = micro.endpoint(True)
+    calls = []
+    for i in range(total):
+        tag = make_to_tag(micro.SECRET, f"{{i}}-4242@127.0.0.1", f"4242SIPpTag{{i}}", 1)
+        calls.append((micro.invite_with_sdp(i), micro.call_ack(i, tag), micro.call_bye(i, tag)))
+    now = 0.0
+    for invite, ack, bye in calls[: n + warmup]:
+        now += micro.CALL_INTERVAL
+        assert len(ep.receive(invite, micro.FLOW, now)) == 3
+        ep.receive(ack, micro.FLOW, now)
+        assert len(ep.receive(bye, micro.FLOW, now)) == 1
+        deadline = ep.next_deadline()
+        if deadline is not None and deadline <= now:
+            ep.handle_timers(now)
+    assert ep.stats["violations"] == 0 and ep.stats["stray_acks"] == 0, ep.stats
 else:
     ep = micro.endpoint(True)
     calls = []

@@ -61,7 +61,14 @@ SDP = (
 
 
 def _request(
-    method: str, user: str, i: int, *, branch: str, to_tag: str = "", body: str = ""
+    method: str,
+    user: str,
+    i: int,
+    *,
+    branch: str,
+    to_tag: str = "",
+    body: str = "",
+    cseq: int = 1,
 ) -> bytes:
     """A request the way SIPp's bench scenarios write it (bench/scenarios/uac_*.xml)."""
     host = "127.0.0.1:5060"
@@ -73,7 +80,7 @@ def _request(
         f"From: sipp <sip:sipp@127.0.0.1:5061>;tag=4242SIPpTag{i}",
         f"To: {to}",
         f"Call-ID: {i}-4242@127.0.0.1",
-        f"CSeq: 1 {cseq_method}",
+        f"CSeq: {cseq} {cseq_method}",
         "Contact: <sip:sipp@127.0.0.1:5061;transport=UDP>",
         "Max-Forwards: 70",
     ]
@@ -100,6 +107,15 @@ _TO_TAG = re.compile(rb"^(?:To|t):[^\r\n]*;tag=([^;\r\n ]+)", re.MULTILINE | re.
 
 def busy_ack(i: int, to_tag: str) -> bytes:
     return _request("ACK", "180-486", i, branch=f"z9hG4bK-4242-{i}-invite", to_tag=to_tag)
+
+
+def call_ack(i: int, to_tag: str) -> bytes:
+    """The ACK of the 200 to ``invite_with_sdp(i)``: a transaction of its own."""
+    return _request("ACK", "bench", i, branch=f"z9hG4bK-{i}-ack", to_tag=to_tag)
+
+
+def call_bye(i: int, to_tag: str) -> bytes:
+    return _request("BYE", "bench", i, branch=f"z9hG4bK-{i}-bye", to_tag=to_tag, cseq=2)
 
 
 def endpoint(journal: bool) -> Endpoint:
