@@ -452,5 +452,7 @@ def _session_id(tag: str | None) -> int:
 
 
 def _is_sdp(req: Request) -> bool:
-    ctype = req.headers.get("content-type")
-    return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"
+    values = req.headers.values("content-type")
+    if not values:
+        return False
+    return values[0].split(";", 1)[0].strip().lower() == "application/sdp"

@@ -117,14 +117,13 @@ def _addrtype(address: str) -> str:
     return "IP6" if ":" in address else "IP4"
 
 
-def _origin(address: str, session_id: int) -> list[str]:
+def _origin(address: str, session_id: int) -> str:
+    """The session lines before t=, ours: version, origin, name and connection."""
     at = _addrtype(address)
-    return [
-        "v=0",
-        f"o=sipresponder {session_id} {session_id} IN {at} {address}",
-        "s=sipresponder",
-        f"c=IN {at} {address}",
-    ]
+    return (
+        f"v=0\r\no=sipresponder {session_id} {session_id} IN {at} {address}\r\n"
+        f"s=sipresponder\r\nc=IN {at} {address}\r\n"
+    )
 
 
 def build_answer(offer: bytes, address: str, session_id: int) -> bytes:
@@ -134,8 +133,7 @@ def build_answer(offer: bytes, address: str, session_id: int) -> bytes:
     telephone-event when offered; anything else is rejected with port 0.  Raises
     ``SdpError`` when the offer cannot be read.
     """
-    tail = _tail(offer)
-    return ("\r\n".join(_origin(address, session_id)) + "\r\n" + tail).encode()
+    return (_origin(address, session_id) + _tail(offer)).encode()
 
 
 def _answer_tail(timing: str, session_dir: str | None, media: list[_Media]) -> str:
@@ -167,8 +165,7 @@ def _answer_tail(timing: str, session_dir: str | None, media: list[_Media]) -> s
 
 def build_offer(address: str, session_id: int) -> bytes:
     """An offer for an INVITE that came without one (RFC 3261 §13.2.1): G.711 and DTMF."""
-    out = _origin(address, session_id)
-    out += [
+    out = [
         "t=0 0",
         f"m=audio {MEDIA_PORT_BASE} RTP/AVP 0 8 101",
         "a=rtpmap:0 PCMU/8000",
@@ -178,7 +175,7 @@ def build_offer(address: str, session_id: int) -> bytes:
         "a=ptime:20",
         "a=sendrecv",
     ]
-    return ("\r\n".join(out) + "\r\n").encode()
+    return (_origin(address, session_id) + "\r\n".join(out) + "\r\n").encode()
 
 
 def check_offer(offer: bytes) -> None:
