@@ -131,36 +131,118 @@ def parse_message(
     ``max_headers`` header lines is answered 513 (RFC 3261 §21.5.14), once the request is
     read far enough to address the answer.
 
-    This is the per-message hot path: the header loop and the checks after it are written
-    for the common case (CRLF line ends, no folding, each name seen before) and take the
-    general route only when a line needs it.
+    This is the per-message hot path.  A request in the usual spelling (CRLF line ends, no
+    folding, each header name seen before) is read in place, line by line, without
+    splitting the text (``_parse_usual``); anything else takes the general route, which
+    reads it as before.  Both end in the same checks (``_finish``).
     """
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")  # §7.5: empty lines before the start line are ignored
     # Searched as text: str.find is one of mypyc's own operations, bytes.find a slow call.
     text = data.decode("utf-8", "surrogateescape")
-    single = len(text) == len(data)  # a character per byte: the text's indexes are the data's
-    lines: list[str] | None = None
-    body_start = 0
-    if single:
-        end = text.find("\r\n\r\n")
-        if end >= 0:
-            head = text[:end]
-            lines = head.split("\r\n")
-            if head.count("\n") == len(lines) - 1:
-                body_start = end + 4  # CRLF line ends only: no blank line ends it sooner
-            else:
-                lines = None
-    if lines is None:
-        if single:
-            head_end, body_start = _header_end(text)
-            head = text[:head_end]
-        else:  # a multi-byte character somewhere: find the end in a byte-for-byte decoding
-            head_end, body_start = _header_end(data.decode("latin-1"))
-            head = data[:head_end].decode("utf-8", "surrogateescape")
-        lines = head.split("\r\n")
-        if head.count("\n") != len(lines) - 1:
-            lines = head.replace("\r\n", "\n").split("\n")  # bare LF line ends (leniency)
+    if len(text) == len(data):  # a character per byte: the text's indexes are the data's
+        req = _parse_usual(text, data, stream, max_size, max_headers)
+        if req is not None:
+            return req
+    return _parse_general(text, data, stream, max_size, max_headers)
+
+
+def _parse_usual(
+    text: str, data: bytes, stream: bool, max_size: int, max_headers: int | None
+) -> Request | None:
+    """A request in the usual spelling, read in place: CRLF line ends, and every header
+    line ``Name: value`` with a name seen before.  None when it is not one — nothing is
+    decided then, and the general route reads it all again."""
+    end = text.find("\r\n\r\n")
+    if end < 0:
+        return None
+    eol = text.find("\r\n", 0, end)
+    if eol < 0:
+        eol = end  # no header lines
+    start_line = text[:eol]
+    if not start_line or start_line.isspace() or start_line.startswith("SIP/"):
+        return None  # blank lines first, or a response
+    errors: list[tuple[int, str]] = []
+    method, uri, version = _request_line(start_line, errors)
+    headers = Headers()
+    count = _usual_headers(text, eol + 2, end, headers._map, errors)
+    if count < 0 or text.count("\n", 0, end) != count:
+        return None  # a line the general route reads, or a bare LF somewhere
+    return _finish(
+        method, uri, version, headers, errors, data, end + 4, count, stream, max_size, max_headers
+    )
+
+
+def _usual_headers(
+    text: str, pos: int, end: int, hmap: dict[str, list[str]], errors: list[tuple[int, str]]
+) -> int:
+    """Fill ``hmap`` from the header lines in ``text[pos:end]``, each ``Name: value`` with
+    a name in ``_KEYS`` and ending in CRLF: the number of lines, or -1 for a line that is
+    not so (folded, empty, without a colon or a name seen before).  The values are what
+    ``_parse_general`` reads: the text after the colon, stripped."""
+    keys = _KEYS
+    count = 0
+    while pos < end:
+        eol = text.find("\r\n", pos, end)
+        if eol < 0:
+            eol = end
+        colon = text.find(":", pos, eol)
+        if colon <= pos:
+            return -1
+        key = keys.get(text[pos:colon])
+        if key is None:
+            return -1
+        start = colon + 1
+        if start < eol and text[start] == " ":
+            start += 1  # the usual single space: no strip needed for it
+        value = text[start:eol]
+        if value and (ord(value[0]) <= 32 or ord(value[-1]) <= 32):
+            value = value.strip()  # the text is ASCII: all its whitespace is <= " "
+        _add(hmap, key, value, errors)
+        count += 1
+        pos = eol + 2
+    return count
+
+
+def _add(hmap: dict[str, list[str]], key: str, value: str, errors: list[tuple[int, str]]) -> None:
+    """One header line's value, noting a second line of a header that may appear once."""
+    existing = hmap.get(key)
+    if existing is None:
+        hmap[key] = [value]
+    else:
+        existing.append(value)
+        if key in _SINGLE:
+            errors.append((400, f"Multiple {display_name(key)} Headers"))
+
+
+def _request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
+    """Method, Request-URI and version, noting in ``errors`` what is malformed."""
+    parts = start_line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        errors.append((400, "Malformed Request-Line"))
+        method, uri, version = [*parts, "", "", ""][:3]
+    else:
+        method, uri, version = parts
+    if method and method not in _COMMON_METHODS and not TOKEN_RE.fullmatch(method):
+        errors.append((400, "Malformed Method"))
+    if uri[:1] == "<":
+        errors.append((400, "Malformed Request-URI"))  # RFC 4475 §3.1.2.7: no <> here
+    return method, uri, version
+
+
+def _parse_general(
+    text: str, data: bytes, stream: bool, max_size: int, max_headers: int | None
+) -> Request | Response:
+    """Any message: bare-LF line ends, folded lines, new header names, responses."""
+    if len(text) == len(data):  # a character per byte: the text's indexes are the data's
+        head_end, body_start = _header_end(text)
+        head = text[:head_end]
+    else:  # a multi-byte character somewhere: find the end in a byte-for-byte decoding
+        head_end, body_start = _header_end(data.decode("latin-1"))
+        head = data[:head_end].decode("utf-8", "surrogateescape")
+    lines = head.split("\r\n")
+    if head.count("\n") != len(lines) - 1:
+        lines = head.replace("\r\n", "\n").split("\n")  # bare LF line ends (leniency)
     # §7.5: empty lines before the start line are ignored.
     first = 0
     while first < len(lines) and not lines[first].strip():
@@ -173,16 +255,7 @@ def parse_message(
         return _parse_response(start_line, lines[first + 1 :], data[body_start:])
 
     errors: list[tuple[int, str]] = []
-    parts = start_line.split(" ")
-    if len(parts) != 3 or not all(parts):
-        errors.append((400, "Malformed Request-Line"))
-        method, uri, version = [*parts, "", "", ""][:3]
-    else:
-        method, uri, version = parts
-    if method and method not in _COMMON_METHODS and not TOKEN_RE.fullmatch(method):
-        errors.append((400, "Malformed Method"))
-    if uri[:1] == "<":
-        errors.append((400, "Malformed Request-URI"))  # RFC 4475 §3.1.2.7: no <> here
+    method, uri, version = _request_line(start_line, errors)
 
     headers = Headers()
     hmap = headers._map  # filled directly: this is the hot loop
@@ -215,16 +288,40 @@ def parse_message(
                 continue
             if len(keys) < _KEYS_LIMIT:
                 keys[name] = key
-        value = line[colon + 1 :].strip()
-        existing = hmap.get(key)
-        if existing is None:
-            hmap[key] = [value]
-        else:
-            existing.append(value)
-            if key in _SINGLE:
-                errors.append((400, f"Multiple {display_name(key)} Headers"))
+        _add(hmap, key, line[colon + 1 :].strip(), errors)
         last_key = key
 
+    return _finish(
+        method,
+        uri,
+        version,
+        headers,
+        errors,
+        data,
+        body_start,
+        len(lines) - first - 1,
+        stream,
+        max_size,
+        max_headers,
+    )
+
+
+def _finish(
+    method: str,
+    uri: str,
+    version: str,
+    headers: Headers,
+    errors: list[tuple[int, str]],
+    data: bytes,
+    body_start: int,
+    count: int,
+    stream: bool,
+    max_size: int,
+    max_headers: int | None,
+) -> Request:
+    """The checks after the header lines, and the request: ``count`` header lines were
+    read into ``headers``, the body starts at ``data[body_start]``."""
+    hmap = headers._map
     # The Via chain first: without a usable top Via no response can be addressed.
     via_lines = hmap.get("via")
     vias: list[str] = []
@@ -322,7 +419,7 @@ def parse_message(
             errors.insert(0, (505, "Version Not Supported"))
         elif not errors:
             errors.append((400, "Malformed SIP Version"))
-    if max_headers is not None and len(lines) - first - 1 > max_headers:
+    if max_headers is not None and count > max_headers:
         errors.insert(0, (513, "Too Many Header Lines"))
     if len(data) > max_size:
         errors.insert(0, (513, "Message Too Large"))

@@ -17,6 +17,7 @@ from helpers import SDP_OFFER, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sipresponder import parser
 from sipresponder.config import Config
 from sipresponder.endpoint import Endpoint, Flow, Send
 from sipresponder.errors import ParseError
@@ -187,6 +188,72 @@ def responses(out: list[Send]) -> list[Response]:
     msgs = [parse_message(data) for data, _, _ in out]
     assert all(isinstance(msg, Response) for msg in msgs)
     return cast(list[Response], msgs)
+
+
+# ------------------------------------------------------- the two parse routes
+
+
+def _outcome(route: Any, data: bytes, stream: bool, max_headers: int | None) -> object:
+    """What a route of the parser makes of ``data``: None (not its kind of message), the
+    fields of the request, or the error with the fields of its partial request."""
+    text = data.decode("utf-8", "surrogateescape")
+    try:
+        msg = route(text, data, stream, 65536, max_headers)
+    except ParseError as exc:
+        partial = exc.request
+        return ("error", exc.status, exc.reason, None if partial is None else _all(partial))
+    if msg is None:
+        return None
+    return ("ok", _all(msg)) if isinstance(msg, Request) else ("response",)
+
+
+def _all(req: Request) -> tuple[object, ...]:
+    return (*fields(req), list(req.headers), req.raw)
+
+
+@FAST
+@given(st.one_of(mutated(), requests().map(lambda case: case[0])), st.booleans())
+def test_the_usual_route_reads_a_message_as_the_general_route_does(
+    data: bytes, stream: bool
+) -> None:
+    # _parse_usual reads the usual request in place; whatever it does not decline, it
+    # must read exactly as _parse_general, error for error.
+    data = data.lstrip(b"\r\n")  # as parse_message does first
+    if len(data.decode("utf-8", "surrogateescape")) != len(data):
+        return  # multi-byte text: only the general route reads it
+    for max_headers in (None, 3):
+        # The general route first: it learns the header names the usual route knows.
+        general = _outcome(parser._parse_general, data, stream, max_headers)
+        usual = _outcome(parser._parse_usual, data, stream, max_headers)
+        if usual is not None:
+            assert usual == general
+
+
+def test_the_usual_route_takes_the_usual_request_and_declines_the_rest() -> None:
+    usual = request("INVITE", "bob", extra=[("Content-Type", "application/sdp")], body=b"v=0")
+    parse_message(usual)  # its header names are now known (parser._KEYS)
+    assert _outcome(parser._parse_usual, usual, False, None) is not None
+    folded = usual.replace(b"\r\nMax-Forwards: 70", b"\r\n  70")
+    bare_lf = usual.replace(b"\r\nMax-Forwards", b"\nMax-Forwards")
+    unseen = usual.replace(b"Max-Forwards: 70", b"X-Never-Seen-Before-4242: 1")
+    response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1\r\n\r\n"
+    for data in (folded, bare_lf, unseen, response, b"\r\n" + usual[:10]):
+        assert _outcome(parser._parse_usual, data, False, None) is None, data[:40]
+    # What it takes, it reads as the general route does: spaces around a value, and a
+    # second From (an error, with the request read as far as it goes).
+    spaced = usual.replace(b"Max-Forwards: 70", b"Max-Forwards: 70 \t")
+    spaced = spaced.replace(b"CSeq: ", b"CSeq:\t ")
+    twice = usual.replace(b"\r\nTo:", b"\r\nFrom: <sip:x@192.0.2.9>;tag=2\r\nTo:")
+    for data in (spaced, twice):
+        usual_outcome = _outcome(parser._parse_usual, data, False, None)
+        assert usual_outcome is not None
+        assert usual_outcome == _outcome(parser._parse_general, data, False, None)
+    spaced_request = parse_message(spaced)
+    assert isinstance(spaced_request, Request)
+    assert spaced_request.headers.get("max-forwards") == "70"
+    assert spaced_request.headers.get("cseq") == "1 INVITE"
+    error = _outcome(parser._parse_usual, twice, False, None)
+    assert isinstance(error, tuple) and error[:3] == ("error", 400, "Multiple From Headers")
 
 
 # ------------------------------------------------------------ parse/serialize
