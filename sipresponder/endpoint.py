@@ -727,16 +727,11 @@ class Endpoint:
         method: str,
         cseq: int,
     ) -> None:
-        """Journal one response we send: its status and reason read off our own bytes."""
+        """Journal one response we send: its status read off our own bytes (the reason
+        phrase is read from them when the entry is shown)."""
         assert self.journal is not None
-        # Our own status line, "SIP/2.0 486 Busy Here\r\n": the code from its digits, the
-        # reason as text (str.find is mypyc's own; bytes.find a generic call).
+        # Our own status line, "SIP/2.0 486 Busy Here\r\n": the code from its digits.
         status = (data[8] - 48) * 100 + (data[9] - 48) * 10 + (data[10] - 48)
-        head = data[12:140].decode("utf-8", "replace")
-        end = head.find("\r\n")
-        reason = (
-            head[:end] if end >= 0 else data[12 : data.find(b"\r\n")].decode("utf-8", "replace")
-        )
         self.journal.record(
             Entry(
                 self._last_now + self.wall_offset,
@@ -749,7 +744,6 @@ class Endpoint:
                 method,
                 cseq,
                 status,
-                reason,
             )
         )
 

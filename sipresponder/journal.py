@@ -30,6 +30,7 @@ class Entry:
     """
 
     __slots__ = (
+        "_reason",
         "branch",
         "call_id",
         "cseq",
@@ -37,7 +38,6 @@ class Entry:
         "dst",
         "method",
         "raw",
-        "reason",
         "retransmission",
         "src",
         "status",
@@ -58,7 +58,7 @@ class Entry:
         method: str,  # the request's method, or the CSeq method of a response
         cseq: int,
         status: int | None = None,  # responses only
-        reason: str = "",
+        reason: str = "",  # "": read off ``raw`` when shown
         uri: str = "",  # requests only
         branch: str = "",
         retransmission: bool = False,
@@ -73,13 +73,21 @@ class Entry:
         self.method = method
         self.cseq = cseq
         self.status = status
-        self.reason = reason
+        self._reason = reason
         self.uri = uri
         self.branch = branch
         self.retransmission = retransmission
 
     def __repr__(self) -> str:
         return f"Entry({self.direction} {self.src} -> {self.dst}: {self.summary!r})"
+
+    @property
+    def reason(self) -> str:
+        """A response's reason phrase: as given, else read off its status line (for the
+        responses we send, only when someone looks)."""
+        if self._reason or self.status is None:
+            return self._reason
+        return _reason_of(self.raw)
 
     @property
     def summary(self) -> str:
@@ -111,6 +119,14 @@ class Entry:
         if raw:
             out["raw"] = self.raw.decode("utf-8", "replace")
         return out
+
+
+def _reason_of(raw: bytes) -> str:
+    """The reason phrase of a status line, ``SIP/2.0 486 Busy Here``: read when an entry
+    is shown, not for each response recorded."""
+    end = raw.find(b"\r\n")
+    line = raw if end < 0 else raw[:end]
+    return line[12:].decode("utf-8", "replace") if line.startswith(b"SIP/2.0 ") else ""
 
 
 @dataclass(frozen=True, slots=True)
