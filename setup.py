@@ -47,14 +47,14 @@ def warn(message: str) -> None:
 
 
 def compiled_extensions() -> list[Extension]:
-    if os.environ.get("SIPRESPONDER_PURE", "") not in ("", "0"):
+    names = native()
+    if names.pure_requested(os.environ):
         return []
     try:
         from mypyc.build import mypycify
     except ImportError:
         warn("mypyc is not installed")
         return []
-    names = native()
     sources = [f"sipresponder/{name}.py" for name in names.COMPILED]
     try:
         # The package's own files, relative to here (mypyc names modules by their paths).

@@ -107,13 +107,19 @@ class _SourcesFirst(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, source)
 
 
+def pure_requested(environ: Mapping[str, str]) -> bool:
+    """Whether ``SIPRESPONDER_PURE`` asks for the pure-Python core (set, and not "0");
+    read here at run time and by ``setup.py`` at build time."""
+    return environ.get("SIPRESPONDER_PURE", "") not in ("", "0")
+
+
 def choose(environ: Mapping[str, str] | None = None) -> str:
     """Called once by the package's ``__init__``: import the sources instead of the
     extensions when asked to or when an extension is stale.  Returns the reason ("" when
     the extensions, if any, are used)."""
     global reason
     environ = os.environ if environ is None else environ
-    if environ.get("SIPRESPONDER_PURE", "") not in ("", "0"):
+    if pure_requested(environ):
         reason = "SIPRESPONDER_PURE is set"
     elif names := stale():
         reason = f"compiled modules older than their sources ({', '.join(names)}): run make"

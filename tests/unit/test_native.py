@@ -71,3 +71,11 @@ def test_the_compiled_core_is_used_when_current() -> None:
     path, build = probe()
     assert path.endswith(SUFFIX)
     assert build == "compiled with mypyc"
+
+
+def test_pure_is_asked_for_by_any_value_but_empty_or_0() -> None:
+    assert native.pure_requested({"SIPRESPONDER_PURE": "1"})
+    assert native.pure_requested({"SIPRESPONDER_PURE": "yes"})
+    assert not native.pure_requested({"SIPRESPONDER_PURE": "0"})
+    assert not native.pure_requested({"SIPRESPONDER_PURE": ""})
+    assert not native.pure_requested({})
