@@ -334,15 +334,20 @@ def _size_buffers(sock: socket.socket, size: int) -> None:
     ):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, opt, size)
-        if force is not None and sock.getsockopt(socket.SOL_SOCKET, opt) < size:
+        if force is not None and _buffer_size(sock, opt) < size:
             with contextlib.suppress(OSError):  # allowed with CAP_NET_ADMIN only
                 sock.setsockopt(socket.SOL_SOCKET, force, size)
-        # Linux reports twice what was set (its bookkeeping overhead).
-        got = sock.getsockopt(socket.SOL_SOCKET, opt) // 2
+        got = _buffer_size(sock, opt)
         if got < size:
             granted.append(f"{got} bytes (raise {sysctl})")
     if granted:
         log.info("--socket-buffer %d: the kernel granted %s", size, ", ".join(granted))
+
+
+def _buffer_size(sock: socket.socket, opt: int) -> int:
+    """The buffer size the kernel granted: Linux reports twice what was set (its
+    bookkeeping overhead), so a size capped at rmem_max reads as up to 2 × rmem_max."""
+    return int(sock.getsockopt(socket.SOL_SOCKET, opt)) // 2
 
 
 def _family(host: str) -> socket.AddressFamily:
