@@ -58,19 +58,22 @@ Parsed = tuple[str, str | None, list[_Media]]
 
 #: The answer to an offer, from its t= line on (what follows the origin lines), by the
 #: offer's bytes.  A load test sends one offer in every call: it is read and answered
-#: once.  The endpoint checks an INVITE's offer, then answers it: one read.  Bounded;
-#: an offer that cannot be read is not kept (it raises each time).
+#: once.  The endpoint checks an INVITE's offer, then answers it: one read.  Bounded in
+#: entries and in the size of an offer kept (``--max-message-size`` may allow far larger
+#: ones); an offer that cannot be read is not kept (it raises each time).
 _TAILS: dict[bytes, str] = {}
 _TAILS_LIMIT = 256
+_TAIL_OFFER_LIMIT = 4096
 
 
 def _tail(offer: bytes) -> str:
     tail = _TAILS.get(offer)
     if tail is None:
         tail = _answer_tail(*_parse(offer.decode("utf-8", "replace")))
-        if len(_TAILS) >= _TAILS_LIMIT:
-            _TAILS.clear()
-        _TAILS[offer] = tail
+        if len(offer) <= _TAIL_OFFER_LIMIT:
+            if len(_TAILS) >= _TAILS_LIMIT:
+                _TAILS.clear()
+            _TAILS[offer] = tail
     return tail
 
 

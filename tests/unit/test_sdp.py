@@ -75,3 +75,10 @@ def test_remembered_answers_are_bounded_and_bad_offers_are_not_kept() -> None:
         with pytest.raises(SdpError):
             check_offer(b"v=0\r\ns=-\r\n")
     assert b"v=0\r\ns=-\r\n" not in sdp._TAILS
+    # Nor an offer larger than _TAIL_OFFER_LIMIT: answered, not kept.
+    large = SDP_OFFER + b"a=x-pad:" + b"p" * sdp._TAIL_OFFER_LIMIT + b"\r\n"
+    assert (
+        lines(build_answer(large, "127.0.0.1", 1))[4:]
+        == lines(build_answer(SDP_OFFER, "127.0.0.1", 1))[4:]
+    )
+    assert large not in sdp._TAILS
