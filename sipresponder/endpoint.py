@@ -153,18 +153,16 @@ class TransactionRecord:
         self.peer = peer
         self.codes = codes
 
+    def _key(self) -> tuple[str, str, str, tuple[int, ...]]:
+        return (self.method, self.uri, self.peer, self.codes)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TransactionRecord):
             return NotImplemented
-        return (self.method, self.uri, self.peer, self.codes) == (
-            other.method,
-            other.uri,
-            other.peer,
-            other.codes,
-        )
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.method, self.uri, self.peer, self.codes))
+        return hash(self._key())
 
     def __repr__(self) -> str:
         return (
