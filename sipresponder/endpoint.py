@@ -331,7 +331,7 @@ class Endpoint:
         method = req.method
         counts = self.requests_by_method
         counts[method] = counts.get(method, 0) + 1
-        if req.headers.values("max-forwards") is None:
+        if req.headers.first("max-forwards") is None:
             self._notice("max-forwards", flow, f"{method} without Max-Forwards (tolerated)")
         if self.stateless and method in ("ACK", "CANCEL"):
             # §8.2.7 stateless UAS: an ACK is never answered, and with no transactions a
@@ -518,7 +518,7 @@ class Endpoint:
             plan = _dialled(req.uri) or default_plan(method)
         final = plan.final
         if final is not None and 200 <= final < 300 and method in ("INVITE", "UPDATE"):
-            accept = req.headers.values("accept")
+            accept = req.headers.first("accept")
             if accept is not None and not _accepts_sdp(req.headers.get_list("accept")):
                 # §8.2.3, §21.4.7: the 2xx must carry SDP, which the Accept rules out.
                 plan = Plan((Step(406),), "406")
@@ -985,7 +985,7 @@ def _rejection(req: Request) -> tuple[int, Extras] | None:
         return 501, NO_EXTRAS  # §8.2.1 (Allow is added by the builder)
     if not req.uri.startswith("sip:") and uri_scheme(req.uri) not in SCHEMES:
         return 416, NO_EXTRAS  # §8.2.2.1
-    if method != "CANCEL" and req.headers.values("require") is not None:
+    if method != "CANCEL" and req.headers.first("require") is not None:
         # §8.2.2.3 (Require is ignored in CANCEL and in ACK, which never gets here).
         required = req.headers.get_list("require")
         unknown = tuple(opt for opt in required if opt.lower() not in SUPPORTED_OPTIONS)
@@ -995,7 +995,7 @@ def _rejection(req: Request) -> tuple[int, Extras] | None:
         # §10.3 step 5: the To is the address-of-record; RFC 4475 §3.3.4 answers 400.
         return 400, Extras(reason="Address-of-Record Is Not a SIP or SIPS URI")
     if req.body and method in ("INVITE", "UPDATE"):
-        ctype = (req.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        ctype = (req.headers.first("content-type") or "").split(";", 1)[0].strip().lower()
         if ctype != "application/sdp":
             return 415, NO_EXTRAS  # §8.2.3
         try:
@@ -1016,7 +1016,7 @@ def _accepts_sdp(accepted: list[str]) -> bool:
 
 
 def _expires(req: Request) -> float | None:
-    value = req.headers.get("expires")
+    value = req.headers.first("expires")
     if value is None:
         return None
     seconds = decimal(value.strip())

@@ -151,58 +151,89 @@ class Headers:
     Keys are lower case with compact forms expanded, so ``h.get("v")`` and
     ``h.get("Via")`` both find the Via lines.  Values are kept as received (after line
     folding is undone); ``get_list`` splits comma-separated values.
+
+    Most headers come once: their value is kept as a plain string (``_map``), and only
+    the second and later lines of a header get a list (``_more``, None until one does) —
+    a list per header line cost an allocation for every line of every message.
     """
 
-    __slots__ = ("_map",)
+    __slots__ = ("_map", "_more")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
-        self._map: dict[str, list[str]] = {}
+        #: The first line's value of each header, in the order the headers first came.
+        self._map: dict[str, str] = {}
+        #: The values of the second and later lines of a header, by key.
+        self._more: dict[str, list[str]] | None = None
         if items:
             for name, value in items:
                 self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
         key = header_key(name)
-        values = self._map.get(key)
-        if values is None:
-            self._map[key] = [value]
+        if key in self._map:
+            self.add_more(key, value)
         else:
-            values.append(value)
+            self._map[key] = value
+
+    def add_more(self, key: str, value: str) -> None:
+        """Another line of a header already present (by its lookup key)."""
+        more = self._more
+        if more is None:
+            self._more = {key: [value]}
+            return
+        lines = more.get(key)
+        if lines is None:
+            more[key] = [value]
+        else:
+            lines.append(value)
+
+    def first(self, key: str) -> str | None:
+        """The first line's value of a header by its lookup key (lower case, compact form
+        expanded: ``"call-id"``), or ``None``.  The hot path's lookup."""
+        return self._map.get(key)
 
     def get(self, name: str) -> str | None:
         """The first value of a header, or ``None``."""
-        values = self._map.get(header_key(name))
-        return values[0] if values else None
+        return self._map.get(header_key(name))
 
     def values(self, key: str) -> list[str] | None:
-        """The lines of a header by its lookup key (lower case, compact form expanded:
-        ``"call-id"``), not to be changed; ``None`` when absent.  The hot path's lookup."""
-        return self._map.get(key)
+        """The lines of a header by its lookup key, in order; ``None`` when absent."""
+        first = self._map.get(key)
+        if first is None:
+            return None
+        more = self._more
+        lines = None if more is None else more.get(key)
+        return [first] if lines is None else [first, *lines]
 
     def get_all(self, name: str) -> list[str]:
         """Every header line's value for that name, in order received."""
-        return list(self._map.get(header_key(name), ()))
+        return self.values(header_key(name)) or []
 
     def get_list(self, name: str) -> list[str]:
         """Every comma-separated element across all lines of that header."""
         out: list[str] = []
-        for value in self._map.get(header_key(name), ()):
+        for value in self.get_all(name):
             out.extend(split_commas(value))
         return out
 
     def count(self, name: str) -> int:
-        return len(self._map.get(header_key(name), ()))
+        return len(self.get_all(name))
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and header_key(name) in self._map
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        for key, values in self._map.items():
-            for value in values:
-                yield key, value
+        more = self._more
+        for key, first in self._map.items():
+            yield key, first
+            lines = None if more is None else more.get(key)
+            if lines is not None:
+                for value in lines:
+                    yield key, value
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._map.values())
+        more = self._more
+        return len(self._map) + (0 if more is None else sum(len(v) for v in more.values()))
 
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"

@@ -165,7 +165,7 @@ def _parse_usual(
     errors: list[tuple[int, str]] = []
     method, uri, version = _request_line(start_line, errors)
     headers = Headers()
-    count = _usual_headers(text, eol + 2, end, headers._map, errors)
+    count = _usual_headers(text, eol + 2, end, headers, errors)
     if count < 0 or text.count("\n", 0, end) != count:
         return None  # a line the general route reads, or a bare LF somewhere
     return _finish(
@@ -174,13 +174,14 @@ def _parse_usual(
 
 
 def _usual_headers(
-    text: str, pos: int, end: int, hmap: dict[str, list[str]], errors: list[tuple[int, str]]
+    text: str, pos: int, end: int, headers: Headers, errors: list[tuple[int, str]]
 ) -> int:
-    """Fill ``hmap`` from the header lines in ``text[pos:end]``, each ``Name: value`` with
+    """Fill ``headers`` from the header lines in ``text[pos:end]``, each ``Name: value`` with
     a name in ``_KEYS`` and ending in CRLF: the number of lines, or -1 for a line that is
     not so (folded, empty, without a colon or a name seen before).  The values are what
     ``_parse_general`` reads: the text after the colon, stripped."""
     keys = _KEYS
+    hmap = headers._map  # filled directly: this is the hot loop
     count = 0
     while pos < end:
         eol = text.find("\r\n", pos, end)
@@ -198,21 +199,20 @@ def _usual_headers(
         value = text[start:eol]
         if value and (ord(value[0]) <= 32 or ord(value[-1]) <= 32):
             value = value.strip()  # the text is ASCII: all its whitespace is <= " "
-        _add(hmap, key, value, errors)
+        if key in hmap:
+            _again(headers, key, value, errors)
+        else:
+            hmap[key] = value
         count += 1
         pos = eol + 2
     return count
 
 
-def _add(hmap: dict[str, list[str]], key: str, value: str, errors: list[tuple[int, str]]) -> None:
-    """One header line's value, noting a second line of a header that may appear once."""
-    existing = hmap.get(key)
-    if existing is None:
-        hmap[key] = [value]
-    else:
-        existing.append(value)
-        if key in _SINGLE:
-            errors.append((400, f"Multiple {display_name(key)} Headers"))
+def _again(headers: Headers, key: str, value: str, errors: list[tuple[int, str]]) -> None:
+    """A second or later line of a header, noting it when the header may appear once."""
+    headers.add_more(key, value)
+    if key in _SINGLE:
+        errors.append((400, f"Multiple {display_name(key)} Headers"))
 
 
 def _request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
@@ -273,8 +273,7 @@ def _parse_general(
                 if last_key is None:
                     errors.append((400, "Malformed Header Line"))
                     continue
-                folded = hmap[last_key]
-                folded[-1] = f"{folded[-1]} {line.strip()}".strip()
+                _fold(headers, last_key, line)
                 continue
             if colon <= 0:
                 errors.append((400, "Malformed Header Line"))
@@ -288,7 +287,11 @@ def _parse_general(
                 continue
             if len(keys) < _KEYS_LIMIT:
                 keys[name] = key
-        _add(hmap, key, line[colon + 1 :].strip(), errors)
+        value = line[colon + 1 :].strip()
+        if key in hmap:
+            _again(headers, key, value, errors)
+        else:
+            hmap[key] = value
         last_key = key
 
     return _finish(
@@ -304,6 +307,17 @@ def _parse_general(
         max_size,
         max_headers,
     )
+
+
+def _fold(headers: Headers, key: str, line: str) -> None:
+    """§7.3.1 line folding: ``line`` continues the latest line of header ``key``."""
+    more = headers._more
+    lines = None if more is None else more.get(key)
+    if lines is not None:
+        lines[-1] = f"{lines[-1]} {line.strip()}".strip()
+    else:
+        hmap = headers._map
+        hmap[key] = f"{hmap[key]} {line.strip()}".strip()
 
 
 def _finish(
@@ -322,15 +336,17 @@ def _finish(
     """The checks after the header lines, and the request: ``count`` header lines were
     read into ``headers``, the body starts at ``data[body_start]``."""
     hmap = headers._map
+    more = headers._more  # None unless a header came on more than one line
     # The Via chain first: without a usable top Via no response can be addressed.
-    via_lines = hmap.get("via")
+    via = hmap.get("via")
     vias: list[str] = []
     top = None
-    if via_lines:
-        if len(via_lines) == 1 and via_lines[0] and "," not in via_lines[0]:
-            vias = via_lines  # one Via value: nothing to split (the common case)
+    if via is not None:
+        extra = None if more is None else more.get("via")
+        if extra is None and via and "," not in via:
+            vias = [via]  # one Via value: nothing to split (the common case)
         else:
-            for value in via_lines:
+            for value in [via] if extra is None else [via, *extra]:
                 parts = split_commas(value, keep_empty=True)
                 if "" in parts:
                     # RFC 4475 §3.1.2.1: an empty element (",,") is malformed.
@@ -349,17 +365,15 @@ def _finish(
 
     from_, from_tag = _party(hmap.get("from"), "From", errors)
     to, to_tag = _party(hmap.get("to"), "To", errors)
-    values = hmap.get("call-id")
-    call_id = None if values is None else values[0]
+    call_id = hmap.get("call-id")
     if not call_id:
         errors.append((400, "Missing Call-ID Header"))
-    values = hmap.get("cseq")
-    cseq = cseq_method = None
+    cseq = hmap.get("cseq")
+    cseq_method = None
     cseq_num = 0
-    if values is None:
+    if cseq is None:
         errors.append((400, "Missing CSeq Header"))
     else:
-        cseq = values[0]
         try:
             cseq_num, cseq_method = parse_cseq(cseq)
         except ParseError as exc:
@@ -368,22 +382,25 @@ def _finish(
             if method and cseq_method != method:
                 errors.append((400, "CSeq Method Does Not Match Request"))
 
-    values = hmap.get("max-forwards")
-    if values is not None and decimal(values[0]) is None:
+    max_forwards = hmap.get("max-forwards")
+    if max_forwards is not None and decimal(max_forwards) is None:
         errors.append((400, "Malformed Max-Forwards Header"))  # §20.22: 1*DIGIT
 
     # Body (§18.3, §20.14).
     body = data[body_start:]
-    cl_values = hmap.get("content-length")
-    if cl_values is None:
+    content_length = hmap.get("content-length")
+    if content_length is None:
         if stream:
             errors.append((400, "Missing Content-Length"))
             body = b""
     else:
-        length = decimal(cl_values[0], 9) if len(cl_values) == 1 else None
+        extra = None if more is None else more.get("content-length")
+        length = decimal(content_length, 9) if extra is None else None
         if length is None:  # _content_length says what is wrong
             try:
-                length = _content_length(cl_values)
+                length = _content_length(
+                    [content_length] if extra is None else [content_length, *extra]
+                )
             except ParseError as exc:
                 errors.append((400, exc.reason))
                 length = -1
@@ -430,13 +447,12 @@ def _finish(
 
 
 def _party(
-    values: list[str] | None, name: str, errors: list[tuple[int, str]]
+    value: str | None, name: str, errors: list[tuple[int, str]]
 ) -> tuple[str | None, str | None]:
     """From or To: (value, tag), noting in ``errors`` when it is missing or malformed."""
-    if values is None:
+    if value is None:
         errors.append((400, f"Missing {name} Header"))
         return None, None
-    value = values[0]
     if not check_name_addr(value):
         errors.append((400, f"Malformed {name} Header"))
     return value, tag_of(value)

@@ -288,7 +288,7 @@ def _request_free(req: Request, status: int) -> bool:
     if cls == 2 and method in ("REGISTER", "SUBSCRIBE", "PUBLISH"):
         return False
     if method == "INVITE" and cls == 1 and status != 100:
-        return req.headers.values("record-route") is None  # a dialog-creating 1xx
+        return req.headers.first("record-route") is None  # a dialog-creating 1xx
     return True
 
 
@@ -452,7 +452,7 @@ def _session_id(tag: str | None) -> int:
 
 
 def _is_sdp(req: Request) -> bool:
-    values = req.headers.values("content-type")
-    if not values:
+    value = req.headers.first("content-type")
+    if value is None:
         return False
-    return values[0].split(";", 1)[0].strip().lower() == "application/sdp"
+    return value.split(";", 1)[0].strip().lower() == "application/sdp"

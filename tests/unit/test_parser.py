@@ -83,6 +83,32 @@ def test_line_folding() -> None:
     assert req.headers.get("subject") == "first part second part third"
 
 
+def test_a_repeated_header_keeps_every_line_in_order() -> None:
+    data = request(
+        extra=[
+            ("Record-Route", "<sip:p1.example;lr>"),
+            ("Subject", "one"),
+            ("Record-Route", "<sip:p2.example;lr>"),
+            ("record-route", "<sip:p3.example;lr>"),
+        ]
+    )
+    h = parse_req(data).headers
+    routes = ["<sip:p1.example;lr>", "<sip:p2.example;lr>", "<sip:p3.example;lr>"]
+    assert h.first("record-route") == routes[0] and h.get("Record-Route") == routes[0]
+    assert h.values("record-route") == routes and h.get_all("RECORD-ROUTE") == routes
+    assert h.count("record-route") == 3 and h.count("subject") == 1 and h.count("x") == 0
+    assert h.values("x-absent") is None and h.get_all("x-absent") == []
+    # Grouped by header, in the order each header first came; every line counted.
+    assert [v for k, v in h if k in ("record-route", "subject")] == [*routes, "one"]
+    assert len(h) == len(list(h))
+
+
+def test_folding_continues_the_latest_line_of_a_repeated_header() -> None:
+    data = request(extra=[("Subject", "one"), ("Subject", "two\r\n  and more")])
+    h = parse_req(data).headers
+    assert h.get_all("subject") == ["one", "two and more"]
+
+
 def test_contact_with_quoted_comma_and_escapes() -> None:
     value = '"Doe, \\"J\\"" <sip:j@192.0.2.1>;expires=60, <sip:k@192.0.2.2>'
     data = request("REGISTER", extra=[("Contact", value)])
