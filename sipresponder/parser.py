@@ -156,9 +156,14 @@ def _parse_usual(
     end = text.find("\r\n\r\n")
     if end < 0:
         return None
-    eol = text.find("\r\n", 0, end)
+    # Lines are cut at each LF, which must follow a CR: a bare LF anywhere declines.
+    eol = text.find("\n", 0, end)
     if eol < 0:
         eol = end  # no header lines
+    elif eol == 0 or text[eol - 1] != "\r":
+        return None
+    else:
+        eol -= 1
     start_line = text[:eol]
     if not start_line or start_line.isspace() or start_line.startswith("SIP/"):
         return None  # blank lines first, or a response
@@ -166,8 +171,8 @@ def _parse_usual(
     method, uri, version = _request_line(start_line, errors)
     headers = Headers()
     count = _usual_headers(text, eol + 2, end, headers, errors)
-    if count < 0 or text.count("\n", 0, end) != count:
-        return None  # a line the general route reads, or a bare LF somewhere
+    if count < 0:
+        return None  # a line the general route reads
     return _finish(
         method, uri, version, headers, errors, data, end + 4, count, stream, max_size, max_headers
     )
@@ -178,15 +183,20 @@ def _usual_headers(
 ) -> int:
     """Fill ``headers`` from the header lines in ``text[pos:end]``, each ``Name: value`` with
     a name in ``_KEYS`` and ending in CRLF: the number of lines, or -1 for a line that is
-    not so (folded, empty, without a colon or a name seen before).  The values are what
-    ``_parse_general`` reads: the text after the colon, stripped."""
+    not so (folded, empty, without a colon or a name seen before, or ending in a bare LF).
+    The values are what ``_parse_general`` reads: the text after the colon, stripped."""
     keys = _KEYS
     hmap = headers._map  # filled directly: this is the hot loop
     count = 0
     while pos < end:
-        eol = text.find("\r\n", pos, end)
+        # Found by its LF alone (a one-character search), then its CR checked.
+        eol = text.find("\n", pos, end)
         if eol < 0:
-            eol = end
+            eol = end  # the last line: its CRLF begins the blank line at ``end``
+        elif text[eol - 1] == "\r":  # pos > 0: there is a start line before
+            eol -= 1
+        else:
+            return -1  # a bare LF
         colon = text.find(":", pos, eol)
         if colon <= pos:
             return -1

@@ -235,9 +235,16 @@ def test_the_usual_route_takes_the_usual_request_and_declines_the_rest() -> None
     assert _outcome(parser._parse_usual, usual, False, None) is not None
     folded = usual.replace(b"\r\nMax-Forwards: 70", b"\r\n  70")
     bare_lf = usual.replace(b"\r\nMax-Forwards", b"\nMax-Forwards")
+    # A bare LF after the start line, inside a value, and ending the last header line.
+    bare_lfs = [
+        usual.replace(b" SIP/2.0\r\n", b" SIP/2.0\n", 1),
+        usual.replace(b"Max-Forwards: 70", b"Max-Forwards: 7\n0"),
+        usual.replace(b"\r\n\r\n", b"\n\r\n\r\n", 1),
+    ]
+    assert all(data != usual for data in bare_lfs)
     unseen = usual.replace(b"Max-Forwards: 70", b"X-Never-Seen-Before-4242: 1")
     response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1\r\n\r\n"
-    for data in (folded, bare_lf, unseen, response, b"\r\n" + usual[:10]):
+    for data in (folded, bare_lf, *bare_lfs, unseen, response, b"\r\n" + usual[:10]):
         assert _outcome(parser._parse_usual, data, False, None) is None, data[:40]
     # What it takes, it reads as the general route does: spaces around a value, and a
     # second From (an error, with the request read as far as it goes).
