@@ -72,6 +72,12 @@ _VIOLATION_LOG_RATE = 20
 #: How many (oddity, source address) pairs are remembered as already logged.
 _NOTICE_LIMIT = 4096
 #: Methods whose transaction a CANCEL may find besides INVITE's.
+#: Timer resolution: transaction timers are kept in slots of 1/TIMER_TICKS s and fire at
+#: the end of theirs, up to that much late and never early.  RFC 3261's timers are no
+#: finer than T1 = 500 ms (Kamailio's tick is 1/16 s); a heap of exact deadlines cost a
+#: tuple and a dozen comparisons per timer with tens of thousands in flight.
+TIMER_TICKS: Final = 256
+
 _CANCELLABLE = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
 
 
@@ -198,7 +204,10 @@ class Endpoint:
         self.transactions: dict[Hashable, ServerTransaction] = {}
         #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
         self.accepted: dict[Hashable, ServerTransaction] = {}
-        self._heap: list[tuple[float, int, ServerTransaction]] = []
+        #: Transactions by timer slot (``_slot(deadline)``); a transaction whose deadline
+        #: moved stays in its old slot too, skipped there.  The slots, in a heap of ints.
+        self._slots: dict[int, list[ServerTransaction]] = {}
+        self._slot_heap: list[int] = []
         # Keys of INVITEs whose 2xx was ACKed: a late retransmission of one is absorbed
         # (RFC 6026 §8.7) for Timer L.  Two generations, swapped every 64*T1, keep this
         # to bare keys with no timer per entry.
@@ -214,7 +223,6 @@ class Endpoint:
         self._picks: dict[int, int] = {}
         self._seed = self.secret
         self.set_rules(rules)
-        self._seq = 0
         #: Records every message and the client's violations; None keeps nothing.
         self.journal = journal
         #: Counters for metrics: requests by method, responses built by (method, code),
@@ -289,20 +297,25 @@ class Endpoint:
         """Run every transaction timer due at ``now``."""
         self._last_now = now
         out: list[Send] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, _, txn = heapq.heappop(heap)
-            if txn.scheduled != deadline or txn.terminated:
-                continue  # stale entry
-            txn.scheduled = None
-            try:
-                txn.on_timer(now)
-            except Exception:
-                self.stats["internal_errors"] += 1
-                log.exception("internal error in a transaction timer; transaction dropped")
-                txn.state = State.TERMINATED
-            self._after(txn, out)
+        heap = self._slot_heap
+        slots = self._slots
+        while heap and heap[0] <= now * TIMER_TICKS:
+            for txn in slots.pop(heapq.heappop(heap)):
+                deadline = txn.scheduled
+                if deadline is None or deadline > now or txn.terminated:
+                    continue  # moved to a later slot, or already done
+                txn.scheduled = None
+                self._fire(txn, now, out)
         return out
+
+    def _fire(self, txn: ServerTransaction, now: float, out: list[Send]) -> None:
+        try:
+            txn.on_timer(now)
+        except Exception:
+            self.stats["internal_errors"] += 1
+            log.exception("internal error in a transaction timer; transaction dropped")
+            txn.state = State.TERMINATED
+        self._after(txn, out)
 
     def end_pending(self, now: float, code: int = 503) -> list[Send]:
         """Graceful stop, drain time over: every request still without a final response
@@ -317,12 +330,21 @@ class Endpoint:
         return out
 
     def next_deadline(self) -> float | None:
-        heap = self._heap
+        """When ``handle_timers`` has something to do next: the end of the earliest slot
+        holding a live timer (stale entries met on the way are dropped), or None."""
+        heap = self._slot_heap
+        slots = self._slots
         while heap:
-            deadline, _, txn = heap[0]
-            if txn.scheduled == deadline and not txn.terminated:
-                return deadline
+            slot = heap[0]
+            txns = slots[slot]
+            while txns:
+                txn = txns[-1]
+                deadline = txn.scheduled
+                if deadline is not None and not txn.terminated and _slot(deadline) == slot:
+                    return slot / TIMER_TICKS
+                txns.pop()  # from the end: each stale entry is looked at once
             heapq.heappop(heap)
+            del slots[slot]
         return None
 
     # ------------------------------------------------------------------ inside
@@ -678,8 +700,13 @@ class Endpoint:
         deadline = txn.next_deadline
         if deadline is not None and deadline != txn.scheduled:
             txn.scheduled = deadline
-            self._seq += 1
-            heapq.heappush(self._heap, (deadline, self._seq, txn))
+            slot = _slot(deadline)
+            txns = self._slots.get(slot)
+            if txns is None:
+                self._slots[slot] = [txn]
+                heapq.heappush(self._slot_heap, slot)
+            else:
+                txns.append(txn)
 
     def _remember_acked(self, key: Hashable, now: float) -> None:
         timer_l = 64 * self.timers.t1  # RFC 6026 §8.11
@@ -964,6 +991,14 @@ def _final_only(plan: Plan) -> Plan:
 #: ``_final_only``'s plans: id -> (the plan, its final step alone).  The plan is held, so
 #: its id is not reused while remembered.
 _FINAL_ONLY: dict[int, tuple[Plan, Plan]] = {}
+
+
+def _slot(deadline: float) -> int:
+    """The timer slot of a deadline: the one whose end, ``slot / TIMER_TICKS``, is the
+    first tick at or after it (a deadline on a tick keeps its exact time)."""
+    ticks = deadline * TIMER_TICKS
+    slot = int(ticks)  # toward zero: the ceiling of a negative number
+    return slot + 1 if slot < ticks else slot
 
 
 def _step_extras(step: Step, extras: Extras, values: dict[str, str]) -> Extras:

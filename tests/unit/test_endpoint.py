@@ -8,7 +8,7 @@ import pytest
 from helpers import SDP_OFFER, request
 
 from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint, Flow, Send, TransactionRecord
+from sipresponder.endpoint import TIMER_TICKS, Endpoint, Flow, Send, TransactionRecord
 from sipresponder.journal import Journal
 from sipresponder.message import Response
 from sipresponder.parser import FramingError, parse_message
@@ -301,7 +301,42 @@ def test_memory_stays_flat_over_many_calls() -> None:
         ep.handle_timers(now)
     advance(ep, now + 100.0)
     assert ep.transactions == {} and ep.accepted == {}
-    assert len(ep._heap) == 0
+    assert ep._slots == {} and ep._slot_heap == []
+
+
+def test_a_timer_fires_at_the_end_of_its_slot_never_before_its_deadline() -> None:
+    ep, _ = make()
+    start = 0.001  # off the 1/TIMER_TICKS s grid: its deadlines are too
+    assert codes(ep.receive(request("INVITE", "180-1s-486"), UDP, start)) == [100, 180]
+    due = ep.next_deadline()
+    assert due is not None and start + 1.0 <= due < start + 1.0 + 1 / TIMER_TICKS
+    assert ep.handle_timers(start + 0.999) == []
+    assert codes(ep.handle_timers(due)) == [486]
+    # On the grid, a deadline keeps its exact time: Timer G, T1 after the 486.
+    assert ep.next_deadline() == pytest.approx(due + 0.5, abs=1 / TIMER_TICKS)
+
+
+def test_a_timer_moved_or_ended_leaves_nothing_due_behind() -> None:
+    ep, _ = make()
+    invite = request("INVITE", "bob")
+    ok = responses(ep.receive(invite, UDP, 0.0))[-1]
+    assert ok.status == 200 and ep.next_deadline() == 0.5  # the 2xx again after T1
+    ack = request("ACK", "bob", branch="z9hG4bK-ack", cseq="1 ACK", to=ok.header("To"))
+    ep.receive(ack, UDP, 0.1)
+    # The ACK ended the transaction: its slot is dropped, no wake-up is asked for.
+    assert ep.next_deadline() is None and ep._slots == {}
+    # A ringing INVITE, cancelled: its ring limit (120 s) gives way to Timer G.
+    ringing = request("INVITE", "180", branch="z9hG4bK-r", call_id="r")
+    tag = responses(ep.receive(ringing, UDP, 1.0))[1].header("To")
+    assert ep.next_deadline() == 61.0  # §13.3.1.1: the 180 again after a minute
+    cancel = request("CANCEL", "180", branch="z9hG4bK-r", call_id="r", cseq="1 CANCEL")
+    assert codes(ep.receive(cancel, UDP, 2.0)) == [200, 487]
+    assert ep.next_deadline() == 2.5
+    assert codes(ep.handle_timers(2.5)) == [487]  # Timer G: once, not twice
+    ack = request("ACK", "180", branch="z9hG4bK-r", call_id="r", cseq="1 ACK", to=tag)
+    ep.receive(ack, UDP, 2.6)
+    assert ep.handle_timers(10.0) == []  # Timer I ended it
+    assert ep.transactions == {} and ep.next_deadline() is None
 
 
 def test_challenge_carries_realm_and_a_nonce() -> None:
