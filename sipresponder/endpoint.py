@@ -71,13 +71,12 @@ _SDP_TYPES = frozenset({"application/sdp", "application/*", "*/*"})
 _VIOLATION_LOG_RATE = 20
 #: How many (oddity, source address) pairs are remembered as already logged.
 _NOTICE_LIMIT = 4096
-#: Methods whose transaction a CANCEL may find besides INVITE's.
 #: Timer resolution: transaction timers are kept in slots of 1/TIMER_TICKS s and fire at
 #: the end of theirs, up to that much late and never early.  RFC 3261's timers are no
 #: finer than T1 = 500 ms (Kamailio's tick is 1/16 s); a heap of exact deadlines cost a
 #: tuple and a dozen comparisons per timer with tens of thousands in flight.
 TIMER_TICKS: Final = 256
-
+#: Methods whose transaction a CANCEL may find besides INVITE's.
 _CANCELLABLE = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
 
 
