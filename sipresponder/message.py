@@ -187,6 +187,15 @@ class Headers:
         else:
             lines.append(value)
 
+    def fold(self, key: str, text: str) -> None:
+        """§7.3.1 line folding: ``text`` continues the latest line of header ``key``."""
+        more = self._more
+        lines = None if more is None else more.get(key)
+        if lines is not None:
+            lines[-1] = f"{lines[-1]} {text.strip()}".strip()
+        else:
+            self._map[key] = f"{self._map[key]} {text.strip()}".strip()
+
     def first(self, key: str) -> str | None:
         """The first line's value of a header by its lookup key (lower case, compact form
         expanded: ``"call-id"``), or ``None``.  The hot path's lookup."""

@@ -283,7 +283,7 @@ def _parse_general(
                 if last_key is None:
                     errors.append((400, "Malformed Header Line"))
                     continue
-                _fold(headers, last_key, line)
+                headers.fold(last_key, line)
                 continue
             if colon <= 0:
                 errors.append((400, "Malformed Header Line"))
@@ -319,17 +319,6 @@ def _parse_general(
     )
 
 
-def _fold(headers: Headers, key: str, line: str) -> None:
-    """§7.3.1 line folding: ``line`` continues the latest line of header ``key``."""
-    more = headers._more
-    lines = None if more is None else more.get(key)
-    if lines is not None:
-        lines[-1] = f"{lines[-1]} {line.strip()}".strip()
-    else:
-        hmap = headers._map
-        hmap[key] = f"{hmap[key]} {line.strip()}".strip()
-
-
 def _finish(
     method: str,
     uri: str,
@@ -352,11 +341,10 @@ def _finish(
     vias: list[str] = []
     top = None
     if via is not None:
-        extra = None if more is None else more.get("via")
-        if extra is None and via and "," not in via:
+        if (more is None or "via" not in more) and via and "," not in via:
             vias = [via]  # one Via value: nothing to split (the common case)
         else:
-            for value in [via] if extra is None else [via, *extra]:
+            for value in headers.values("via") or []:
                 parts = split_commas(value, keep_empty=True)
                 if "" in parts:
                     # RFC 4475 §3.1.2.1: an empty element (",,") is malformed.
@@ -404,13 +392,11 @@ def _finish(
             errors.append((400, "Missing Content-Length"))
             body = b""
     else:
-        extra = None if more is None else more.get("content-length")
-        length = decimal(content_length, 9) if extra is None else None
+        single = more is None or "content-length" not in more
+        length = decimal(content_length, 9) if single else None
         if length is None:  # _content_length says what is wrong
             try:
-                length = _content_length(
-                    [content_length] if extra is None else [content_length, *extra]
-                )
+                length = _content_length(headers.values("content-length") or [])
             except ParseError as exc:
                 errors.append((400, exc.reason))
                 length = -1

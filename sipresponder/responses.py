@@ -452,7 +452,5 @@ def _session_id(tag: str | None) -> int:
 
 
 def _is_sdp(req: Request) -> bool:
-    value = req.headers.first("content-type")
-    if value is None:
-        return False
-    return value.split(";", 1)[0].strip().lower() == "application/sdp"
+    ctype = req.headers.first("content-type")
+    return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"
