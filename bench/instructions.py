@@ -87,7 +87,7 @@ elif case == "call":
         if deadline is not None and deadline <= now:
             ep.handle_timers(now)
     assert ep.stats["violations"] == 0 and ep.stats["stray_acks"] == 0, ep.stats
-else:
+else:  # busy, and busy-inflight (the same after a longer warm-up)
     ep = micro.endpoint(True)
     calls = []
     for i in range(total):

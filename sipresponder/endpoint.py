@@ -308,6 +308,7 @@ class Endpoint:
         return out
 
     def _fire(self, txn: ServerTransaction, now: float, out: list[Send]) -> None:
+        """Run a transaction's due timers and collect what they send."""
         try:
             txn.on_timer(now)
         except Exception:
@@ -324,8 +325,7 @@ class Endpoint:
             if txn.state in (State.TRYING, State.PROCEEDING):
                 txn.expire_code = code
                 txn.t_expire = now
-                txn.on_timer(now)
-                self._after(txn, out)
+                self._fire(txn, now, out)
         return out
 
     def next_deadline(self) -> float | None:
