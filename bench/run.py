@@ -57,7 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -203,6 +203,43 @@ def next_rate(lo: float | None, hi: float | None, ceiling: float) -> float:
     return (lo + hi) / 2
 
 
+def search(
+    ceiling: float | None,
+    steps: int,
+    retries: int,
+    run: Callable[[int, str, bool], ClientRun],
+    runs: list[ClientRun],
+) -> tuple[int | None, int | None]:
+    """The open-loop search of one cell: up to ``steps`` rates from ``next_rate``, each
+    run by ``run(rate, label, repeat)`` and appended to ``runs``.  -> (the highest clean
+    rate, the lowest rate that was not clean), either None when none was.
+
+    A run that is not clean is repeated once at its rate while ``retries`` last (a
+    budget for the whole cell), and the repeat decides: on a machine whose speed swings,
+    one disturbed run must not send the rest of the search down.
+    """
+    lo: int | None = None
+    hi: int | None = None
+    for i in range(steps if ceiling else 0):
+        assert ceiling is not None
+        rate = round(next_rate(lo, hi, ceiling))
+        if rate < 1:
+            break
+        r = run(rate, f"open{i + 1}", False)
+        runs.append(r)
+        if not r.clean and retries > 0:
+            retries -= 1
+            r = run(rate, f"open{i + 1}b", True)
+            runs.append(r)
+        if r.clean:
+            lo = rate if lo is None else max(lo, rate)
+        else:
+            hi = rate if hi is None else min(hi, rate)
+        if lo is not None and hi is not None and hi / lo < 1.05:
+            break
+    return lo, hi
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     if not a or not b:
         return None
@@ -266,7 +303,8 @@ def proc_children() -> dict[int, list[int]]:
 def proc_tree(pid: int) -> list[int]:
     """``pid`` and its descendants, parents first."""
     children = proc_children()
-    tree, todo = [], [pid]
+    tree: list[int] = []
+    todo = [pid]
     while todo and len(tree) < 1000:
         p = todo.pop(0)
         tree.append(p)
@@ -416,6 +454,8 @@ class TargetError(Exception):
 class Settings:
     seconds: float
     steps: int
+    #: Failed open-loop runs per cell that are repeated at their rate (the repeat decides).
+    retries: int
     limit: int
     buff_size: int
     max_socket: int
@@ -647,6 +687,8 @@ class ClientRun:
     listen_overflows: int = 0  # TCP connections dropped for a full accept queue (machine)
     clean: bool = False
     note: str = ""
+    #: An open-loop run at the rate of the failed run just before it (``--retries``).
+    repeat: bool = False
 
     @property
     def cpu_us_per_call(self) -> float | None:
@@ -959,38 +1001,29 @@ def measure(
             f"{fmt_int(c.client_cpu_pct)} %){' ' + c.note if c.note else ''}{_other(c)}"
             f"{_overflows(c)}"
         )
-        ceiling = cell.ceiling_rate
-        lo: float | None = None
-        hi: float | None = None
-        for i in range(s.steps if ceiling else 0):
-            assert ceiling is not None
-            rate = round(next_rate(lo, hi, ceiling))
-            if rate < 1:
-                break
+
+        def open_run(rate: int, label: str, repeat: bool) -> ClientRun:
             restart()
-            calls = max(1, round(rate * s.seconds))
-            limit = max(s.limit, round(rate * (s.recv_timeout_ms / 1000 + 1)))
             r = run_client(
                 s,
                 target,
                 flow,
                 sipp_mode,
-                f"{tag}-open{i + 1}",
+                f"{tag}-{label}",
                 rate=rate,
-                limit=limit,
-                calls=calls,
+                limit=max(s.limit, round(rate * (s.recv_timeout_ms / 1000 + 1))),
+                calls=max(1, round(rate * s.seconds)),
                 duration=s.seconds,
             )
-            cell.steps.append(r)
+            r.repeat = repeat
             verdict = "clean" if r.clean else "not clean"
             why = "" if r.clean else _why(r)
-            log(f"  open    {rate:8,.0f}/s  {verdict}{why}{_other(r)}{_overflows(r)}")
-            if r.clean:
-                lo = rate if lo is None else max(lo, rate)
-            else:
-                hi = rate if hi is None else min(hi, rate)
-            if lo is not None and hi is not None and hi / lo < 1.05:
-                break
+            what = "again" if repeat else "open"
+            log(f"  {what:<7} {rate:8,.0f}/s  {verdict}{why}{_other(r)}{_overflows(r)}")
+            return r
+
+        ceiling = cell.ceiling_rate
+        lo, hi = search(ceiling, s.steps, s.retries, open_run, cell.steps)
         cell.clean_rate = lo
         cell.clean_below = hi if lo is None else None
         cell.clean_at_least = lo is not None and hi is None
@@ -1292,6 +1325,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--steps", type=int, default=None, help="open-loop runs per cell (default 4; quick 2)"
     )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=None,
+        help="failed open-loop runs per cell repeated once at their rate (default 1; quick 0)",
+    )
     p.add_argument("--quick", action="store_true", help="shorter runs, fewer steps")
     p.add_argument(
         "--targets",
@@ -1368,8 +1407,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--max-minutes",
         type=float,
-        default=8.0,
-        help="start no new measurement after this long (default 8)",
+        default=12.0,
+        help="start no new measurement after this long (default 12)",
     )
     args = p.parse_args(argv)
     if args.seconds is None:
@@ -1378,10 +1417,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         # Four: 0.85 x ceiling, 1.4x up or 0.6x down, then two halvings; the highest
         # clean and the lowest failing rate end 6-9 % of the ceiling apart (three: 12-17 %).
         args.steps = 2 if args.quick else 4
+    if args.retries is None:
+        args.retries = 0 if args.quick else 1
     if not 0.5 <= args.seconds <= 60:
         p.error("--seconds: between 0.5 and 60")
     if not 0 <= args.steps <= 10:
         p.error("--steps: between 0 and 10")
+    if not 0 <= args.retries <= 10:
+        p.error("--retries: between 0 and 10")
     if not 1 <= args.limit <= 100_000:
         p.error("--limit: between 1 and 100000")
     if args.scaling and args.targets is not None:
@@ -1413,6 +1456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(
         seconds=args.seconds,
         steps=args.steps,
+        retries=args.retries,
         limit=args.limit,
         buff_size=args.buff_size,
         max_socket=args.max_socket,
@@ -1452,10 +1496,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     (Responder(settings, workers=n), FLOWS[flow_name], transport, mode)
                     for n in args.workers
                 ]
-    per_cell = 1.0 + (args.seconds + 1.0) * (1 + args.steps)
+    per_cell = 1.0 + (args.seconds + 1.0) * (1 + args.steps + args.retries)
     log(
         f"bench: {len(plan)} measurements, each a {args.seconds:g} s ceiling run and up to "
-        f"{args.steps} open-loop runs; about {len(plan) * per_cell / 60:.1f} min "
+        f"{args.steps + args.retries} open-loop runs; at most {len(plan) * per_cell / 60:.1f} min "
         f"(traces in {workdir})"
     )
     cells: list[Cell] = []
@@ -1491,6 +1535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "seconds": args.seconds,
             "steps": args.steps,
+            "retries": args.retries,
             "limit": args.limit,
             "buff_size": args.buff_size,
             "max_socket": args.max_socket,

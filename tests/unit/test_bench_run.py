@@ -63,6 +63,80 @@ def test_open_loop_search(bench: ModuleType) -> None:
     assert bench.next_rate(8_500, 11_900, 10_000) == pytest.approx(10_200)  # bisect
 
 
+def _fake_runs(bench: ModuleType, capacity: int, disturbed: set[str]) -> tuple[object, list]:
+    """A ``run`` for ``bench.search``: clean up to ``capacity`` calls/s, except the runs
+    labelled in ``disturbed``; it notes each (rate, label, repeat) it is asked for."""
+    asked: list[tuple[int, str, bool]] = []
+
+    def run(rate: int, label: str, repeat: bool) -> object:
+        asked.append((rate, label, repeat))
+        clean = rate <= capacity and label not in disturbed
+        return bench.ClientRun(
+            kind="open",
+            rate=rate,
+            calls=rate * 3,
+            exit_code=0,
+            elapsed=3.0,
+            successful=rate * 3,
+            failed=0 if clean else 1,
+            unexpected=0,
+            timeouts=0,
+            retransmissions=0,
+            dead_call_msgs=0,
+            out_of_call_msgs=0,
+            call_length_ms=None,
+            rate_achieved=rate,
+            target_cpu=1.0,
+            client_cpu=1.0,
+            clean=clean,
+        )
+
+    return run, asked
+
+
+def test_search_without_retries(bench: ModuleType) -> None:
+    run, asked = _fake_runs(bench, 9_000, set())
+    runs: list[object] = []
+    assert bench.search(10_000, 4, 0, run, runs) == (8_500, 9_350)
+    assert asked == [
+        (8_500, "open1", False),
+        (11_900, "open2", False),
+        (10_200, "open3", False),
+        (9_350, "open4", False),
+    ]
+    assert len(runs) == 4
+    # One disturbed first run, no retry: the search stays below it (9,000 is clean).
+    run, asked = _fake_runs(bench, 9_000, {"open1"})
+    assert bench.search(10_000, 4, 0, run, []) == (7_650, 8_500)
+    assert [rate for rate, _, _ in asked] == [8_500, 5_100, 6_800, 7_650]
+    assert bench.search(None, 4, 1, run, []) == (None, None)  # no ceiling: nothing to try
+
+
+def test_search_repeats_a_failed_run_within_the_budget(bench: ModuleType) -> None:
+    # The first run is disturbed: its repeat at the same rate decides, and is clean.
+    run, asked = _fake_runs(bench, 9_000, {"open1"})
+    runs: list[object] = []
+    assert bench.search(10_000, 4, 1, run, runs) == (8_500, 9_350)
+    assert asked == [
+        (8_500, "open1", False),
+        (8_500, "open1b", True),
+        (11_900, "open2", False),
+        (10_200, "open3", False),
+        (9_350, "open4", False),
+    ]
+    assert [r.clean for r in runs] == [False, True, False, False, False]
+    # A real failure is repeated while the budget lasts, then taken as it is.
+    run, asked = _fake_runs(bench, 9_000, set())
+    assert bench.search(10_000, 4, 1, run, []) == (8_500, 9_350)
+    assert [(rate, label) for rate, label, _ in asked] == [
+        (8_500, "open1"),
+        (11_900, "open2"),
+        (11_900, "open2b"),
+        (10_200, "open3"),
+        (9_350, "open4"),
+    ]
+
+
 def test_ratios_and_formats(bench: ModuleType) -> None:
     assert bench.ratio(5.0, 10.0) == 0.5
     assert bench.ratio(None, 10.0) is None and bench.ratio(5.0, 0.0) is None
@@ -212,6 +286,7 @@ def _settings(bench: ModuleType, tmp_path: object, **kw: object) -> object:
     fields = dict(
         seconds=1.5,
         steps=2,
+        retries=0,
         limit=1000,
         buff_size=4 * 1024 * 1024,
         max_socket=1024,
@@ -291,6 +366,16 @@ def test_stateless_scenarios_per_flow(bench: ModuleType, tmp_path: object) -> No
         text = (bench.SCENARIOS / bench.FLOWS[name].uas_scenario(True)).read_text()
         assert "100 Trying" not in text and "180 Ringing" not in text
         assert "retrans=" not in text
+
+
+def test_search_options(bench: ModuleType) -> None:
+    args = bench.parse_args([])
+    assert (args.steps, args.retries) == (4, 1)
+    args = bench.parse_args(["--quick"])
+    assert (args.steps, args.retries) == (2, 0)
+    assert bench.parse_args(["--retries", "3"]).retries == 3
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--retries", "-1"])
 
 
 def test_stateless_options(bench: ModuleType) -> None:
