@@ -420,7 +420,9 @@ class Admin:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given:
             raise ApiError(401, "this API needs 'Authorization: Bearer TOKEN' (--admin-token)")
-        if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+        # A header that is not UTF-8 arrives with surrogate escapes: compared as its bytes.
+        given_bytes = given.strip().encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given_bytes, self.token.encode()):
             raise ApiError(401, "wrong bearer token")
 
     # --------------------------------------------------------------- handlers

@@ -1006,7 +1006,11 @@ def _step_extras(step: Step, extras: Extras, values: dict[str, str]) -> Extras:
         extras,
         reason=step.reason or extras.reason,
         headers=tuple((name, fill(value, values)) for name, value in step.headers),
-        body=None if step.body is None else fill(step.body, values).encode(),
+        # Placeholders carry the request's bytes as the parser read them (surrogate
+        # escapes for what is not UTF-8): they go out as they came.
+        body=None
+        if step.body is None
+        else fill(step.body, values).encode("utf-8", "surrogateescape"),
         content_type=step.content_type,
         sdp=step.sdp,
     )

@@ -447,8 +447,11 @@ def _session(req: Request, local: Local, tag: str, *, offer_if_none: bool) -> by
 
 
 def _session_id(tag: str | None) -> int:
-    """The SDP session id/version: stable for a request, so retransmissions match."""
-    return zlib.crc32((tag or "").encode()) or 1
+    """The SDP session id/version: stable for a request, so retransmissions match.
+
+    The tag may be the request's own, with bytes that are not UTF-8 (kept as surrogate
+    escapes by the parser): encoded back the same way, never refused."""
+    return zlib.crc32((tag or "").encode("utf-8", "surrogateescape")) or 1
 
 
 def _is_sdp(req: Request) -> bool:

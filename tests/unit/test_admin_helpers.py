@@ -268,6 +268,14 @@ def test_token_is_checked_before_routing_except_healthz() -> None:
         assert resp.status == 401
         resp = await client.get("/healthz")
         assert resp.status == 200
+        # A token that is not UTF-8 (which an HTTP client library will not send): 401.
+        server = client.server
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"GET /api/calls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n")
+        writer.write(b"Authorization: Bearer s3\x80cret\r\n\r\n")
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        assert status_line.split()[1] == b"401", status_line
 
     with_client(a, test)
 

@@ -205,6 +205,16 @@ def test_re_invite_is_answered_without_ringing() -> None:
     assert codes(ep.receive(data, UDP, 0.0)) == [100, 200]
 
 
+def test_a_to_tag_that_is_not_utf8_is_answered_with_it() -> None:
+    # A re-INVITE's 200 carries an SDP offer whose session id is made from the To tag:
+    # a tag with a byte that is not UTF-8 must not make that an internal error.
+    ep, _ = make()
+    data = request("INVITE", "sipresponder", to="<sip:sipresponder@127.0.0.1>;tag=abc")
+    out = ep.receive(data.replace(b";tag=abc", b";tag=\x80abc"), UDP, 0.0)
+    assert codes(out) == [100, 200] and ep.stats["internal_errors"] == 0
+    assert b";tag=\x80abc\r\n" in out[1][0] and b"\r\no=sipresponder " in out[1][0]
+
+
 @pytest.mark.parametrize(
     ("data", "status", "header"),
     [

@@ -145,6 +145,11 @@ def test_reason_and_body_overrides() -> None:
     assert (out[0].status, out[0].reason) == (202, "Queued Up")
     assert out[0].body == b"got it, caller"
     assert out[0].header("Content-Type") == "text/plain"
+    # A placeholder filled with bytes that are not UTF-8 sends them back as they came.
+    data = request("MESSAGE", "x").replace(b"<sip:caller@", b"<sip:ca\x80ller@")
+    sent = ep.receive(data, UDP, 0.0)
+    assert ep.stats["internal_errors"] == 0
+    assert sent[0][0].endswith(b"\r\n\r\ngot it, ca\x80ller")
 
 
 def test_early_media_then_answer() -> None:
