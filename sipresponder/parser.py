@@ -209,10 +209,13 @@ def _usual_headers(
         value = text[start:eol]
         if value and (ord(value[0]) <= 32 or ord(value[-1]) <= 32):
             value = value.strip()  # the text is ASCII: all its whitespace is <= " "
-        if key in hmap:
+        # One lookup, not two (``in``, then the store): the map grows unless the name
+        # was there already.  (Not ``setdefault(...) is not value``: "" and one-character
+        # values are shared objects, a repeat of one would pass for a first line.)
+        size = len(hmap)
+        hmap.setdefault(key, value)
+        if len(hmap) == size:
             _again(headers, key, value, errors)
-        else:
-            hmap[key] = value
         count += 1
         pos = eol + 2
     return count

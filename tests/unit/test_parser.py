@@ -103,6 +103,17 @@ def test_a_repeated_header_keeps_every_line_in_order() -> None:
     assert len(h) == len(list(h))
 
 
+def test_a_repeated_line_with_the_same_short_value_is_still_a_repeat() -> None:
+    # "", "0" and other one-character values are shared string objects: a second line
+    # whose value is the same object as the first's must still count as a second line.
+    h = parse_req(request(extra=[("Subject", ""), ("Subject", ""), ("X-A", "7"), ("x-a", "7")]))
+    assert h.headers.get_all("subject") == ["", ""] and h.headers.count("x-a") == 2
+    err = _err(request(extra=[("Content-Length", "0")]))
+    assert (err.status, err.reason) == (400, "Multiple Content-Length Headers")
+    err = _err(request(extra=[("Max-Forwards", "7"), ("Max-Forwards", "7")]))
+    assert (err.status, err.reason) == (400, "Multiple Max-Forwards Headers")
+
+
 def test_folding_continues_the_latest_line_of_a_repeated_header() -> None:
     data = request(extra=[("Subject", "one"), ("Subject", "two\r\n  and more")])
     h = parse_req(data).headers
