@@ -231,7 +231,8 @@ def _again(headers: Headers, key: str, value: str, errors: list[tuple[int, str]]
 def _request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
     """Method, Request-URI and version, noting in ``errors`` what is malformed."""
     parts = start_line.split(" ")
-    if len(parts) != 3 or not all(parts):
+    # Each part tested, not all(parts): a generic builtin call for compiled code.
+    if len(parts) != 3 or not (parts[0] and parts[1] and parts[2]):
         errors.append((400, "Malformed Request-Line"))
         method, uri, version = [*parts, "", "", ""][:3]
     else:

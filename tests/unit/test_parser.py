@@ -253,6 +253,16 @@ def _err(data: bytes, **kw: object) -> ParseError:
         (request().replace(b"SIP/2.0\r\n", b"SIP/3.0\r\n", 1), 505, "Version Not Supported"),
         (request().replace(b"SIP/2.0\r\n", b"SAP/2.0\r\n", 1), 400, "Malformed SIP Version"),
         (request().replace(b"OPTIONS sip:", b"OPTIONS  sip:", 1), 400, "Malformed Request-Line"),
+        (  # three parts, one of them empty
+            request().replace(b"OPTIONS sip:alice@127.0.0.1 SIP/2.0", b"OPTIONS  SIP/2.0", 1),
+            400,
+            "Malformed Request-Line",
+        ),
+        (
+            request().replace(b"sip:alice@127.0.0.1 SIP/2.0\r\n", b"sip:alice@127.0.0.1 \r\n", 1),
+            400,
+            "Malformed Request-Line",
+        ),
         (request(extra=[("Bad Header", "x")]), 400, "Malformed Header Name"),
         (request(extra=[("", "x")]), 400, "Malformed Header Line"),
     ],
