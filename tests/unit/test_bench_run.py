@@ -368,6 +368,25 @@ def test_stateless_scenarios_per_flow(bench: ModuleType, tmp_path: object) -> No
         assert "retrans=" not in text
 
 
+def test_median_cell_of_rounds(bench: ModuleType) -> None:
+    def cell(clean: float | None, status: str = "ok") -> object:
+        c = bench.Cell("responder", "busy", "udp", status=status)
+        c.clean_rate = clean
+        return c
+
+    rounds = [cell(100.0), cell(300.0), cell(None, "error"), cell(200.0)]
+    chosen = bench.median_cell(rounds)
+    assert chosen is rounds[3]  # of 100, 200, 300 (the failed round left out): 200
+    assert [r["clean_calls_per_s"] for r in chosen.rounds] == [100.0, 300.0, None, 200.0]
+    assert [r["status"] for r in chosen.rounds] == ["ok", "ok", "error", "ok"]
+    none_clean = [cell(None), cell(50.0)]
+    assert bench.median_cell(none_clean) is none_clean[1]  # even: the upper middle
+    failed = [cell(None, "error"), cell(None, "skipped")]
+    assert bench.median_cell(failed) is failed[0]
+    one = cell(10.0)
+    assert bench.median_cell([one]) is one and one.rounds == []
+
+
 def test_search_options(bench: ModuleType) -> None:
     args = bench.parse_args([])
     assert (args.steps, args.retries) == (4, 1)
@@ -376,6 +395,11 @@ def test_search_options(bench: ModuleType) -> None:
     assert bench.parse_args(["--retries", "3"]).retries == 3
     with pytest.raises(SystemExit):
         bench.parse_args(["--retries", "-1"])
+    assert (args.rounds, args.max_minutes) == (1, 12.0)
+    args = bench.parse_args(["--rounds", "3"])
+    assert (args.rounds, args.max_minutes) == (3, 36.0)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--rounds", "0"])
 
 
 def test_stateless_options(bench: ModuleType) -> None:
