@@ -925,17 +925,12 @@ class Cell:
             "transport": self.transport,
             "sipp_mode": self.sipp_mode,
             "workers": self.workers,
-            "status": self.status,
+            **self.summary(),
             "error": self.error,
-            "ceiling_calls_per_s": self.ceiling_rate,
-            "clean_calls_per_s": self.clean_rate,
-            "clean_below": self.clean_below,
             "clean_at_least": self.clean_at_least,
-            "cpu_us_per_call": self.cpu_us,
             "peak_rss_kib": self.rss_kib,
             "processes": self.processes,
             "process_cpu_pct": self.process_cpu_pcts,
-            "disturbed": self.disturbed,
             "client_cpu_pct": self.ceiling.client_cpu_pct if self.ceiling else None,
             "ceiling": run(self.ceiling),
             "steps": [run(r) for r in self.steps],
@@ -943,7 +938,8 @@ class Cell:
         }
 
     def summary(self) -> dict[str, Any]:
-        """The figures of the table, for the ``rounds`` of the median cell."""
+        """The figures of the table: part of ``to_dict``, and each round's entry in the
+        ``rounds`` of the median cell."""
         return {
             "status": self.status,
             "ceiling_calls_per_s": self.ceiling_rate,
@@ -1544,36 +1540,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"a {args.seconds:g} s ceiling run and up to {args.steps + args.retries} open-loop "
         f"runs; at most {rounds * len(plan) * per_cell / 60:.1f} min (traces in {workdir})"
     )
+
+    def one_cell(target: Target, flow: Flow, transport: str, mode: str, turn: str) -> Cell:
+        workers = getattr(target, "workers", None)
+        cell = Cell(target.name, flow.name, transport, sipp_mode=mode, workers=workers)
+        if target.name == "kamailio" and not settings.kamailio:
+            cell.status = "not installed"
+        elif time.monotonic() - began > args.max_minutes * 60:
+            cell.status = "skipped"
+            cell.error = f"past --max-minutes {args.max_minutes:g}"
+        else:
+            how = "" if workers is None else f" --workers {workers}, SIPp -t {mode}"
+            log(f"{target.name}{how} · {flow.describe(args.stateless)} · {transport}{turn}")
+            cell = measure(settings, target, flow, transport, log, mode)
+            if cell.status != "ok":
+                log(f"  {cell.status}: {cell.error}")
+        return cell
+
     #: Each cell of the plan as each round measured it.
     measured: list[list[Cell]] = [[] for _ in plan]
     try:
         for rnd in range(rounds):
+            turn = f" (round {rnd + 1} of {rounds})" if rounds > 1 else ""
             for i, (target, flow, transport, mode) in enumerate(plan):
-                workers = getattr(target, "workers", None)
-                cell = Cell(target.name, flow.name, transport, sipp_mode=mode, workers=workers)
-                if target.name == "kamailio" and not settings.kamailio:
-                    cell.status = "not installed"
-                elif time.monotonic() - began > args.max_minutes * 60:
-                    cell.status = "skipped"
-                    cell.error = f"past --max-minutes {args.max_minutes:g}"
-                else:
-                    how = "" if workers is None else f" --workers {workers}, SIPp -t {mode}"
-                    turn = f" (round {rnd + 1} of {rounds})" if rounds > 1 else ""
-                    log(f"{target.name}{how} · {flow.describe(args.stateless)} · {transport}{turn}")
-                    cell = measure(settings, target, flow, transport, log, mode)
-                    if cell.status != "ok":
-                        log(f"  {cell.status}: {cell.error}")
-                measured[i].append(cell)
+                measured[i].append(one_cell(target, flow, transport, mode, turn))
     except KeyboardInterrupt:
         log("bench: interrupted; reporting what was measured")
     finally:
         _stop_all()
     cells: list[Cell] = []
     scaling: list[Cell] = []
-    for (target, _, _, _), done_cells in zip(plan, measured, strict=True):
+    for done_cells in measured:
         if done_cells:
             cell = median_cell(done_cells)
-            (cells if getattr(target, "workers", None) is None else scaling).append(cell)
+            (cells if cell.workers is None else scaling).append(cell)
     duration = time.monotonic() - began
     result = {
         "schema": 1,

@@ -392,10 +392,10 @@ def test_search_options(bench: ModuleType) -> None:
     assert (args.steps, args.retries) == (4, 1)
     args = bench.parse_args(["--quick"])
     assert (args.steps, args.retries) == (2, 0)
+    assert (args.rounds, args.max_minutes) == (1, 12.0)
     assert bench.parse_args(["--retries", "3"]).retries == 3
     with pytest.raises(SystemExit):
         bench.parse_args(["--retries", "-1"])
-    assert (args.rounds, args.max_minutes) == (1, 12.0)
     args = bench.parse_args(["--rounds", "3"])
     assert (args.rounds, args.max_minutes) == (3, 36.0)
     with pytest.raises(SystemExit):
