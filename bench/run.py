@@ -7,12 +7,16 @@ the client (bench/scenarios/uac_*.xml), starting the target afresh for every SIP
 * the closed-loop ceiling: ``-r`` far above capacity, at most ``--limit`` calls in
   flight, for ``--seconds``; completed calls per second;
 * the highest clean open-loop rate: ``-r R -m R*seconds``, a short bisection around the
-  ceiling (``--steps`` runs); clean means every call completed, none failed, no
-  unexpected message, and SIPp kept the pace;
+  ceiling (``--steps`` runs, the first failed one repeated at its rate: ``--retries``);
+  clean means every call completed, none failed, no unexpected message, and SIPp kept
+  the pace;
 * the target's CPU time per successful call in the ceiling run (utime + stime of the
   target and its child processes, from /proc/PID/stat, before and after);
 * its peak RSS (VmHWM from /proc/PID/status, just before it is stopped; the largest of
   its runs).
+
+``--rounds N`` measures every cell N times, the targets taking turns, and reports each
+cell's median round (by clean rate): for a machine whose speed drifts between runs.
 
 Targets: ``responder`` (``python -m sipresponder --port 0 --log-level INFO``, the
 defaults a user gets), ``sipp-uas`` (SIPp with bench/scenarios/uas_*.xml), and
