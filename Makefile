@@ -91,7 +91,7 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 
 # Again whenever a source changes (the package would refuse a stale compiled module and
 # run its sources).  Without a C compiler or Python headers it warns and stays pure Python.
-$(CORE): $(STAMP) $(wildcard sipresponder/*.py)
+$(CORE): $(STAMP) $(wildcard sipresponder/*.py sipresponder/*.c)
 	SIPRESPONDER_PURE= $(BIN)/python setup.py -q build_ext --inplace
 	touch $(CORE)
 

@@ -3,7 +3,8 @@
 Everything but the compiled extensions is declared in pyproject.toml.  The modules listed
 in ``sipresponder/native.py`` (``COMPILED``: the sans-IO core on the per-message path) are
 compiled by mypyc — mypy's compiler for type-annotated Python — into C extensions, one
-shared library (``sipresponder/core__mypyc``) and a small module per source.  The sources
+shared library (``sipresponder/core__mypyc``) and a small module per source.  With them,
+the modules written in C (``C_MODULES``, ``sipresponder/<name>.c``) are built.  The sources
 stay in the package: the same code runs as Python when
 
 - ``SIPRESPONDER_PURE=1`` is set at build time (nothing is compiled) or at run time;
@@ -59,10 +60,16 @@ def compiled_extensions() -> list[Extension]:
     try:
         # The package's own files, relative to here (mypyc names modules by their paths).
         os.chdir(HERE)
-        return list(mypycify(sources, opt_level="3", group_name=f"sipresponder.{names.GROUP}"))
+        compiled = list(mypycify(sources, opt_level="3", group_name=f"sipresponder.{names.GROUP}"))
     except (Exception, SystemExit) as exc:  # mypyc exits on a type error
         warn(f"mypyc failed ({exc})")
         return []
+    # The modules written in C go with the compiled core, never without it.
+    written = [
+        Extension(f"sipresponder.{name}", [f"sipresponder/{name}.c"], extra_compile_args=["-O2"])
+        for name in names.C_MODULES
+    ]
+    return compiled + written
 
 
 class OptionalBuildExt(build_ext):

@@ -14,6 +14,11 @@ module shadow a source edited since.  So the package checks at import
 - in a source checkout, any compiled module is older than its source (``stale``): run
   ``make`` to rebuild.
 
+Beside the compiled modules, ``setup.py`` builds the modules written in C
+(``C_MODULES``): each does one loop of a compiled module in C, and is used only with the
+compiled core (the sources ignore it), so the Python function it stands for runs in the
+pure-Python core and stays the definition.
+
 ``build()`` says which it is, for the CLI's start-up line and the test report.
 Standard library only, and no I/O beyond a few ``stat`` calls at import.
 """
@@ -55,6 +60,11 @@ COMPILED = (
 )
 #: The shared library mypyc puts the compiled modules' code in (``setup.py``'s group).
 GROUP = "core"
+#: Modules written in C (``sipresponder/<name>.c``), built with the compiled core and used
+#: with it: each does one loop of a compiled module faster, whose Python function stays
+#: the definition.  When the sources run, importing one fails (``_SourcesFirst``), so the
+#: Python function runs too.
+C_MODULES = ("_scan",)
 
 #: Why the sources run instead of the extensions, when they do ("" when they don't).
 reason = ""
@@ -64,7 +74,7 @@ def extensions(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
     """The compiled modules present beside their sources, by module name."""
     found: dict[str, Path] = {}
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        for name in COMPILED:
+        for name in (*COMPILED, *C_MODULES):
             path = package_dir / f"{name}{suffix}"
             if name not in found and path.is_file():
                 found[name] = path
@@ -80,14 +90,25 @@ def stale(package_dir: Path = PACKAGE_DIR) -> list[str]:
         return []
     out = []
     for name, ext in extensions(package_dir).items():
-        source = package_dir / f"{name}.py"
+        source = package_dir / (f"{name}.c" if name in C_MODULES else f"{name}.py")
         if source.is_file() and source.stat().st_mtime > ext.stat().st_mtime:
             out.append(name)
     return out
 
 
+class _NotWithSources(importlib.abc.Loader):
+    """The loader of a C module while the sources run: its import fails."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        raise ImportError(f"{spec.name}: the pure-Python core runs ({reason})", name=spec.name)
+
+    def exec_module(self, module: ModuleType) -> None:  # never reached
+        raise ImportError(module.__name__)
+
+
 class _SourcesFirst(importlib.abc.MetaPathFinder):
-    """Finds the package's modules as their ``.py`` files, ignoring extensions."""
+    """Finds the package's modules as their ``.py`` files, ignoring extensions, and makes
+    the import of a C module (``C_MODULES``) fail."""
 
     def __init__(self, package: str, package_dir: Path) -> None:
         self.prefix = package + "."
@@ -101,8 +122,11 @@ class _SourcesFirst(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         if not fullname.startswith(self.prefix):
             return None
-        source = self.package_dir / (fullname[len(self.prefix) :] + ".py")
-        if "." in fullname[len(self.prefix) :] or not source.is_file():
+        name = fullname[len(self.prefix) :]
+        if name in C_MODULES:
+            return importlib.machinery.ModuleSpec(fullname, _NotWithSources())
+        source = self.package_dir / (name + ".py")
+        if "." in name or not source.is_file():
             return None
         return importlib.util.spec_from_file_location(fullname, source)
 

@@ -11,7 +11,9 @@ sockets, clocks or randomness.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from .errors import ParseError
 from .message import (
@@ -170,7 +172,12 @@ def _parse_usual(
     errors: list[tuple[int, str]] = []
     method, uri, version = _request_line(start_line, errors)
     headers = Headers()
-    count = _usual_headers(text, eol + 2, end, headers, errors)
+    if _SCAN is None:
+        count = _usual_headers(text, eol + 2, end, headers, errors)
+    else:
+        count = _SCAN(text, eol + 2, end, _KEYS, headers._map, headers, errors, _again)
+        if count == -2:  # not all ASCII: the C scanner reads only that
+            count = _usual_headers(text, eol + 2, end, headers, errors)
     if count < 0:
         return None  # a line the general route reads
     return _finish(
@@ -226,6 +233,38 @@ def _again(headers: Headers, key: str, value: str, errors: list[tuple[int, str]]
     headers.add_more(key, value)
     if key in _SINGLE:
         errors.append((400, f"Multiple {display_name(key)} Headers"))
+
+
+#: The signature of ``_scan.usual_headers``: ``_usual_headers`` with ``_KEYS``, the map of
+#: ``headers`` and ``_again`` passed in.
+_Scan = Callable[
+    [
+        str,
+        int,
+        int,
+        dict[str, str],
+        dict[str, str],
+        Headers,
+        list[tuple[int, str]],
+        Callable[[Headers, str, str, list[tuple[int, str]]], None],
+    ],
+    int,
+]
+
+
+def _c_scanner() -> _Scan | None:
+    """``_usual_headers`` in C (``sipresponder/_scan.c``), or None: not built, or the
+    pure-Python core runs (``native``: the import fails then)."""
+    try:
+        from ._scan import usual_headers
+    except ImportError:
+        return None
+    return usual_headers
+
+
+#: The same result as ``_usual_headers`` for the same text (tests/unit/test_scan.py),
+#: with -2 for a text that is not all ASCII.
+_SCAN: Final = _c_scanner()
 
 
 def _request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:

@@ -15,12 +15,13 @@ from sipresponder import native
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 PROBE = (
     "import sipresponder.parser as p; from sipresponder.native import build; "
-    "print(p.__file__); print(build())"
+    "print(p.__file__); print(build()); print(p._SCAN is not None)"
 )
 
 
 def probe(**env: str) -> list[str]:
-    """Which file the parser is imported from, and build(), in a fresh interpreter."""
+    """Which file the parser is imported from, build(), and whether the parser uses the C
+    header scanner, in a fresh interpreter."""
     environ = {k: v for k, v in os.environ.items() if k != "SIPRESPONDER_PURE"} | env
     done = subprocess.run(
         [sys.executable, "-c", PROBE], env=environ, capture_output=True, text=True, timeout=60
@@ -58,19 +59,32 @@ def test_outside_a_checkout_nothing_is_stale(tmp_path: Path) -> None:
     assert native.stale(package) == []
 
 
+def test_a_c_module_older_than_its_source_is_stale(tmp_path: Path) -> None:
+    package = checkout(tmp_path, source_age=20, ext_age=10)
+    now = 1_700_000_000.0
+    for path, age in ((package / "_scan.c", 10), (package / f"_scan{SUFFIX}", 20)):
+        path.write_text("")
+        os.utime(path, (now - age, now - age))
+    assert set(native.extensions(package)) == {"parser", "_scan"}
+    assert native.stale(package) == ["_scan"]
+
+
 def test_pure_is_honoured() -> None:
-    path, build = probe(SIPRESPONDER_PURE="1")
+    # The C header scanner too is left alone, built or not: its Python function runs.
+    path, build, scan = probe(SIPRESPONDER_PURE="1")
     assert path.endswith("parser.py")
     assert build == "pure Python (SIPRESPONDER_PURE is set)"
+    assert scan == "False"
 
 
 @pytest.mark.skipif(not native.extensions(), reason="the core is not compiled here")
 def test_the_compiled_core_is_used_when_current() -> None:
     if native.stale():
         pytest.skip("the compiled core is stale: make rebuilds it")
-    path, build = probe()
+    path, build, scan = probe()
     assert path.endswith(SUFFIX)
     assert build == "compiled with mypyc"
+    assert scan == str("_scan" in native.extensions())
 
 
 def test_pure_is_asked_for_by_any_value_but_empty_or_0() -> None:

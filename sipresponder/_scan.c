@@ -1,0 +1,203 @@
+/* The header scanner of the parser's usual route, in C.
+
+   ``usual_headers`` does what ``sipresponder/parser.py``'s ``_usual_headers`` does, on
+   the same arguments, with the same result: it is that function's loop without the
+   interpreter's cost per line (about a third of the parse of a request, compiled by
+   mypyc, goes to the loop's string searches, slices and lookups).  The Python function
+   stays the definition: the pure-Python core runs it, and a property test feeds both the
+   same text and compares everything they return and fill in
+   (tests/unit/test_scan.py).
+
+   Only a text of ASCII characters is scanned here (the usual request); for any other the
+   result is -2 and the caller runs the Python function.  Nothing is written outside the
+   two containers it is given, and every index stays within [pos, end), which is checked
+   against the text's length before anything is read.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* Names as spelled -> their key: a small cache of ``keys`` (the parser's ``_KEYS``) that
+   needs no string object to look a name up.  ``_KEYS`` only ever gains names, and a
+   name's key is a function of the name (``_header_key``), so an entry never goes stale;
+   a full slot is simply overwritten.  Each entry holds a reference to its key. */
+#define CACHE_SLOTS 256  /* a power of two */
+#define CACHE_PROBES 4
+#define CACHE_NAME 32    /* longer names are looked up in the dict every time */
+
+typedef struct {
+    Py_ssize_t length;  /* 0: empty */
+    char name[CACHE_NAME];
+    PyObject *key;
+} cached_name;
+
+static cached_name cache[CACHE_SLOTS];
+
+static size_t
+name_hash(const char *name, Py_ssize_t length)
+{
+    size_t h = 2166136261u;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < length; i++)
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    return h;
+}
+
+/* The key of text[pos:colon] (a borrowed reference), or NULL: an error if one is set,
+   else a name not in ``keys``. */
+static PyObject *
+lookup_name(PyObject *text, const char *s, Py_ssize_t pos, Py_ssize_t colon, PyObject *keys)
+{
+    Py_ssize_t length = colon - pos;
+    size_t h = 0;
+    if (length <= CACHE_NAME) {
+        h = name_hash(s + pos, length);
+        for (size_t i = 0; i < CACHE_PROBES; i++) {
+            cached_name *entry = &cache[(h + i) & (CACHE_SLOTS - 1)];
+            if (entry->length == length && memcmp(entry->name, s + pos, (size_t)length) == 0)
+                return entry->key;
+        }
+    }
+    PyObject *name = PyUnicode_Substring(text, pos, colon);
+    if (name == NULL)
+        return NULL;
+    PyObject *key = PyDict_GetItemWithError(keys, name);  /* borrowed */
+    Py_DECREF(name);
+    if (key == NULL || !PyUnicode_CheckExact(key) || length > CACHE_NAME)
+        return key;
+    cached_name *entry = &cache[h & (CACHE_SLOTS - 1)];
+    for (size_t i = 0; i < CACHE_PROBES; i++) {
+        cached_name *probe = &cache[(h + i) & (CACHE_SLOTS - 1)];
+        if (probe->length == 0) {
+            entry = probe;
+            break;
+        }
+    }
+    Py_INCREF(key);
+    Py_XDECREF(entry->key);  /* a key object: its release runs no Python code */
+    entry->key = key;
+    entry->length = length;
+    memcpy(entry->name, s + pos, (size_t)length);
+    return key;
+}
+
+/* usual_headers(text, pos, end, keys, hmap, headers, errors, again) -> int
+
+   The number of header lines in text[pos:end], each ``Name: value`` ending in CRLF with a
+   name in ``keys``, stored in ``hmap`` (the first line of each key) or passed to
+   ``again(headers, key, value, errors)`` (a later line); -1 for a line that is not so;
+   -2 for a text that is not all ASCII. */
+static PyObject *
+usual_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "usual_headers takes 8 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0], *keys = args[3], *hmap = args[4];
+    PyObject *headers = args[5], *errors = args[6], *again = args[7];
+    if (!PyUnicode_Check(text) || !PyDict_CheckExact(keys) || !PyDict_CheckExact(hmap)) {
+        PyErr_SetString(PyExc_TypeError, "usual_headers: text must be str, keys and hmap dict");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t end = PyLong_AsSsize_t(args[2]);
+    if (end == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text))
+        return PyLong_FromLong(-2);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    /* pos > 0 always (a start line comes first), so text[eol - 1] below is in the text. */
+    if (pos < 1 || end > length) {
+        PyErr_SetString(PyExc_ValueError, "usual_headers: pos or end out of range");
+        return NULL;
+    }
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(text);
+    long count = 0;
+    while (pos < end) {
+        /* The line's end: its LF, which must follow a CR; the last line ends at ``end``
+           (its CRLF begins the blank line there). */
+        const char *lf = memchr(s + pos, '\n', (size_t)(end - pos));
+        Py_ssize_t eol;
+        if (lf == NULL)
+            eol = end;
+        else if (lf[-1] == '\r')  /* lf >= s + pos >= s + 1 */
+            eol = lf - s - 1;
+        else
+            return PyLong_FromLong(-1);  /* a bare LF */
+        if (eol <= pos)
+            return PyLong_FromLong(-1);  /* an empty line: no colon after pos */
+        const char *colon_at = memchr(s + pos, ':', (size_t)(eol - pos));
+        if (colon_at == NULL || colon_at == s + pos)
+            return PyLong_FromLong(-1);  /* no name */
+        Py_ssize_t colon = colon_at - s;
+        PyObject *key = lookup_name(text, s, pos, colon, keys);  /* borrowed */
+        if (key == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            return PyLong_FromLong(-1);  /* a name the general route learns */
+        }
+        Py_INCREF(key);  /* held while ``again`` may run Python code */
+        Py_ssize_t start = colon + 1;
+        if (start < eol && s[start] == ' ')
+            start++;  /* the usual single space: no strip needed for it */
+        PyObject *value = PyUnicode_Substring(text, start, eol);
+        if (value == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        if (eol > start && ((unsigned char)s[start] <= 32 || (unsigned char)s[eol - 1] <= 32)) {
+            /* Other whitespace at an end: str.strip's own rules, as the Python function. */
+            PyObject *stripped = PyObject_CallMethod(value, "strip", NULL);
+            Py_DECREF(value);
+            if (stripped == NULL) {
+                Py_DECREF(key);
+                return NULL;
+            }
+            value = stripped;
+        }
+        Py_ssize_t size = PyDict_GET_SIZE(hmap);
+        PyObject *stored = PyDict_SetDefault(hmap, key, value);  /* borrowed */
+        if (stored == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(value);
+            return NULL;
+        }
+        if (PyDict_GET_SIZE(hmap) == size) {
+            /* A second or later line of the header. */
+            PyObject *call[4] = {headers, key, value, errors};
+            PyObject *done = PyObject_Vectorcall(again, call, 4, NULL);
+            if (done == NULL) {
+                Py_DECREF(key);
+                Py_DECREF(value);
+                return NULL;
+            }
+            Py_DECREF(done);
+        }
+        Py_DECREF(key);
+        Py_DECREF(value);
+        count++;
+        pos = eol + 2;
+    }
+    return PyLong_FromLong(count);
+}
+
+static PyMethodDef methods[] = {
+    {"usual_headers", (PyCFunction)(void (*)(void))usual_headers, METH_FASTCALL,
+     "The parser's _usual_headers for an ASCII text (-2 for any other)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "sipresponder._scan",
+    "The header scanner of the parser's usual route, in C.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__scan(void)
+{
+    return PyModule_Create(&module);
+}

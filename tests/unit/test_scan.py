@@ -1,0 +1,169 @@
+"""The header scanner in C (``sipresponder/_scan.c``) reads header lines exactly as the
+parser's Python function ``_usual_headers`` does: the same count, the same map, the same
+later lines and errors, for any text.
+
+The C module is loaded from its file, so that these tests run in the pure-Python test run
+too (where the package itself ignores it); they are skipped where it was not built.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from sipresponder import native, parser
+from sipresponder.message import Headers
+
+
+def load() -> ModuleType | None:
+    path = native.extensions().get("_scan")
+    if path is None:
+        return None
+    loader = importlib.machinery.ExtensionFileLoader("sipresponder._scan", str(path))
+    spec = importlib.util.spec_from_file_location("sipresponder._scan", path, loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+SCAN = load()
+pytestmark = pytest.mark.skipif(SCAN is None, reason="the C scanner is not built here")
+
+START = "INVITE sip:bob@192.0.2.1 SIP/2.0\r\n"
+
+#: Names the scanner finds in the parser's ``_KEYS``: as spelled on the wire, compact,
+#: odd case, with blanks before the colon, and longer than the C cache keeps.
+KNOWN = [
+    "Via",
+    "v",
+    "VIA",
+    "From",
+    "f",
+    "To",
+    "t",
+    "Call-ID",
+    "i",
+    "CSeq",
+    "Contact",
+    "Max-Forwards",
+    "Content-Length",
+    "l",
+    "Content-Type",
+    "Via ",
+    "From\t",
+    "X-A-Name-Longer-Than-Thirty-Two-Characters",
+    *(f"X-Many-{n}" for n in range(300)),  # more names than the cache's 256 slots
+]
+for _name in KNOWN:
+    _key = parser._header_key(_name.rstrip(" \t"))
+    assert _key is not None
+    parser._KEYS[_name] = _key
+#: Names not in ``_KEYS``: the scanner declines their line (-1).
+UNKNOWN = ["X-Unknown-4242", "Unheard-Of", " Via", "Vi a"]
+
+name = st.sampled_from(KNOWN + UNKNOWN)
+#: Values with every kind of ASCII blank, colons and commas in them.
+value = st.text(st.sampled_from("ab1 \t\x0b\x0c\x1c\x1f:;,=<>@\r"), max_size=8)
+separator = st.sampled_from([": ", ":", ":  ", ":\t", ": \t", " : "])
+line = st.one_of(
+    st.builds(lambda n, s, v: n + s + v, name, separator, value),
+    st.sampled_from(["", " folded", "\tfolded", "no colon", ": no name", ":"]),
+)
+line_end = st.sampled_from(["\r\n"] * 8 + ["\n", "\r", "\r\r\n"])
+
+
+@st.composite
+def header_blocks(draw: st.DrawFn) -> str:
+    lines = draw(st.lists(st.tuples(line, line_end), max_size=10))
+    return "".join(text + end for text, end in lines)
+
+
+def run(scan: Any, text: str, pos: int, end: int) -> tuple[object, ...]:
+    """Everything one scanner returns and fills in."""
+    headers = Headers()
+    errors: list[tuple[int, str]] = []
+    if scan is parser._usual_headers:
+        count = scan(text, pos, end, headers, errors)
+    else:
+        count = scan(text, pos, end, parser._KEYS, headers._map, headers, errors, parser._again)
+    return count, list(headers._map.items()), headers._more, errors
+
+
+def both(block: str, tail: str = "\r\n") -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """The Python function's result and the C one's, for the header lines ``block``,
+    read up to the blank line as ``_parse_usual`` does."""
+    text = START + block + tail
+    pos = len(START)
+    end = text.find("\r\n\r\n", pos - 2)
+    if end < pos:
+        end = len(text)
+    assert SCAN is not None
+    return run(parser._usual_headers, text, pos, end), run(SCAN.usual_headers, text, pos, end)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(header_blocks(), st.sampled_from(["\r\n", "\r\nbody", "", "\n"]))
+@example("Via: a\r\nv: b\r\nFrom: x\r\nf: y\r\n", "\r\n")  # later lines, and an error
+@example("Via: \x1c a \x0b\r\n", "\r\n")  # str.strip's own blanks at both ends
+@example("Via:\r\n", "\r\n")  # an empty value
+def test_the_c_scanner_reads_header_lines_as_the_python_function(block: str, tail: str) -> None:
+    python, c = both(block, tail)
+    assert c == python
+
+
+def test_the_usual_request_is_read_whole() -> None:
+    block = "".join(f"{n}: value of {n}\r\n" for n in ("Via", "From", "To", "Call-ID", "CSeq"))
+    python, c = both(block + "Via: second\r\nContent-Length: 0\r\n")
+    assert c == python
+    assert python[0] == 7
+    assert python[2] == {"via": ["second"]}
+
+
+def test_a_repeated_single_header_is_an_error_in_both() -> None:
+    python, c = both("From: a\r\nFrom: b\r\n")
+    assert c == python
+    assert python[3] == [(400, "Multiple From Headers")]
+
+
+def test_names_beyond_the_cache_are_found_every_time() -> None:
+    # Twice over: the second pass finds names in the cache, or after it overwrote them.
+    block = "".join(f"X-Many-{n}: {n}\r\n" for n in range(300))
+    for _ in range(2):
+        python, c = both(block)
+        assert c == python
+        assert python[0] == 300
+
+
+def test_text_that_is_not_ascii_is_left_to_the_python_function() -> None:
+    assert SCAN is not None
+    for text in (START + "Via: caf\xe9\r\n\r\n", START + "Via: \udc80\r\n\r\n"):
+        headers = Headers()
+        errors: list[tuple[int, str]] = []
+        end = text.find("\r\n\r\n")
+        args = (text, len(START), end, parser._KEYS, headers._map, headers, errors, parser._again)
+        assert SCAN.usual_headers(*args) == -2
+        assert headers._map == {} and errors == []
+
+
+def test_bad_arguments_are_refused_not_read() -> None:
+    assert SCAN is not None
+    scan = SCAN.usual_headers
+    text = START + "Via: a\r\n\r\n"
+    headers = Headers()
+    tail = (parser._KEYS, headers._map, headers, [], parser._again)
+    with pytest.raises(ValueError):
+        scan(text, 0, 10, *tail)  # no start line before pos
+    with pytest.raises(ValueError):
+        scan(text, len(START), len(text) + 1, *tail)  # past the text
+    with pytest.raises(TypeError):
+        scan(text.encode(), len(START), 10, *tail)
+    with pytest.raises(TypeError):
+        scan(text, len(START), 10)
+    assert headers._map == {}
