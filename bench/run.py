@@ -1329,6 +1329,102 @@ def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
     return out
 
 
+#: The targets of the throughput work (issue 5): the responder's clean rate at least this
+#: share of the faster reference's, and its CPU per call at most this multiple of
+#: Kamailio's.
+CLEAN_TARGET = 0.8
+CPU_TARGET = 2.0
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def paired(rounds: list[list[Cell]], stateless: bool = False) -> list[dict[str, Any]]:
+    """The targets judged round by round: for each flow and transport, each round's clean
+    rate of the responder over the faster reference's of the same round (Kamailio's alone
+    with ``stateless``: the ``sl`` comparison), and its CPU per call over Kamailio's of
+    the same round, then the median of those ratios.
+
+    The targets of one cell are measured back to back, a minute or two apart, while a
+    round of every cell takes eight; the machine's speed drifts over that time (the same
+    code's busy call took 39 to 70 µs in three rounds of one night). A ratio within a
+    round cancels that drift; the table's rows, each a target's own median round, do not.
+    A round in which the responder found no clean rate (or failed) counts as 0; one
+    without a clean reference (or without Kamailio's CPU) gives no ratio.  A reference
+    that died during its search counts with the highest clean rate it reached."""
+    by_cell: dict[tuple[str, str], list[dict[str, Cell]]] = {}
+    for index, rnd in enumerate(rounds):
+        for c in rnd:
+            if c.workers is not None:
+                continue  # --scaling cells have no references
+            per_round = by_cell.setdefault((c.flow, c.transport), [{} for _ in rounds])
+            per_round[index][c.target] = c
+    out = []
+    for (flow, transport), per_round in by_cell.items():
+        clean: list[float] = []
+        cpu: list[float] = []
+        for targets in per_round:
+            resp = targets.get("responder")
+            if resp is None or resp.status in ("skipped", "not installed"):
+                continue
+            # A reference counts with the highest clean rate it reached, even when it
+            # died later in its search; the responder's error counts as no clean rate.
+            refs = ["kamailio"] if stateless else ["sipp-uas", "kamailio"]
+            rates = [
+                ref.clean_rate
+                for name in refs
+                if (ref := targets.get(name)) is not None and ref.clean_rate
+            ]
+            if rates:
+                resp_clean = resp.clean_rate if resp.status == "ok" else None
+                clean.append((resp_clean or 0.0) / max(rates))
+            kam = targets.get("kamailio")
+            r = ratio(resp.cpu_us, kam.cpu_us) if kam is not None else None
+            if r is not None:
+                cpu.append(r)
+        clean_median = _median(clean) if clean else None
+        cpu_median = _median(cpu) if cpu else None
+        out.append(
+            {
+                "flow": flow,
+                "transport": transport,
+                "clean_ratios": clean,
+                "clean_median": clean_median,
+                "clean_met": None if clean_median is None else clean_median >= CLEAN_TARGET,
+                "cpu_ratios": cpu,
+                "cpu_median": cpu_median,
+                "cpu_met": None if cpu_median is None else cpu_median <= CPU_TARGET,
+            }
+        )
+    return out
+
+
+def paired_table(pairs: list[dict[str, Any]], stateless: bool = False) -> str:
+    """Markdown: the targets, judged round by round (``paired``)."""
+    ref = "Kamailio sl" if stateless else "the faster reference"
+
+    def cell(values: list[float], median: float | None, met: bool | None) -> tuple[str, str]:
+        each = " · ".join(f"{v:.2f}" for v in values) or "—"
+        mark = "" if met is None else (" ✓" if met else " ✗")
+        return each, ("—" if median is None else f"{median:.3f}{mark}")
+
+    rows = [
+        f"| flow | transport | clean ÷ {ref}, each round | median (≥ {CLEAN_TARGET:g}) "
+        f"| CPU µs/call ÷ Kamailio's, each round | median (≤ {CPU_TARGET:g}) |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for p in pairs:
+        clean = cell(p["clean_ratios"], p["clean_median"], p["clean_met"])
+        cpu = cell(p["cpu_ratios"], p["cpu_median"], p["cpu_met"])
+        rows.append(
+            f"| {p['flow']} | {p['transport']} | {clean[0]} | {clean[1]} | {cpu[0]} | {cpu[1]} |"
+        )
+    return "\n".join(rows)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1572,6 +1668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("bench: interrupted; reporting what was measured")
     finally:
         _stop_all()
+    #: Each round's cells, in the order measured.
+    rounds_measured = [[done[rnd] for done in measured if len(done) > rnd] for rnd in range(rounds)]
     cells: list[Cell] = []
     scaling: list[Cell] = []
     for done_cells in measured:
@@ -1600,6 +1698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "results": [c.to_dict() for c in cells],
         "ratios": ratios(cells),
+        # The targets judged round by round (the references measured in the same round).
+        "targets": paired(rounds_measured, args.stateless),
         # --scaling: the responder with each of --workers, SIPp with a socket per call.
         "scaling": {
             "workers": args.workers,
@@ -1618,6 +1718,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
     if cells:
         print(table(cells))
+        print()
+    pairs = result["targets"]
+    if pairs and any(p["clean_ratios"] or p["cpu_ratios"] for p in pairs):
+        print(
+            f"Targets: clean rate ≥ {CLEAN_TARGET:g}× the faster reference's, CPU per call "
+            f"≤ {CPU_TARGET:g}× Kamailio's, each round's ratio from targets measured back to "
+            "back, then the median over the rounds:"
+        )
+        print()
+        print(paired_table(pairs, args.stateless))
         print()
     if scaling:
         print(scaling_table(scaling))

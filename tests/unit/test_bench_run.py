@@ -387,6 +387,50 @@ def test_median_cell_of_rounds(bench: ModuleType) -> None:
     assert bench.median_cell([one]) is one and one.rounds == []
 
 
+def test_targets_are_judged_round_by_round(bench: ModuleType) -> None:
+    def cell(target: str, clean: float | None, cpu_s: float, status: str = "ok") -> object:
+        c = bench.Cell(target, "busy", "udp", status=status)
+        c.ceiling = _run(bench, 10_000, [cpu_s])  # 10,000 calls: cpu_s * 100 µs a call
+        c.clean_rate = clean
+        return c
+
+    # Round 1 a slow machine, round 2 a fast one: the responder's rows would be compared
+    # across rounds by their medians, its ratios are taken within each round.
+    rounds = [
+        [cell("responder", 700, 0.6), cell("sipp-uas", 1000, 0.3), cell("kamailio", 600, 0.5)],
+        [cell("responder", 1800, 0.2), cell("sipp-uas", 2000, 0.1), cell("kamailio", 900, 0.4)],
+        [cell("responder", None, 0.5), cell("sipp-uas", 1000, 0.2), cell("kamailio", 900, 0.1)],
+    ]
+    (pair,) = bench.paired(rounds)
+    assert (pair["flow"], pair["transport"]) == ("busy", "udp")
+    assert pair["clean_ratios"] == pytest.approx([0.7, 0.9, 0.0])  # no clean rate: 0
+    assert pair["clean_median"] == pytest.approx(0.7) and pair["clean_met"] is False
+    assert pair["cpu_ratios"] == pytest.approx([1.2, 0.5, 5.0])
+    assert pair["cpu_median"] == pytest.approx(1.2) and pair["cpu_met"] is True
+    # Stateless: Kamailio's sl is the only reference.
+    (sl,) = bench.paired(rounds, stateless=True)
+    assert sl["clean_ratios"] == pytest.approx([700 / 600, 2.0, 0.0])
+    assert sl["clean_median"] == pytest.approx(700 / 600) and sl["clean_met"] is True
+    # Two rounds: the mean of the middle two.  No usable reference: no ratio, no verdict.
+    (two,) = bench.paired(rounds[:2])
+    assert two["clean_median"] == pytest.approx(0.8) and two["clean_met"] is True
+    # A reference that died counts with the clean rate it reached; a failed responder as 0.
+    died = [[cell("responder", 700, 0.6), cell("sipp-uas", 1000, 0.3, status="error")]]
+    assert bench.paired(died)[0]["clean_ratios"] == pytest.approx([0.7])
+    failed = [[cell("responder", 700, 0.6, status="error"), cell("sipp-uas", 1000, 0.3)]]
+    assert bench.paired(failed)[0]["clean_ratios"] == [0.0]
+    lone = [[cell("responder", 700, 0.6), cell("kamailio", None, 0.5, status="error")]]
+    lone[0][1].ceiling = None  # it never ran
+    (none,) = bench.paired(lone)
+    assert none["clean_ratios"] == [] and none["clean_met"] is None
+    assert none["cpu_median"] is None and none["cpu_met"] is None
+    lines = bench.paired_table([pair, none]).splitlines()
+    assert (
+        lines[2] == "| busy | udp | 0.70 · 0.90 · 0.00 | 0.700 ✗ | 1.20 · 0.50 · 5.00 | 1.200 ✓ |"
+    )
+    assert lines[3] == "| busy | udp | — | — | — | — |"
+
+
 def test_search_options(bench: ModuleType) -> None:
     args = bench.parse_args([])
     assert (args.steps, args.retries) == (4, 1)
