@@ -31,7 +31,7 @@ typedef struct {
     PyObject *key;
 } cached_name;
 
-static cached_name cache[CACHE_SLOTS];
+static cached_name cache[CACHE_SLOTS];  /* process-wide: the GIL guards it */
 
 static size_t
 name_hash(const char *name, Py_ssize_t length)
@@ -105,8 +105,10 @@ usual_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t end = PyLong_AsSsize_t(args[2]);
     if (end == -1 && PyErr_Occurred())
         return NULL;
-    if (PyUnicode_READY(text) < 0)
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0)  /* a no-op, and deprecated, from Python 3.12 */
         return NULL;
+#endif
     if (!PyUnicode_IS_ASCII(text))
         return PyLong_FromLong(-2);
     Py_ssize_t length = PyUnicode_GET_LENGTH(text);
