@@ -4,8 +4,8 @@ What belongs here: ``parse_message`` (one datagram or one framed stream message 
 ``Request`` | ``Response``, RFC 3261 §7 and §18.3) and ``StreamFramer`` (Content-Length
 framing of a byte stream, CRLF keep-alives, size limit).  A message that cannot be
 accepted raises ``ParseError`` with the status to answer and, when enough was read to
-address a response, the partial request.  Imports ``errors`` and ``message`` only; no
-sockets, clocks or randomness.
+address a response, the partial request.  Imports ``errors`` and ``message`` only (and
+``_scan``, the header scanner in C, when it is built); no sockets, clocks or randomness.
 """
 
 from __future__ import annotations
