@@ -6,6 +6,7 @@ import importlib.machinery
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,16 @@ def test_pure_is_asked_for_by_any_value_but_empty_or_0() -> None:
     assert not native.pure_requested({"SIPRESPONDER_PURE": "0"})
     assert not native.pure_requested({"SIPRESPONDER_PURE": ""})
     assert not native.pure_requested({})
+
+
+def test_an_isolated_build_has_what_mypyc_needs() -> None:
+    # pip builds a wheel in an environment of build-system.requires alone; mypyc there
+    # type-checks what the core imports, and refuses (a pure-Python wheel) without the
+    # stubs the dev venv's mypy uses.
+    pyproject = tomllib.loads((Path(native.__file__).parents[1] / "pyproject.toml").read_text())
+    build = pyproject["build-system"]["requires"]
+    stubs = [
+        d for d in pyproject["project"]["optional-dependencies"]["dev"] if d.startswith("types-")
+    ]
+    assert stubs and set(stubs) <= set(build)
+    assert any(r.startswith("mypy") for r in build)
