@@ -187,9 +187,46 @@ usual_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLong(count);
 }
 
+/* decimal(text, digits) -> int | None
+
+   ``message.decimal``: ``text`` as a number when it is 1 to ``digits`` ASCII digits, else
+   None.  Leading zeros are allowed, as ``int()`` allows them. */
+static PyObject *
+decimal(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "decimal takes a str and an int");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    Py_ssize_t digits = PyLong_AsSsize_t(args[1]);
+    if (digits == -1 && PyErr_Occurred())
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+#endif
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (length <= 0 || length > digits || !PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(text);
+    for (Py_ssize_t i = 0; i < length; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            Py_RETURN_NONE;
+    }
+    if (length > 18)  /* beyond what a long long holds for certain */
+        return PyLong_FromUnicodeObject(text, 10);
+    long long value = 0;
+    for (Py_ssize_t i = 0; i < length; i++)
+        value = value * 10 + (s[i] - '0');
+    return PyLong_FromLongLong(value);
+}
+
 static PyMethodDef methods[] = {
     {"usual_headers", (PyCFunction)(void (*)(void))usual_headers, METH_FASTCALL,
      "The parser's _usual_headers for an ASCII text (-2 for any other)."},
+    {"decimal", (PyCFunction)(void (*)(void))decimal, METH_FASTCALL,
+     "message.decimal: text as a number when it is 1 to digits ASCII digits, else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,8 +1,7 @@
-"""The header scanner of the parser's usual route, in C (``_scan.c``)."""
+"""The parser's loops in C (``_scan.c``)."""
 
 from collections.abc import Callable
-
-from .message import Headers
+from typing import Any
 
 def usual_headers(
     text: str,
@@ -10,8 +9,9 @@ def usual_headers(
     end: int,
     keys: dict[str, str],
     hmap: dict[str, str],
-    headers: Headers,
+    headers: Any,  # message.Headers (this module sits below message)
     errors: list[tuple[int, str]],
-    again: Callable[[Headers, str, str, list[tuple[int, str]]], None],
+    again: Callable[[Any, str, str, list[tuple[int, str]]], None],
     /,
 ) -> int: ...
+def decimal(text: str, digits: int, /) -> int | None: ...

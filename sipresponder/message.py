@@ -5,7 +5,8 @@ What belongs here: ``Headers`` (a case-insensitive multimap that knows the compa
 Via (RFC 3261 §20.42), CSeq (§20.16), the tag of From/To (§19.3), the user part of a
 Request-URI — plus comma splitting that respects quoted strings and angle brackets
 (§7.3.1).  Every other header stays raw text until someone asks for it (the sipgo way).
-Imports only ``errors``; nothing here touches sockets, clocks or randomness.
+Imports only ``errors`` (and ``_scan``, loops in C, when built); nothing here touches
+sockets, clocks or randomness.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Final
 from urllib.parse import unquote
 
 from .errors import ParseError
@@ -86,11 +88,32 @@ def decimal(text: str, digits: int = 10) -> int | None:
     """``text`` as a number when it is 1 to ``digits`` ASCII digits, else ``None``.
 
     ``str.isdigit()`` alone is no test: it is true for "²" and for 5000 digits, which
-    ``int()`` refuses (a peer's number must never raise).
+    ``int()`` refuses (a peer's number must never raise).  With the compiled core, the
+    same test in C (``_scan.decimal``: a quarter of the instructions).
     """
+    if _DECIMAL is not None:
+        return _DECIMAL(text, digits)
+    return _decimal(text, digits)
+
+
+def _decimal(text: str, digits: int) -> int | None:
+    """``decimal`` in Python: the definition, which the pure-Python core runs."""
     if 0 < len(text) <= digits and text.isascii() and text.isdigit():
         return int(text)
     return None
+
+
+def c_function(name: str) -> Any:
+    """Function ``name`` of the C module ``_scan`` (``sipresponder/_scan.c``), or None:
+    not built, or the pure-Python core runs (``native`` makes the import fail then)."""
+    try:
+        from . import _scan
+    except ImportError:
+        return None
+    return getattr(_scan, name)
+
+
+_DECIMAL: Final[Callable[[str, int], int | None] | None] = c_function("decimal")
 
 
 def header_key(name: str) -> str:

@@ -4,8 +4,9 @@ What belongs here: ``parse_message`` (one datagram or one framed stream message 
 ``Request`` | ``Response``, RFC 3261 §7 and §18.3) and ``StreamFramer`` (Content-Length
 framing of a byte stream, CRLF keep-alives, size limit).  A message that cannot be
 accepted raises ``ParseError`` with the status to answer and, when enough was read to
-address a response, the partial request.  Imports ``errors`` and ``message`` only (and
-``_scan``, the header scanner in C, when it is built); no sockets, clocks or randomness.
+address a response, the partial request.  Imports ``errors`` and ``message`` only (the
+header scanner in C, ``_scan``, comes through ``message.c_function``); no sockets, clocks
+or randomness.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .message import (
     Headers,
     Request,
     Response,
+    c_function,
     check_name_addr,
     decimal,
     display_name,
@@ -252,19 +254,10 @@ _Scan = Callable[
 ]
 
 
-def _c_scanner() -> _Scan | None:
-    """``_usual_headers`` in C (``sipresponder/_scan.c``), or None: not built, or the
-    pure-Python core runs (``native``: the import fails then)."""
-    try:
-        from ._scan import usual_headers
-    except ImportError:
-        return None
-    return usual_headers
-
-
-#: The same result as ``_usual_headers`` for the same text (tests/unit/test_scan.py),
+#: ``_usual_headers`` in C (``sipresponder/_scan.c``), or None: not built, or the
+#: pure-Python core runs.  The same result for the same text (tests/unit/test_scan.py),
 #: with -2 for a text that is not all ASCII.
-_SCAN: Final = _c_scanner()
+_SCAN: Final[_Scan | None] = c_function("usual_headers")
 
 
 def _request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:

@@ -12,8 +12,8 @@ ORDER = [
     "version",
     "errors",
     "codes",
+    "_scan",  # C (_scan.c): the parser's loops, used by message and parser
     "message",
-    "_scan",  # C (_scan.c): the parser's header scanner
     "parser",
     "serializer",
     "sdp",
@@ -52,8 +52,10 @@ def imports(module: str) -> tuple[set[str], set[str]]:
     stdlib: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                local.add((node.module or "").split(".")[0])
+            if node.level and node.module:
+                local.add(node.module.split(".")[0])
+            elif node.level:  # from . import name
+                local.update(alias.name for alias in node.names)
             else:
                 stdlib.add((node.module or "").split(".")[0])
         elif isinstance(node, ast.Import):

@@ -1,6 +1,6 @@
-"""The header scanner in C (``sipresponder/_scan.c``) reads header lines exactly as the
-parser's Python function ``_usual_headers`` does: the same count, the same map, the same
-later lines and errors, for any text.
+"""The parser's loops in C (``sipresponder/_scan.c``) do exactly what the Python functions
+they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
+later lines and errors, for any text) and ``decimal`` as ``message._decimal``.
 
 The C module is loaded from its file, so that these tests run in the pure-Python test run
 too (where the package itself ignores it); they are skipped where it was not built.
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sipresponder import native, parser
+from sipresponder import message, native, parser
 from sipresponder.message import Headers
 
 
@@ -167,3 +167,31 @@ def test_bad_arguments_are_refused_not_read() -> None:
     with pytest.raises(TypeError):
         scan(text, len(START), 10)
     assert headers._map == {}
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.text(st.sampled_from("0123456789"), max_size=25),
+        # "/" and ":" border the digits; "²" and "٣" are digits to str.isdigit.
+        st.text(st.sampled_from("0123456789/: +-_.x\t²٣\udc80"), max_size=12),
+    ),
+    st.integers(-1, 25),
+)
+@example("0", 1)
+@example("007", 3)
+@example("9" * 19, 25)  # beyond a long long's certain range: Python's own conversion
+@example("99999999999", 10)  # one digit too many
+def test_the_c_decimal_reads_numbers_as_the_python_function(text: str, digits: int) -> None:
+    assert SCAN is not None
+    assert SCAN.decimal(text, digits) == message._decimal(text, digits)
+
+
+def test_the_c_decimal_refuses_bad_arguments() -> None:
+    assert SCAN is not None
+    with pytest.raises(TypeError):
+        SCAN.decimal(b"12", 3)
+    with pytest.raises(TypeError):
+        SCAN.decimal("12")
+    with pytest.raises(TypeError):
+        SCAN.decimal("12", "3")
