@@ -57,6 +57,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1336,12 +1337,6 @@ CLEAN_TARGET = 0.8
 CPU_TARGET = 2.0
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def paired(rounds: list[list[Cell]], stateless: bool = False) -> list[dict[str, Any]]:
     """The targets judged round by round: for each flow and transport, each round's clean
     rate of the responder over the faster reference's of the same round (Kamailio's alone
@@ -1362,6 +1357,7 @@ def paired(rounds: list[list[Cell]], stateless: bool = False) -> list[dict[str, 
                 continue  # --scaling cells have no references
             per_round = by_cell.setdefault((c.flow, c.transport), [{} for _ in rounds])
             per_round[index][c.target] = c
+    refs = ["kamailio"] if stateless else ["sipp-uas", "kamailio"]
     out = []
     for (flow, transport), per_round in by_cell.items():
         clean: list[float] = []
@@ -1372,7 +1368,6 @@ def paired(rounds: list[list[Cell]], stateless: bool = False) -> list[dict[str, 
                 continue
             # A reference counts with the highest clean rate it reached, even when it
             # died later in its search; the responder's error counts as no clean rate.
-            refs = ["kamailio"] if stateless else ["sipp-uas", "kamailio"]
             rates = [
                 ref.clean_rate
                 for name in refs
@@ -1385,8 +1380,8 @@ def paired(rounds: list[list[Cell]], stateless: bool = False) -> list[dict[str, 
             r = ratio(resp.cpu_us, kam.cpu_us) if kam is not None else None
             if r is not None:
                 cpu.append(r)
-        clean_median = _median(clean) if clean else None
-        cpu_median = _median(cpu) if cpu else None
+        clean_median = statistics.median(clean) if clean else None
+        cpu_median = statistics.median(cpu) if cpu else None
         out.append(
             {
                 "flow": flow,
