@@ -1,17 +1,17 @@
-/* The header scanner of the parser's usual route, in C.
+/* Two loops of the per-message path in C, loaded through ``message.c_function``.
 
    ``usual_headers`` does what ``sipresponder/parser.py``'s ``_usual_headers`` does, on
    the same arguments, with the same result: it is that function's loop without the
    interpreter's cost per line (about a third of the parse of a request, compiled by
-   mypyc, goes to the loop's string searches, slices and lookups).  The Python function
-   stays the definition: the pure-Python core runs it, and a property test feeds both the
-   same text and compares everything they return and fill in
-   (tests/unit/test_scan.py).
+   mypyc, went to the loop's string searches, slices and lookups).  ``decimal`` does what
+   ``message._decimal`` does.  The Python functions stay the definitions: the pure-Python
+   core runs them, and property tests feed both the same input and compare everything
+   they return and fill in (tests/unit/test_scan.py).
 
-   Only a text of ASCII characters is scanned here (the usual request); for any other the
-   result is -2 and the caller runs the Python function.  Nothing is written outside the
-   two containers it is given, and every index stays within [pos, end), which is checked
-   against the text's length before anything is read.
+   Only a text of ASCII characters is scanned by ``usual_headers`` (the usual request);
+   for any other the result is -2 and the caller runs the Python function.  Nothing is
+   written outside the two containers it is given, and every index stays within
+   [pos, end), which is checked against the text's length before anything is read.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -210,15 +210,15 @@ decimal(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (length <= 0 || length > digits || !PyUnicode_IS_ASCII(text))
         Py_RETURN_NONE;
     const char *s = (const char *)PyUnicode_1BYTE_DATA(text);
+    long long value = 0;  /* exact up to 18 digits; only those are summed here */
     for (Py_ssize_t i = 0; i < length; i++) {
         if (s[i] < '0' || s[i] > '9')
             Py_RETURN_NONE;
+        if (i < 18)
+            value = value * 10 + (s[i] - '0');
     }
     if (length > 18)  /* beyond what a long long holds for certain */
         return PyLong_FromUnicodeObject(text, 10);
-    long long value = 0;
-    for (Py_ssize_t i = 0; i < length; i++)
-        value = value * 10 + (s[i] - '0');
     return PyLong_FromLongLong(value);
 }
 
@@ -232,7 +232,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "sipresponder._scan",
-    "The header scanner of the parser's usual route, in C.", -1, methods,
+    "Two loops of the per-message path in C: the parser's header scanner and decimal.",
+    -1, methods,
 };
 
 PyMODINIT_FUNC
