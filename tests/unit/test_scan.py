@@ -1,6 +1,7 @@
 """The parser's loops in C (``sipresponder/_scan.c``) do exactly what the Python functions
 they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
-later lines and errors, for any text) and ``decimal`` as ``message._decimal``.
+later lines and errors, for any text), ``decimal`` as ``message._decimal`` and the TCP
+framer's ``frame_head`` as ``parser._frame_head``.
 
 The C module is loaded from its file, so that these tests run in the pure-Python test run
 too (where the package itself ignores it); they are skipped where it was not built.
@@ -195,3 +196,79 @@ def test_the_c_decimal_refuses_bad_arguments() -> None:
         SCAN.decimal("12")
     with pytest.raises(TypeError):
         SCAN.decimal("12", "3")
+
+
+#: Lines of a header section for the framer: Content-Length as spelled on the wire, in
+#: any case, compact, with blanks either side of its colon and value, and names that only
+#: begin like it; values that are numbers, too long, empty or not numbers at all.
+cl_name = st.sampled_from(
+    [
+        "Content-Length",
+        "content-length",
+        "CONTENT-LENGTH",
+        "l",
+        "L",
+        "Content-Lengthy",
+        "Content-Lengt",
+        "x-l",
+        "ll",
+        " l",
+        "Via",
+    ]
+)
+cl_value = st.one_of(
+    st.sampled_from(["0", "3", "12", "007", "123456789", "1234567890", "", "x", "-1", "3 4"]),
+    st.text(st.sampled_from("0123456789 \t\x0b\x0c\x1ca\r"), max_size=11),
+)
+cl_line = st.builds(
+    lambda n, a, v, z: f"{n}{a}:{v}{z}".encode("latin-1"),
+    cl_name,
+    st.sampled_from(["", " ", "\t", " \t "]),
+    cl_value,
+    st.sampled_from(["", " ", "\t", "\x0b"]),
+)
+frame_line = st.one_of(cl_line, st.sampled_from([b"Via: a", b"", b"folded l: 5", b"\xe9: 1"]))
+frame_end = st.sampled_from([b"\r\n"] * 6 + [b"\n", b"\r", b"\r\r\n"])
+
+
+@st.composite
+def framed(draw: st.DrawFn) -> tuple[bytes, int, int]:
+    """A buffer, a position in it where a start line begins, and a size limit."""
+    before = draw(st.sampled_from([b"", b"x", b"ACK sip:a SIP/2.0\r\n\r\n"]))
+    lines = draw(st.lists(st.tuples(frame_line, frame_end), max_size=8))
+    head = b"OPTIONS sip:a SIP/2.0\r\n" + b"".join(t + e for t, e in lines)
+    after = draw(st.sampled_from([b"\r\n", b"\r\nbody", b"", b"\r\n\r\n", b"\r"]))
+    size = draw(st.integers(0, 300))
+    return before + head + after, len(before), size
+
+
+@settings(max_examples=1500, deadline=None)
+@given(framed())
+@example((b"OPTIONS sip:a SIP/2.0\r\nl: 3\r\nContent-Length:3\x0b\r\n\r\nabc", 0, 4096))
+@example((b"OPTIONS sip:a SIP/2.0\r\nl: 3\r\nContent-Length: 4\r\n\r\n", 0, 4096))
+@example((b"OPTIONS sip:a SIP/2.0\r\nL\t:\t\r\n\r\n", 0, 4096))  # an empty value
+@example((b"OPTIONS sip:a SIP/2.0\r\nl: 5\n\r\n\r\n", 0, 4096))  # a bare LF line end
+@example((b"OPTIONS sip:a SIP/2.0\r\nl: x\r\n\r\n", 0, 30))  # too long before bad: 513
+@example((b"OPTIONS sip:a SIP/2.0\r\nl: x\r\n\r\n", 0, 31))  # just fits, bad: 400
+@example((b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\n\r\nx", 0, 32))  # a body that just fits
+@example((b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\n\r\nx", 0, 31))  # ... and one that does not
+def test_the_c_framer_measures_messages_as_the_python_function(
+    case: tuple[bytes, int, int],
+) -> None:
+    assert SCAN is not None
+    data, pos, size = case
+    python = parser._frame_head(data, pos, size)
+    assert SCAN.frame_head(data, pos, size) == python
+    assert SCAN.frame_head(bytearray(data), pos, size) == python
+
+
+def test_the_c_framer_refuses_bad_arguments() -> None:
+    assert SCAN is not None
+    with pytest.raises(ValueError):
+        SCAN.frame_head(b"abc", 4, 100)  # past the buffer
+    with pytest.raises(ValueError):
+        SCAN.frame_head(b"abc", -1, 100)
+    with pytest.raises(TypeError):
+        SCAN.frame_head("text", 0, 100)
+    with pytest.raises(TypeError):
+        SCAN.frame_head(b"abc", 0)
