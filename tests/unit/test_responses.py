@@ -84,6 +84,16 @@ def test_to_tag_is_deterministic_per_request() -> None:
     )
 
 
+def test_a_secret_longer_than_blake2s_keys_still_makes_tags() -> None:
+    # BLAKE2s takes keys of up to 32 bytes; a longer --secret (a pool's passphrase) once
+    # made every request an internal error.  Now it keys the hash by its own hash.
+    long = b"a pool passphrase longer than 32 bytes"
+    tag = make_to_tag(long, "c1", "f1", 1)
+    assert len(tag) == 16 and tag == make_to_tag(long, "c1", "f1", 1)
+    assert tag != make_to_tag(long + b"!", "c1", "f1", 1)
+    assert tag != make_to_tag(long[:32], "c1", "f1", 1)
+
+
 @pytest.mark.parametrize(
     ("via", "source", "top", "dest"),
     [

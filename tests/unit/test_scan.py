@@ -1,7 +1,8 @@
 """The parser's loops in C (``sipresponder/_scan.c``) do exactly what the Python functions
 they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
-later lines and errors, for any text), ``decimal`` as ``message._decimal`` and the TCP
-framer's ``frame_head`` as ``parser._frame_head``.
+later lines and errors, for any text), ``decimal`` as ``message._decimal``, the TCP
+framer's ``frame_head`` as ``parser._frame_head`` and ``to_tag`` as
+``responses._make_to_tag`` (hashlib's BLAKE2s).
 
 The C module is loaded from its file, so that these tests run in the pure-Python test run
 too (where the package itself ignores it); they are skipped where it was not built.
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sipresponder import message, native, parser
+from sipresponder import message, native, parser, responses
 from sipresponder.message import Headers
 
 
@@ -272,3 +273,48 @@ def test_the_c_framer_refuses_bad_arguments() -> None:
         SCAN.frame_head("text", 0, 100)
     with pytest.raises(TypeError):
         SCAN.frame_head(b"abc", 0)
+
+
+ascii_text = st.text(st.characters(max_codepoint=127), max_size=140)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.binary(max_size=40),
+    st.one_of(ascii_text, st.text(max_size=8)),
+    st.one_of(st.none(), ascii_text, st.text(max_size=8)),
+    st.one_of(st.integers(0, 2**32), st.integers(-(2**70), 2**70)),
+)
+@example(b"k", "a" * 59, "f", 7)  # an input of 63 bytes: one block
+@example(b"k", "a" * 60, "f", 7)  # 64 bytes: one full block
+@example(b"k", "a" * 61, "f", 7)  # 65 bytes: two blocks
+@example(b"", "a@b", None, 1)  # no key: BLAKE2s unkeyed
+@example(b"s" * 32, "a@b", "t", -1)  # the longest key it takes
+@example(b"s" * 33, "a@b", "t", 1)  # one byte too long: left to Python
+def test_the_c_to_tag_is_the_python_hash(
+    secret: bytes, call_id: str, from_tag: str | None, cseq_num: int
+) -> None:
+    assert SCAN is not None
+    tag = SCAN.to_tag(secret, call_id, from_tag, cseq_num)
+    ascii_ = call_id.isascii() and (from_tag is None or from_tag.isascii())
+    fits = len(secret) <= 32 and -(2**63) <= cseq_num < 2**63
+    if ascii_ and fits:
+        assert tag == responses._make_to_tag(secret, call_id, from_tag, cseq_num)
+    else:
+        assert tag is None  # the Python function decides
+
+
+def test_the_c_to_tag_leaves_long_input_to_python() -> None:
+    assert SCAN is not None
+    assert SCAN.to_tag(b"k", "a" * 2000, "t", 1) is None
+    assert len(responses.make_to_tag(b"k", "a" * 2000, "t", 1)) == 16
+
+
+def test_the_c_to_tag_refuses_bad_arguments() -> None:
+    assert SCAN is not None
+    with pytest.raises(TypeError):
+        SCAN.to_tag("k", "a", "t", 1)
+    with pytest.raises(TypeError):
+        SCAN.to_tag(b"k", "a", "t")
+    with pytest.raises(TypeError):
+        SCAN.to_tag(b"k", "a", 5, 1)
