@@ -5,8 +5,9 @@
    interpreter's cost per line (about a third of the parse of a request, compiled by
    mypyc, went to the loop's string searches, slices and lookups).  ``decimal`` does what
    ``message._decimal`` does, ``frame_head`` what ``parser._frame_head`` does (the TCP
-   framer's regex, set and method calls took a ninth of an OPTIONS over TCP), and
-   ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
+   framer's regex, set and method calls took a ninth of an OPTIONS over TCP),
+   ``via_params`` what ``message._python_via_params`` does (3.6k instructions a Via),
+   and ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
    object, copy and hex string, took 6k instructions per tag).  The Python functions stay
    the definitions: the pure-Python core runs them, and property tests feed both the same
    input and compare everything they return and fill in (tests/unit/test_scan.py).
@@ -514,6 +515,108 @@ to_tag(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* What str.strip() strips from an ASCII text: its whitespace, \x1c-\x1f included. */
+static int
+is_space(Py_UCS1 c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+/* via_params(raw) -> (params, flaw) | None
+
+   ``message._via_params`` for an ASCII ``raw`` (None for any other: the Python function
+   reads it): ``;name=value;name`` -> [(name in lower case, value or None)], and
+   "Empty Via Parameter" when a name is empty once stripped (else None). */
+static PyObject *
+via_params(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "via_params takes a str");
+        return NULL;
+    }
+    PyObject *raw = args[0];
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(raw) < 0)
+        return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(raw))
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(raw);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(raw);
+    PyObject *params = PyList_New(0);
+    if (params == NULL)
+        return NULL;
+    int empty_name = 0;
+    /* raw[1:].split(";"): each item up to the next ";" or the end. */
+    for (Py_ssize_t at = length ? 1 : length + 1; at <= length;) {
+        const Py_UCS1 *semi = memchr(s + at, ';', (size_t)(length - at));
+        Py_ssize_t end = semi == NULL ? length : semi - s;
+        const Py_UCS1 *eq = memchr(s + at, '=', (size_t)(end - at));
+        Py_ssize_t name_end = eq == NULL ? end : eq - s;
+        Py_ssize_t a = at, b = name_end;
+        while (a < b && is_space(s[a]))
+            a++;
+        while (b > a && is_space(s[b - 1]))
+            b--;
+        if (a == b)
+            empty_name = 1;
+        else {
+            PyObject *name = PyUnicode_New(b - a, 127);
+            if (name == NULL)
+                goto error;
+            Py_UCS1 *n = PyUnicode_1BYTE_DATA(name);
+            for (Py_ssize_t i = a; i < b; i++)
+                n[i - a] = (s[i] >= 'A' && s[i] <= 'Z') ? (Py_UCS1)(s[i] + 32) : s[i];
+            PyObject *value;
+            if (eq == NULL) {
+                value = Py_None;
+                Py_INCREF(value);
+            }
+            else {
+                Py_ssize_t c = name_end + 1, d = end;
+                while (c < d && is_space(s[c]))
+                    c++;
+                while (d > c && is_space(s[d - 1]))
+                    d--;
+                value = PyUnicode_Substring(raw, c, d);
+                if (value == NULL) {
+                    Py_DECREF(name);
+                    goto error;
+                }
+            }
+            PyObject *pair = PyTuple_New(2);
+            if (pair == NULL) {
+                Py_DECREF(name);
+                Py_DECREF(value);
+                goto error;
+            }
+            PyTuple_SET_ITEM(pair, 0, name);
+            PyTuple_SET_ITEM(pair, 1, value);
+            int failed = PyList_Append(params, pair);
+            Py_DECREF(pair);
+            if (failed)
+                goto error;
+        }
+        at = end + 1;
+    }
+    PyObject *flaw = empty_name ? PyUnicode_FromString("Empty Via Parameter") : Py_None;
+    if (flaw == NULL)
+        goto error;
+    if (!empty_name)
+        Py_INCREF(flaw);
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(flaw);
+        goto error;
+    }
+    PyTuple_SET_ITEM(result, 0, params);
+    PyTuple_SET_ITEM(result, 1, flaw);
+    return result;
+error:
+    Py_DECREF(params);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"usual_headers", (PyCFunction)(void (*)(void))usual_headers, METH_FASTCALL,
      "The parser's _usual_headers for an ASCII text (-2 for any other)."},
@@ -521,6 +624,8 @@ static PyMethodDef methods[] = {
      "message.decimal: text as a number when it is 1 to digits ASCII digits, else None."},
     {"frame_head", (PyCFunction)(void (*)(void))frame_head, METH_FASTCALL,
      "parser._frame_head: the length of the message at buf[pos], or a FRAME_ code."},
+    {"via_params", (PyCFunction)(void (*)(void))via_params, METH_FASTCALL,
+     "message._via_params for an ASCII text (else None)."},
     {"to_tag", (PyCFunction)(void (*)(void))to_tag, METH_FASTCALL,
      "responses.make_to_tag for an ASCII input and a key BLAKE2s takes (else None)."},
     {NULL, NULL, 0, NULL},
@@ -528,7 +633,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "sipresponder._scan",
-    "Loops of the per-message path in C: the header scanner, decimal, the framer, To tags.",
+    "Loops of the per-message path in C: headers, Via parameters, numbers, framing, To tags.",
     -1, methods,
 };
 

@@ -432,7 +432,17 @@ _SENT_BY_LIMIT = 1024
 
 
 def _via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:
-    """``;branch=z9hG4bK1;rport`` -> the parameters, and a flaw to note (or ``None``)."""
+    """``;branch=z9hG4bK1;rport`` -> the parameters, and a flaw to note (or ``None``).
+    With the compiled core, the same in C for an ASCII text (``_scan.via_params``)."""
+    if _VIA_PARAMS is not None:
+        read = _VIA_PARAMS(raw)
+        if read is not None:
+            return read
+    return _python_via_params(raw)
+
+
+def _python_via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:
+    """``_via_params`` in Python: the definition, which the pure-Python core runs."""
     params: list[tuple[str, str | None]] = []
     flaw = None
     if raw:
@@ -445,6 +455,11 @@ def _via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:
             # Parameter names are case-insensitive (§7.3.1); values are kept as sent.
             params.append((name.lower(), val.strip() if eq else None))
     return params, flaw
+
+
+_VIA_PARAMS: Final[
+    Callable[[str], tuple[list[tuple[str, str | None]], str | None] | None] | None
+] = c_function("via_params")
 
 
 # ---------------------------------------------------------------------- CSeq

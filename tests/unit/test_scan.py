@@ -1,8 +1,9 @@
 """The parser's loops in C (``sipresponder/_scan.c``) do exactly what the Python functions
 they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
 later lines and errors, for any text), ``decimal`` as ``message._decimal``, the TCP
-framer's ``frame_head`` as ``parser._frame_head`` and ``to_tag`` as
-``responses._make_to_tag`` (hashlib's BLAKE2s).
+framer's ``frame_head`` as ``parser._frame_head``, ``via_params`` as
+``message._python_via_params`` and ``to_tag`` as ``responses._make_to_tag`` (hashlib's
+BLAKE2s).
 
 The C module is loaded from its file, so that these tests run in the pure-Python test run
 too (where the package itself ignores it); they are skipped where it was not built.
@@ -318,3 +319,34 @@ def test_the_c_to_tag_refuses_bad_arguments() -> None:
         SCAN.to_tag(b"k", "a", "t")
     with pytest.raises(TypeError):
         SCAN.to_tag(b"k", "a", 5, 1)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.text(st.sampled_from(";=aB1 \t\x0b\x0c\x1c\x1f\r\n-.!%*_+`'~:[]"), max_size=20),
+        st.builds(lambda t: ";" + t, st.text(st.sampled_from(";=bRanch z9hG4bK"), max_size=20)),
+        st.text(max_size=6),  # not ASCII: left to Python
+    )
+)
+@example("")
+@example(";")
+@example(";branch=z9hG4bK-4242-1-0;rport")
+@example("; Branch = z9 ;RPORT;received=")
+@example(";a;;b")  # an empty name in the middle
+@example(";\x1c=1")  # str.strip's blank \x1c: a name that strips to nothing
+def test_the_c_via_params_reads_as_the_python_function(raw: str) -> None:
+    assert SCAN is not None
+    got = SCAN.via_params(raw)
+    if raw.isascii():
+        assert got == message._python_via_params(raw)
+    else:
+        assert got is None
+
+
+def test_the_c_via_params_refuses_bad_arguments() -> None:
+    assert SCAN is not None
+    with pytest.raises(TypeError):
+        SCAN.via_params(b";branch=1")
+    with pytest.raises(TypeError):
+        SCAN.via_params()
