@@ -7,7 +7,8 @@
    ``message._decimal`` does, ``frame_head`` what ``parser._frame_head`` does (the TCP
    framer's regex, set and method calls took a ninth of an OPTIONS over TCP),
    ``via_params`` what ``message._python_via_params`` does (3.6k instructions a Via),
-   and ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
+   ``party`` what ``message.check_name_addr`` and ``message.tag_of`` do for a From or
+   To in the usual spelling, and ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
    object, copy and hex string, took 6k instructions per tag).  The Python functions stay
    the definitions: the pure-Python core runs them, and property tests feed both the same
    input and compare everything they return and fill in (tests/unit/test_scan.py).
@@ -617,6 +618,91 @@ error:
     return NULL;
 }
 
+/* message.TOKEN_CHARS: letters, digits and .!%*_+`'~- */
+static int
+is_token(Py_UCS1 c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr(".!%*_+`'~-", c) != NULL);
+}
+
+/* party(value) -> (well_formed, tag) | None
+
+   ``parser._party``'s two readings of a From or To value in the usual spelling:
+   ``message.check_name_addr(value)`` and ``message.tag_of(value)``.  None — the Python
+   functions decide — for text that is not ASCII, and where ``tag_of`` would go on to its
+   patterns: a ``;tag=`` whose value is not all token characters, or no ``;tag=`` but
+   "tag" in some other case or spelling among the parameters. */
+static PyObject *
+party(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "party takes a str");
+        return NULL;
+    }
+    PyObject *value = args[0];
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(value) < 0)
+        return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(value))
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    /* check_name_addr: a ":" inside the first <...>, or anywhere without one. */
+    int well_formed;
+    const Py_UCS1 *lt = memchr(s, '<', (size_t)n);
+    if (lt != NULL) {
+        Py_ssize_t start = lt - s;
+        const Py_UCS1 *gt = memchr(s + start, '>', (size_t)(n - start));
+        Py_ssize_t end = gt == NULL ? -1 : gt - s;
+        well_formed = end > start + 1 && memchr(s + start, ':', (size_t)(end - start)) != NULL;
+    }
+    else
+        well_formed = memchr(s, ':', (size_t)n) != NULL;
+    /* tag_of: ";tag=" after the last ">" (or anywhere without one). */
+    Py_ssize_t close = n - 1;
+    while (close >= 0 && s[close] != '>')
+        close--;
+    Py_ssize_t at = -1;
+    for (Py_ssize_t i = close + 1; i + 5 <= n; i++) {
+        if (s[i] == ';' && memcmp(s + i, ";tag=", 5) == 0) {
+            at = i;
+            break;
+        }
+    }
+    PyObject *tag;
+    if (at >= 0) {
+        Py_ssize_t i = at + 5;
+        if (i == n)
+            Py_RETURN_NONE;  /* an empty tag: the patterns decide */
+        for (; i < n; i++)
+            if (!is_token(s[i]))
+                Py_RETURN_NONE;
+        tag = PyUnicode_Substring(value, at + 5, n);
+        if (tag == NULL)
+            return NULL;
+    }
+    else {
+        for (Py_ssize_t i = close + 1; i + 3 <= n; i++) {
+            if ((s[i] | 32) == 't' && (s[i + 1] | 32) == 'a' && (s[i + 2] | 32) == 'g')
+                Py_RETURN_NONE;  /* "tag" spelled some other way: the patterns decide */
+        }
+        tag = Py_None;
+        Py_INCREF(tag);
+    }
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(tag);
+        return NULL;
+    }
+    PyObject *flag = well_formed ? Py_True : Py_False;
+    Py_INCREF(flag);
+    PyTuple_SET_ITEM(result, 0, flag);
+    PyTuple_SET_ITEM(result, 1, tag);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"usual_headers", (PyCFunction)(void (*)(void))usual_headers, METH_FASTCALL,
      "The parser's _usual_headers for an ASCII text (-2 for any other)."},
@@ -626,6 +712,8 @@ static PyMethodDef methods[] = {
      "parser._frame_head: the length of the message at buf[pos], or a FRAME_ code."},
     {"via_params", (PyCFunction)(void (*)(void))via_params, METH_FASTCALL,
      "message._via_params for an ASCII text (else None)."},
+    {"party", (PyCFunction)(void (*)(void))party, METH_FASTCALL,
+     "parser._party's check_name_addr and tag_of, in the usual spelling (else None)."},
     {"to_tag", (PyCFunction)(void (*)(void))to_tag, METH_FASTCALL,
      "responses.make_to_tag for an ASCII input and a key BLAKE2s takes (else None)."},
     {NULL, NULL, 0, NULL},
@@ -633,7 +721,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "sipresponder._scan",
-    "Loops of the per-message path in C: headers, Via parameters, numbers, framing, To tags.",
+    "Loops of the per-message path in C: headers, Via, From/To, numbers, framing, To tags.",
     -1, methods,
 };
 

@@ -485,9 +485,18 @@ def _party(
     if value is None:
         errors.append((400, f"Missing {name} Header"))
         return None, None
-    if not check_name_addr(value):
+    read = None if _PARTY is None else _PARTY(value)
+    if read is None:
+        read = check_name_addr(value), tag_of(value)
+    if not read[0]:
         errors.append((400, f"Malformed {name} Header"))
-    return value, tag_of(value)
+    return value, read[1]
+
+
+#: ``check_name_addr`` and ``tag_of`` of a From or To in the usual spelling, in C
+#: (``sipresponder/_scan.c``), or None: not built, or the pure-Python core runs.  None
+#: from it: the Python functions decide.
+_PARTY: Final[Callable[[str], tuple[bool, str | None] | None] | None] = c_function("party")
 
 
 def _parse_response(start_line: str, lines: list[str], body: bytes) -> Response:

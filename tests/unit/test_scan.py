@@ -2,8 +2,8 @@
 they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
 later lines and errors, for any text), ``decimal`` as ``message._decimal``, the TCP
 framer's ``frame_head`` as ``parser._frame_head``, ``via_params`` as
-``message._python_via_params`` and ``to_tag`` as ``responses._make_to_tag`` (hashlib's
-BLAKE2s).
+``message._python_via_params``, ``party`` as ``message.check_name_addr`` with
+``message.tag_of``, and ``to_tag`` as ``responses._make_to_tag`` (hashlib's BLAKE2s).
 
 The C module is loaded from its file, so that these tests run in the pure-Python test run
 too (where the package itself ignores it); they are skipped where it was not built.
@@ -350,3 +350,45 @@ def test_the_c_via_params_refuses_bad_arguments() -> None:
         SCAN.via_params(b";branch=1")
     with pytest.raises(TypeError):
         SCAN.via_params()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.text(st.sampled_from('<>:;= "sip@b1tagTAG.!%*_+`~-\t'), max_size=24),
+        st.builds(
+            lambda a, b: a + ";tag=" + b,
+            st.sampled_from(["<sip:a@b>", "sip:a@b", '"A" <sip:a@b>', "<sip:a@b;tag=1>", ""]),
+            st.text(st.sampled_from("aZ09.!%*_+`'~- ;,>\t"), max_size=8),
+        ),
+        st.text(max_size=6),  # not ASCII: left to Python
+    )
+)
+@example("<sip:a@b>;tag=1")
+@example("<sip:a@b>;TAG=1")  # "tag" in another case: the patterns decide
+@example("<sip:a@b>;tag=")  # an empty tag: the patterns decide
+@example("<sip:a@b>;tag=a b")  # a tag with a blank: the patterns decide
+@example("<x>")  # no URI inside the brackets
+@example("<sip:a@b")  # no closing bracket
+def test_the_c_party_reads_from_and_to_as_the_python_functions(value: str) -> None:
+    assert SCAN is not None
+    got = SCAN.party(value)
+    python = (message.check_name_addr(value), message.tag_of(value))
+    if got is not None:
+        assert got == python
+    else:
+        # Declined only for text that is not ASCII, or a tag the patterns must read.
+        assert not value.isascii() or "tag" in value.lower()
+
+
+def test_the_c_party_decides_the_usual_spellings() -> None:
+    assert SCAN is not None
+    for value, read in [
+        ("<sip:a@b>;tag=4242SIPpTag001", (True, "4242SIPpTag001")),
+        ('"Bob" <sip:bob@host:5060>', (True, None)),
+        ("sip:a@b;tag=x.y-z", (True, "x.y-z")),
+        ("<bob>", (False, None)),
+    ]:
+        assert SCAN.party(value) == read
+    with pytest.raises(TypeError):
+        SCAN.party(b"<sip:a@b>")
