@@ -62,22 +62,22 @@ from .transaction import (
 log = logging.getLogger(__name__)
 
 #: URI schemes we answer (§8.2.2.1); others get 416.
-SCHEMES = frozenset({"sip", "sips", "tel"})
+SCHEMES: Final = frozenset({"sip", "sips", "tel"})
 #: What an address-of-record (the To of a REGISTER) may be (§10.2).
-AORS = frozenset({"sip", "sips"})
+AORS: Final = frozenset({"sip", "sips"})
 #: Accept values that let a response carry SDP.
-_SDP_TYPES = frozenset({"application/sdp", "application/*", "*/*"})
+_SDP_TYPES: Final = frozenset({"application/sdp", "application/*", "*/*"})
 #: At most this many violation lines are logged a second; the rest are counted.
-_VIOLATION_LOG_RATE = 20
+_VIOLATION_LOG_RATE: Final = 20
 #: How many (oddity, source address) pairs are remembered as already logged.
-_NOTICE_LIMIT = 4096
+_NOTICE_LIMIT: Final = 4096
 #: Timer resolution: transaction timers are kept in slots of 1/TIMER_TICKS s and fire at
 #: the end of theirs, up to that much late and never early.  RFC 3261's timers are no
 #: finer than T1 = 500 ms (Kamailio's tick is 1/16 s); a heap of exact deadlines cost a
 #: tuple and a dozen comparisons per timer with tens of thousands in flight.
 TIMER_TICKS: Final = 256
 #: Methods whose transaction a CANCEL may find besides INVITE's.
-_CANCELLABLE = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
+_CANCELLABLE: Final = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
 
 
 class Flow:
@@ -989,7 +989,7 @@ def _final_only(plan: Plan) -> Plan:
 
 #: ``_final_only``'s plans: id -> (the plan, its final step alone).  The plan is held, so
 #: its id is not reused while remembered.
-_FINAL_ONLY: dict[int, tuple[Plan, Plan]] = {}
+_FINAL_ONLY: Final[dict[int, tuple[Plan, Plan]]] = {}
 
 
 def _slot(deadline: float) -> int:

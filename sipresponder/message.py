@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from .errors import ParseError
 
 #: Compact header forms, RFC 3261 §7.3.3 and the extensions that registered one.
-COMPACT: dict[str, str] = {
+COMPACT: Final[dict[str, str]] = {
     "i": "call-id",
     "m": "contact",
     "e": "content-encoding",
@@ -76,11 +76,11 @@ METHODS = (
     "PUBLISH",
 )
 
-_METHOD_SET = frozenset(METHODS)
+_METHOD_SET: Final = frozenset(METHODS)
 
 #: RFC 3261 §25.1 ``token`` characters: ``text.strip(TOKEN_CHARS)`` is empty when every
 #: character of ``text`` is one (a check without a regex call).
-TOKEN_CHARS = string.ascii_letters + string.digits + ".!%*_+`'~-"
+TOKEN_CHARS: Final = string.ascii_letters + string.digits + ".!%*_+`'~-"
 TOKEN_RE = re.compile(f"[{re.escape(TOKEN_CHARS)}]+")
 
 
@@ -356,7 +356,7 @@ def format_via(transport: str, sent_by: str, params: list[tuple[str, str | None]
 
 
 #: The characters of a Via host name or IPv4 address, as ``_VIA_RE`` spells them.
-_HOST_CHARS = string.ascii_letters + string.digits + "._-"
+_HOST_CHARS: Final = string.ascii_letters + string.digits + "._-"
 
 
 def parse_via(value: str) -> Via:
@@ -427,8 +427,8 @@ def _usual_sent_by(head: str) -> tuple[str, str, int | None] | None:
 
 #: The sent-by parts of the usual Via spellings seen lately (a peer sends the same one in
 #: every request): the Via up to its parameters -> what it reads as.  Emptied when full.
-_SENT_BY: dict[str, tuple[str, str, int | None]] = {}
-_SENT_BY_LIMIT = 1024
+_SENT_BY: Final[dict[str, tuple[str, str, int | None]]] = {}
+_SENT_BY_LIMIT: Final = 1024
 
 
 def _via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:

@@ -34,10 +34,10 @@ from .message import (
     tag_of,
 )
 
-DEFAULT_MAX_SIZE = 65536
+DEFAULT_MAX_SIZE: Final = 65536
 
 #: Headers that may appear once only; a second line is a malformed request.
-_SINGLE = frozenset(("from", "to", "call-id", "cseq", "content-length", "max-forwards"))
+_SINGLE: Final = frozenset(("from", "to", "call-id", "cseq", "content-length", "max-forwards"))
 
 _VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.I)
 
@@ -73,11 +73,11 @@ _COMMON = (
         "p-asserted-identity",
     }
 )
-_COMMON_METHODS = frozenset(METHODS)
+_COMMON_METHODS: Final = frozenset(METHODS)
 
 #: Header names as spelled on the wire -> lookup key; bounded, filled as names are seen.
-_KEYS: dict[str, str] = {}
-_KEYS_LIMIT = 2048
+_KEYS: Final[dict[str, str]] = {}
+_KEYS_LIMIT: Final = 2048
 
 
 def _header_key(name: str) -> str | None:
@@ -527,7 +527,7 @@ class Ping:
     __slots__ = ()
 
 
-PING = Ping()
+PING: Final = Ping()
 
 
 @dataclass(slots=True)
@@ -548,9 +548,9 @@ class FramingError:
 _CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
 
 #: What ``frame_head`` returns when no message length can be given yet, or ever.
-FRAME_WAIT = -1  # the header section has not all come yet
-FRAME_TOO_LARGE = -2  # 513: longer than the limit, or its header section already is
-FRAME_BAD_LENGTH = -3  # 400: Content-Length missing a number, or repeated with another
+FRAME_WAIT: Final = -1  # the header section has not all come yet
+FRAME_TOO_LARGE: Final = -2  # 513: longer than the limit, or its header section already is
+FRAME_BAD_LENGTH: Final = -3  # 400: Content-Length missing a number, or repeated with another
 
 
 def frame_head(buf: bytes | bytearray, pos: int, max_size: int) -> int:

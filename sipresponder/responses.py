@@ -33,17 +33,17 @@ from .message import (
 from .sdp import build_answer, build_offer
 from .version import __version__
 
-SERVER = f"sipresponder/{__version__}"
+SERVER: Final = f"sipresponder/{__version__}"
 
-KNOWN_METHODS = frozenset(METHODS)
+KNOWN_METHODS: Final = frozenset(METHODS)
 ALLOW = ", ".join(METHODS)
 ACCEPT = "application/sdp"
 #: Option tags we support (RFC 3327 Path: a 200 to REGISTER echoes the Path headers).
-SUPPORTED_OPTIONS = ("path",)
+SUPPORTED_OPTIONS: Final = ("path",)
 SUPPORTED = ", ".join(SUPPORTED_OPTIONS)
 
 #: Methods whose 2xx establishes a dialog and so needs Contact (and copies Record-Route).
-_DIALOG_2XX = frozenset({"INVITE", "SUBSCRIBE", "REFER", "UPDATE"})
+_DIALOG_2XX: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "UPDATE"})
 
 _EXPIRES_PARAM_RE = re.compile(r";\s*expires\s*=\s*[^;\s]*", re.I)
 
@@ -163,7 +163,7 @@ class Extras:
     sdp: str | None = None
 
 
-NO_EXTRAS = Extras()
+NO_EXTRAS: Final = Extras()
 
 
 def build_response(
@@ -293,7 +293,7 @@ class Answers:
 
 #: (method, status, our address) -> (status line, headers after the shared ones): the
 #: responses whose rest depends on nothing in the request (``_request_free``).
-_FIXED: dict[tuple[str, int, str, int, str], tuple[str, str]] = {}
+_FIXED: Final[dict[tuple[str, int, str, int, str], tuple[str, str]]] = {}
 
 
 def _request_free(req: Request, status: int) -> bool:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Final
 
 from .message import Request
 from .plans import Plan, Step
 
-MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
-TRYING = Step(100)
+MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
+TRYING: Final = Step(100)
 
 
 class State(enum.Enum):

@@ -15,7 +15,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from .endpoint import Endpoint, Flow, Send
 from .guard import Guard, Watch
@@ -226,10 +226,10 @@ def carries_our_tag(data: bytes, secret: bytes) -> bool:
 
 #: Messages of one TCP connection handled in one go; the rest wait for the next turn of
 #: the event loop (bounded: reading pauses while they wait).
-TCP_BATCH = 32
+TCP_BATCH: Final = 32
 
 #: UDP flows remembered per source address; the table is emptied when it fills.
-MAX_UDP_FLOWS = 4096
+MAX_UDP_FLOWS: Final = 4096
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
