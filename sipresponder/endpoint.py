@@ -409,7 +409,7 @@ class Endpoint:
         # keeps it (§8.2.6.2): no tag of ours to work out.
         tag = req.to_tag or make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         local = self._local(req, flow)
-        dest = source if flow.reliable else response_destination(req, *source)
+        dest = _reply_to(req, flow)
         answers = Answers(req, to_tag=tag, source=source, local=local)
         values: dict[str, str] | None = None
 
@@ -489,7 +489,7 @@ class Endpoint:
         draining = self.draining
         self.stats["draining" if draining else "overload"] += 1
         tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
-        dest = flow.remote if flow.reliable else response_destination(req, *flow.remote)
+        dest = _reply_to(req, flow)
         resp = build_response(
             req,
             503,
@@ -642,7 +642,7 @@ class Endpoint:
                     break
         tag = make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         code = 481 if target is None else 200
-        dest = flow.remote if flow.reliable else response_destination(req, *flow.remote)
+        dest = _reply_to(req, flow)
         resp = build_response(
             req, code, to_tag=tag, source=flow.remote, local=self._local(req, flow)
         )
@@ -919,7 +919,7 @@ class Endpoint:
         tag = None
         if req.call_id:
             tag = make_to_tag(self.secret, req.call_id, req.from_tag, req.cseq_num)
-        dest = flow.remote if flow.reliable else response_destination(req, *flow.remote)
+        dest = _reply_to(req, flow)
         resp = build_response(
             req,
             exc.status,
@@ -970,6 +970,14 @@ class Endpoint:
     def _report(self, req: Request, flow: Flow, codes: tuple[int, ...]) -> None:
         if self.report is not None:
             self.report(TransactionRecord(req.method, req.uri, flow.peer, codes))
+
+
+def _reply_to(req: Request, flow: Flow) -> tuple[str, int]:
+    """Where responses to ``req`` go: back on the connection, or over UDP by its Via
+    (RFC 3261 §18.2.2).  The source is passed as two arguments: a starred call is a
+    generic call for compiled code (about 1.7k instructions)."""
+    remote = flow.remote
+    return remote if flow.reliable else response_destination(req, remote[0], remote[1])
 
 
 def _final_only(plan: Plan) -> Plan:

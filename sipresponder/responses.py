@@ -211,7 +211,7 @@ class Answers:
         self.req = req
         self.to_tag = to_tag
         self.local = local
-        self.vias = response_vias(req, *source) if vias is None else vias
+        self.vias = response_vias(req, source[0], source[1]) if vias is None else vias
         self._shared: str | None = None
         self._shared_100: str | None = None
 
