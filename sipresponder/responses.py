@@ -232,9 +232,10 @@ class Answers:
             headers.append(("CSeq", req.cseq))
         return headers
 
-    def _shared_texts(self) -> tuple[str, str]:
+    def _shared_texts(self, trying: bool) -> tuple[str, str]:
         """``shared(100)`` and ``shared(status)`` of any other status as header lines, made
-        together once a request: they differ in the To tag alone."""
+        together once a request: they differ in the To tag alone.  Without ``trying``
+        (the first response is not a 100: an OPTIONS, say) the first is not made ("")."""
         req = self.req
         vias = self.vias
         head = "".join([f"Via: {v}\r\n" for v in vias])
@@ -245,9 +246,10 @@ class Answers:
             tail = f"{tail}CSeq: {req.cseq}\r\n"
         if req.to is None:
             return head + tail, head + tail
-        plain = f"{head}To: {req.to}\r\n{tail}"
         if req.to_tag is not None or not self.to_tag:
+            plain = f"{head}To: {req.to}\r\n{tail}"
             return plain, plain
+        plain = f"{head}To: {req.to}\r\n{tail}" if trying else ""
         return plain, f"{head}To: {req.to};tag={self.to_tag}\r\n{tail}"
 
     def response(self, status: int, extras: Extras = NO_EXTRAS, server: str = SERVER) -> Response:
@@ -261,10 +263,15 @@ class Answers:
     def render(self, status: int, extras: Extras = NO_EXTRAS, server: str = SERVER) -> bytes:
         """The response ``status`` as wire bytes (Content-Length from the body, §20.14):
         what ``serialize_response(self.response(status, extras))`` gives, faster."""
-        shared = self._shared_100 if status == 100 else self._shared
-        if shared is None:
-            self._shared_100, self._shared = self._shared_texts()
-            shared = self._shared_100 if status == 100 else self._shared
+        if status == 100:
+            shared = self._shared_100
+            if shared is None:
+                shared, self._shared = self._shared_texts(True)
+                self._shared_100 = shared
+        else:
+            shared = self._shared
+            if shared is None:
+                shared = self._shared = self._shared_texts(False)[1]
         req, local = self.req, self.local
         fixed = extras is NO_EXTRAS and server == SERVER and _request_free(req, status)
         if fixed:
