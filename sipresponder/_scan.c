@@ -8,7 +8,8 @@
    framer's regex, set and method calls took a ninth of an OPTIONS over TCP),
    ``via_params`` what ``message._python_via_params`` does (3.6k instructions a Via),
    ``party`` what ``message.check_name_addr`` and ``message.tag_of`` do for a From or
-   To in the usual spelling, and ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
+   To in the usual spelling, ``request_line`` what ``parser._python_request_line`` does
+   for a line with nothing wrong in it, and ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
    object, copy and hex string, took 6k instructions per tag).  The Python functions stay
    the definitions: the pure-Python core runs them, and property tests feed both the same
    input and compare everything they return and fill in (tests/unit/test_scan.py).
@@ -703,6 +704,63 @@ party(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* request_line(line) -> (method, uri, version) | None
+
+   ``parser._request_line`` for a line it finds nothing wrong with: three parts between
+   single spaces, none empty, the method all token characters and the Request-URI not
+   in angle brackets.  None for any other line, and for text that is not ASCII: the
+   Python function reads it and notes what is wrong. */
+static PyObject *
+request_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "request_line takes a str");
+        return NULL;
+    }
+    PyObject *line = args[0];
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(line) < 0)
+        return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(line))
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(line);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(line);
+    const Py_UCS1 *sp1 = memchr(s, ' ', (size_t)n);
+    if (sp1 == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t a = sp1 - s;  /* the method is s[0:a] */
+    const Py_UCS1 *sp2 = memchr(s + a + 1, ' ', (size_t)(n - a - 1));
+    if (sp2 == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t b = sp2 - s;  /* the URI is s[a + 1:b], the version s[b + 1:] */
+    if (a == 0 || b == a + 1 || b + 1 == n || s[a + 1] == '<' ||
+        memchr(s + b + 1, ' ', (size_t)(n - b - 1)) != NULL)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < a; i++)
+        if (!is_token(s[i]))
+            Py_RETURN_NONE;
+    PyObject *method = PyUnicode_Substring(line, 0, a);
+    PyObject *uri = method == NULL ? NULL : PyUnicode_Substring(line, a + 1, b);
+    PyObject *version = uri == NULL ? NULL : PyUnicode_Substring(line, b + 1, n);
+    if (version == NULL) {
+        Py_XDECREF(method);
+        Py_XDECREF(uri);
+        return NULL;
+    }
+    PyObject *result = PyTuple_New(3);
+    if (result == NULL) {
+        Py_DECREF(method);
+        Py_DECREF(uri);
+        Py_DECREF(version);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, method);
+    PyTuple_SET_ITEM(result, 1, uri);
+    PyTuple_SET_ITEM(result, 2, version);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"usual_headers", (PyCFunction)(void (*)(void))usual_headers, METH_FASTCALL,
      "The parser's _usual_headers for an ASCII text (-2 for any other)."},
@@ -712,6 +770,8 @@ static PyMethodDef methods[] = {
      "parser._frame_head: the length of the message at buf[pos], or a FRAME_ code."},
     {"via_params", (PyCFunction)(void (*)(void))via_params, METH_FASTCALL,
      "message._via_params for an ASCII text (else None)."},
+    {"request_line", (PyCFunction)(void (*)(void))request_line, METH_FASTCALL,
+     "parser._request_line for a line with nothing wrong in it (else None)."},
     {"party", (PyCFunction)(void (*)(void))party, METH_FASTCALL,
      "parser._party's check_name_addr and tag_of, in the usual spelling (else None)."},
     {"to_tag", (PyCFunction)(void (*)(void))to_tag, METH_FASTCALL,

@@ -261,7 +261,17 @@ _SCAN: Final[_Scan | None] = c_function("usual_headers")
 
 
 def _request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
-    """Method, Request-URI and version, noting in ``errors`` what is malformed."""
+    """Method, Request-URI and version, noting in ``errors`` what is malformed.  With the
+    compiled core, a line with nothing wrong in it is read in C (``_scan.request_line``)."""
+    if _LINE is not None:
+        read = _LINE(start_line)
+        if read is not None:
+            return read
+    return _python_request_line(start_line, errors)
+
+
+def _python_request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
+    """``_request_line`` in Python: the definition, which the pure-Python core runs."""
     parts = start_line.split(" ")
     # Each part tested, not all(parts): a generic builtin call for compiled code.
     if len(parts) != 3 or not (parts[0] and parts[1] and parts[2]):
@@ -497,6 +507,10 @@ def _party(
 #: (``sipresponder/_scan.c``), or None: not built, or the pure-Python core runs.  None
 #: from it: the Python functions decide.
 _PARTY: Final[Callable[[str], tuple[bool, str | None] | None] | None] = c_function("party")
+
+#: ``_request_line`` in C for a line with nothing wrong in it, or None: not built, or the
+#: pure-Python core runs.  None from it: the Python function reads the line.
+_LINE: Final[Callable[[str], tuple[str, str, str] | None] | None] = c_function("request_line")
 
 
 def _parse_response(start_line: str, lines: list[str], body: bytes) -> Response:

@@ -3,7 +3,8 @@ they stand for do: the header scanner as ``parser._usual_headers`` (the same cou
 later lines and errors, for any text), ``decimal`` as ``message._decimal``, the TCP
 framer's ``frame_head`` as ``parser._frame_head``, ``via_params`` as
 ``message._python_via_params``, ``party`` as ``message.check_name_addr`` with
-``message.tag_of``, and ``to_tag`` as ``responses._make_to_tag`` (hashlib's BLAKE2s).
+``message.tag_of``, ``request_line`` as ``parser._python_request_line``, and ``to_tag``
+as ``responses._make_to_tag`` (hashlib's BLAKE2s).
 
 The C module is loaded from its file, so that these tests run in the pure-Python test run
 too (where the package itself ignores it); they are skipped where it was not built.
@@ -392,3 +393,40 @@ def test_the_c_party_decides_the_usual_spellings() -> None:
         assert SCAN.party(value) == read
     with pytest.raises(TypeError):
         SCAN.party(b"<sip:a@b>")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.text(st.sampled_from("INVTEACK <>sip:@/2.0S\t;()"), max_size=24),
+        st.builds(
+            lambda m, u, v: f"{m} {u} {v}",
+            st.sampled_from(["INVITE", "ACK", "FOO", "in vite", "", "BAD(", "X-Y.z!"]),
+            st.sampled_from(["sip:a@b", "<sip:a@b>", "", "sip:a b", "tel:1"]),
+            st.sampled_from(["SIP/2.0", "SIP/3.0", "", "SIP/2.0 ", "x"]),
+        ),
+        st.text(max_size=6),  # not ASCII: left to Python
+    )
+)
+@example("INVITE sip:bob@192.0.2.1 SIP/2.0")
+@example("INVITE  sip:bob@192.0.2.1 SIP/2.0")  # two spaces: an empty part
+@example("INVITE <sip:bob@192.0.2.1> SIP/2.0")  # RFC 4475 §3.1.2.7
+@example("INV(TE sip:bob@192.0.2.1 SIP/2.0")  # not a token
+@example(" sip:a SIP/2.0")  # no method
+def test_the_c_request_line_reads_what_the_python_function_finds_nothing_wrong_in(
+    line: str,
+) -> None:
+    assert SCAN is not None
+    errors: list[tuple[int, str]] = []
+    python = parser._python_request_line(line, errors)
+    got = SCAN.request_line(line)
+    if line.isascii() and not errors:
+        assert got == python
+    else:
+        assert got is None  # the Python function reads it, and notes what is wrong
+
+
+def test_the_c_request_line_refuses_bad_arguments() -> None:
+    assert SCAN is not None
+    with pytest.raises(TypeError):
+        SCAN.request_line(b"INVITE sip:a SIP/2.0")
