@@ -457,6 +457,8 @@ def _python_via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | No
     return params, flaw
 
 
+#: ``_python_via_params`` in C (``sipresponder/_scan.c``), or None: not built, or the
+#: pure-Python core runs.  None from it (text that is not ASCII): the Python function reads.
 _VIA_PARAMS: Final[
     Callable[[str], tuple[list[tuple[str, str | None]], str | None] | None] | None
 ] = c_function("via_params")

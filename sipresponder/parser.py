@@ -600,6 +600,8 @@ def _frame_head(buf: bytes | bytearray, pos: int, max_size: int) -> int:
     return FRAME_TOO_LARGE if total > max_size else total
 
 
+#: ``_frame_head`` in C (``sipresponder/_scan.c``), or None: not built, or the pure-Python
+#: core runs.  The same result for the same bytes (tests/unit/test_scan.py).
 _FRAME: Final[Callable[[bytes | bytearray, int, int], int] | None] = c_function("frame_head")
 
 
