@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "--max-tcp-write-buffer",
         1 << 20,
-        "responses queued for a TCP peer that does not read them before it is dropped",
+        "responses queued for a TCP peer that does not read them before it is dropped "
+        "(its requests are not read from half of it until an eighth is left)",
     )
     _bytes_option(
         p,

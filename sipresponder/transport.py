@@ -26,7 +26,7 @@ from .responses import make_to_tag
 log = logging.getLogger(__name__)
 
 #: Bytes queued for a TCP peer that does not read before the connection is dropped
-#: (the default of ``--max-tcp-write-buffer``).
+#: (the default of ``--max-tcp-write-buffer``); from half of it, reading the peer pauses.
 MAX_TCP_WRITE_BUFFER = 1 << 20
 
 
@@ -295,6 +295,9 @@ class TcpConnection(asyncio.Protocol):
         #: Framed messages waiting their turn, and whether reading is paused for them.
         self.backlog: collections.deque[bytes | Ping | FramingError] = collections.deque()
         self.paused = False
+        #: Whether what we wrote is past the high-water mark: reading (and the backlog)
+        #: waits for it to drain (``pause_writing``).
+        self.write_paused = False
         #: While a batch is handled: what it is answered, written at once afterwards.
         self.corked: list[bytes] | None = None
 
@@ -312,6 +315,11 @@ class TcpConnection(asyncio.Protocol):
             return
         self.counted = True
         driver.connections.add(self)
+        # Backpressure: past half of --max-tcp-write-buffer, the peer's requests are not
+        # read until our responses drain to an eighth of it (asyncio calls pause_writing
+        # and resume_writing).  A load generator that falls behind on reading is slowed
+        # down, not cut off; only a peer that stops reading reaches the limit.
+        self.transport.set_write_buffer_limits(high=self.max_write // 2, low=self.max_write // 8)
 
     def data_received(self, data: bytes) -> None:
         assert self.flow is not None and self.transport is not None
@@ -340,15 +348,36 @@ class TcpConnection(asyncio.Protocol):
         if self.closed or self.transport is None or self.transport.is_closing():
             backlog.clear()
             return
+        if self.write_paused:
+            return  # resume_writing takes the backlog up again
         batch = [backlog.popleft() for _ in range(min(TCP_BATCH, len(backlog)))]
         self._handle(batch)
         if backlog and not self.closed:
-            self.driver.loop.call_soon(self._work)
+            if not self.write_paused:
+                self.driver.loop.call_soon(self._work)
         else:
             self.paused = False
-            if not self.closed and not self.transport.is_closing():
+            if not self.closed and not self.transport.is_closing() and not self.write_paused:
                 self.transport.resume_reading()
         self._note_pending()
+
+    def pause_writing(self) -> None:
+        """Our responses queued past the high-water mark: stop reading requests."""
+        self.write_paused = True
+        transport = self.transport
+        if not self.paused and transport is not None and not transport.is_closing():
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        """Drained to the low-water mark: read again, or go on with the backlog."""
+        self.write_paused = False
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return
+        if self.backlog:
+            self.driver.loop.call_soon(self._work)  # it reads again once that is done
+        elif not self.paused:
+            transport.resume_reading()
 
     def _note_pending(self) -> None:
         """For the message-time sweep: a message is under way while bytes wait in the

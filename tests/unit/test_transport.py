@@ -43,6 +43,9 @@ class FakeTcp:
     def resume_reading(self) -> None:
         self.reading = True
 
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        self.limits = (high, low)
+
 
 class FakeUdp:
     def __init__(self) -> None:
@@ -147,6 +150,43 @@ def test_lag_monitor_sheds_then_recovers() -> None:
     assert m.tick(3.2, 3.21)
     assert m.tick(4.0, 4.01)
     assert not m.tick(4.3, 4.31)  # calm for over a second: back to normal
+
+
+def test_a_peer_slow_to_read_its_responses_is_slowed_down_not_cut_off() -> None:
+    # A load generator at full CPU falls behind on reading for a moment: past the
+    # high-water mark its requests wait (reading and the backlog pause) until what we
+    # wrote drains, instead of the connection being dropped at --max-tcp-write-buffer.
+    async def scenario() -> tuple[tuple[int, int], list[int], list[bool]]:
+        loop = asyncio.get_running_loop()
+        conn = TcpConnection(driver(loop), 1 << 20, max_write=1 << 20)
+        fake = FakeTcp()
+        conn.connection_made(fake)  # type: ignore[arg-type]
+        answered: list[int] = []
+        reading: list[bool] = []
+        burst = b"".join(request("OPTIONS", branch=f"z9hG4bK-{i}") for i in range(100))
+        conn.data_received(burst)  # more than a batch: all wait their turn
+        await asyncio.sleep(0)  # one turn of the loop: one batch answered
+        conn.pause_writing()  # what the transport does past the high-water mark
+        for _ in range(10):
+            await asyncio.sleep(0)
+        answered.append(len(status_lines(fake.written)))
+        reading.append(fake.reading)
+        conn.resume_writing()  # drained to the low-water mark
+        for _ in range(10):
+            await asyncio.sleep(0)
+        answered.append(len(status_lines(fake.written)))
+        reading.append(fake.reading)
+        conn.pause_writing()  # with nothing waiting: reading alone pauses, then resumes
+        reading.append(fake.reading)
+        conn.resume_writing()
+        reading.append(fake.reading)
+        return fake.limits, answered, reading
+
+    limits, answered, reading = asyncio.run(scenario())
+    assert limits == (1 << 19, 1 << 17)  # half and an eighth of --max-tcp-write-buffer
+    assert answered == [TCP_BATCH, 100]  # nothing more while paused, all after
+    assert reading == [False, True, False, True]
+    assert not FakeTcp().closed
 
 
 def test_a_burst_on_one_connection_is_handled_in_batches_between_loop_turns() -> None:
