@@ -524,6 +524,22 @@ is_space(Py_UCS1 c)
     return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
 }
 
+/* The one argument of via_params, party and request_line: 1 for an ASCII str, 0 for
+   any other str (the Python function reads it), -1 with TypeError for anything else. */
+static int
+one_ascii_str(PyObject *const *args, Py_ssize_t nargs, const char *error)
+{
+    if (nargs != 1 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, error);
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(args[0]) < 0)
+        return -1;
+#endif
+    return PyUnicode_IS_ASCII(args[0]) ? 1 : 0;
+}
+
 /* via_params(raw) -> (params, flaw) | None
 
    ``message._via_params`` for an ASCII ``raw`` (None for any other: the Python function
@@ -532,17 +548,13 @@ is_space(Py_UCS1 c)
 static PyObject *
 via_params(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 1 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "via_params takes a str");
-        return NULL;
+    int ascii = one_ascii_str(args, nargs, "via_params takes a str");
+    if (ascii <= 0) {
+        if (ascii < 0)
+            return NULL;
+        Py_RETURN_NONE;
     }
     PyObject *raw = args[0];
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(raw) < 0)
-        return NULL;
-#endif
-    if (!PyUnicode_IS_ASCII(raw))
-        Py_RETURN_NONE;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(raw);
     Py_ssize_t length = PyUnicode_GET_LENGTH(raw);
     PyObject *params = PyList_New(0);
@@ -637,17 +649,13 @@ is_token(Py_UCS1 c)
 static PyObject *
 party(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 1 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "party takes a str");
-        return NULL;
+    int ascii = one_ascii_str(args, nargs, "party takes a str");
+    if (ascii <= 0) {
+        if (ascii < 0)
+            return NULL;
+        Py_RETURN_NONE;
     }
     PyObject *value = args[0];
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(value) < 0)
-        return NULL;
-#endif
-    if (!PyUnicode_IS_ASCII(value))
-        Py_RETURN_NONE;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     /* check_name_addr: a ":" inside the first <...>, or anywhere without one. */
@@ -713,17 +721,13 @@ party(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 request_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 1 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "request_line takes a str");
-        return NULL;
+    int ascii = one_ascii_str(args, nargs, "request_line takes a str");
+    if (ascii <= 0) {
+        if (ascii < 0)
+            return NULL;
+        Py_RETURN_NONE;
     }
     PyObject *line = args[0];
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(line) < 0)
-        return NULL;
-#endif
-    if (!PyUnicode_IS_ASCII(line))
-        Py_RETURN_NONE;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(line);
     Py_ssize_t n = PyUnicode_GET_LENGTH(line);
     const Py_UCS1 *sp1 = memchr(s, ' ', (size_t)n);
