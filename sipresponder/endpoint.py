@@ -94,6 +94,7 @@ class Flow:
     """
 
     __slots__ = (
+        "answering",
         "conn",
         "local",
         "local_text",
@@ -122,6 +123,8 @@ class Flow:
         #: ``host:port/transport`` of the peer, for logs.
         self.peer: Final = f"{text}/{transport}"
         self.reliable: Final = transport != "udp"
+        #: Our address as this flow reaches it (``Endpoint._local``), once worked out.
+        self.answering: Local | None = None
 
     def _key(self) -> tuple[str, tuple[str, int], tuple[str, int], object]:
         return (self.transport, self.remote, self.local, self.conn)
@@ -227,7 +230,8 @@ class Endpoint:
         #: Counters for metrics: requests by method, responses built by (method, code),
         #: violations by rule.
         self.requests_by_method: dict[str, int] = {}
-        self.responses_by_code: dict[tuple[str, int], int] = {}
+        #: Responses built by plans: method -> code -> count (``responses_by_code``).
+        self._codes_by_method: dict[str, dict[int, int]] = {}
         self.violations_by_rule: dict[str, int] = {}
         self._violation_window = (-1, 0)
         self._last_now = 0.0
@@ -247,6 +251,16 @@ class Endpoint:
         }
 
     # ------------------------------------------------------------ entry points
+
+    @property
+    def responses_by_code(self) -> dict[tuple[str, int], int]:
+        """Responses built by a request's plan (not retransmissions): (method, code) ->
+        count."""
+        return {
+            (method, code): n
+            for method, codes in self._codes_by_method.items()
+            for code, n in codes.items()
+        }
 
     def receive(self, data: bytes, flow: Flow, now: float) -> list[Send]:
         """One whole message from ``flow`` at ``now``; returns what to send."""
@@ -412,11 +426,16 @@ class Endpoint:
         dest = _reply_to(req, flow)
         answers = Answers(req, to_tag=tag, source=source, local=local)
         values: dict[str, str] | None = None
+        # Counted by code in a dict of the method's: an int key, not a tuple to hash.
+        by_code = self._codes_by_method.get(method)
+        if by_code is None:
+            by_code = self._codes_by_method[method] = {}
 
         def build(step: Step) -> bytes:
             nonlocal values
             step_extras = extras
-            if step.code in (401, 407) and not step.headers:
+            code = step.code
+            if code in (401, 407) and not step.headers:
                 # A dialled challenge: a real, verifiable nonce (RFC 3261 §22.1).
                 step_extras = dataclasses.replace(
                     extras,
@@ -427,10 +446,8 @@ class Endpoint:
                 if values is None:
                     values = placeholder_values(req, flow.transport, source, local.hostport)
                 step_extras = _step_extras(step, step_extras, values)
-            counts = self.responses_by_code
-            counted = (method, step.code)
-            counts[counted] = counts.get(counted, 0) + 1
-            return answers.render(step.code, step_extras)
+            by_code[code] = by_code.get(code, 0) + 1
+            return answers.render(code, step_extras)
 
         if self.stateless or (
             method != "INVITE" and plan.immediate and not plan.rings and not stateful
@@ -952,9 +969,13 @@ class Endpoint:
 
     def _local(self, req: Request, flow: Flow) -> Local:
         """Our address as the peer reached it, for Contact and SDP."""
+        local = flow.answering
+        if local is not None:
+            return local  # the usual case: kept on the flow, which the transport keeps
         key = (flow.local, flow.transport)
         local = self._locals.get(key)
         if local is not None:
+            flow.answering = local
             return local
         host = plain_ip(flow.local[0])
         if _unspecified(host):
@@ -965,6 +986,7 @@ class Endpoint:
         local = Local(host, flow.local[1], flow.transport)
         if len(self._locals) < 64:  # one per listening socket
             self._locals[key] = local
+        flow.answering = local
         return local
 
     def _report(self, req: Request, flow: Flow, codes: tuple[int, ...]) -> None:

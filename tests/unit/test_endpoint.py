@@ -450,3 +450,21 @@ def test_the_journal_reads_code_and_reason_off_our_status_line(reason: str) -> N
     assert call is not None
     entry = call.entries[-1]
     assert (entry.status, entry.reason) == (486, reason)
+
+
+def test_contact_follows_the_socket_or_on_a_wildcard_socket_the_request_uri() -> None:
+    # Our address is kept on the flow once worked out; on a wildcard socket it is not
+    # ours to keep: each request's Request-URI says which of our addresses it reached.
+    ep, _ = make()
+    wildcard = Flow("udp", ("192.0.2.1", 5062), ("0.0.0.0", 5060), conn=None)
+    for n, host in enumerate(["127.0.0.2", "127.0.0.3", "127.0.0.2"]):
+        uri = f"sip:200@{host}"
+        invite = request("INVITE", "200", branch=f"z9hG4bK-w{n}", call_id=f"w{n}", uri=uri)
+        [ok] = [r for r in responses(ep.receive(invite, wildcard, 0.0)) if r.status == 200]
+        assert ok.header("Contact") == f"<sip:sipresponder@{host}:5060>"
+    plain = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.9", 5060), conn=None)
+    for n, host in enumerate(["127.0.0.2", "127.0.0.3"]):
+        uri = f"sip:200@{host}"
+        invite = request("INVITE", "200", branch=f"z9hG4bK-p{n}", call_id=f"p{n}", uri=uri)
+        [ok] = [r for r in responses(ep.receive(invite, plain, 0.0)) if r.status == 200]
+        assert ok.header("Contact") == "<sip:sipresponder@127.0.0.9:5060>"
