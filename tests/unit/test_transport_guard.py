@@ -226,3 +226,17 @@ def test_a_short_message_of_tiny_header_lines_gets_513(loop: asyncio.AbstractEve
     proto.datagram_received(tiny, ("192.0.2.1", 5062))
     assert status_lines([s for s, _ in fake.sent]) == ["SIP/2.0 513 Too Many Header Lines"]
     driver.close()
+
+
+def test_udp_answers_go_back_to_each_source_in_turn(loop: asyncio.AbstractEventLoop) -> None:
+    # The last source's flow is kept for the next datagram: one from elsewhere must not
+    # be answered on it.
+    driver, proto, fake = udp(loop, Guard())
+    sources = [("192.0.2.1", 5062), ("192.0.2.2", 5062), ("192.0.2.1", 5063), ("192.0.2.1", 5062)]
+    for i, src in enumerate(sources):
+        # rport (RFC 3581 §4): the response goes to the source, whatever the Via says.
+        via = f"SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bK-s{i}"
+        proto.datagram_received(request("OPTIONS", via=via), src)
+    assert [addr for _, addr in fake.sent] == sources
+    assert len(proto._flows) == 3
+    driver.close()
