@@ -64,7 +64,7 @@ GROUP = "core"
 #: with it: each does one loop of a compiled module faster, whose Python function stays
 #: the definition.  When the sources run, importing one fails (``_SourcesFirst``), so the
 #: Python function runs too.
-C_MODULES = ("_scan",)
+C_MODULES = ("_scan", "_udp")
 
 #: Why the sources run instead of the extensions, when they do ("" when they don't).
 reason = ""

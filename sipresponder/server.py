@@ -28,7 +28,7 @@ from .guard import Guard, is_loopback
 from .journal import Journal
 from .rules import RulesError, RuleSet, load_rules
 from .transaction import ServerTransaction, State
-from .transport import Driver, TcpConnection, UdpProtocol
+from .transport import DatagramSocket, Driver, TcpConnection, UdpProtocol, udp_calls
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Server:
         #: Access and abuse decisions per source (--allow, --rate-limit, anti-amplification).
         self.guard = Guard.from_config(self.config, loopback=is_loopback(self.config.host))
         self.listeners: list[tuple[str, str, int]] = []
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: asyncio.DatagramTransport | DatagramSocket | None = None
         self._tcp: asyncio.Server | None = None
         self._closing: asyncio.Server | None = None
         self._driver: Driver | None = None
@@ -151,8 +151,13 @@ class Server:
         max_size, max_write = config.max_message_size, config.max_tcp_write_buffer
         for transport, sock in socks:
             if transport == "udp":
-                udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(driver), sock=sock)
-                self._udp = udp
+                calls = udp_calls()
+                if calls is not None:  # the compiled core: recvmmsg, C socket calls
+                    self._udp = DatagramSocket(loop, sock, UdpProtocol(driver), calls)
+                else:
+                    self._udp, _ = await loop.create_datagram_endpoint(
+                        lambda: UdpProtocol(driver), sock=sock
+                    )
             else:
                 self._limit_connections()
                 self._tcp = await loop.create_server(

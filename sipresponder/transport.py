@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Final, cast
@@ -243,6 +244,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self._flows: dict[tuple[Any, ...], Flow] = {}
         #: The last source address and its flow: a load generator sends from one address,
         #: and comparing two tuples costs a quarter of hashing a new one for the lookup.
+        #: (``DatagramSocket`` hands over the very same tuple while the peer stays.)
         self._last_addr: tuple[Any, ...] = ()
         self._last_flow: Flow | None = None
 
@@ -253,7 +255,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         flow = self._last_flow
-        if flow is None or addr != self._last_addr:
+        if flow is None or (addr is not self._last_addr and addr != self._last_addr):
             flow = self._flows.get(addr)
             if flow is None:
                 if len(self._flows) >= MAX_UDP_FLOWS:
@@ -284,6 +286,133 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like, from an earlier sendto: nothing to do.
         log.debug("UDP error: %s", exc)
+
+
+#: Datagrams read in one ``recvmmsg`` call, at most (``_udp.MAX_BATCH``): about what
+#: uvloop reads in one turn of the loop too, before other sockets and timers get theirs.
+UDP_BATCH: Final = 32
+
+#: Bytes of responses held while the socket's send buffer is full; past it they are
+#: dropped (and counted), as the kernel drops datagrams it has no room for.
+MAX_UDP_BACKLOG: Final = 1 << 20
+
+
+def udp_calls() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """``recv_batch`` and ``send_to`` of the C module ``_udp``, or None: not built, not
+    Linux, or the pure-Python core runs (then asyncio's datagram transport is used)."""
+    try:
+        from . import _udp
+    except ImportError:
+        return None
+    recv_batch = getattr(_udp, "recv_batch", None)
+    send_to = getattr(_udp, "send_to", None)
+    if recv_batch is None or send_to is None:
+        return None
+    return recv_batch, send_to
+
+
+class DatagramSocket:
+    """A UDP socket driven straight from the event loop's reader callback: asyncio's
+    datagram transport as far as ``UdpProtocol`` and ``Driver`` use it (``sendto``,
+    ``get_extra_info``, ``close``), with the socket calls in C (``_udp.c``).
+
+    Each time the socket is readable, one ``recv_batch`` call reads up to ``UDP_BATCH``
+    waiting datagrams (one ``recvmmsg`` system call, where uvloop makes one ``recvmsg``
+    call and one callback per datagram) and hands each to the protocol.  ``sendto`` sends
+    at once; only when the socket's send buffer is full do responses wait, in order,
+    bounded by ``MAX_UDP_BACKLOG`` bytes, for the socket to be writable again.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol: UdpProtocol,
+        calls: tuple[Callable[..., Any], Callable[..., Any]],
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._family = int(sock.family)
+        self._protocol = protocol
+        self._recv_batch, self._send_to = calls
+        self._backlog: collections.deque[tuple[bytes, tuple[Any, ...]]] = collections.deque()
+        self._backlog_bytes = 0
+        self._closing = False
+        #: Responses dropped because the backlog was full, or failed to send.
+        self.dropped = 0
+        loop.add_reader(self._fd, self._readable)
+        protocol.connection_made(cast(asyncio.BaseTransport, self))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._sock.getsockname()
+        if name == "socket":
+            return self._sock
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def _readable(self) -> None:
+        try:
+            batch: list[tuple[bytes, tuple[Any, ...]]] = self._recv_batch(self._fd, UDP_BATCH)
+        except OSError as exc:  # cleared by the read that reports it: no busy loop
+            self._protocol.error_received(exc)
+            return
+        protocol = self._protocol
+        for data, addr in batch:
+            try:
+                protocol.datagram_received(data, addr)
+            except Exception:  # as asyncio's transports do: logged, and the next one read
+                log.exception("error handling a datagram from %s", addr)
+
+    def sendto(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if not self._backlog:
+            try:
+                if self._send_to(self._fd, self._family, data, addr):
+                    return
+            except (OSError, ValueError) as exc:  # e.g. no route: nothing to do
+                self.dropped += 1
+                self._protocol.error_received(exc)
+                return
+            if self._closing:
+                return
+            self._loop.add_writer(self._fd, self._writable)
+        if self._backlog_bytes + len(data) > MAX_UDP_BACKLOG:
+            self.dropped += 1
+            log.debug("UDP send buffer full: a %d-byte response to %s dropped", len(data), addr)
+            return
+        self._backlog.append((data, addr))
+        self._backlog_bytes += len(data)
+
+    def _writable(self) -> None:
+        backlog = self._backlog
+        while backlog:
+            data, addr = backlog[0]
+            try:
+                if not self._send_to(self._fd, self._family, data, addr):
+                    return  # still full: wait for the next writable
+            except (OSError, ValueError) as exc:
+                self.dropped += 1
+                self._protocol.error_received(exc)
+            backlog.popleft()
+            self._backlog_bytes -= len(data)
+        self._loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        """Stop reading and close the socket; what still waits to be sent is dropped."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        if self._backlog:
+            self._loop.remove_writer(self._fd)
+            self.dropped += len(self._backlog)
+            self._backlog.clear()
+            self._backlog_bytes = 0
+        self._sock.close()
+        self._loop.call_soon(self._protocol.connection_lost, None)
 
 
 class TcpConnection(asyncio.Protocol):

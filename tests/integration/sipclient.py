@@ -593,3 +593,15 @@ class TcpClient(Client):
 
 def client(transport: str, server: tuple[str, int]) -> Client:
     return UdpClient(server) if transport == "udp" else TcpClient(server)
+
+
+def ipv6_loopback() -> bool:
+    """Whether this machine has an IPv6 loopback to bind to."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sipclient import Msg, Req, client
+from sipclient import Msg, Req, client, ipv6_loopback
 
 from sipresponder import Config, Responder, ThreadedResponder, assert_call, assert_no_violations
 from sipresponder.journal import Call
@@ -96,17 +96,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> Non
     while not condition():
         assert loop.time() < deadline, f"condition not met within {timeout} s"
         await asyncio.sleep(0.01)
-
-
-def ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 # ------------------------------------------------------------ Responder (async)

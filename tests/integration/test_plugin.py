@@ -6,10 +6,10 @@ The inner tests drive the responder with ``sipclient`` (copied next to them).
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
+from sipclient import ipv6_loopback
 
 pytest_plugins = ["pytester"]
 
@@ -227,15 +227,6 @@ def test_command_line_options(project: pytest.Pytester) -> None:
     bad = run(project, "--sip-responder-transport=sctp")
     bad.assert_outcomes(errors=2)
     bad.stdout.fnmatch_lines(["*ConfigError: --transport: unknown transport 'sctp'*"])
-    if _ipv6_loopback():
+    if ipv6_loopback():
         result = run(project, "--sip-responder-host=::1", "-k", "host")
         result.assert_outcomes(passed=1, deselected=1)
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True

@@ -22,6 +22,7 @@ from sipclient import (
     TcpClient,
     UdpClient,
     client,
+    ipv6_loopback,
     read_lines,
     responder_command,
     stop_process,
@@ -52,17 +53,6 @@ def run_cli(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[st
     return subprocess.CompletedProcess(
         proc.args, proc.returncode, stdout, err.decode("utf-8", "replace")
     )
-
-
-def ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
+from sipresponder import native
 from sipresponder.serializer import serialize_request
 
 
@@ -66,4 +68,20 @@ def load_script(name: str) -> ModuleType:
         spec.loader.exec_module(module)
     finally:
         del sys.modules[spec.name]
+    return module
+
+
+def load_c_module(name: str) -> ModuleType | None:
+    """The C module ``sipresponder/<name>.c`` loaded from its built file, or None when it
+    was not built: so that its tests run in the pure-Python test run too, where the
+    package itself ignores it."""
+    path = native.extensions().get(name)
+    if path is None:
+        return None
+    full = f"sipresponder.{name}"
+    loader = importlib.machinery.ExtensionFileLoader(full, str(path))
+    spec = importlib.util.spec_from_file_location(full, path, loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
     return module

@@ -29,6 +29,7 @@ ORDER = [
     # ─── sans-IO line ───
     "native",
     "logs",
+    "_udp",  # C (_udp.c): the UDP socket calls, used by transport
     "transport",
     "server",
     "admin",

@@ -12,32 +12,17 @@ too (where the package itself ignores it); they are skipped where it was not bui
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import load_c_module
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sipresponder import message, native, parser, responses
+from sipresponder import message, parser, responses
 from sipresponder.message import Headers
 
-
-def load() -> ModuleType | None:
-    path = native.extensions().get("_scan")
-    if path is None:
-        return None
-    loader = importlib.machinery.ExtensionFileLoader("sipresponder._scan", str(path))
-    spec = importlib.util.spec_from_file_location("sipresponder._scan", path, loader=loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-SCAN = load()
+SCAN = load_c_module("_scan")
 pytestmark = pytest.mark.skipif(SCAN is None, reason="the C scanner is not built here")
 
 START = "INVITE sip:bob@192.0.2.1 SIP/2.0\r\n"

@@ -1,0 +1,326 @@
+/* The UDP socket calls of the per-datagram path in C, loaded by ``transport.py``.
+
+   ``recv_batch`` reads every datagram waiting on a socket, up to a count, in one
+   ``recvmmsg`` call; ``send_to`` sends one datagram with ``sendto``.  Both are what
+   ``socket.recvfrom`` and ``socket.sendto`` do on a non-blocking socket, with the same
+   address tuples, less the costs that a load test pays on every datagram: through
+   uvloop's UDP transport, each datagram cost one ``recvmsg`` call, an address formatted
+   with ``snprintf`` into a new tuple, and a callback; each response an address parsed
+   from its text.  Here the address of the last peer is kept, raw and as its tuple, and
+   handed out again while the peer stays the same (a load generator sends from one
+   address): the same tuple object, so that the transport finds the peer's flow by
+   identity too.
+
+   Only the compiled core uses this module (``native.C_MODULES``); the sources run
+   asyncio's own datagram transport, and tests/unit/test_udp.py compares both functions
+   with the socket module's on real loopback sockets.
+
+   Bounds: at most ``MAX_BATCH`` datagrams a call, each read into a slot of ``SLOT``
+   bytes (a UDP payload is at most 65,507 bytes over IPv4 and 65,527 over IPv6, so
+   nothing is cut); the slots are allocated once, on first use, and only the pages a
+   datagram is written to become resident.  The GIL guards the module's state.
+*/
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define MAX_BATCH 32
+#define SLOT 65536
+
+static char *slots = NULL;  /* MAX_BATCH * SLOT bytes, allocated on first use */
+static struct mmsghdr messages[MAX_BATCH];
+static struct iovec vectors[MAX_BATCH];
+static struct sockaddr_storage names[MAX_BATCH];
+
+/* The last peer a datagram came from: its raw address and its tuple (a reference). */
+static struct sockaddr_storage last_name;
+static socklen_t last_name_length = 0;
+static PyObject *last_peer = NULL;
+
+/* An int argument: -1 with an exception set when it is not one or out of range. */
+static int
+int_argument(PyObject *value, const char *what)
+{
+    long n = PyLong_AsLong(value);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    if (n < 0 || n > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s out of range", what);
+        return -1;
+    }
+    return (int)n;
+}
+
+/* The address tuple of a raw socket address, as the socket module makes it:
+   (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6. */
+static PyObject *
+peer_tuple(const struct sockaddr_storage *name, socklen_t length)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (name->ss_family == AF_INET && length >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)name;
+        if (inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, (int)ntohs(v4->sin_port));
+    }
+    if (name->ss_family == AF_INET6 && length >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)name;
+        if (inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(siII)", host, (int)ntohs(v6->sin6_port),
+                             (unsigned int)ntohl(v6->sin6_flowinfo),
+                             (unsigned int)v6->sin6_scope_id);
+    }
+    PyErr_Format(PyExc_OSError, "recv_batch: a datagram from address family %d",
+                 (int)name->ss_family);
+    return NULL;
+}
+
+/* recv_batch(fd, count) -> [(data, address), ...]
+
+   The datagrams waiting on the non-blocking socket ``fd``, at most ``count`` (1 to
+   MAX_BATCH), oldest first; [] when none is waiting (or a signal came first).  Any other
+   failure raises OSError. */
+static PyObject *
+recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "recv_batch takes 2 arguments");
+        return NULL;
+    }
+    int fd = int_argument(args[0], "recv_batch: fd");
+    if (fd < 0)
+        return NULL;
+    long count = PyLong_AsLong(args[1]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 1 || count > MAX_BATCH) {
+        PyErr_Format(PyExc_ValueError, "recv_batch: count from 1 to %d", MAX_BATCH);
+        return NULL;
+    }
+    if (slots == NULL) {
+        slots = PyMem_RawMalloc((size_t)MAX_BATCH * SLOT);
+        if (slots == NULL)
+            return PyErr_NoMemory();
+        memset(messages, 0, sizeof messages);
+        for (int i = 0; i < MAX_BATCH; i++) {
+            vectors[i].iov_base = slots + (size_t)i * SLOT;
+            vectors[i].iov_len = SLOT;
+            messages[i].msg_hdr.msg_name = &names[i];
+            messages[i].msg_hdr.msg_iov = &vectors[i];
+            messages[i].msg_hdr.msg_iovlen = 1;
+        }
+    }
+    for (long i = 0; i < count; i++) {
+        messages[i].msg_hdr.msg_namelen = sizeof names[i];  /* the kernel sets them */
+        messages[i].msg_hdr.msg_flags = 0;
+        messages[i].msg_len = 0;
+    }
+#ifdef __linux__
+    int got = recvmmsg(fd, messages, (unsigned int)count, MSG_DONTWAIT, NULL);
+#else
+    /* No recvmmsg: one recvmsg a datagram, until none is waiting. */
+    int got = 0;
+    while (got < count) {
+        ssize_t n = recvmsg(fd, &messages[got].msg_hdr, MSG_DONTWAIT);
+        if (n < 0)
+            break;
+        messages[got++].msg_len = (unsigned int)n;
+    }
+    if (got > 0)
+        errno = 0;
+    else
+        got = -1;
+#endif
+    if (got < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return PyList_New(0);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *batch = PyList_New(got);
+    if (batch == NULL)
+        return NULL;
+    for (int i = 0; i < got; i++) {
+        socklen_t length = messages[i].msg_hdr.msg_namelen;
+        if (length > (socklen_t)sizeof names[i])
+            length = sizeof names[i];
+        PyObject *peer;
+        if (last_peer != NULL && length == last_name_length
+            && memcmp(&names[i], &last_name, (size_t)length) == 0) {
+            peer = Py_NewRef(last_peer);
+        } else {
+            peer = peer_tuple(&names[i], length);
+            if (peer == NULL) {
+                Py_DECREF(batch);
+                return NULL;
+            }
+            Py_XSETREF(last_peer, Py_NewRef(peer));
+            memcpy(&last_name, &names[i], (size_t)length);
+            last_name_length = length;
+        }
+        PyObject *data = PyBytes_FromStringAndSize(slots + (size_t)i * SLOT,
+                                                   (Py_ssize_t)messages[i].msg_len);
+        if (data == NULL) {
+            Py_DECREF(peer);
+            Py_DECREF(batch);
+            return NULL;
+        }
+        PyObject *item = PyTuple_New(2);
+        if (item == NULL) {
+            Py_DECREF(data);
+            Py_DECREF(peer);
+            Py_DECREF(batch);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(item, 0, data);
+        PyTuple_SET_ITEM(item, 1, peer);
+        PyList_SET_ITEM(batch, i, item);
+    }
+    return batch;
+}
+
+/* The destination of the last send: its host and port as given, the socket's family,
+   and the raw address they make. */
+static PyObject *dest_host = NULL;
+static long dest_port = -1;
+static int dest_family = -1;
+static struct sockaddr_storage dest_name;
+static socklen_t dest_name_length = 0;
+
+/* Fill dest_name from (host, port) for a socket of ``family``: a numeric address only
+   (the responder answers to the address a request came from).  On an IPv6 socket an
+   IPv4 address is sent to as IPv4-mapped, as the kernel reports such a peer. */
+static int
+make_dest(int family, PyObject *host, long port)
+{
+    const char *text = PyUnicode_AsUTF8(host);
+    if (text == NULL)
+        return -1;
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_OverflowError, "send_to: port must be 0-65535");
+        return -1;
+    }
+    struct sockaddr_storage name;
+    socklen_t length;
+    memset(&name, 0, sizeof name);
+    if (family == AF_INET) {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)&name;
+        if (inet_pton(AF_INET, text, &v4->sin_addr) != 1)
+            goto not_numeric;
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        length = sizeof *v4;
+    } else if (family == AF_INET6) {
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&name;
+        struct in_addr v4;
+        if (inet_pton(AF_INET6, text, &v6->sin6_addr) != 1) {
+            if (inet_pton(AF_INET, text, &v4) != 1)
+                goto not_numeric;
+            /* ::ffff:a.b.c.d */
+            v6->sin6_addr.s6_addr[10] = 0xff;
+            v6->sin6_addr.s6_addr[11] = 0xff;
+            memcpy(&v6->sin6_addr.s6_addr[12], &v4, 4);
+        }
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        length = sizeof *v6;
+    } else {
+        PyErr_Format(PyExc_ValueError, "send_to: address family %d", family);
+        return -1;
+    }
+    /* Kept only once whole: a failed call leaves the last destination as it was. */
+    memcpy(&dest_name, &name, sizeof name);
+    dest_name_length = length;
+    Py_XSETREF(dest_host, Py_NewRef(host));
+    dest_port = port;
+    dest_family = family;
+    return 0;
+not_numeric:
+    PyErr_Format(PyExc_ValueError, "send_to: not a numeric address: %R", host);
+    return -1;
+}
+
+/* send_to(fd, family, data, address) -> bool
+
+   Send ``data`` (bytes) in one datagram on the non-blocking socket ``fd`` of ``family``
+   to ``address``, (host, port, ...) with a numeric host.  True once sent; False when the
+   socket's send buffer is full (EAGAIN, ENOBUFS): nothing was sent.  Any other failure
+   raises OSError; a host that is not a numeric address ValueError. */
+static PyObject *
+send_to(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "send_to takes 4 arguments");
+        return NULL;
+    }
+    int fd = int_argument(args[0], "send_to: fd");
+    if (fd < 0)
+        return NULL;
+    int family = int_argument(args[1], "send_to: family");
+    if (family < 0)
+        return NULL;
+    PyObject *data = args[2], *address = args[3];
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "send_to: data must be bytes");
+        return NULL;
+    }
+    if (!PyTuple_Check(address) || PyTuple_GET_SIZE(address) < 2
+        || !PyUnicode_Check(PyTuple_GET_ITEM(address, 0))) {
+        PyErr_SetString(PyExc_TypeError, "send_to: address must be a (host, port, ...) tuple");
+        return NULL;
+    }
+    PyObject *host = PyTuple_GET_ITEM(address, 0);
+    long port = PyLong_AsLong(PyTuple_GET_ITEM(address, 1));
+    if (port == -1 && PyErr_Occurred())
+        return NULL;
+    if (!(family == dest_family && port == dest_port && dest_host != NULL
+          && (host == dest_host || PyUnicode_Compare(host, dest_host) == 0))) {
+        if (PyErr_Occurred())
+            return NULL;  /* from the comparison */
+        if (make_dest(family, host, port) < 0)
+            return NULL;
+    }
+    ssize_t sent;
+    do {
+        sent = sendto(fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data),
+                      MSG_DONTWAIT, (struct sockaddr *)&dest_name, dest_name_length);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+            Py_RETURN_FALSE;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef methods[] = {
+    {"recv_batch", (PyCFunction)(void (*)(void))recv_batch, METH_FASTCALL,
+     "recv_batch(fd, count) -> [(data, address), ...]: the datagrams waiting, at most count."},
+    {"send_to", (PyCFunction)(void (*)(void))send_to, METH_FASTCALL,
+     "send_to(fd, family, data, address) -> bool: False when the send buffer is full."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_udp",
+    "The UDP socket calls of the per-datagram path in C (see _udp.c).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__udp(void)
+{
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(module, "MAX_BATCH", MAX_BATCH) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,430 @@
+"""The UDP socket calls in C (``sipresponder/_udp.c``) do what the socket module does, on
+real loopback sockets: ``recv_batch`` gives what ``recvfrom`` would (data and address
+tuple, in order, IPv4, IPv6 and dual stack), ``send_to`` delivers what ``sendto`` would.
+And ``transport.DatagramSocket``, which reads and sends with them, answers, keeps order
+when the send buffer is full, and survives what a datagram does to the protocol.
+
+The C module is loaded from its file, so that these tests run in the pure-Python test run
+too (where the package itself ignores it); they are skipped where it was not built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from helpers import load_c_module, request
+from test_transport import status_lines
+
+from sipresponder import server
+from sipresponder.config import Config
+from sipresponder.endpoint import Endpoint
+from sipresponder.transport import MAX_UDP_BACKLOG, DatagramSocket, Driver, UdpProtocol
+
+UDP = load_c_module("_udp")
+pytestmark = pytest.mark.skipif(UDP is None, reason="the C UDP calls are not built here")
+
+
+def bound(family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1") -> socket.socket:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6 and host == "::":
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind((host, 0))
+    s.setblocking(False)
+    return s
+
+
+@pytest.fixture
+def sockets() -> Iterator[Callable[..., socket.socket]]:
+    made: list[socket.socket] = []
+
+    def make(
+        family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1"
+    ) -> socket.socket:
+        try:
+            s = bound(family, host)
+        except OSError as exc:
+            if family != socket.AF_INET6:
+                raise
+            pytest.skip(f"no IPv6 loopback here ({exc})")
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def drain(sock: socket.socket, count: int) -> list[tuple[bytes, Any]]:
+    """``count`` datagrams by the socket module (waiting a little for each)."""
+    sock.settimeout(2.0)
+    try:
+        return [sock.recvfrom(65536) for _ in range(count)]
+    finally:
+        sock.setblocking(False)
+
+
+def batch(sock: socket.socket, count: int = 32) -> list[tuple[bytes, Any]]:
+    assert UDP is not None
+    result: list[tuple[bytes, Any]] = UDP.recv_batch(sock.fileno(), count)
+    return result
+
+
+def settle(sock: socket.socket) -> None:
+    """Wait until the socket has something to read (loopback delivers within the
+    sender's call, so this returns at once; it bounds a test that would otherwise fail)."""
+    select.select([sock], [], [], 2.0)
+
+
+# ------------------------------------------------------------------ recv_batch
+
+
+def test_nothing_waiting_is_an_empty_batch(sockets: Callable[..., socket.socket]) -> None:
+    assert batch(sockets()) == []
+
+
+def test_a_batch_is_what_recvfrom_gives_in_order_with_each_peers_address(
+    sockets: Callable[..., socket.socket],
+) -> None:
+    server_sock, reference = sockets(), sockets()
+    a, b = sockets(), sockets()
+    sent: list[tuple[bytes, socket.socket]] = []
+    for i in range(12):
+        peer = a if i % 3 else b
+        data = bytes([65 + i]) * (i * 97)  # sizes 0, 97, 194... an empty datagram too
+        for target in (server_sock, reference):
+            peer.sendto(data, target.getsockname())
+        sent.append((data, peer))
+    expected = drain(reference, 12)
+    settle(server_sock)
+    got = batch(server_sock)
+    assert got == expected
+    assert [addr for _, addr in got] == [p.getsockname() for _, p in sent]
+    assert batch(server_sock) == []
+
+
+def test_the_same_peer_gets_the_same_tuple_object(sockets: Callable[..., socket.socket]) -> None:
+    # What lets the transport find the peer's flow by identity.
+    server_sock, a, b = sockets(), sockets(), sockets()
+    for peer in (a, a, b, a):
+        peer.sendto(b"x", server_sock.getsockname())
+    settle(server_sock)
+    got = batch(server_sock)
+    assert [addr for _, addr in got] == [
+        a.getsockname(),
+        a.getsockname(),
+        b.getsockname(),
+        a.getsockname(),
+    ]
+    assert got[0][1] is got[1][1]
+    assert got[2][1] is not got[1][1] and got[3][1] is not got[1][1]
+
+
+def test_at_most_count_datagrams_a_call(sockets: Callable[..., socket.socket]) -> None:
+    assert UDP is not None
+    server_sock, peer = sockets(), sockets()
+    for i in range(UDP.MAX_BATCH + 8):
+        peer.sendto(str(i).encode(), server_sock.getsockname())
+    settle(server_sock)
+    first = batch(server_sock, 5)
+    rest = batch(server_sock, UDP.MAX_BATCH)
+    last = batch(server_sock, UDP.MAX_BATCH)
+    assert [d for d, _ in first + rest + last] == [
+        str(i).encode() for i in range(UDP.MAX_BATCH + 8)
+    ]
+    assert (len(first), len(rest), len(last)) == (5, UDP.MAX_BATCH, 3)
+
+
+def test_the_largest_datagram_is_read_whole(sockets: Callable[..., socket.socket]) -> None:
+    server_sock, peer = sockets(), sockets()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 18)
+    server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+    data = bytes(range(256)) * 255 + b"0123456789ab"  # 65,292 bytes
+    data = data + b"z" * (65507 - len(data))  # the IPv4 maximum
+    peer.sendto(data, server_sock.getsockname())
+    settle(server_sock)
+    assert batch(server_sock) == [(data, peer.getsockname())]
+
+
+def test_ipv6_and_dual_stack_addresses_are_the_socket_modules(
+    sockets: Callable[..., socket.socket],
+) -> None:
+    for host, peers in (("::1", ["::1"]), ("::", ["::1", "127.0.0.1"])):
+        server_sock, reference = sockets(socket.AF_INET6, host), sockets(socket.AF_INET6, host)
+        for peer_host in peers:
+            family = socket.AF_INET if "." in peer_host else socket.AF_INET6
+            peer = sockets(family, peer_host)
+            for target in (server_sock, reference):
+                port = target.getsockname()[1]
+                peer.sendto(b"hello " + peer_host.encode(), (peer_host, port))
+            expected = drain(reference, 1)
+            settle(server_sock)
+            assert batch(server_sock) == expected
+            assert len(expected[0][1]) == 4  # (host, port, flowinfo, scope_id)
+
+
+def test_bad_arguments_are_refused(sockets: Callable[..., socket.socket]) -> None:
+    assert UDP is not None
+    s = sockets()
+    with pytest.raises(ValueError, match="count"):
+        UDP.recv_batch(s.fileno(), 0)
+    with pytest.raises(ValueError, match="count"):
+        UDP.recv_batch(s.fileno(), UDP.MAX_BATCH + 1)
+    with pytest.raises(TypeError):
+        UDP.recv_batch(s.fileno())
+    closed = bound()
+    fd = closed.fileno()
+    closed.close()
+    with pytest.raises(OSError):
+        UDP.recv_batch(fd, 1)
+
+
+# ------------------------------------------------------------------ send_to
+
+
+def send(sock: socket.socket, data: bytes, address: tuple[Any, ...]) -> bool:
+    assert UDP is not None
+    result: bool = UDP.send_to(sock.fileno(), int(sock.family), data, address)
+    return result
+
+
+def test_send_to_delivers_to_each_destination_in_turn(
+    sockets: Callable[..., socket.socket],
+) -> None:
+    # The last destination is kept in C: switching must not send to the previous one.
+    sender, a, b = sockets(), sockets(), sockets()
+    plan = [a, a, b, a, b, b]
+    for i, target in enumerate(plan):
+        host, port = target.getsockname()
+        assert send(sender, f"m{i}".encode(), (host, port)) is True
+    got_a, got_b = drain(a, 3), drain(b, 3)
+    assert [d for d, _ in got_a] == [b"m0", b"m1", b"m3"]
+    assert [d for d, _ in got_b] == [b"m2", b"m4", b"m5"]
+    assert {addr for _, addr in got_a + got_b} == {sender.getsockname()}
+
+
+def test_a_refused_destination_leaves_the_last_one_intact(
+    sockets: Callable[..., socket.socket],
+) -> None:
+    sender, a = sockets(), sockets()
+    assert send(sender, b"one", a.getsockname())
+    with pytest.raises(ValueError, match="numeric"):
+        send(sender, b"no", ("localhost", 5060))
+    with pytest.raises(OverflowError):
+        send(sender, b"no", ("127.0.0.1", 70000))
+    assert send(sender, b"two", a.getsockname())
+    assert [d for d, _ in drain(a, 2)] == [b"one", b"two"]
+
+
+def test_send_to_refuses_what_sendto_would(sockets: Callable[..., socket.socket]) -> None:
+    assert UDP is not None
+    s = sockets()
+    with pytest.raises(TypeError):
+        UDP.send_to(s.fileno(), int(s.family), "text", ("127.0.0.1", 9))
+    with pytest.raises(TypeError):
+        UDP.send_to(s.fileno(), int(s.family), b"x", ("127.0.0.1",))
+    with pytest.raises(TypeError):
+        UDP.send_to(s.fileno(), int(s.family), b"x", "127.0.0.1:9")
+    with pytest.raises(ValueError):
+        UDP.send_to(s.fileno(), int(socket.AF_UNIX), b"x", ("127.0.0.1", 9))
+    closed = bound()
+    fd = closed.fileno()
+    closed.close()
+    with pytest.raises(OSError):
+        UDP.send_to(fd, int(socket.AF_INET), b"x", ("127.0.0.1", 9))
+
+
+def test_send_to_over_ipv6_and_to_ipv4_from_a_dual_stack_socket(
+    sockets: Callable[..., socket.socket],
+) -> None:
+    dual = sockets(socket.AF_INET6, "::")
+    v6, v4 = sockets(socket.AF_INET6, "::1"), sockets()
+    assert send(dual, b"six", v6.getsockname())
+    assert send(dual, b"four", v4.getsockname())  # "127.0.0.1": sent IPv4-mapped
+    assert send(dual, b"mapped", ("::ffff:" + v4.getsockname()[0], v4.getsockname()[1]))
+    assert [d for d, _ in drain(v6, 1)] == [b"six"]
+    assert [d for d, _ in drain(v4, 2)] == [b"four", b"mapped"]
+
+
+# ------------------------------------------------------------------ DatagramSocket
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def run_until(
+    loop: asyncio.AbstractEventLoop, done: Callable[[], bool], limit: float = 5.0
+) -> None:
+    async def wait() -> None:
+        for _ in range(int(limit / 0.005)):
+            if done():
+                return
+            await asyncio.sleep(0.005)
+
+    loop.run_until_complete(wait())
+
+
+def receive(peer: socket.socket, got: list[bytes], count: int) -> Callable[[], bool]:
+    """A ``run_until`` condition: ``count`` datagrams read by ``peer`` into ``got``."""
+
+    def enough() -> bool:
+        try:
+            while True:
+                got.append(peer.recv(65536))
+        except BlockingIOError:
+            pass
+        return len(got) >= count
+
+    return enough
+
+
+def answering(
+    loop: asyncio.AbstractEventLoop,
+    calls: tuple[Callable[..., Any], Callable[..., Any]] | None = None,
+) -> tuple[DatagramSocket, UdpProtocol, socket.socket]:
+    assert UDP is not None
+    sock = bound()
+    driver = Driver(Endpoint(Config(secret=b"k")), loop)
+    protocol = UdpProtocol(driver)
+    transport = DatagramSocket(loop, sock, protocol, calls or (UDP.recv_batch, UDP.send_to))
+    return transport, protocol, sock
+
+
+def test_datagram_socket_answers_each_request(
+    loop: asyncio.AbstractEventLoop, sockets: Callable[..., socket.socket]
+) -> None:
+    transport, protocol, sock = answering(loop)
+    assert protocol.local == sock.getsockname()
+    peer = sockets()
+    host, port = peer.getsockname()
+    for i in range(40):  # more than one batch
+        via = f"SIP/2.0/UDP {host}:{port};rport;branch=z9hG4bK-d{i}"
+        peer.sendto(request("OPTIONS", via=via), sock.getsockname())
+    got: list[bytes] = []
+
+    run_until(loop, receive(peer, got, 40))
+    assert status_lines(got) == ["SIP/2.0 200 OK"] * 40
+    assert transport.dropped == 0
+    transport.close()
+    assert transport.is_closing() and sock.fileno() == -1
+
+
+def test_a_full_send_buffer_holds_responses_in_order_then_sends_them(
+    loop: asyncio.AbstractEventLoop, sockets: Callable[..., socket.socket]
+) -> None:
+    assert UDP is not None
+    full = [True]  # the kernel's answer to come: "would block" while True
+    sent: list[bytes] = []
+
+    def send_to(fd: int, family: int, data: bytes, address: tuple[Any, ...]) -> bool:
+        if full[0]:
+            return False
+        sent.append(data)
+        result: bool = UDP.send_to(fd, family, data, address)
+        return result
+
+    transport, _, _ = answering(loop, (UDP.recv_batch, send_to))
+    peer = sockets()
+    for i in range(3):
+        transport.sendto(b"r%d" % i, peer.getsockname())
+    assert sent == [] and len(transport._backlog) == 3
+    full[0] = False
+    transport.sendto(b"r3", peer.getsockname())  # behind the three: not before them
+    assert sent == []
+    run_until(loop, lambda: not transport._backlog)
+    assert sent == [b"r0", b"r1", b"r2", b"r3"]
+    assert [d for d, _ in drain(peer, 4)] == [b"r0", b"r1", b"r2", b"r3"]
+    transport.close()
+
+
+def test_the_backlog_is_bounded_and_close_drops_it(
+    loop: asyncio.AbstractEventLoop, sockets: Callable[..., socket.socket]
+) -> None:
+    assert UDP is not None
+    transport, _, _ = answering(loop, (UDP.recv_batch, lambda *args: False))
+    peer = sockets()
+    chunk = b"x" * 1000
+    for _ in range(MAX_UDP_BACKLOG // 1000 + 5):
+        transport.sendto(chunk, peer.getsockname())
+    assert transport._backlog_bytes <= MAX_UDP_BACKLOG
+    assert transport.dropped == 5
+    transport.close()
+    assert transport.dropped == MAX_UDP_BACKLOG // 1000 + 5 and not transport._backlog
+
+
+class FailingClock:
+    """An event loop whose ``time()`` fails at its ``fail_at``-th call (the driver reads
+    the clock once per datagram): an error that escapes the protocol."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fail_at: int) -> None:
+        self._loop = loop
+        self._calls = 0
+        self._fail_at = fail_at
+
+    def time(self) -> float:
+        self._calls += 1
+        if self._calls == self._fail_at:
+            raise RuntimeError("boom")
+        return self._loop.time()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+
+def test_an_error_in_one_datagram_does_not_lose_the_rest(
+    loop: asyncio.AbstractEventLoop,
+    sockets: Callable[..., socket.socket],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport, protocol, sock = answering(loop)
+    protocol.driver.loop = FailingClock(loop, 2)  # type: ignore[assignment]
+    peer = sockets()
+    host, port = peer.getsockname()
+    for i in range(3):
+        via = f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK-e{i}"
+        peer.sendto(request("OPTIONS", via=via, call_id=f"e{i}"), sock.getsockname())
+    got: list[bytes] = []
+
+    run_until(loop, receive(peer, got, 2))
+    assert [b"Call-ID: e0" in g for g in got] == [True, False]
+    assert [b"Call-ID: e2" in g for g in got] == [False, True]
+    assert "error handling a datagram" in caplog.text and "boom" in caplog.text
+    transport.close()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["recvmmsg", "asyncio"])
+def test_the_server_answers_over_udp_with_either_transport(
+    fast: bool, monkeypatch: pytest.MonkeyPatch, sockets: Callable[..., socket.socket]
+) -> None:
+    if not fast:
+        monkeypatch.setattr(server, "udp_calls", lambda: None)
+
+    async def run() -> list[bytes]:
+        srv = server.Server(Config(secret=b"k", host="127.0.0.1", port=0, transports=("udp",)))
+        await srv.start()
+        try:
+            assert isinstance(srv._udp, DatagramSocket) == (fast and server.udp_calls() is not None)
+            [(_, host, port)] = srv.listeners
+            peer = sockets()
+            here, there = peer.getsockname()
+            via = f"SIP/2.0/UDP {here}:{there};branch=z9hG4bK-either"
+            peer.sendto(request("OPTIONS", via=via), (host, port))
+            for _ in range(400):
+                try:
+                    return [peer.recv(65536)]
+                except BlockingIOError:
+                    await asyncio.sleep(0.005)
+            return []
+        finally:
+            srv.close()
+            await srv.wait_closed()
+
+    assert status_lines(asyncio.run(run())) == ["SIP/2.0 200 OK"]
