@@ -1,24 +1,26 @@
 /* The UDP socket calls of the per-datagram path in C, loaded by ``transport.py``.
 
    ``recv_batch`` reads every datagram waiting on a socket, up to a count, in one
-   ``recvmmsg`` call; ``send_to`` sends one datagram with ``sendto``.  Both are what
-   ``socket.recvfrom`` and ``socket.sendto`` do on a non-blocking socket, with the same
-   address tuples, less the costs that a load test pays on every datagram: through
-   uvloop's UDP transport, each datagram cost one ``recvmsg`` call, an address formatted
-   with ``snprintf`` into a new tuple, and a callback; each response an address parsed
-   from its text.  Here the address of the last peer is kept, raw and as its tuple, and
-   handed out again while the peer stays the same (a load generator sends from one
-   address): the same tuple object, so that the transport finds the peer's flow by
-   identity too.
+   ``recvmmsg`` call; ``send_batch`` sends a list of datagrams in one ``sendmmsg`` call,
+   and ``send_to`` one with ``sendto``.  They are what ``socket.recvfrom`` and
+   ``socket.sendto`` do on a non-blocking socket, with the same address tuples, less the
+   costs that a load test pays on every datagram: through uvloop's UDP transport, each
+   datagram cost one ``recvmsg`` call, an address formatted with ``snprintf`` into a new
+   tuple, and a callback; each response a ``sendmsg`` call and an address parsed from its
+   text.  Here the address of the last peer is kept, raw and as its tuple, and handed out
+   again while the peer stays the same (a load generator sends from one address): the
+   same tuple object, so that the transport finds the peer's flow by identity too; and
+   the last destination is kept as its socket address.
 
    Only the compiled core uses this module (``native.C_MODULES``); the sources run
-   asyncio's own datagram transport, and tests/unit/test_udp.py compares both functions
+   asyncio's own datagram transport, and tests/unit/test_udp.py compares these functions
    with the socket module's on real loopback sockets.
 
-   Bounds: at most ``MAX_BATCH`` datagrams a call, each read into a slot of ``SLOT``
+   Bounds: at most ``MAX_BATCH`` datagrams read a call, each into a slot of ``SLOT``
    bytes (a UDP payload is at most 65,507 bytes over IPv4 and 65,527 over IPv6, so
    nothing is cut); the slots are allocated once, on first use, and only the pages a
-   datagram is written to become resident.  The GIL guards the module's state.
+   datagram is written to become resident.  At most ``MAX_SEND`` datagrams sent a call.
+   The GIL guards the module's state.
 */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -31,6 +33,7 @@
 #include <sys/socket.h>
 
 #define MAX_BATCH 32
+#define MAX_SEND 64
 #define SLOT 65536
 
 static char *slots = NULL;  /* MAX_BATCH * SLOT bytes, allocated on first use */
@@ -203,7 +206,7 @@ make_dest(int family, PyObject *host, long port)
     if (text == NULL)
         return -1;
     if (port < 0 || port > 65535) {
-        PyErr_SetString(PyExc_OverflowError, "send_to: port must be 0-65535");
+        PyErr_SetString(PyExc_OverflowError, "port must be 0-65535");
         return -1;
     }
     struct sockaddr_storage name;
@@ -231,7 +234,7 @@ make_dest(int family, PyObject *host, long port)
         v6->sin6_port = htons((uint16_t)port);
         length = sizeof *v6;
     } else {
-        PyErr_Format(PyExc_ValueError, "send_to: address family %d", family);
+        PyErr_Format(PyExc_ValueError, "address family %d", family);
         return -1;
     }
     /* Kept only once whole: a failed call leaves the last destination as it was. */
@@ -242,8 +245,30 @@ make_dest(int family, PyObject *host, long port)
     dest_family = family;
     return 0;
 not_numeric:
-    PyErr_Format(PyExc_ValueError, "send_to: not a numeric address: %R", host);
+    PyErr_Format(PyExc_ValueError, "not a numeric address: %R", host);
     return -1;
+}
+
+/* Make dest_name the socket address of ``address`` (host, port, ...) for a socket of
+   ``family``, unless it already is: 0, or -1 with an exception set. */
+static int
+destination(int family, PyObject *address)
+{
+    if (!PyTuple_Check(address) || PyTuple_GET_SIZE(address) < 2
+        || !PyUnicode_Check(PyTuple_GET_ITEM(address, 0))) {
+        PyErr_SetString(PyExc_TypeError, "address must be a (host, port, ...) tuple");
+        return -1;
+    }
+    PyObject *host = PyTuple_GET_ITEM(address, 0);
+    long port = PyLong_AsLong(PyTuple_GET_ITEM(address, 1));
+    if (port == -1 && PyErr_Occurred())
+        return -1;
+    if (family == dest_family && port == dest_port && dest_host != NULL
+        && (host == dest_host || PyUnicode_Compare(host, dest_host) == 0))
+        return 0;
+    if (PyErr_Occurred())
+        return -1;  /* from the comparison */
+    return make_dest(family, host, port);
 }
 
 /* send_to(fd, family, data, address) -> bool
@@ -270,22 +295,8 @@ send_to(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "send_to: data must be bytes");
         return NULL;
     }
-    if (!PyTuple_Check(address) || PyTuple_GET_SIZE(address) < 2
-        || !PyUnicode_Check(PyTuple_GET_ITEM(address, 0))) {
-        PyErr_SetString(PyExc_TypeError, "send_to: address must be a (host, port, ...) tuple");
+    if (destination(family, address) < 0)
         return NULL;
-    }
-    PyObject *host = PyTuple_GET_ITEM(address, 0);
-    long port = PyLong_AsLong(PyTuple_GET_ITEM(address, 1));
-    if (port == -1 && PyErr_Occurred())
-        return NULL;
-    if (!(family == dest_family && port == dest_port && dest_host != NULL
-          && (host == dest_host || PyUnicode_Compare(host, dest_host) == 0))) {
-        if (PyErr_Occurred())
-            return NULL;  /* from the comparison */
-        if (make_dest(family, host, port) < 0)
-            return NULL;
-    }
     ssize_t sent;
     do {
         sent = sendto(fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data),
@@ -299,11 +310,104 @@ send_to(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
+static struct mmsghdr out_messages[MAX_SEND];
+static struct iovec out_vectors[MAX_SEND];
+static struct sockaddr_storage out_names[MAX_SEND];
+
+/* send_batch(fd, family, items, start) -> int
+
+   Send the datagrams items[start:], each a (data, address) tuple as ``send_to`` takes
+   them, on the non-blocking socket ``fd`` of ``family``: as many as one ``sendmmsg``
+   call sends (at most MAX_SEND), in order.  Returns how many were sent: 0 when the send
+   buffer is full.  An item that cannot be sent — an error from the kernel, an address
+   that is not numeric, a wrong type — raises when it comes first (start), else ends the
+   batch before it, so that the caller can drop it alone and go on after it. */
+static PyObject *
+send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "send_batch takes 4 arguments");
+        return NULL;
+    }
+    int fd = int_argument(args[0], "send_batch: fd");
+    if (fd < 0)
+        return NULL;
+    int family = int_argument(args[1], "send_batch: family");
+    if (family < 0)
+        return NULL;
+    PyObject *items = args[2];
+    if (!PyList_Check(items)) {
+        PyErr_SetString(PyExc_TypeError, "send_batch: items must be a list");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t total = PyList_GET_SIZE(items);
+    if (start < 0 || start >= total) {
+        PyErr_SetString(PyExc_IndexError, "send_batch: start out of range");
+        return NULL;
+    }
+    unsigned int count = 0;
+    while (count < MAX_SEND && start + (Py_ssize_t)count < total) {
+        PyObject *item = PyList_GET_ITEM(items, start + (Py_ssize_t)count);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2
+            || !PyBytes_Check(PyTuple_GET_ITEM(item, 0))) {
+            PyErr_SetString(PyExc_TypeError, "send_batch: items must be (bytes, address)");
+        } else if (destination(family, PyTuple_GET_ITEM(item, 1)) == 0) {
+            PyObject *data = PyTuple_GET_ITEM(item, 0);
+            /* The list holds the bytes until the call returns. */
+            out_vectors[count].iov_base = PyBytes_AS_STRING(data);
+            out_vectors[count].iov_len = (size_t)PyBytes_GET_SIZE(data);
+            memcpy(&out_names[count], &dest_name, dest_name_length);
+            memset(&out_messages[count], 0, sizeof out_messages[count]);
+            out_messages[count].msg_hdr.msg_name = &out_names[count];
+            out_messages[count].msg_hdr.msg_namelen = dest_name_length;
+            out_messages[count].msg_hdr.msg_iov = &out_vectors[count];
+            out_messages[count].msg_hdr.msg_iovlen = 1;
+            count++;
+            continue;
+        }
+        if (count == 0)
+            return NULL;  /* the first item is refused: the caller drops it */
+        PyErr_Clear();    /* it will come first in the next call, and raise then */
+        break;
+    }
+    int sent;
+#ifdef __linux__
+    do {
+        sent = sendmmsg(fd, out_messages, count, MSG_DONTWAIT);
+    } while (sent < 0 && errno == EINTR);
+#else
+    /* No sendmmsg: one sendmsg a datagram, until one fails. */
+    sent = 0;
+    while ((unsigned int)sent < count) {
+        ssize_t n = sendmsg(fd, &out_messages[sent].msg_hdr, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (sent == 0)
+                sent = -1;
+            break;
+        }
+        sent++;
+    }
+#endif
+    if (sent < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+            return PyLong_FromLong(0);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(sent);
+}
+
 static PyMethodDef methods[] = {
     {"recv_batch", (PyCFunction)(void (*)(void))recv_batch, METH_FASTCALL,
      "recv_batch(fd, count) -> [(data, address), ...]: the datagrams waiting, at most count."},
     {"send_to", (PyCFunction)(void (*)(void))send_to, METH_FASTCALL,
      "send_to(fd, family, data, address) -> bool: False when the send buffer is full."},
+    {"send_batch", (PyCFunction)(void (*)(void))send_batch, METH_FASTCALL,
+     "send_batch(fd, family, items, start) -> int: how many of items[start:] one sendmmsg sent."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -318,7 +422,8 @@ PyInit__udp(void)
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
-    if (PyModule_AddIntConstant(module, "MAX_BATCH", MAX_BATCH) < 0) {
+    if (PyModule_AddIntConstant(module, "MAX_BATCH", MAX_BATCH) < 0
+        || PyModule_AddIntConstant(module, "MAX_SEND", MAX_SEND) < 0) {
         Py_DECREF(module);
         return NULL;
     }

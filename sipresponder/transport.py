@@ -297,18 +297,18 @@ UDP_BATCH: Final = 32
 MAX_UDP_BACKLOG: Final = 1 << 20
 
 
-def udp_calls() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
-    """``recv_batch`` and ``send_to`` of the C module ``_udp``, or None: not built, not
-    Linux, or the pure-Python core runs (then asyncio's datagram transport is used)."""
+#: ``recv_batch``, ``send_to`` and ``send_batch`` of ``_udp.c`` (see ``udp_calls``).
+UdpCalls = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
+
+
+def udp_calls() -> UdpCalls | None:
+    """``recv_batch``, ``send_to`` and ``send_batch`` of the C module ``_udp``, or None:
+    not built, or the pure-Python core runs (then asyncio's datagram transport is used)."""
     try:
         from . import _udp
     except ImportError:
         return None
-    recv_batch = getattr(_udp, "recv_batch", None)
-    send_to = getattr(_udp, "send_to", None)
-    if recv_batch is None or send_to is None:
-        return None
-    return recv_batch, send_to
+    return _udp.recv_batch, _udp.send_to, _udp.send_batch
 
 
 class DatagramSocket:
@@ -318,9 +318,11 @@ class DatagramSocket:
 
     Each time the socket is readable, one ``recv_batch`` call reads up to ``UDP_BATCH``
     waiting datagrams (one ``recvmmsg`` system call, where uvloop makes one ``recvmsg``
-    call and one callback per datagram) and hands each to the protocol.  ``sendto`` sends
-    at once; only when the socket's send buffer is full do responses wait, in order,
-    bounded by ``MAX_UDP_BACKLOG`` bytes, for the socket to be writable again.
+    call and one callback per datagram) and hands each to the protocol.  The responses to
+    them are held until the last is handled, then sent together, in order, with one
+    ``sendmmsg`` call (``send_batch``); a response sent at any other time (a timer's) goes
+    at once (``send_to``).  Only when the socket's send buffer is full do responses wait,
+    in order, bounded by ``MAX_UDP_BACKLOG`` bytes, for the socket to be writable again.
     """
 
     def __init__(
@@ -328,14 +330,17 @@ class DatagramSocket:
         loop: asyncio.AbstractEventLoop,
         sock: socket.socket,
         protocol: UdpProtocol,
-        calls: tuple[Callable[..., Any], Callable[..., Any]],
+        calls: UdpCalls,
     ) -> None:
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
         self._family = int(sock.family)
         self._protocol = protocol
-        self._recv_batch, self._send_to = calls
+        self._recv_batch, self._send_to, self._send_batch = calls
+        #: While a batch of datagrams is handled, the responses to them, to send together.
+        self._holding = False
+        self._out: list[tuple[bytes, tuple[Any, ...]]] = []
         self._backlog: collections.deque[tuple[bytes, tuple[Any, ...]]] = collections.deque()
         self._backlog_bytes = 0
         self._closing = False
@@ -361,24 +366,69 @@ class DatagramSocket:
             self._protocol.error_received(exc)
             return
         protocol = self._protocol
-        for data, addr in batch:
-            try:
-                protocol.datagram_received(data, addr)
-            except Exception:  # as asyncio's transports do: logged, and the next one read
-                log.exception("error handling a datagram from %s", addr)
+        self._holding = True
+        try:
+            for data, addr in batch:
+                try:
+                    protocol.datagram_received(data, addr)
+                except Exception:  # as asyncio's transports do: logged, the next one read
+                    log.exception("error handling a datagram from %s", addr)
+        finally:
+            self._holding = False
+        if self._out:
+            self._flush()
 
     def sendto(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self._holding:
+            self._out.append((data, addr))
+            return
         if not self._backlog:
             try:
                 if self._send_to(self._fd, self._family, data, addr):
                     return
-            except (OSError, ValueError) as exc:  # e.g. no route: nothing to do
-                self.dropped += 1
-                self._protocol.error_received(exc)
+            except (
+                OSError,
+                ValueError,
+                TypeError,
+                OverflowError,
+            ) as exc:  # e.g. no route: nothing to do
+                self._failed(exc)
                 return
-            if self._closing:
-                return
+            self._wait_writable()
+        self._hold(data, addr)
+
+    def _flush(self) -> None:
+        """Send the responses held while a batch was handled."""
+        out = self._out
+        self._out = []
+        start = 0
+        if not self._backlog:  # else they go behind what already waits
+            while start < len(out):
+                try:
+                    sent: int = self._send_batch(self._fd, self._family, out, start)
+                except (OSError, ValueError, TypeError, OverflowError) as exc:  # that one alone
+                    self._failed(exc)
+                    start += 1
+                    continue
+                if sent == 0:
+                    self._wait_writable()
+                    break
+                start += sent
+        for i in range(start, len(out)):
+            data, addr = out[i]
+            self._hold(data, addr)
+
+    def _failed(self, exc: Exception) -> None:
+        self.dropped += 1
+        self._protocol.error_received(exc)
+
+    def _wait_writable(self) -> None:
+        if not self._closing:
             self._loop.add_writer(self._fd, self._writable)
+
+    def _hold(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self._closing:
+            return
         if self._backlog_bytes + len(data) > MAX_UDP_BACKLOG:
             self.dropped += 1
             log.debug("UDP send buffer full: a %d-byte response to %s dropped", len(data), addr)
@@ -393,9 +443,8 @@ class DatagramSocket:
             try:
                 if not self._send_to(self._fd, self._family, data, addr):
                     return  # still full: wait for the next writable
-            except (OSError, ValueError) as exc:
-                self.dropped += 1
-                self._protocol.error_received(exc)
+            except (OSError, ValueError, TypeError, OverflowError) as exc:
+                self._failed(exc)
             backlog.popleft()
             self._backlog_bytes -= len(data)
         self._loop.remove_writer(self._fd)
@@ -406,11 +455,11 @@ class DatagramSocket:
             return
         self._closing = True
         self._loop.remove_reader(self._fd)
-        if self._backlog:
-            self._loop.remove_writer(self._fd)
-            self.dropped += len(self._backlog)
-            self._backlog.clear()
-            self._backlog_bytes = 0
+        self._loop.remove_writer(self._fd)
+        self.dropped += len(self._backlog) + len(self._out)
+        self._backlog.clear()
+        self._out.clear()
+        self._backlog_bytes = 0
         self._sock.close()
         self._loop.call_soon(self._protocol.connection_lost, None)
 

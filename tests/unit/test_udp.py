@@ -23,7 +23,13 @@ from test_transport import status_lines
 from sipresponder import server
 from sipresponder.config import Config
 from sipresponder.endpoint import Endpoint
-from sipresponder.transport import MAX_UDP_BACKLOG, DatagramSocket, Driver, UdpProtocol
+from sipresponder.transport import (
+    MAX_UDP_BACKLOG,
+    DatagramSocket,
+    Driver,
+    UdpCalls,
+    UdpProtocol,
+)
 
 UDP = load_c_module("_udp")
 pytestmark = pytest.mark.skipif(UDP is None, reason="the C UDP calls are not built here")
@@ -250,6 +256,78 @@ def test_send_to_over_ipv6_and_to_ipv4_from_a_dual_stack_socket(
     assert [d for d, _ in drain(v4, 2)] == [b"four", b"mapped"]
 
 
+def send_all(sock: socket.socket, items: list[tuple[bytes, tuple[Any, ...]]]) -> list[object]:
+    """What ``send_batch`` does with ``items`` from the start, call after call: each
+    call's count, or the exception an item raised (it is then skipped)."""
+    assert UDP is not None
+    results: list[object] = []
+    start = 0
+    for _ in range(len(items) + 1):
+        if start >= len(items):
+            break
+        try:
+            sent = UDP.send_batch(sock.fileno(), int(sock.family), items, start)
+        except (OSError, ValueError, TypeError, OverflowError) as exc:
+            results.append(type(exc))
+            start += 1
+            continue
+        results.append(sent)
+        start += sent
+    return results
+
+
+def test_send_batch_sends_in_order_to_each_destination(
+    sockets: Callable[..., socket.socket],
+) -> None:
+    sender, a, b = sockets(), sockets(), sockets()
+    plan = [a, b, b, a, b, a, a]
+    items = [(f"m{i}".encode(), t.getsockname()) for i, t in enumerate(plan)]
+    assert send_all(sender, items) == [len(items)]
+    assert [d for d, _ in drain(a, 4)] == [b"m0", b"m3", b"m5", b"m6"]
+    assert [d for d, _ in drain(b, 3)] == [b"m1", b"m2", b"m4"]
+
+
+def test_send_batch_sends_at_most_max_send_a_call(sockets: Callable[..., socket.socket]) -> None:
+    assert UDP is not None
+    sender, a = sockets(), sockets()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    items = [(str(i).encode(), a.getsockname()) for i in range(UDP.MAX_SEND + 10)]
+    assert send_all(sender, items) == [UDP.MAX_SEND, 10]
+    assert [d for d, _ in drain(a, len(items))] == [d for d, _ in items]
+
+
+def test_a_bad_item_is_refused_alone(sockets: Callable[..., socket.socket]) -> None:
+    sender, a = sockets(), sockets()
+    good = a.getsockname()
+    items: list[Any] = [
+        (b"one", good),
+        (b"two", ("localhost", 5060)),  # not numeric
+        (b"three", good),
+        ("four", good),  # not bytes
+        (b"five", ("127.0.0.1", 70000)),  # no such port
+        (b"six", good),
+    ]
+    assert send_all(sender, items) == [1, ValueError, 1, TypeError, OverflowError, 1]
+    assert [d for d, _ in drain(a, 3)] == [b"one", b"three", b"six"]
+
+
+def test_send_batch_refuses_bad_arguments(sockets: Callable[..., socket.socket]) -> None:
+    assert UDP is not None
+    s = sockets()
+    item = (b"x", ("127.0.0.1", 9))
+    with pytest.raises(TypeError):
+        UDP.send_batch(s.fileno(), int(s.family), (item,), 0)
+    with pytest.raises(IndexError):
+        UDP.send_batch(s.fileno(), int(s.family), [item], 1)
+    with pytest.raises(IndexError):
+        UDP.send_batch(s.fileno(), int(s.family), [], 0)
+    closed = bound()
+    fd = closed.fileno()
+    closed.close()
+    with pytest.raises(OSError):
+        UDP.send_batch(fd, int(socket.AF_INET), [item], 0)
+
+
 # ------------------------------------------------------------------ DatagramSocket
 
 
@@ -286,16 +364,91 @@ def receive(peer: socket.socket, got: list[bytes], count: int) -> Callable[[], b
     return enough
 
 
+def send_options(peer: socket.socket, sock: socket.socket, count: int, tag: str) -> None:
+    """``count`` OPTIONS from ``peer`` to ``sock``, Call-IDs ``<tag>0``..., answered back
+    to ``peer`` (its address in the Via)."""
+    host, port = peer.getsockname()
+    for i in range(count):
+        via = f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK-{tag}{i}"
+        peer.sendto(request("OPTIONS", via=via, call_id=f"{tag}{i}"), sock.getsockname())
+
+
 def answering(
     loop: asyncio.AbstractEventLoop,
-    calls: tuple[Callable[..., Any], Callable[..., Any]] | None = None,
+    calls: UdpCalls | None = None,
 ) -> tuple[DatagramSocket, UdpProtocol, socket.socket]:
     assert UDP is not None
     sock = bound()
     driver = Driver(Endpoint(Config(secret=b"k")), loop)
     protocol = UdpProtocol(driver)
-    transport = DatagramSocket(loop, sock, protocol, calls or (UDP.recv_batch, UDP.send_to))
+    transport = DatagramSocket(
+        loop, sock, protocol, calls or (UDP.recv_batch, UDP.send_to, UDP.send_batch)
+    )
     return transport, protocol, sock
+
+
+def test_the_responses_to_a_batch_go_in_one_send_batch_call(
+    loop: asyncio.AbstractEventLoop, sockets: Callable[..., socket.socket]
+) -> None:
+    assert UDP is not None
+    calls: list[int] = []
+    singles: list[bytes] = []
+
+    def send_batch(fd: int, family: int, items: list[Any], start: int) -> int:
+        calls.append(len(items) - start)
+        sent: int = UDP.send_batch(fd, family, items, start)
+        return sent
+
+    def send_to(fd: int, family: int, data: bytes, address: tuple[Any, ...]) -> bool:
+        singles.append(data)
+        return True
+
+    transport, _, sock = answering(loop, (UDP.recv_batch, send_to, send_batch))
+    peer = sockets()
+    send_options(peer, sock, 5, "b")
+    got: list[bytes] = []
+    run_until(loop, receive(peer, got, 5))
+    assert [f"Call-ID: b{i}".encode() in g for i, g in enumerate(got)] == [True] * 5
+    assert sum(calls) == 5 and len(calls) < 5 and singles == []
+    transport.sendto(b"at once", peer.getsockname())  # outside a batch: send_to
+    assert singles == [b"at once"]
+    transport.close()
+
+
+def test_a_batch_that_meets_a_full_buffer_waits_in_order(
+    loop: asyncio.AbstractEventLoop, sockets: Callable[..., socket.socket]
+) -> None:
+    assert UDP is not None
+    full = [True]
+    dropped_by_kernel: list[bytes] = []
+
+    def send_batch(fd: int, family: int, items: list[Any], start: int) -> int:
+        if full[0]:
+            return 0  # the send buffer is full
+        sent: int = UDP.send_batch(fd, family, items, start)
+        return sent
+
+    def send_to(fd: int, family: int, data: bytes, address: tuple[Any, ...]) -> bool:
+        if data == b"bad":
+            dropped_by_kernel.append(data)
+            raise OSError(1, "refused")
+        result: bool = UDP.send_to(fd, family, data, address)
+        return result
+
+    transport, _, _ = answering(loop, (UDP.recv_batch, send_to, send_batch))
+    peer = sockets()
+    addr = peer.getsockname()
+    transport._holding = True  # as while a batch is handled
+    for data in (b"r0", b"bad", b"r1"):
+        transport.sendto(data, addr)
+    transport._holding = False
+    transport._flush()
+    assert [d for d, _ in transport._backlog] == [b"r0", b"bad", b"r1"]
+    full[0] = False
+    run_until(loop, lambda: not transport._backlog)
+    assert [d for d, _ in drain(peer, 2)] == [b"r0", b"r1"]
+    assert dropped_by_kernel == [b"bad"] and transport.dropped == 1
+    transport.close()
 
 
 def test_datagram_socket_answers_each_request(
@@ -304,10 +457,7 @@ def test_datagram_socket_answers_each_request(
     transport, protocol, sock = answering(loop)
     assert protocol.local == sock.getsockname()
     peer = sockets()
-    host, port = peer.getsockname()
-    for i in range(40):  # more than one batch
-        via = f"SIP/2.0/UDP {host}:{port};rport;branch=z9hG4bK-d{i}"
-        peer.sendto(request("OPTIONS", via=via), sock.getsockname())
+    send_options(peer, sock, 40, "d")  # more than one batch
     got: list[bytes] = []
 
     run_until(loop, receive(peer, got, 40))
@@ -331,7 +481,7 @@ def test_a_full_send_buffer_holds_responses_in_order_then_sends_them(
         result: bool = UDP.send_to(fd, family, data, address)
         return result
 
-    transport, _, _ = answering(loop, (UDP.recv_batch, send_to))
+    transport, _, _ = answering(loop, (UDP.recv_batch, send_to, UDP.send_batch))
     peer = sockets()
     for i in range(3):
         transport.sendto(b"r%d" % i, peer.getsockname())
@@ -349,7 +499,7 @@ def test_the_backlog_is_bounded_and_close_drops_it(
     loop: asyncio.AbstractEventLoop, sockets: Callable[..., socket.socket]
 ) -> None:
     assert UDP is not None
-    transport, _, _ = answering(loop, (UDP.recv_batch, lambda *args: False))
+    transport, _, _ = answering(loop, (UDP.recv_batch, lambda *args: False, UDP.send_batch))
     peer = sockets()
     chunk = b"x" * 1000
     for _ in range(MAX_UDP_BACKLOG // 1000 + 5):
@@ -387,12 +537,8 @@ def test_an_error_in_one_datagram_does_not_lose_the_rest(
     transport, protocol, sock = answering(loop)
     protocol.driver.loop = FailingClock(loop, 2)  # type: ignore[assignment]
     peer = sockets()
-    host, port = peer.getsockname()
-    for i in range(3):
-        via = f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK-e{i}"
-        peer.sendto(request("OPTIONS", via=via, call_id=f"e{i}"), sock.getsockname())
+    send_options(peer, sock, 3, "e")
     got: list[bytes] = []
-
     run_until(loop, receive(peer, got, 2))
     assert [b"Call-ID: e0" in g for g in got] == [True, False]
     assert [b"Call-ID: e2" in g for g in got] == [False, True]
