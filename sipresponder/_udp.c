@@ -97,7 +97,7 @@ recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "recv_batch takes 2 arguments");
         return NULL;
     }
-    int fd = int_argument(args[0], "recv_batch: fd");
+    int fd = int_argument(args[0], "fd");
     if (fd < 0)
         return NULL;
     long count = PyLong_AsLong(args[1]);
@@ -136,10 +136,8 @@ recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         messages[got++].msg_len = (unsigned int)n;
     }
-    if (got > 0)
-        errno = 0;
-    else
-        got = -1;
+    if (got == 0)
+        got = -1;  /* errno from the first recvmsg */
 #endif
     if (got < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -271,6 +269,23 @@ destination(int family, PyObject *address)
     return make_dest(family, host, port);
 }
 
+/* The first arguments of send_to and send_batch: ``nargs`` must be 4, and args[0] and
+   args[1] the socket's fd and address family.  0, or -1 with an exception set. */
+static int
+socket_arguments(PyObject *const *args, Py_ssize_t nargs, const char *name, int *fd,
+                 int *family)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "%s takes 4 arguments", name);
+        return -1;
+    }
+    *fd = int_argument(args[0], "fd");
+    if (*fd < 0)
+        return -1;
+    *family = int_argument(args[1], "family");
+    return *family < 0 ? -1 : 0;
+}
+
 /* send_to(fd, family, data, address) -> bool
 
    Send ``data`` (bytes) in one datagram on the non-blocking socket ``fd`` of ``family``
@@ -280,15 +295,8 @@ destination(int family, PyObject *address)
 static PyObject *
 send_to(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "send_to takes 4 arguments");
-        return NULL;
-    }
-    int fd = int_argument(args[0], "send_to: fd");
-    if (fd < 0)
-        return NULL;
-    int family = int_argument(args[1], "send_to: family");
-    if (family < 0)
+    int fd, family;
+    if (socket_arguments(args, nargs, "send_to", &fd, &family) < 0)
         return NULL;
     PyObject *data = args[2], *address = args[3];
     if (!PyBytes_Check(data)) {
@@ -325,15 +333,8 @@ static struct sockaddr_storage out_names[MAX_SEND];
 static PyObject *
 send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "send_batch takes 4 arguments");
-        return NULL;
-    }
-    int fd = int_argument(args[0], "send_batch: fd");
-    if (fd < 0)
-        return NULL;
-    int family = int_argument(args[1], "send_batch: family");
-    if (family < 0)
+    int fd, family;
+    if (socket_arguments(args, nargs, "send_batch", &fd, &family) < 0)
         return NULL;
     PyObject *items = args[2];
     if (!PyList_Check(items)) {

@@ -217,7 +217,6 @@ class Endpoint:
         self._acked_old: set[Hashable] = set()
         self._acked_since = 0.0
         self._noticed: set[tuple[str, str]] = set()
-        self._locals: dict[tuple[tuple[str, int], str], Local] = {}
         self.signer = NonceSigner(self.secret)
         #: ``time.time() - loop.time()``, set by the shell: nonces carry wall-clock time.
         self.wall_offset = 0.0
@@ -972,11 +971,6 @@ class Endpoint:
         local = flow.answering
         if local is not None:
             return local  # the usual case: kept on the flow, which the transport keeps
-        key = (flow.local, flow.transport)
-        local = self._locals.get(key)
-        if local is not None:
-            flow.answering = local
-            return local
         host = plain_ip(flow.local[0])
         if _unspecified(host):
             # A wildcard socket: the Request-URI says which of our addresses was used.
@@ -984,8 +978,6 @@ class Endpoint:
             host = uri_h if uri_h is not None and is_ip(uri_h) else "127.0.0.1"
             return Local(host, flow.local[1], flow.transport)
         local = Local(host, flow.local[1], flow.transport)
-        if len(self._locals) < 64:  # one per listening socket
-            self._locals[key] = local
         flow.answering = local
         return local
 

@@ -297,6 +297,11 @@ UDP_BATCH: Final = 32
 MAX_UDP_BACKLOG: Final = 1 << 20
 
 
+#: What ``send_to`` and ``send_batch`` raise for a datagram they cannot send (an error
+#: from the kernel, an address that is not numeric, a port out of range, a wrong type):
+#: that one is dropped and counted, the rest go on.
+_SEND_ERRORS: Final = (OSError, ValueError, TypeError, OverflowError)
+
 #: ``recv_batch``, ``send_to`` and ``send_batch`` of ``_udp.c`` (see ``udp_calls``).
 UdpCalls = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
 
@@ -386,12 +391,7 @@ class DatagramSocket:
             try:
                 if self._send_to(self._fd, self._family, data, addr):
                     return
-            except (
-                OSError,
-                ValueError,
-                TypeError,
-                OverflowError,
-            ) as exc:  # e.g. no route: nothing to do
+            except _SEND_ERRORS as exc:
                 self._failed(exc)
                 return
             self._wait_writable()
@@ -406,7 +406,7 @@ class DatagramSocket:
             while start < len(out):
                 try:
                     sent: int = self._send_batch(self._fd, self._family, out, start)
-                except (OSError, ValueError, TypeError, OverflowError) as exc:  # that one alone
+                except _SEND_ERRORS as exc:  # that one alone
                     self._failed(exc)
                     start += 1
                     continue
@@ -443,7 +443,7 @@ class DatagramSocket:
             try:
                 if not self._send_to(self._fd, self._family, data, addr):
                     return  # still full: wait for the next writable
-            except (OSError, ValueError, TypeError, OverflowError) as exc:
+            except _SEND_ERRORS as exc:
                 self._failed(exc)
             backlog.popleft()
             self._backlog_bytes -= len(data)
