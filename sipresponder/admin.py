@@ -250,9 +250,26 @@ class EndpointCollector(Collector):
         yield responses
         yield GaugeMetricFamily(
             "sipresponder_in_flight_transactions",
-            "Server transactions in flight",
+            "Server transactions that may still send something (--max-transactions)",
             value=len(ep.transactions),
         )
+        absorbing = GaugeMetricFamily(
+            "sipresponder_absorbers",
+            "Ended INVITE transactions kept as a bare key to absorb retransmissions, by "
+            "timer: I (ACKed non-2xx, RFC 3261 §17.2.1), L (ACKed 2xx, RFC 6026 §8.7)",
+            labels=["timer"],
+        )
+        evicted = CounterMetricFamily(
+            "sipresponder_absorbers_evicted",
+            "Absorber keys let go before their timer because the table was full "
+            "(--max-absorbers), by timer",
+            labels=["timer"],
+        )
+        for timer, table in (("I", ep.confirmed), ("L", ep.acked)):
+            absorbing.add_metric([timer], len(table))
+            evicted.add_metric([timer], table.evicted)
+        yield absorbing
+        yield evicted
         violations = CounterMetricFamily(
             "sipresponder_violations",
             "Client violations of an RFC, by the rule broken",
@@ -590,6 +607,8 @@ OPENAPI: dict[str, Any] = {
                         "description": "sipresponder_requests_total{method}, "
                         "sipresponder_responses_total{method,code}, "
                         "sipresponder_in_flight_transactions, "
+                        "sipresponder_absorbers{timer}, "
+                        "sipresponder_absorbers_evicted_total{timer}, "
                         "sipresponder_violations_total{rule}, "
                         "sipresponder_parse_errors_total, sipresponder_retransmissions_total, "
                         "sipresponder_dropped_total, sipresponder_overload_total, "

@@ -109,7 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100_000,
         metavar="N",
-        help="in-flight transactions before new requests get 503 (default %(default)s)",
+        help="transactions that may still send something before new requests get 503 "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--max-absorbers",
+        type=int,
+        default=131_072,
+        metavar="N",
+        help="ACKed INVITEs kept as a bare key to absorb retransmissions, per table (Timer "
+        "I, Timer L); when full the oldest goes (default %(default)s)",
     )
     p.add_argument(
         "--max-headers",
@@ -300,6 +309,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_ring=args.max_ring,
         max_message_size=args.max_message_size,
         max_transactions=args.max_transactions,
+        max_absorbers=args.max_absorbers,
         max_headers=args.max_headers,
         max_header_line=args.max_header_line,
         max_connections=args.max_connections,

@@ -38,7 +38,13 @@ class Config:
     connection is closed)."""
 
     max_transactions: int = 100_000
-    """In-flight transactions kept at once; beyond it new requests get 503."""
+    """Transactions that may still send something (Proceeding, Completed before the ACK,
+    a 2xx being resent, a delayed answer), kept at once; beyond it new requests get 503."""
+
+    max_absorbers: int = 131_072
+    """Ended transactions kept as a bare key to absorb retransmissions, in each of two
+    tables: INVITEs ACKed after a non-2xx (Timer I, RFC 3261 §17.2.1) and INVITEs whose
+    2xx was ACKed (Timer L, RFC 6026 §8.7).  When one is full its oldest key goes."""
 
     max_headers: int = 256
     """Header lines a message may have (folded lines count); more get 513."""
@@ -185,6 +191,8 @@ class Config:
             raise ConfigError("--journal-size: must be 0 or more")
         if self.max_transactions < 1:
             raise ConfigError("--max-transactions: must be at least 1")
+        if self.max_absorbers < 1:
+            raise ConfigError("--max-absorbers: must be at least 1")
         for flag, value, least in (
             ("--max-headers", self.max_headers, 16),
             ("--max-header-line", self.max_header_line, 256),

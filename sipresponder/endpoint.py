@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import heapq
 import ipaddress
 import logging
 from collections.abc import Callable, Hashable
 from typing import Final, cast
 
+from .absorbers import Absorbers
 from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
 from .errors import ParseError
@@ -58,6 +58,7 @@ from .transaction import (
     ack_key,
     transaction_key,
 )
+from .wheel import TimerWheel
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,6 @@ _SDP_TYPES: Final = frozenset({"application/sdp", "application/*", "*/*"})
 _VIOLATION_LOG_RATE: Final = 20
 #: How many (oddity, source address) pairs are remembered as already logged.
 _NOTICE_LIMIT: Final = 4096
-#: Timer resolution: transaction timers are kept in slots of 1/TIMER_TICKS s and fire at
-#: the end of theirs, up to that much late and never early.  RFC 3261's timers are no
-#: finer than T1 = 500 ms (Kamailio's tick is 1/16 s); a heap of exact deadlines cost a
-#: tuple and a dozen comparisons per timer with tens of thousands in flight.
-TIMER_TICKS: Final = 256
 #: Methods whose transaction a CANCEL may find besides INVITE's.
 _CANCELLABLE: Final = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
 
@@ -206,16 +202,14 @@ class Endpoint:
         self.transactions: dict[Hashable, ServerTransaction] = {}
         #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
         self.accepted: dict[Hashable, ServerTransaction] = {}
-        #: Transactions by timer slot (``_slot(deadline)``); a transaction whose deadline
-        #: moved stays in its old slot too, skipped there.  The slots, in a heap of ints.
-        self._slots: dict[int, list[ServerTransaction]] = {}
-        self._slot_heap: list[int] = []
-        # Keys of INVITEs whose 2xx was ACKed: a late retransmission of one is absorbed
-        # (RFC 6026 §8.7) for Timer L.  Two generations, swapped every 64*T1, keep this
-        # to bare keys with no timer per entry.
-        self._acked_new: set[Hashable] = set()
-        self._acked_old: set[Hashable] = set()
-        self._acked_since = 0.0
+        #: When each transaction is to be woken next.
+        self.wheel = TimerWheel()
+        # Transactions that only absorb retransmissions keep their key alone, bounded on
+        # their own (--max-absorbers), outside ``transactions``: the INVITEs ACKed after a
+        # non-2xx, Confirmed for Timer I (RFC 3261 §17.2.1), and those whose 2xx was
+        # ACKed, for Timer L (RFC 6026 §8.7).
+        self.confirmed = Absorbers(self.timers.t4, config.max_absorbers)
+        self.acked = Absorbers(64 * self.timers.t1, config.max_absorbers)
         self._noticed: set[tuple[str, str]] = set()
         self.signer = NonceSigner(self.secret)
         #: ``time.time() - loop.time()``, set by the shell: nonces carry wall-clock time.
@@ -306,18 +300,20 @@ class Endpoint:
         return self._reject(ParseError(err.reason, err.status, msg), flow)
 
     def handle_timers(self, now: float) -> list[Send]:
-        """Run every transaction timer due at ``now``."""
+        """Run every transaction timer due at ``now``, and let expired absorbers go."""
         self._last_now = now
+        self.confirmed.expire(now)
+        self.acked.expire(now)
         out: list[Send] = []
-        heap = self._slot_heap
-        slots = self._slots
-        while heap and heap[0] <= now * TIMER_TICKS:
-            for txn in slots.pop(heapq.heappop(heap)):
-                deadline = txn.scheduled
-                if deadline is None or deadline > now or txn.terminated:
-                    continue  # moved to a later slot, or already done
-                txn.scheduled = None
-                self._fire(txn, now, out)
+        wheel = self.wheel
+        # Again until nothing is due: a timer may set another that is due already.
+        for _ in range(1000):
+            fired = wheel.due(now)
+            if not fired:
+                break
+            for txn in fired:
+                if not txn.terminated:
+                    self._fire(txn, now, out)
         return out
 
     def _fire(self, txn: ServerTransaction, now: float, out: list[Send]) -> None:
@@ -342,22 +338,11 @@ class Endpoint:
         return out
 
     def next_deadline(self) -> float | None:
-        """When ``handle_timers`` has something to do next: the end of the earliest slot
-        holding a live timer (stale entries met on the way are dropped), or None."""
-        heap = self._slot_heap
-        slots = self._slots
-        while heap:
-            slot = heap[0]
-            txns = slots[slot]
-            while txns:
-                txn = txns[-1]
-                deadline = txn.scheduled
-                if deadline is not None and not txn.terminated and _slot(deadline) == slot:
-                    return slot / TIMER_TICKS
-                txns.pop()  # from the end: each stale entry is looked at once
-            heapq.heappop(heap)
-            del slots[slot]
-        return None
+        """When ``handle_timers`` has something to do next: the end of the earliest timer
+        slot holding a transaction, or None.  Absorbers ask for no wake-up: they are let
+        go by the next timer or when their table is full, and ``holds`` reads their
+        expiry, so one that outlives it absorbs nothing."""
+        return self.wheel.next_deadline()
 
     # ------------------------------------------------------------------ inside
 
@@ -378,7 +363,7 @@ class Endpoint:
         absorbed = (
             txn is None
             and method == "INVITE"
-            and (key in self._acked_new or key in self._acked_old)
+            and (self.confirmed.holds(key, now) or self.acked.holds(key, now))
         )
         if self.journal is not None:
             self._record_in(req, flow, now, txn is not None or absorbed)
@@ -403,8 +388,9 @@ class Endpoint:
         if method == "CANCEL":
             return self._cancel(req, flow, now)
         if absorbed:
+            # RFC 3261 §17.2.1: absorbed in Confirmed; RFC 6026 §8.7: absorbed after a 2xx.
             self.stats["retransmissions"] += 1
-            return []  # RFC 6026 §8.7: a retransmitted INVITE after its 2xx is absorbed
+            return []
         if method == "BYE" and self.journal is not None:
             self._judge_bye(req, now)
         assert key is not None
@@ -606,7 +592,10 @@ class Endpoint:
 
     def _ack(self, req: Request, now: float) -> None:
         self.stats["acks"] += 1
-        txn = self.transactions.get(transaction_key(req))
+        key = transaction_key(req)
+        txn = self.transactions.get(key)
+        if txn is None and self.confirmed.holds(key, now):
+            return  # RFC 3261 §17.2.1: Confirmed absorbs the ACK's retransmissions
         if txn is not None:
             final = txn.final_code
             if final is None:
@@ -643,7 +632,15 @@ class Endpoint:
         accepted = txn.state is State.ACCEPTED
         txn.ack(now)
         if accepted:
-            self._remember_acked(txn.key, now)
+            self.acked.add(txn.key, now)
+        elif txn.state is State.CONFIRMED:
+            # It only absorbs from now on: its key is enough (--max-absorbers), and the
+            # transaction leaves the count of those that may still send.
+            self.transactions.pop(txn.key, None)
+            self.wheel.cancel(txn)  # let go of it now, not when Timer G would come up
+            if not txn.reliable:
+                self.confirmed.add(txn.key, now)
+            return
         self._after(txn, [])
 
     def _cancel(self, req: Request, flow: Flow, now: float) -> list[Send]:
@@ -694,6 +691,7 @@ class Endpoint:
                 self.accepted[txn.ack_key] = txn
         if txn.terminated:
             self.transactions.pop(txn.key, None)
+            self.wheel.cancel(txn)  # a 2xx's Timer L is 32 s away: let go of it now
             if txn.ack_key is not None and self.accepted.get(txn.ack_key) is txn:
                 del self.accepted[txn.ack_key]
             if txn.end is End.NO_ACK:
@@ -713,26 +711,10 @@ class Endpoint:
                 )
             return
         deadline = txn.next_deadline
-        if deadline is not None and deadline != txn.scheduled:
-            txn.scheduled = deadline
-            slot = _slot(deadline)
-            txns = self._slots.get(slot)
-            if txns is None:
-                self._slots[slot] = [txn]
-                heapq.heappush(self._slot_heap, slot)
-            else:
-                txns.append(txn)
-
-    def _remember_acked(self, key: Hashable, now: float) -> None:
-        timer_l = 64 * self.timers.t1  # RFC 6026 §8.11
-        if (
-            now - self._acked_since >= timer_l
-            or len(self._acked_new) >= self.config.max_transactions
-        ):
-            self._acked_old = self._acked_new
-            self._acked_new = set()
-            self._acked_since = now
-        self._acked_new.add(key)
+        if deadline is None:
+            self.wheel.cancel(txn)
+        else:
+            self.wheel.schedule(txn, deadline)
 
     # ------------------------------------------------------- journal, verdicts
 
@@ -1012,14 +994,6 @@ def _final_only(plan: Plan) -> Plan:
 #: ``_final_only``'s plans: id -> (the plan, its final step alone).  The plan is held, so
 #: its id is not reused while remembered.
 _FINAL_ONLY: Final[dict[int, tuple[Plan, Plan]]] = {}
-
-
-def _slot(deadline: float) -> int:
-    """The timer slot of a deadline: the one whose end, ``slot / TIMER_TICKS``, is the
-    first tick at or after it (a deadline on a tick keeps its exact time)."""
-    ticks = deadline * TIMER_TICKS
-    slot = int(ticks)  # toward zero: the ceiling of a negative number
-    return slot + 1 if slot < ticks else slot
 
 
 def _step_extras(step: Step, extras: Extras, values: dict[str, str]) -> Extras:

@@ -117,6 +117,7 @@ class ServerTransaction:
         "request",
         "retx_interval",
         "scheduled",
+        "slot_index",
         "start_time",
         "state",
         "step_index",
@@ -164,7 +165,9 @@ class ServerTransaction:
         self.t_retx: float | None = None
         self.retx_interval = 0.0
         self.t_end: float | None = None
+        #: The deadline it is filed under in the owner's timer wheel, and where.
         self.scheduled: float | None = None
+        self.slot_index = 0
         #: Set by the owner for an INVITE: the key its 2xx's ACK will be found by.
         self.ack_key: Hashable = None
         self.method = request.method

@@ -301,8 +301,12 @@ def test_metrics_after_known_traffic(start_responder_with: StartResponder) -> No
     assert m[("sipresponder_handling_seconds_count", ())] == received
     assert m[("sipresponder_handling_seconds_bucket", (("le", "+Inf"),))] == received
     assert 0 < m[("sipresponder_handling_seconds_sum", ())] < received
+    # The 487 was ACKed: no longer in flight, its key absorbs for Timer I (§17.2.1).
     in_flight = m[("sipresponder_in_flight_transactions", ())]
-    assert in_flight == api.ok("/healthz")["in_flight"] >= 1  # the 487 awaits Timer I
+    assert in_flight == api.ok("/healthz")["in_flight"] == 0
+    assert m[("sipresponder_absorbers", (("timer", "I"),))] == 1
+    assert m[("sipresponder_absorbers", (("timer", "L"),))] == 0
+    assert m[("sipresponder_absorbers_evicted_total", (("timer", "I"),))] == 0
 
 
 def test_openapi_and_json_errors(start_responder_with: StartResponder) -> None:

@@ -8,11 +8,12 @@ import pytest
 from helpers import SDP_OFFER, request
 
 from sipresponder.config import Config
-from sipresponder.endpoint import TIMER_TICKS, Endpoint, Flow, Send, TransactionRecord
+from sipresponder.endpoint import Endpoint, Flow, Send, TransactionRecord
 from sipresponder.journal import Journal
 from sipresponder.message import Response
 from sipresponder.parser import FramingError, parse_message
 from sipresponder.transaction import Timers
+from sipresponder.wheel import TIMER_TICKS
 
 UDP = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.1", 5060), conn=None)
 TCP = Flow("tcp", ("192.0.2.1", 40000), ("127.0.0.1", 5060), conn="conn-1")
@@ -311,7 +312,7 @@ def test_memory_stays_flat_over_many_calls() -> None:
         ep.handle_timers(now)
     advance(ep, now + 100.0)
     assert ep.transactions == {} and ep.accepted == {}
-    assert ep._slots == {} and ep._slot_heap == []
+    assert len(ep.wheel) == 0 and ep.wheel.next_deadline() is None
 
 
 def test_a_timer_fires_at_the_end_of_its_slot_never_before_its_deadline() -> None:
@@ -334,7 +335,7 @@ def test_a_timer_moved_or_ended_leaves_nothing_due_behind() -> None:
     ack = request("ACK", "bob", branch="z9hG4bK-ack", cseq="1 ACK", to=ok.header("To"))
     ep.receive(ack, UDP, 0.1)
     # The ACK ended the transaction: its slot is dropped, no wake-up is asked for.
-    assert ep.next_deadline() is None and ep._slots == {}
+    assert ep.next_deadline() is None and len(ep.wheel) == 0
     # A ringing INVITE, cancelled: its ring limit (120 s) gives way to Timer G.
     ringing = request("INVITE", "180", branch="z9hG4bK-r", call_id="r")
     tag = responses(ep.receive(ringing, UDP, 1.0))[1].header("To")
@@ -468,3 +469,4 @@ def test_contact_follows_the_socket_or_on_a_wildcard_socket_the_request_uri() ->
         invite = request("INVITE", "200", branch=f"z9hG4bK-p{n}", call_id=f"p{n}", uri=uri)
         [ok] = [r for r in responses(ep.receive(invite, plain, 0.0)) if r.status == 200]
         assert ok.header("Contact") == "<sip:sipresponder@127.0.0.9:5060>"
+
