@@ -716,8 +716,10 @@ party(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
    ``parser._request_line`` for a line it finds nothing wrong with: three parts between
    single spaces, none empty, the method all token characters and the Request-URI not
-   in angle brackets.  None for any other line, and for text that is not ASCII: the
-   Python function reads it and notes what is wrong. */
+   in angle brackets, with at most two colons (a scheme's and a port's: a URI with more
+   may hold an IPv6 host without its brackets, which the Python function looks into).
+   None for any other line, and for text that is not ASCII: the Python function reads
+   it and notes what is wrong. */
 static PyObject *
 request_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -744,6 +746,14 @@ request_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < a; i++)
         if (!is_token(s[i]))
             Py_RETURN_NONE;
+    const Py_UCS1 *colon = s + a;  /* a third colon in the URI: left to Python */
+    for (int k = 0; k < 3; k++) {
+        colon = memchr(colon + 1, ':', (size_t)(sp2 - colon - 1));
+        if (colon == NULL)
+            break;
+        if (k == 2)
+            Py_RETURN_NONE;
+    }
     PyObject *method = PyUnicode_Substring(line, 0, a);
     PyObject *uri = method == NULL ? NULL : PyUnicode_Substring(line, a + 1, b);
     PyObject *version = uri == NULL ? NULL : PyUnicode_Substring(line, b + 1, n);

@@ -270,6 +270,19 @@ def _request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, 
     return _python_request_line(start_line, errors)
 
 
+def _bare_ipv6(uri: str) -> bool:
+    """Whether a sip/sips URI's host is an IPv6 address without its brackets, as in
+    ``sip:2001:db8::10`` (RFC 5118 §4.2, RFC 3261 §25.1: ``IPv6reference``).  Asked only
+    of a URI with more than two colons: one for the scheme, one for a port."""
+    scheme, _, rest = uri.partition(":")
+    if scheme.lower() not in ("sip", "sips"):
+        return False
+    # The user part may hold ";" and "?" (§25.1 user-unreserved), parameters and
+    # headers hold no "@": the host follows the last "@".
+    hostport = rest[rest.rfind("@") + 1 :].split(";", 1)[0].split("?", 1)[0]
+    return not hostport.startswith("[") and hostport.count(":") > 1
+
+
 def _python_request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
     """``_request_line`` in Python: the definition, which the pure-Python core runs."""
     parts = start_line.split(" ")
@@ -283,6 +296,8 @@ def _python_request_line(start_line: str, errors: list[tuple[int, str]]) -> tupl
         errors.append((400, "Malformed Method"))
     if uri[:1] == "<":
         errors.append((400, "Malformed Request-URI"))  # RFC 4475 §3.1.2.7: no <> here
+    elif uri.count(":") > 2 and _bare_ipv6(uri):
+        errors.append((400, "Malformed Request-URI: an IPv6 address must be in brackets"))
     return method, uri, version
 
 

@@ -470,3 +470,11 @@ def test_contact_follows_the_socket_or_on_a_wildcard_socket_the_request_uri() ->
         [ok] = [r for r in responses(ep.receive(invite, plain, 0.0)) if r.status == 200]
         assert ok.header("Contact") == "<sip:sipresponder@127.0.0.9:5060>"
 
+
+def test_a_request_uri_with_a_bare_ipv6_host_gets_400_saying_so() -> None:
+    ep, _ = make()
+    out = responses(ep.receive(request("REGISTER", uri="sip:2001:db8::10"), UDP, 0.0))
+    assert [r.status for r in out] == [400]
+    assert out[0].reason == "Malformed Request-URI: an IPv6 address must be in brackets"
+    out = responses(ep.receive(request("REGISTER", uri="sip:[2001:db8::10]"), UDP, 0.0))
+    assert [r.status for r in out] == [200]

@@ -367,3 +367,37 @@ def test_max_forwards_must_be_digits(value: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_message(data)
     assert (info.value.status, info.value.reason) == (400, "Malformed Max-Forwards Header")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sip:2001:db8::10",  # RFC 5118 §4.2
+        "sip:alice@2001:db8::10",
+        "sips:alice@2001:db8::10:5061;transport=tcp",
+        "sip:::1",
+    ],
+)
+def test_an_ipv6_host_without_brackets_is_a_400(uri: str) -> None:
+    data = request("REGISTER", uri=uri)
+    with pytest.raises(ParseError) as info:
+        parse_message(data)
+    assert info.value.status == 400
+    assert "IPv6 address must be in brackets" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sip:[2001:db8::10]",
+        "sip:alice@[2001:db8::10]:5060;maddr=[2001:db8::1]",
+        "sip:alice:secret@example.com:5060",  # a password: one colon in the user part
+        "sip:a;b=c:d@example.com:5060",  # user-unreserved ";", then a ":" of its own
+        "sip:example.com;x=a:b:c",  # colons in a parameter
+        "sip:example.com?Subject=a:b:c",  # and in a header
+        "tel:+1-201-555-0123;ext=1:2:3",
+    ],
+)
+def test_other_uris_with_colons_are_not_taken_for_bare_ipv6(uri: str) -> None:
+    msg = parse_message(request("OPTIONS", uri=uri))
+    assert isinstance(msg, Request) and msg.uri == uri
