@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             built = args.large + WARMUPS.get(case, WARMUP)
             small = (args.small, count(valgrind, script, case, args.small, built))
             large = (args.large, count(valgrind, script, case, args.large, built))
-            print(f"| {case} | {per_op(small, large) / 1000:,.0f} k |", flush=True)
+            print(f"| {case} | {per_op(small, large) / 1000:,.1f} k |", flush=True)
     return 0
 
 

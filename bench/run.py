@@ -1538,7 +1538,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="start no new measurement after this long (default 12 a round)",
     )
+    p.add_argument(
+        "--sustain",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="instead: SECONDS at --sustain-share of the ceiling (a --seconds run, 10 by "
+        "default) for the busy and full call (or --flows) over --transports; no 503, no "
+        "failed call, RSS flat (bench/sustain.py). The responder alone unless --targets "
+        "names the references too; JSON in bench/results/sustain.json",
+    )
+    p.add_argument(
+        "--sustain-share",
+        type=float,
+        default=0.95,
+        help="with --sustain: the open-loop rate as a share of the ceiling (0.95)",
+    )
+    p.add_argument(
+        "--sustain-growth",
+        type=float,
+        default=0.10,
+        help="with --sustain: the RSS growth allowed from 10 s to the end (0.10)",
+    )
     args = p.parse_args(argv)
+    args.flows_given = args.flows is not None
+    if args.sustain is not None:
+        if not 15 <= args.sustain <= 3600:
+            p.error("--sustain: give 15 to 3600 seconds (RSS is first taken at 10 s)")
+        if not 0 < args.sustain_share <= 2:
+            p.error("--sustain-share: give a share above 0, up to 2")
+        if args.scaling or args.stateless:
+            p.error("--sustain: no --scaling or --stateless")
+        if args.targets is None:
+            args.targets = ["responder"]  # the references only when asked for, as controls
+        if args.seconds is None:
+            args.seconds = 10.0  # the ceiling of a run long enough to be held, not a burst
     if args.seconds is None:
         args.seconds = 1.5 if args.quick else 3.0
     if args.steps is None:
@@ -1572,7 +1606,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.flows is None:
         args.flows = ["busy"] if args.scaling else list(FLOWS)
     if args.json is None:
-        name = "scaling" if args.scaling else "stateless" if args.stateless else "latest"
+        name = (
+            "sustain"
+            if args.sustain is not None
+            else "scaling"
+            if args.scaling
+            else "stateless"
+            if args.stateless
+            else "latest"
+        )
         args.json = BENCH / "results" / f"{name}.json"
     return args
 
@@ -1614,6 +1656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, flush=True)
 
     machine = machine_info(settings, targets)
+    if args.sustain is not None:
+        return _sustain(args, settings, machine, started_at, began, log)
     # (target, flow, transport, SIPp's -t), in the order measured.
     plan: list[tuple[Target, Flow, str, str]] = []
     for flow_name in args.flows:
@@ -1673,11 +1717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (cells if cell.workers is None else scaling).append(cell)
     duration = time.monotonic() - began
     result = {
-        "schema": 1,
-        "started": started_at,
-        "duration_s": round(duration, 1),
-        "command": " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]),
-        "machine": machine,
+        **_result_head(started_at, duration, machine),
         "stateless": args.stateless,
         "settings": {
             "seconds": args.seconds,
@@ -1749,6 +1789,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if all(c.status in ("ok", "not installed") for c in done) else 1
+
+
+def _result_head(started_at: str, duration: float, machine: dict[str, Any]) -> dict[str, Any]:
+    """What every results file opens with: when, how long, the command, the machine."""
+    return {
+        "schema": 1,
+        "started": started_at,
+        "duration_s": round(duration, 1),
+        "command": " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]),
+        "machine": machine,
+    }
+
+
+def _sustain(
+    args: argparse.Namespace,
+    settings: Settings,
+    machine: dict[str, Any],
+    started_at: str,
+    began: float,
+    log: Callable[[str], None],
+) -> int:
+    """``--sustain``: bench/sustain.py's cells, with this module as its harness."""
+    import sustain  # bench/sustain.py, beside this script (sys.path[0] when it runs)
+
+    try:
+        status, part = sustain.main(sys.modules[__name__], args, settings, log)
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        return 130
+    finally:
+        _stop_all()
+    duration = time.monotonic() - began
+    result = {**_result_head(started_at, duration, machine), "sustain": part}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    log(f"{len(part['cells'])} cells in {duration:.0f} s; JSON in {_rel(args.json)}")
+    if not args.keep:
+        shutil.rmtree(settings.workdir, ignore_errors=True)
+    return status
 
 
 def _rel(path: Path) -> str:

@@ -1,0 +1,315 @@
+"""``bench/run.py --sustain SECONDS``: hold 0.95x the ceiling for minutes, not seconds.
+
+The cells of ``make bench`` run for 3 s: too short to meet what builds up over a load
+test that runs for minutes (transactions held through Timer I, absorbers, the journal).
+For each flow x transport (default: the busy call and the full call, UDP and TCP), on a
+freshly started responder each time:
+
+1. the closed-loop ceiling, as ``make bench`` measures it (``--seconds``);
+2. an open-loop run at ``--sustain-share`` (0.95) of that ceiling for SECONDS
+   (``-r R -m R*SECONDS``), the responder's resident memory (VmRSS) sampled every second.
+
+A cell holds when every call completed (none failed, no unexpected message, SIPp kept
+the pace), the responder answered no 503, and its RSS at the end is within
+``--sustain-growth`` (10 %) of its RSS at 10 s.  The 503s are counted from the
+responder's own log (its per-transaction lines and per-second summaries at INFO, the
+default), so a 503 is seen even where SIPp would count the call as failed for another
+reason.  ``--targets`` adds SIPp's UAS and Kamailio under the same protocol, as controls
+of what the machine and SIPp sustain at all (their 503 count is 0: not read).  Prints a
+Markdown table; JSON in bench/results/sustain.json.
+
+Imported by ``bench/run.py``, which hands over its own module (``harness``): the targets,
+SIPp's command and the process helpers are its.  Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: The flows a sustained run measures by default: those that keep per-call state.
+FLOWS = ("busy", "call")
+#: When the first RSS figure is taken, in seconds after the open-loop run started.
+SETTLED = 10.0
+_SUMMARY = re.compile(r"summary: \d+ transactions in 1 s \([^)]*\): (.*)$")
+_SUMMARY_ITEM = re.compile(r"(\S+) (\d+|-): (\d+)")
+_LINE_503 = re.compile(r" -> (?:\d+ )*503$")
+
+
+def count_503(log_text: str) -> int:
+    """503 answers in a responder log: its lines per transaction (``INVITE sip:... from
+    ... -> 100 503``) and its summaries of busy seconds (``INVITE 503: 12``)."""
+    total = 0
+    for line in log_text.splitlines():
+        summary = _SUMMARY.search(line)
+        if summary is not None:
+            total += sum(
+                int(n) for _, code, n in _SUMMARY_ITEM.findall(summary.group(1)) if code == "503"
+            )
+        elif _LINE_503.search(line):
+            total += 1
+    return total
+
+
+def vmrss_kib(text: str) -> int:
+    """VmRSS from a /proc/PID/status text (0 when missing)."""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class RssSampler:
+    """Samples one process's VmRSS about once a second in a thread, until ``stop``."""
+
+    def __init__(self, pid: int, interval: float = 1.0) -> None:
+        self.pid = pid
+        self.interval = interval
+        #: (seconds since ``start``, VmRSS in KiB)
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._began = 0.0
+
+    def start(self) -> None:
+        self._began = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        for _ in range(100_000):  # bounded: a day of samples at most
+            try:
+                text = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            self.samples.append((time.monotonic() - self._began, vmrss_kib(text)))
+            if self._stop.wait(self.interval):
+                return
+
+    def at(self, seconds: float) -> int | None:
+        """The first sample taken at or after ``seconds`` (None: none that late)."""
+        for t, kib in self.samples:
+            if t >= seconds:
+                return kib
+        return None
+
+    def last(self) -> int | None:
+        return self.samples[-1][1] if self.samples else None
+
+
+@dataclass
+class SustainCell:
+    flow: str
+    transport: str
+    target: str = "responder"
+    status: str = "ok"  # ok | error
+    error: str = ""
+    ceiling: float | None = None  # closed-loop calls/s
+    rate: float | None = None  # the open-loop rate asked for
+    seconds: float = 0.0  # the open-loop run's length as SIPp measured it
+    calls: int = 0  # asked for (-m)
+    successful: int = 0
+    failed: int = 0
+    unexpected: int = 0
+    answered_503: int = 0
+    rss_settled_kib: int | None = None  # at SETTLED s
+    rss_end_kib: int | None = None
+    kept_pace: bool = False
+    note: str = ""
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def growth(self) -> float | None:
+        """RSS at the end over RSS at SETTLED s, minus one."""
+        if not self.rss_settled_kib or self.rss_end_kib is None:
+            return None
+        return self.rss_end_kib / self.rss_settled_kib - 1
+
+    def holds(self, max_growth: float) -> bool:
+        growth = self.growth
+        return (
+            self.status == "ok"
+            and self.kept_pace
+            and self.calls > 0
+            and self.successful == self.calls
+            and self.failed == 0
+            and self.unexpected == 0
+            and self.answered_503 == 0
+            and growth is not None
+            and growth <= max_growth
+        )
+
+    def to_dict(self, max_growth: float) -> dict[str, Any]:
+        d = asdict(self)
+        d["rss_growth"] = self.growth
+        d["holds"] = self.holds(max_growth)
+        return d
+
+
+#: The targets, by name: the responder, and the references as controls (what this machine
+#: and SIPp can sustain at all).
+TARGET_CLASSES: dict[str, Any] = {
+    "responder": lambda h, s: h.Responder(s),
+    "sipp-uas": lambda h, s: h.SippUas(s),
+    "kamailio": lambda h, s: h.Kamailio(s),
+}
+
+
+def measure(
+    harness: ModuleType,
+    settings: Any,
+    flow: Any,
+    transport: str,
+    seconds: float,
+    share: float,
+    log: Any,
+    target_name: str = "responder",
+) -> SustainCell:
+    """The ceiling, then ``seconds`` at ``share`` of it, each on a fresh responder."""
+    cell = SustainCell(flow.name, transport, target=target_name)
+    target = TARGET_CLASSES[target_name](harness, settings)
+    mode = harness.TRANSPORTS[transport]
+    tag = f"sustain-{target_name}-{flow.name}-{transport}"
+    s = settings
+    try:
+        target.start(flow, transport, f"{tag}-ceiling")
+        ceiling = harness.run_client(
+            s,
+            target,
+            flow,
+            mode,
+            f"{tag}-ceiling",
+            rate=100_000,
+            limit=s.limit,
+            calls=None,
+            duration=s.seconds,
+        )
+        target.stop()
+        cell.ceiling = ceiling.rate_achieved if ceiling.successful else None
+        log(f"  ceiling {cell.ceiling or 0:8,.0f}/s{' ' + ceiling.note if ceiling.note else ''}")
+        if not cell.ceiling:
+            cell.status, cell.error = "error", "no call completed in the ceiling run"
+            return cell
+        rate = cell.rate = round(cell.ceiling * share)
+        cell.calls = max(1, round(rate * seconds))
+        target.start(flow, transport, tag)
+        sampler = RssSampler(target.pids[0])
+        sampler.start()
+        try:
+            run = harness.run_client(
+                s,
+                target,
+                flow,
+                mode,
+                tag,
+                rate=rate,
+                limit=max(s.limit, round(rate * (s.recv_timeout_ms / 1000 + 1))),
+                calls=cell.calls,
+                duration=seconds,
+            )
+        finally:
+            sampler.stop()
+        alive = target.alive()
+        target.stop()
+        cell.seconds = run.elapsed
+        cell.successful, cell.failed, cell.unexpected = run.successful, run.failed, run.unexpected
+        cell.kept_pace = run.elapsed <= seconds * 1.15 + 0.5 and run.exit_code == 0
+        cell.note = run.note
+        cell.rss_samples = sampler.samples
+        cell.rss_settled_kib = sampler.at(SETTLED)
+        cell.rss_end_kib = sampler.last()
+        if target_name == "responder":
+            assert target.log is not None
+            cell.answered_503 = count_503(target.log.read_text(errors="replace"))
+        if not alive:
+            cell.status, cell.error = "error", "the responder died"
+    except (harness.TargetError, OSError) as exc:
+        cell.status, cell.error = "error", str(exc)
+    finally:
+        target.stop()
+    return cell
+
+
+def _mib(kib: int | None) -> str:
+    return "–" if kib is None else f"{kib / 1024:.0f}"
+
+
+def table(cells: list[SustainCell], max_growth: float) -> str:
+    rows = [
+        "| target | flow | transport | ceiling (calls/s) | rate (calls/s) | seconds | calls ok "
+        "| failed | 503 | RSS at 10 s (MiB) | RSS at end (MiB) | growth | holds |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for c in cells:
+        growth = c.growth
+        rows.append(
+            f"| {c.target} | {c.flow} | {c.transport} | {c.ceiling or 0:,.0f} | {c.rate or 0:,.0f} "
+            f"| {c.seconds:.1f} | {c.successful:,} of {c.calls:,} | {c.failed + c.unexpected:,} "
+            f"| {c.answered_503:,} | {_mib(c.rss_settled_kib)} | {_mib(c.rss_end_kib)} "
+            f"| {'–' if growth is None else f'{growth:+.1%}'} "
+            f"| {'✓' if c.holds(max_growth) else '✗ ' + (c.error or c.note or 'see JSON')} |"
+        )
+    return "\n".join(rows)
+
+
+def main(harness: ModuleType, args: Any, settings: Any, log: Any) -> tuple[int, dict[str, Any]]:
+    """Every flow x transport asked for; -> (exit status, the JSON's ``sustain`` part)."""
+    flows = args.flows if args.flows_given else list(FLOWS)
+    cells: list[SustainCell] = []
+    count = len(flows) * len(args.transports)
+    log(
+        f"bench --sustain: {count} cells, each a {settings.seconds:g} s ceiling run, then "
+        f"{args.sustain:g} s at {args.sustain_share:g}x it"
+    )
+    for name in flows:
+        flow = harness.FLOWS[name]
+        for transport in args.transports:
+            for target in args.targets:
+                if target == "kamailio" and not settings.kamailio:
+                    log(f"{target}: not installed")
+                    continue
+                log(f"{target} · {flow.describe()} · {transport}")
+                cell = measure(
+                    harness,
+                    settings,
+                    flow,
+                    transport,
+                    args.sustain,
+                    args.sustain_share,
+                    log,
+                    target,
+                )
+                cells.append(cell)
+            growth = cell.growth
+            log(
+                f"  {cell.rate or 0:,.0f}/s for {cell.seconds:.1f} s: {cell.successful:,} of "
+                f"{cell.calls:,} ok, {cell.failed} failed, {cell.unexpected} unexpected, "
+                f"{cell.answered_503} answered 503, RSS {_mib(cell.rss_settled_kib)} → "
+                f"{_mib(cell.rss_end_kib)} MiB"
+                f"{'' if growth is None else f' ({growth:+.1%})'}"
+                f"{' ' + cell.error if cell.error else ''}"
+            )
+    print()
+    print(table(cells, args.sustain_growth))
+    print()
+    print(
+        f"rate: {args.sustain_share:g}x the closed-loop ceiling (SIPp -l {settings.limit}, "
+        f"{settings.seconds:g} s); holds: every call completed, no 503, RSS at the end within "
+        f"{args.sustain_growth:.0%} of RSS at {SETTLED:g} s"
+    )
+    held = all(c.holds(args.sustain_growth) for c in cells)
+    return (0 if held else 1), {
+        "seconds": args.sustain,
+        "share": args.sustain_share,
+        "max_growth": args.sustain_growth,
+        "cells": [c.to_dict(args.sustain_growth) for c in cells],
+        "holds": held,
+    }
