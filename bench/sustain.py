@@ -101,8 +101,12 @@ class RssSampler:
                 return kib
         return None
 
-    def last(self) -> int | None:
-        return self.samples[-1][1] if self.samples else None
+    def last(self, before: float = float("inf")) -> int | None:
+        """The last sample taken at or before ``before`` seconds (None: none)."""
+        for t, kib in reversed(self.samples):
+            if t <= before:
+                return kib
+        return None
 
 
 @dataclass
@@ -225,7 +229,8 @@ def measure(
         cell.note = run.note
         cell.rss_samples = sampler.samples
         cell.rss_settled_kib = sampler.at(SETTLED)
-        cell.rss_end_kib = sampler.last()
+        # The last sample under load: not one taken while SIPp waited for the last calls.
+        cell.rss_end_kib = sampler.last(before=seconds)
         if target_name == "responder":
             assert target.log is not None
             cell.answered_503 = count_503(target.log.read_text(errors="replace"))
@@ -264,7 +269,7 @@ def main(harness: ModuleType, args: Any, settings: Any, log: Any) -> tuple[int, 
     """Every flow x transport asked for; -> (exit status, the JSON's ``sustain`` part)."""
     flows = args.flows if args.flows_given else list(FLOWS)
     cells: list[SustainCell] = []
-    count = len(flows) * len(args.transports)
+    count = len(flows) * len(args.transports) * len(args.targets)
     log(
         f"bench --sustain: {count} cells, each a {settings.seconds:g} s ceiling run, then "
         f"{args.sustain:g} s at {args.sustain_share:g}x it"
@@ -288,15 +293,15 @@ def main(harness: ModuleType, args: Any, settings: Any, log: Any) -> tuple[int, 
                     target,
                 )
                 cells.append(cell)
-            growth = cell.growth
-            log(
-                f"  {cell.rate or 0:,.0f}/s for {cell.seconds:.1f} s: {cell.successful:,} of "
-                f"{cell.calls:,} ok, {cell.failed} failed, {cell.unexpected} unexpected, "
-                f"{cell.answered_503} answered 503, RSS {_mib(cell.rss_settled_kib)} → "
-                f"{_mib(cell.rss_end_kib)} MiB"
-                f"{'' if growth is None else f' ({growth:+.1%})'}"
-                f"{' ' + cell.error if cell.error else ''}"
-            )
+                growth = cell.growth
+                log(
+                    f"  {cell.rate or 0:,.0f}/s for {cell.seconds:.1f} s: {cell.successful:,} "
+                    f"of {cell.calls:,} ok, {cell.failed} failed, {cell.unexpected} unexpected, "
+                    f"{cell.answered_503} answered 503, RSS {_mib(cell.rss_settled_kib)} → "
+                    f"{_mib(cell.rss_end_kib)} MiB"
+                    f"{'' if growth is None else f' ({growth:+.1%})'}"
+                    f"{' ' + cell.error if cell.error else ''}"
+                )
     print()
     print(table(cells, args.sustain_growth))
     print()

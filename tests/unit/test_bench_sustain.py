@@ -51,6 +51,9 @@ def test_the_sampler_reads_this_process(sustain: ModuleType) -> None:
     assert sampler.at(0.0) == sampler.samples[0][1]
     assert sampler.at(1e9) is None
     assert sampler.last() == sampler.samples[-1][1]
+    assert sampler.last(before=-1.0) is None
+    sampler.samples = [(0.0, 1), (9.9, 2), (10.0, 3), (61.2, 4)]
+    assert sampler.at(10.0) == 3 and sampler.last(before=60.0) == 3
 
 
 def cell(sustain: ModuleType, **kw: object) -> object:
