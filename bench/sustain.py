@@ -124,6 +124,9 @@ class SustainCell:
     failed: int = 0
     unexpected: int = 0
     answered_503: int = 0
+    #: Times the responder began shedding load for a lagging event loop (its WARNING):
+    #: a 503 then says the process fell behind, not that a table was full.
+    overload_episodes: int = 0
     rss_settled_kib: int | None = None  # at SETTLED s
     rss_end_kib: int | None = None
     kept_pace: bool = False
@@ -233,7 +236,9 @@ def measure(
         cell.rss_end_kib = sampler.last(before=seconds)
         if target_name == "responder":
             assert target.log is not None
-            cell.answered_503 = count_503(target.log.read_text(errors="replace"))
+            text = target.log.read_text(errors="replace")
+            cell.answered_503 = count_503(text)
+            cell.overload_episodes = text.count("overloaded (the event loop lags")
         if not alive:
             cell.status, cell.error = "error", "the responder died"
     except (harness.TargetError, OSError) as exc:
@@ -297,7 +302,8 @@ def main(harness: ModuleType, args: Any, settings: Any, log: Any) -> tuple[int, 
                 log(
                     f"  {cell.rate or 0:,.0f}/s for {cell.seconds:.1f} s: {cell.successful:,} "
                     f"of {cell.calls:,} ok, {cell.failed} failed, {cell.unexpected} unexpected, "
-                    f"{cell.answered_503} answered 503, RSS {_mib(cell.rss_settled_kib)} → "
+                    f"{cell.answered_503} answered 503 ({cell.overload_episodes} times shedding "
+                    f"for lag), RSS {_mib(cell.rss_settled_kib)} → "
                     f"{_mib(cell.rss_end_kib)} MiB"
                     f"{'' if growth is None else f' ({growth:+.1%})'}"
                     f"{' ' + cell.error if cell.error else ''}"
