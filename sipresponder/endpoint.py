@@ -390,6 +390,13 @@ class Endpoint:
         if absorbed:
             # RFC 3261 §17.2.1: absorbed in Confirmed; RFC 6026 §8.7: absorbed after a 2xx.
             self.stats["retransmissions"] += 1
+            if self.confirmed.holds(key, now):
+                self._violate(
+                    req,
+                    now,
+                    "RFC 3261 §17.1.1.2",
+                    "INVITE retransmitted after its ACK: the final response stops Timer A",
+                )
             return []
         if method == "BYE" and self.journal is not None:
             self._judge_bye(req, now)
