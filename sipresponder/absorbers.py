@@ -75,10 +75,6 @@ class Absorbers:
         until = self._expiry.get(hash(key))
         return until is not None and until > now
 
-    def discard(self, key: Hashable) -> None:
-        """Stop absorbing ``key`` (its queue entry is skipped when it comes up)."""
-        self._expiry.pop(hash(key), None)
-
     def expire(self, now: float) -> None:
         """Let go of every entry whose expiry has come."""
         times = self._times
@@ -86,8 +82,8 @@ class Absorbers:
             self._pop_oldest()
 
     def _pop_oldest(self) -> bool:
-        """Take the front of the queues; True when it was still an entry (not one
-        discarded or added again since)."""
+        """Take the front of the queues; True when it was still an entry (not one added
+        again since, with a later expiry)."""
         head = self._head
         keys = self._keys
         times = self._times

@@ -52,18 +52,6 @@ def test_adding_a_key_again_renews_it_without_eviction() -> None:
     assert len(table) == 0
 
 
-def test_a_discarded_key_is_skipped_in_the_queue() -> None:
-    table = Absorbers(10.0, 2)
-    table.add("a", 0.0)
-    table.add("b", 0.0)
-    table.discard("a")
-    table.add("c", 1.0)  # room without eviction: "a" is gone already
-    assert table.evicted == 0
-    table.add("d", 2.0)  # full: the oldest that is still held, "b", goes
-    assert table.evicted == 1
-    assert [k for k in "abcd" if table.holds(k, 2.0)] == ["c", "d"]
-
-
 def test_the_bound_holds_under_any_number_of_keys() -> None:
     table = Absorbers(1000.0, 100)
     for i in range(10_000):
