@@ -288,6 +288,55 @@ class EndpointCollector(Collector):
             yield CounterMetricFamily(f"sipresponder_{name}", help_text, value=ep.stats[key])
 
 
+class JournalCollector(Collector):
+    """The journal's bounds and what they let go, and ``--journal-file``'s size."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        journal = self.server.journal
+        if journal is not None:
+            stats = journal.stats()
+            yield GaugeMetricFamily(
+                "sipresponder_journal_calls", "Calls held in the journal", value=stats["calls"]
+            )
+            yield GaugeMetricFamily(
+                "sipresponder_journal_bytes",
+                "Bytes the journal holds, messages and bookkeeping (bound: --journal-bytes)",
+                value=stats["bytes"],
+            )
+            yield GaugeMetricFamily(
+                "sipresponder_journal_max_bytes", "--journal-bytes", value=stats["max_bytes"]
+            )
+            evicted = CounterMetricFamily(
+                "sipresponder_journal_evicted_calls",
+                "Calls let go from the journal before the rest, by the bound that needed "
+                "room: calls (--journal-size) or bytes (--journal-bytes)",
+                labels=["bound"],
+            )
+            evicted.add_metric(["calls"], stats["evicted_calls"])
+            evicted.add_metric(["bytes"], stats["evicted_for_size"])
+            yield evicted
+            yield CounterMetricFamily(
+                "sipresponder_journal_cut_messages",
+                "Messages too large for their share of --journal-bytes, kept cut to their head",
+                value=stats["cut_messages"],
+            )
+        out = self.server.journal_file
+        if out is not None:
+            yield GaugeMetricFamily(
+                "sipresponder_journal_file_bytes",
+                "Size of --journal-file (it rotates at --journal-file-max)",
+                value=out.bytes,
+            )
+            yield CounterMetricFamily(
+                "sipresponder_journal_file_rotations",
+                "Times --journal-file was rotated to FILE.1",
+                value=out.rotations,
+            )
+
+
 class GuardCollector(Collector):
     """The guard's counters (--allow, --rate-limit, anti-amplification) at scrape time."""
 
@@ -347,6 +396,7 @@ class Admin:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(EndpointCollector(self.endpoint))
         self.registry.register(GuardCollector(server.guard))
+        self.registry.register(JournalCollector(server))
         self.latency = Histogram(
             "sipresponder_handling_seconds",
             "Time the endpoint took to handle one received message",
@@ -364,6 +414,7 @@ class Admin:
                 web.get("/api/openapi.json", self.openapi),
                 web.get("/api/calls", self.calls),
                 web.get("/api/calls/{call_id:.+}", self.call),
+                web.get("/api/journal", self.journal_stats),
                 web.delete("/api/journal", self.clear_journal),
                 web.get("/api/rules", self.get_rules),
                 web.put("/api/rules", self.put_rules),
@@ -483,6 +534,21 @@ class Admin:
         if call is None:
             raise ApiError(404, f"no call with Call-ID {call_id!r} in the journal")
         return _json({**call.to_dict(messages=True), "ladder": call.ladder()})
+
+    async def journal_stats(self, request: web.Request) -> web.Response:
+        out = self.server.journal_file
+        file = (
+            None
+            if out is None
+            else {
+                "path": out.path,
+                "bytes": out.bytes,
+                "max_bytes": out.max_bytes,
+                "rotations": out.rotations,
+                "writing": out.writing,
+            }
+        )
+        return _json({**self._journal().stats(), "file": file})
 
     async def clear_journal(self, request: web.Request) -> web.Response:
         self._journal().clear()
@@ -700,6 +766,14 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "/api/journal": {
+            "get": {
+                "summary": "What the journal holds against its bounds, and what they let go",
+                "responses": {
+                    "200": _content(_ref("JournalStats"), "the journal's counts"),
+                    **_UNAUTHORIZED,
+                    "409": _error("the journal is off (--journal-size 0)"),
+                },
+            },
             "delete": {
                 "summary": "Forget every call",
                 "responses": {
@@ -707,7 +781,7 @@ OPENAPI: dict[str, Any] = {
                     **_UNAUTHORIZED,
                     "409": _error("the journal is off (--journal-size 0)"),
                 },
-            }
+            },
         },
         "/api/rules": {
             "get": {"summary": "The rules in use", "responses": _RULES_OK},
@@ -758,6 +832,45 @@ OPENAPI: dict[str, Any] = {
                     "line": {"type": "integer", "nullable": True},
                     "field": {"type": "string", "nullable": True, "example": "plan[1].code"},
                     "problem": {"type": "string"},
+                },
+            },
+            "JournalStats": {
+                "type": "object",
+                "properties": {
+                    "calls": {"type": "integer"},
+                    "max_calls": {"type": "integer", "description": "--journal-size"},
+                    "bytes": {
+                        "type": "integer",
+                        "description": "messages and their bookkeeping, as counted",
+                    },
+                    "max_bytes": {"type": "integer", "description": "--journal-bytes"},
+                    "evicted_calls": {
+                        "type": "integer",
+                        "description": "calls let go for room in calls",
+                    },
+                    "evicted_for_size": {
+                        "type": "integer",
+                        "description": "calls let go for room in bytes",
+                    },
+                    "cut_messages": {
+                        "type": "integer",
+                        "description": "messages kept cut to their head",
+                    },
+                    "file": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "--journal-file, when given",
+                        "properties": {
+                            "path": {"type": "string"},
+                            "bytes": {"type": "integer"},
+                            "max_bytes": {"type": "integer", "description": "0: never rotates"},
+                            "rotations": {"type": "integer"},
+                            "writing": {
+                                "type": "boolean",
+                                "description": "false after a write error",
+                            },
+                        },
+                    },
                 },
             },
             "Health": {

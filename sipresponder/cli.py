@@ -63,6 +63,19 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a rate above 0 like 50/s") from None
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """A number of bytes: ``67108864``, ``64M`` or ``64MiB`` (K, M, G: powers of 1024)."""
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in ("K", "M", "G") else ""
+    digits = number[: len(number) - len(unit)]
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 67108864 or 64M")
+    return int(digits) * _UNITS[unit]
+
+
 def _bytes_option(p: argparse.ArgumentParser, flag: str, default: int, text: str) -> None:
     """A flag that takes a number of bytes; its help ends with the default."""
     p.add_argument(
@@ -212,9 +225,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="calls kept in the journal, oldest first out (default %(default)s; 0 keeps none)",
     )
     p.add_argument(
+        "--journal-bytes",
+        type=_size,
+        default="64M",
+        metavar="SIZE",
+        help="bytes the journal may hold, messages and bookkeeping counted; the oldest calls "
+        "go first, and a message over 1/4096 of it is kept cut to its headers "
+        "(default %(default)s; K, M, G)",
+    )
+    p.add_argument(
         "--journal-file",
         metavar="FILE",
         help="append every message and violation to FILE as JSON lines",
+    )
+    p.add_argument(
+        "--journal-file-max",
+        type=_size,
+        default="256M",
+        metavar="SIZE",
+        help="rotate --journal-file at this size to FILE.1, keeping that one previous file "
+        "(default %(default)s; 0: never)",
     )
     p.add_argument(
         "--admin",
@@ -329,7 +359,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         worker_id=args.worker_id,
         overload_lag=args.overload_lag,
         journal_size=args.journal_size,
+        journal_bytes=args.journal_bytes,
         journal_file=args.journal_file,
+        journal_file_max=args.journal_file_max,
         admin=args.admin,
         admin_token=args.admin_token,
         drain_timeout=args.drain_timeout,

@@ -117,8 +117,16 @@ class Config:
     journal_size: int = 1000
     """Calls kept in the journal (the oldest go first); 0 keeps none and judges less."""
 
+    journal_bytes: int = 64 << 20
+    """Bytes the journal may hold, messages and their bookkeeping counted (the oldest
+    calls go first); a message over 1/4096 of it (at least 4 KiB) is kept cut to its head."""
+
     journal_file: str | None = None
     """Append every journaled message and violation to this file as JSON lines."""
+
+    journal_file_max: int = 256 << 20
+    """Rotate ``journal_file`` at this size, to ``FILE.1`` (one previous file kept); 0
+    never rotates."""
 
     admin: str | None = None
     """``HOST:PORT`` of the admin HTTP API (off when None; loopback unless told)."""
@@ -189,6 +197,15 @@ class Config:
             raise ConfigError(f"--drain-timeout: {self.drain_timeout:g} is not in 0-3600 seconds")
         if self.journal_size < 0:
             raise ConfigError("--journal-size: must be 0 or more")
+        if not 1 << 20 <= self.journal_bytes <= 1 << 40:
+            raise ConfigError(
+                f"--journal-bytes: {self.journal_bytes} is not between 1 MiB (1048576) and 1 TiB"
+            )
+        if self.journal_file_max and not 1 << 16 <= self.journal_file_max <= 1 << 50:
+            raise ConfigError(
+                f"--journal-file-max: {self.journal_file_max} is not 0 (never rotate) or at "
+                "least 64 KiB (65536)"
+            )
         if self.max_transactions < 1:
             raise ConfigError("--max-transactions: must be at least 1")
         if self.max_absorbers < 1:

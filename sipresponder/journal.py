@@ -4,9 +4,10 @@ What belongs here: ``Entry`` (one message: time, direction, transport, addresses
 bytes and a parsed summary), ``Violation`` (something the client did against an RFC,
 with the section), ``Call`` (the entries, transactions and violations of one Call-ID,
 with what a test wants to know: final status, ACKed or not), and ``Journal``, a ring of
-calls bounded in calls and in entries per call — the oldest call goes first.  A sink
-callable may take every entry and violation as a JSON-ready dict (``--journal-file``).
-Pure: the caller passes wall-clock times.  Imports ``message`` only.
+calls bounded in calls, in entries per call and in bytes — the oldest call goes first, and
+a message too large for its share of the bytes is kept cut to its head.  A sink callable
+may take every entry and violation as a JSON-ready dict (``--journal-file``).  Pure: the
+caller passes wall-clock times.  Imports ``message`` only.
 """
 
 from __future__ import annotations
@@ -14,11 +15,45 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .message import uri_user
 
 Sink = Callable[[dict[str, Any]], None]
+
+#: What the journal counts for each thing it keeps, beyond the bytes of its strings: the
+#: object, its slots' values (floats, ints), shared address strings, and its place in the
+#: lists and the ordered dict.  Measured with tracemalloc (tests/unit/test_journal.py
+#: checks that what is counted covers what is allocated), rounded up.
+ENTRY_COST: Final = 512
+CALL_COST: Final = 768
+TRANSACTION_COST: Final = 320
+VIOLATION_COST: Final = 320
+
+#: The default byte bound (``--journal-bytes``).
+DEFAULT_MAX_BYTES: Final = 64 << 20
+#: A message longer than this share of the byte bound (1/4096: 16 KiB at the default),
+#: and never less than ``MIN_CUT`` bytes, is kept cut to its start line and headers.
+CUT_SHARE: Final = 12
+MIN_CUT: Final = 4096
+
+
+def cut_length(max_bytes: int) -> int:
+    """The longest message the journal keeps whole under a bound of ``max_bytes``."""
+    return max(MIN_CUT, max_bytes >> CUT_SHARE)
+
+
+def cut_message(raw: bytes, limit: int) -> bytes:
+    """The head of a message too large to keep: its start line and as many whole header
+    lines as fit in ``limit`` bytes (the start line alone, cut to ``limit``, when it does
+    not fit), never its body."""
+    end = raw.find(b"\r\n\r\n", 0, limit + 2)
+    if end >= 0:  # all the headers fit: keep them, not the body
+        return raw[: end + 2]
+    last = raw.rfind(b"\n", 0, limit)
+    if last < 0:
+        return raw[:limit]
+    return raw[: last + 1]
 
 
 class Entry:
@@ -39,6 +74,7 @@ class Entry:
         "method",
         "raw",
         "retransmission",
+        "size",
         "src",
         "status",
         "time",
@@ -77,9 +113,16 @@ class Entry:
         self.uri = uri
         self.branch = branch
         self.retransmission = retransmission
+        #: The message's length on the wire when ``raw`` holds only its head; else 0.
+        self.size = 0
 
     def __repr__(self) -> str:
         return f"Entry({self.direction} {self.src} -> {self.dst}: {self.summary!r})"
+
+    @property
+    def cut(self) -> bool:
+        """Only the head of the message was kept (it was too large for the journal)."""
+        return self.size > 0
 
     @property
     def reason(self) -> str:
@@ -116,6 +159,9 @@ class Entry:
             out["branch"] = self.branch
         if self.retransmission:
             out["retransmission"] = True
+        out["size"] = self.size or len(self.raw)
+        if self.size:
+            out["cut"] = True
         if raw:
             out["raw"] = self.raw.decode("utf-8", "replace")
         return out
@@ -205,6 +251,7 @@ class Call:
     """Everything the journal holds about one Call-ID."""
 
     __slots__ = (
+        "bytes",
         "call_id",
         "dropped_entries",
         "entries",
@@ -222,6 +269,8 @@ class Call:
         self.transactions: list[Transaction] = []
         self.violations: list[Violation] = []
         self.dropped_entries = 0
+        #: What the journal counts for this call against ``--journal-bytes``.
+        self.bytes = CALL_COST + len(call_id)
 
     def __repr__(self) -> str:
         return f"Call({self.call_id!r}, {len(self.entries)} entries)"
@@ -303,6 +352,8 @@ class Call:
             arrow = "->" if e.direction == "in" else "<-"
             peer = e.src if e.direction == "in" else e.dst
             note = " (retransmission)" if e.retransmission else ""
+            if e.size:
+                note += f" (cut: {e.size:,} bytes, {len(e.raw):,} kept)"
             lines.append(
                 f"  +{e.time - t0:8.3f}s  {peer:>{width}} {arrow} responder  "
                 f"{e.summary}  [CSeq {e.cseq} {e.method}]{note}"
@@ -313,20 +364,38 @@ class Call:
 
 
 class Journal:
-    """A bounded ring of calls: at most ``max_calls``, oldest first out.
+    """A bounded ring of calls: at most ``max_calls`` and ``max_bytes``, oldest first out.
 
     ``max_entries`` bounds the messages kept per call (later ones are counted, not
-    kept).  ``max_calls=0`` keeps nothing (the sink still sees everything).
+    kept).  ``max_calls=0`` keeps nothing (the sink still sees everything).  The bytes
+    counted are each kept message's and string's length plus a fixed cost per object
+    (``ENTRY_COST``...); a message longer than ``cut_length(max_bytes)`` is kept cut to
+    its head (``cut_message``), marked with its size.  The call being recorded is never
+    the one evicted for it: when it alone would pass the bound, its new entry is counted
+    in ``dropped_entries`` instead of kept.
     """
 
     def __init__(
-        self, max_calls: int = 1000, max_entries: int = 200, sink: Sink | None = None
+        self,
+        max_calls: int = 1000,
+        max_entries: int = 200,
+        sink: Sink | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.max_calls = max_calls
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.cut_at = cut_length(max_bytes)
         self.sink = sink
         self._calls: OrderedDict[str, Call] = OrderedDict()
         self.violation_count = 0
+        #: What the calls held count against ``max_bytes``.
+        self.bytes = 0
+        #: Calls let go early: for room in calls (``max_calls``) or in bytes.
+        self.evicted_calls = 0
+        self.evicted_for_size = 0
+        #: Messages kept cut to their head.
+        self.cut_messages = 0
         #: Called with each new violation (logs, metrics, waiters).
         self.on_violation: list[Callable[[Violation], None]] = []
         #: Called with the call after each entry (waiters).
@@ -335,6 +404,18 @@ class Journal:
     def __len__(self) -> int:
         return len(self._calls)
 
+    def stats(self) -> dict[str, int]:
+        """What the journal holds and let go, for the admin API and the metrics."""
+        return {
+            "calls": len(self._calls),
+            "max_calls": self.max_calls,
+            "bytes": self.bytes,
+            "max_bytes": self.max_bytes,
+            "evicted_calls": self.evicted_calls,
+            "evicted_for_size": self.evicted_for_size,
+            "cut_messages": self.cut_messages,
+        }
+
     def _call(self, call_id: str, now: float) -> Call | None:
         call = self._calls.get(call_id)
         if call is None:
@@ -342,9 +423,28 @@ class Journal:
                 return None
             call = Call(call_id, now, now)
             self._calls[call_id] = call
+            self.bytes += call.bytes
             while len(self._calls) > self.max_calls:
-                self._calls.popitem(last=False)
+                _, old = self._calls.popitem(last=False)
+                self.bytes -= old.bytes
+                self.evicted_calls += 1
+            if self.bytes > self.max_bytes:
+                self._make_room(call, 0)
         return call
+
+    def _make_room(self, call: Call, cost: int) -> bool:
+        """Let the oldest calls other than ``call`` go until ``cost`` more bytes fit;
+        False when they do not fit even then."""
+        calls = self._calls
+        limit = self.max_bytes - cost
+        while self.bytes > limit and len(calls) > 1:
+            call_id, old = calls.popitem(last=False)
+            if old is call:  # the oldest is the one being recorded: it stays, as newest
+                calls[call_id] = old
+                continue
+            self.bytes -= old.bytes
+            self.evicted_for_size += 1
+        return self.bytes <= limit
 
     def record(self, entry: Entry) -> Entry:
         """Add one message: a request opens its transaction, a response adds its code (a
@@ -354,6 +454,12 @@ class Journal:
         if call is None:
             call = self._call(entry.call_id, entry.time)
         if call is not None:
+            raw = entry.raw
+            if len(raw) > self.cut_at:
+                # Too large for its share of the bound: keep the head, say how long it was.
+                entry.raw = cut_message(raw, self.cut_at)
+                entry.size = len(raw)
+                self.cut_messages += 1
             method = entry.method
             status = entry.status
             txns = call.transactions
@@ -370,6 +476,10 @@ class Journal:
                 elif txn is None and len(call.transactions) < self.max_entries:
                     txn = Transaction(method, entry.cseq, entry.uri, entry.time)
                     call.transactions.append(txn)
+                    call.bytes += TRANSACTION_COST
+                    self.bytes += TRANSACTION_COST
+                    if self.bytes > self.max_bytes:
+                        self._make_room(call, 0)  # kept even so: verdicts read it
             elif txn is not None:
                 codes = txn.codes
                 if codes and codes[-1] == status:
@@ -380,7 +490,19 @@ class Journal:
                         txn.cancelled = True
             call.last = entry.time
             if len(call.entries) < self.max_entries:
-                call.entries.append(entry)
+                cost = (
+                    ENTRY_COST
+                    + len(entry.raw)
+                    + len(entry.uri)
+                    + len(entry.branch)
+                    + len(entry.call_id)
+                )
+                if self.bytes + cost <= self.max_bytes or self._make_room(call, cost):
+                    call.entries.append(entry)
+                    call.bytes += cost
+                    self.bytes += cost
+                else:
+                    call.dropped_entries += 1
             else:
                 call.dropped_entries += 1
         if self.sink is not None:
@@ -396,7 +518,11 @@ class Journal:
             self.sink({"type": "violation", **violation.to_dict()})
         call = self._call(violation.call_id, violation.time)
         if call is not None:
-            call.violations.append(violation)
+            cost = VIOLATION_COST + len(violation.message) + len(violation.call_id)
+            if self.bytes + cost <= self.max_bytes or self._make_room(call, cost):
+                call.violations.append(violation)
+                call.bytes += cost
+                self.bytes += cost
         for callback in self.on_violation:
             callback(violation)
         if call is not None:
@@ -429,3 +555,4 @@ class Journal:
     def clear(self) -> None:
         self._calls.clear()
         self.violation_count = 0
+        self.bytes = 0

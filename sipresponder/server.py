@@ -12,20 +12,19 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import json
 import logging
 import os
 import resource
 import socket
 import time
 from collections.abc import Iterable
-from typing import Any, TextIO
 
 from .config import Config
 from .endpoint import Endpoint, Reporter
 from .errors import ConfigError
 from .guard import Guard, is_loopback
 from .journal import Journal
+from .journal_file import JournalFile
 from .rules import RulesError, RuleSet, load_rules
 from .transaction import ServerTransaction, State
 from .transport import DatagramSocket, Driver, TcpConnection, UdpProtocol, udp_calls
@@ -58,18 +57,19 @@ class Server:
             config = dataclasses.replace(config, secret=os.urandom(16))
         self.config = config.validate()
         rules = read_rules(config.rules_file) if config.rules_file else None
-        self._journal_out: TextIO | None = None
+        #: ``--journal-file``, when given.
+        self.journal_file: JournalFile | None = None
         if config.journal_file:
             try:
-                self._journal_out = open(config.journal_file, "a", encoding="utf-8")  # noqa: SIM115
+                self.journal_file = JournalFile(config.journal_file, config.journal_file_max)
             except OSError as exc:
                 raise ConfigError(
                     f"--journal-file: cannot open {config.journal_file}: {exc.strerror}"
                 ) from None
         self.journal: Journal | None = None
-        if config.journal_size > 0 or self._journal_out is not None:
-            sink = self._write_journal if self._journal_out is not None else None
-            self.journal = Journal(config.journal_size, sink=sink)
+        if config.journal_size > 0 or self.journal_file is not None:
+            sink = self.journal_file.write if self.journal_file is not None else None
+            self.journal = Journal(config.journal_size, sink=sink, max_bytes=config.journal_bytes)
         self.endpoint = Endpoint(self.config, report, rules, self.journal)
         #: Access and abuse decisions per source (--allow, --rate-limit, anti-amplification).
         self.guard = Guard.from_config(self.config, loopback=is_loopback(self.config.host))
@@ -87,23 +87,8 @@ class Server:
     def flush_journal(self) -> None:
         """Push what ``--journal-file`` buffered to the file (the CLI calls it every
         second, so ``tail -f`` follows along without a write per message)."""
-        out = self._journal_out
-        if out is not None:
-            try:
-                out.flush()
-            except OSError as exc:
-                log.error("--journal-file: %s; no longer writing it", exc)
-                self._journal_out = None
-
-    def _write_journal(self, line: dict[str, Any]) -> None:
-        """``--journal-file``: one JSON object a line (flushed every second and on close)."""
-        out = self._journal_out
-        if out is not None:
-            try:
-                out.write(json.dumps(line, default=str) + "\n")
-            except OSError as exc:  # a full disk must not stop the responder
-                log.error("--journal-file: %s; no longer writing it", exc)
-                self._journal_out = None
+        if self.journal_file is not None:
+            self.journal_file.flush()
 
     def reload_rules(self) -> bool:
         """SIGHUP: a valid file takes effect for new transactions (those in flight finish
@@ -274,9 +259,8 @@ class Server:
         await driver.close_connections(0.0 if stop_now.is_set() else _FLUSH_TIMEOUT)
 
     def close(self) -> None:
-        if self._journal_out is not None:
-            self._journal_out.close()
-            self._journal_out = None
+        if self.journal_file is not None:
+            self.journal_file.close()
         if self._udp is not None:
             self._udp.close()
             self._udp = None

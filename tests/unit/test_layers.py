@@ -31,6 +31,7 @@ ORDER = [
     # ─── sans-IO line ───
     "native",
     "logs",
+    "journal_file",
     "_udp",  # C (_udp.c): the UDP socket calls, used by transport
     "transport",
     "server",
