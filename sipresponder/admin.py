@@ -253,6 +253,11 @@ class EndpointCollector(Collector):
             "Server transactions that may still send something (--max-transactions)",
             value=len(ep.transactions),
         )
+        yield GaugeMetricFamily(
+            "sipresponder_transaction_bytes",
+            "What those transactions are counted to hold (--max-transaction-bytes)",
+            value=ep.transaction_bytes,
+        )
         absorbing = GaugeMetricFamily(
             "sipresponder_absorbers",
             "Ended INVITE transactions kept as a bare key to absorb retransmissions, by "

@@ -126,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     p.add_argument(
+        "--max-transaction-bytes",
+        type=_size,
+        default="512M",
+        metavar="SIZE",
+        help="what those transactions may hold, each counted as 6 times its request's size "
+        "plus 3 KiB, before new requests get 503 (default %(default)s; K, M, G)",
+    )
+    p.add_argument(
         "--max-absorbers",
         type=int,
         default=131_072,
@@ -339,6 +347,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_ring=args.max_ring,
         max_message_size=args.max_message_size,
         max_transactions=args.max_transactions,
+        max_transaction_bytes=args.max_transaction_bytes,
         max_absorbers=args.max_absorbers,
         max_headers=args.max_headers,
         max_header_line=args.max_header_line,

@@ -41,6 +41,11 @@ class Config:
     """Transactions that may still send something (Proceeding, Completed before the ACK,
     a 2xx being resent, a delayed answer), kept at once; beyond it new requests get 503."""
 
+    max_transaction_bytes: int = 512 << 20
+    """What the transactions may hold, each counted as 6 times its request's length plus
+    3 KiB (once answered: twice its final response's plus 1.5 KiB); a new request past it
+    gets 503, as past ``max_transactions``."""
+
     max_absorbers: int = 131_072
     """Ended transactions kept as a bare key to absorb retransmissions, in each of two
     tables: INVITEs ACKed after a non-2xx (Timer I, RFC 3261 §17.2.1) and INVITEs whose
@@ -208,6 +213,11 @@ class Config:
             )
         if self.max_transactions < 1:
             raise ConfigError("--max-transactions: must be at least 1")
+        if not 1 << 20 <= self.max_transaction_bytes <= 1 << 40:
+            raise ConfigError(
+                f"--max-transaction-bytes: {self.max_transaction_bytes} is not between 1 MiB "
+                "(1048576) and 1 TiB"
+            )
         if self.max_absorbers < 1:
             raise ConfigError("--max-absorbers: must be at least 1")
         for flag, value, least in (

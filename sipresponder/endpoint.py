@@ -73,6 +73,14 @@ _VIOLATION_LOG_RATE: Final = 20
 #: How many (oddity, source address) pairs are remembered as already logged.
 _NOTICE_LIMIT: Final = 4096
 #: Methods whose transaction a CANCEL may find besides INVITE's.
+#: A transaction's weight against --max-transaction-bytes while it may build responses:
+#: this many times its request's length, plus a fixed part (measured with tracemalloc in
+#: tests/unit/test_limits.py)...
+TRANSACTION_WEIGHT: Final = 6
+TRANSACTION_COST: Final = 3072
+#: ... and once answered, this many times its final response's length, plus this.
+ANSWERED_WEIGHT: Final = 2
+ANSWERED_COST: Final = 1536
 _CANCELLABLE: Final = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
 
 
@@ -200,6 +208,8 @@ class Endpoint:
         self.draining = False
         self.report = report
         self.transactions: dict[Hashable, ServerTransaction] = {}
+        #: The weights of the transactions held (--max-transaction-bytes).
+        self.transaction_bytes = 0
         #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
         self.accepted: dict[Hashable, ServerTransaction] = {}
         #: When each transaction is to be woken next.
@@ -326,6 +336,11 @@ class Endpoint:
             txn.state = State.TERMINATED
         self._after(txn, out)
 
+    def _forget(self, txn: ServerTransaction) -> None:
+        """Take a transaction out of the table and its bytes out of the count."""
+        if self.transactions.pop(txn.key, None) is txn:
+            self.transaction_bytes -= txn.weight
+
     def end_pending(self, now: float, code: int = 503) -> list[Send]:
         """Graceful stop, drain time over: every request still without a final response
         gets ``code`` now, the way its ring limit would end it."""
@@ -349,7 +364,10 @@ class Endpoint:
     def _request(self, req: Request, flow: Flow, now: float) -> list[Send]:
         method = req.method
         counts = self.requests_by_method
-        counts[method] = counts.get(method, 0) + 1
+        # Counted by method, and every method we do not know as one: the peer picks the
+        # token, and a dict (and a metric label) per token would grow with what it sends.
+        counted = method if method in KNOWN_METHODS else "other"
+        counts[counted] = counts.get(counted, 0) + 1
         if req.headers.first("max-forwards") is None:
             self._notice("max-forwards", flow, f"{method} without Max-Forwards (tolerated)")
         if self.stateless and method in ("ACK", "CANCEL"):
@@ -419,9 +437,10 @@ class Endpoint:
         answers = Answers(req, to_tag=tag, source=source, local=local)
         values: dict[str, str] | None = None
         # Counted by code in a dict of the method's: an int key, not a tuple to hash.
-        by_code = self._codes_by_method.get(method)
+        counted = method if method in KNOWN_METHODS else "other"
+        by_code = self._codes_by_method.get(counted)
         if by_code is None:
-            by_code = self._codes_by_method[method] = {}
+            by_code = self._codes_by_method[counted] = {}
 
         def build(step: Step) -> bytes:
             nonlocal values
@@ -454,7 +473,14 @@ class Endpoint:
             self._report(req, flow, tuple(step.code for step in plan.steps))
             return out
 
-        if len(self.transactions) >= self.config.max_transactions:
+        # What it will hold, as a bound (--max-transaction-bytes): the request, its parsed
+        # headers and the responses that copy them (a Via echoed per response), each at
+        # most about the request's size, and a fixed part (tests/unit/test_limits.py).
+        weight = TRANSACTION_WEIGHT * len(req.raw) + TRANSACTION_COST
+        if (
+            len(self.transactions) >= self.config.max_transactions
+            or self.transaction_bytes + weight > self.config.max_transaction_bytes
+        ):
             self.stats["overload"] += 1
             resp = build_response(
                 req,
@@ -484,6 +510,8 @@ class Endpoint:
         if method == "INVITE":
             txn.ack_key = ack_key(req)
         self.transactions[key] = txn
+        txn.weight = weight
+        self.transaction_bytes += weight
         expires = _expires(req) if method == "INVITE" else None
         txn.start(now, send_trying=send_trying, expires=expires)
         out = []
@@ -643,7 +671,7 @@ class Endpoint:
         elif txn.state is State.CONFIRMED:
             # It only absorbs from now on: its key is enough (--max-absorbers), and the
             # transaction leaves the count of those that may still send.
-            self.transactions.pop(txn.key, None)
+            self._forget(txn)
             self.wheel.cancel(txn)  # let go of it now, not when Timer G would come up
             if not txn.reliable:
                 self.confirmed.add(txn.key, now)
@@ -692,12 +720,18 @@ class Endpoint:
             txn.outbox.clear()
         if txn.final is not None and not txn.reported:
             txn.reported = True
+            # Answered: the request is let go, and what is kept is the final response
+            # (to resend it) and the bookkeeping.  Its weight shrinks to match.
+            weight = ANSWERED_WEIGHT * len(txn.final) + ANSWERED_COST
+            if weight < txn.weight:
+                self.transaction_bytes += weight - txn.weight
+                txn.weight = weight
             if self.report is not None:
                 self.report(TransactionRecord(txn.method, txn.uri, txn.peer, tuple(txn.codes)))
             if txn.state is State.ACCEPTED and txn.ack_key is not None:
                 self.accepted[txn.ack_key] = txn
         if txn.terminated:
-            self.transactions.pop(txn.key, None)
+            self._forget(txn)
             self.wheel.cancel(txn)  # a 2xx's Timer L is 32 s away: let go of it now
             if txn.ack_key is not None and self.accepted.get(txn.ack_key) is txn:
                 del self.accepted[txn.ack_key]

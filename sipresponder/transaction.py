@@ -129,6 +129,7 @@ class ServerTransaction:
         "timers",
         "to_tag",
         "uri",
+        "weight",
     )
 
     def __init__(
@@ -183,6 +184,8 @@ class ServerTransaction:
         self.provisional_at: float | None = None
         self.peer = ""
         self.reported = False
+        #: What the owner counts it for against its byte bound (set by the owner).
+        self.weight = 0
 
     # ------------------------------------------------------------------ events
 

@@ -130,3 +130,89 @@ def test_watch_keeps_a_busy_connection_that_always_has_a_message_in_flight() -> 
         watch.done += 5  # messages complete between looks...
         watch.pending = True  # ...and another has always begun
         assert watch.check(float(t), idle=60.0, message_time=2.0) is None
+
+
+# ------------------------------------------- what transactions hold (--max-transaction-bytes)
+
+
+def _ringing(i: int, shape: str, user: str = "180") -> bytes:
+    """An INVITE that rings (dial 180): its transaction keeps the request until it ends;
+    dialling 486 or 200, only the final response, until the ACK."""
+    extra: list[tuple[str, str]] = [("Contact", "<sip:caller@192.0.2.1:5062>")]
+    body = b""
+    if shape == "softphone":
+        extra.append(("Content-Type", "application/sdp"))
+        body = SDP_OFFER
+    elif shape == "vias":  # 60 Vias of 1,000 bytes: every response copies them
+        extra += [
+            ("Via", f"SIP/2.0/UDP 192.0.2.{k}:5060;branch=z9hG4bK{'v' * 950}") for k in range(60)
+        ]
+    elif shape == "headers":  # as many small header lines as allowed
+        extra += [(f"X{k}", "p") for k in range(240)]
+    elif shape == "padded":  # 60 KB in header lines no response copies
+        extra += [(f"X-Pad-{k}", "p" * 990) for k in range(60)]
+    return request("INVITE", user, branch=f"z9hG4bK-{i}", call_id=f"c{i}", extra=extra, body=body)
+
+
+@pytest.mark.parametrize("user", ["180", "486", "200"])
+@pytest.mark.parametrize("shape", ["softphone", "vias", "headers", "padded"])
+def test_a_transactions_weight_covers_what_it_holds(shape: str, user: str) -> None:
+    import tracemalloc
+
+    from test_endpoint import UDP, make
+
+    ep, _ = make()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):
+            out = ep.receive(_ringing(i, shape, user), UDP, 0.001 * i)
+            assert codes_of(out) == [100, int(user)]
+        traced = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(ep.transactions) == 300
+    assert ep.transaction_bytes >= traced, (ep.transaction_bytes, traced)
+    assert ep.transaction_bytes <= 8 * traced  # a bound, not a guess off by orders
+
+
+def codes_of(out: list[tuple[bytes, object, object]]) -> list[int]:
+    return [int(data[8:11]) for data, _, _ in out]
+
+
+def test_new_requests_get_503_past_the_transaction_bytes_and_room_comes_back() -> None:
+    from test_endpoint import UDP, make
+
+    ep, _ = make(max_transaction_bytes=1 << 20)
+    weight = 6 * len(_ringing(0, "padded")) + 3072  # about 365 KB: two fit in 1 MiB
+    for i in range(2):
+        assert codes_of(ep.receive(_ringing(i, "padded"), UDP, 0.0)) == [100, 180]
+    assert ep.transaction_bytes == 2 * weight
+    refused = ep.receive(_ringing(2, "padded"), UDP, 0.0)
+    assert codes_of(refused) == [503]
+    assert b"too many transactions" in refused[0][0] and b"Retry-After: 5" in refused[0][0]
+    assert ep.stats["overload"] == 1
+    # A small request still fits where a large one does not.
+    assert codes_of(ep.receive(_ringing(4, "softphone"), UDP, 0.0)) == [100, 180]
+    # One call ends (CANCEL, 487, ACK): its bytes are given back, and a large one fits again.
+    cancel = request("CANCEL", "180", branch="z9hG4bK-0", call_id="c0", cseq="1 CANCEL")
+    assert codes_of(ep.receive(cancel, UDP, 0.1)) == [200, 487]
+    assert ep.transaction_bytes == sum(t.weight for t in ep.transactions.values())
+    ep.handle_timers(40.0)  # no ACK: Timer H ends it
+    assert "c0" not in {t.call_id for t in ep.transactions.values()}
+    assert ep.transaction_bytes == sum(t.weight for t in ep.transactions.values())
+    assert codes_of(ep.receive(_ringing(5, "padded"), UDP, 40.0)) == [100, 180]
+
+
+def test_methods_we_do_not_know_are_counted_as_one() -> None:
+    """The peer picks the method token: counting each apart would grow a dict (and a
+    metric's labels) with every token it sends."""
+    from test_endpoint import UDP, make
+
+    ep, _ = make()
+    for i in range(500):
+        out = ep.receive(request(f"FOO{i}", branch=f"z9hG4bK-{i}", cseq=f"1 FOO{i}"), UDP, 0.0)
+        assert codes_of(out) == [501]
+    ep.receive(request("OPTIONS"), UDP, 0.0)
+    assert ep.requests_by_method == {"other": 500, "OPTIONS": 1}
+    assert ep.responses_by_code == {("other", 501): 500, ("OPTIONS", 200): 1}
