@@ -5,7 +5,8 @@ What belongs here: ``setup_logging`` (only the CLI calls it), the JSON formatter
 ``INVITE sip:486@127.0.0.1 from 127.0.0.1:5061/udp -> 100 486`` — until more than
 ``rate`` transactions arrive in one second; the rest of that second is counted and
 written as one summary line (counts per method and final code), so logging never
-dominates under load.  Imports ``endpoint`` for the record type only.
+dominates under load.  Imports ``endpoint`` for the record type and ``responses`` for
+the methods it counts apart (any other token counts as ``other``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from .endpoint import TransactionRecord
+from .responses import KNOWN_METHODS
 
 TRANSACTIONS = "sipresponder.transactions"
 
@@ -101,7 +103,10 @@ class TransactionLog:
             return
         self._count += 1
         codes = rec.codes
-        key = (rec.method, codes[-1] if codes else 0)
+        # A second's summary holds a count per method we know, and one for every other
+        # token: a peer picking methods would otherwise grow it with each one it sends.
+        method = rec.method if rec.method in KNOWN_METHODS else "other"
+        key = (method, codes[-1] if codes else 0)
         counts = self._counts
         counts[key] = counts.get(key, 0) + 1
         if self._count <= self.rate:

@@ -49,6 +49,21 @@ def test_switches_to_summary_above_rate(caplog: pytest.LogCaptureFixture) -> Non
     assert len(caplog.messages) == 7
 
 
+def test_the_summary_counts_unknown_methods_as_one(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    clock = Clock()
+    tlog = TransactionLog(rate=1, clock=clock)
+    for i in range(1000):
+        tlog(TransactionRecord(f"FOO{i}", "sip:x", "p", (501,)))
+    tlog(REC)
+    clock.now += 1.0
+    tlog.tick()
+    assert caplog.messages[-1] == (
+        "summary: 1001 transactions in 1 s (over 1/s, not logged one by one): "
+        "INVITE 486: 1, other 501: 1000"
+    )
+
+
 def test_nothing_is_formatted_above_info(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     TransactionLog(rate=1, clock=Clock())(REC)
