@@ -579,6 +579,61 @@ def uri_host(uri: str) -> str | None:
     return host or None
 
 
+#: URI parameters that make two SIP URIs differ when only one has them (§19.1.4).
+_STRICT_PARAMS: Final = frozenset({"user", "ttl", "method", "maddr", "transport"})
+
+
+def _sip_uri_parts(uri: str) -> tuple[str, str, str, dict[str, str], frozenset[str]] | None:
+    """``sip:user@host:port;params?headers`` -> (scheme, userinfo, hostport, params,
+    headers) as §19.1.4 compares them, or ``None`` when it is not a sip/sips URI."""
+    scheme, colon, rest = uri.strip().partition(":")
+    scheme = scheme.lower()
+    if not colon or scheme not in ("sip", "sips"):
+        return None
+    rest, _, headers_text = rest.partition("?")
+    at = rest.rfind("@")
+    userinfo = unquote(rest[:at]) if at >= 0 else ""  # case-sensitive, escapes decoded
+    hostport, _, params_text = rest[at + 1 :].partition(";")
+    params: dict[str, str] = {}
+    for param in params_text.split(";") if params_text else ():
+        name, _, value = param.partition("=")
+        params[unquote(name).lower()] = unquote(value).lower()
+    headers = frozenset(
+        unquote(h.partition("=")[0]).lower() + "=" + unquote(h.partition("=")[2])
+        for h in headers_text.split("&")
+        if h
+    )
+    return scheme, userinfo, hostport.lower(), params, headers
+
+
+def same_uri(a: str, b: str, *, params: bool = True) -> bool:
+    """Whether two URIs are equal by RFC 3261 §19.1.4 (sip and sips; others compared as
+    text): userinfo case-sensitive, the rest not; a port, or a ``user``, ``ttl``,
+    ``method``, ``maddr`` or ``transport`` parameter in one only makes them differ; other
+    parameters count only when both have them; headers must all match.  ``params=False``
+    asks only whether they name the same resource: scheme, userinfo and host:port."""
+    if a == b:
+        return True
+    pa, pb = _sip_uri_parts(a), _sip_uri_parts(b)
+    if pa is None or pb is None:
+        return a.strip() == b.strip()
+    scheme_a, user_a, host_a, params_a, headers_a = pa
+    scheme_b, user_b, host_b, params_b, headers_b = pb
+    if (scheme_a, user_a, host_a) != (scheme_b, user_b, host_b):
+        return False
+    if not params:
+        return True
+    if headers_a != headers_b:
+        return False
+    for name in params_a.keys() | params_b.keys():
+        if name in params_a and name in params_b:
+            if params_a[name] != params_b[name]:
+                return False
+        elif name in _STRICT_PARAMS:
+            return False
+    return True
+
+
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
