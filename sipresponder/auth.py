@@ -15,13 +15,14 @@ from the standard library; no sockets, clocks or randomness.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .message import TOKEN_RE
+from .message import TOKEN_RE, same_uri
 
 #: Supported ``algorithm`` values, canonical spelling (RFC 7616 §6.1, RFC 8760 §2).
 ALGORITHMS: tuple[str, ...] = (
@@ -83,10 +84,19 @@ class AuthSpec:
     realm: str
     #: username -> password, as a mapping or pairs.
     users: Mapping[str, str] | tuple[tuple[str, str], ...]
-    #: One challenge per algorithm, most preferred first (RFC 8760 §2.4).
-    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    #: One challenge per algorithm, most preferred first (RFC 8760 §2.4).  MD5 alone by
+    #: default, as Asterisk, FreeSWITCH and Kamailio challenge: baresip 1.0 gives up at
+    #: a first challenge it cannot answer, and SIPp 3.6 and pyVoIP know MD5 only.
+    algorithms: tuple[str, ...] = ("MD5",)
     #: ``"auth"``, or ``None`` to offer no qop (RFC 2069-compatible responses).
     qop: str | None = "auth"
+    #: With qop offered, refuse an answer without one (RFC 2617 §3.2.2 keeps it optional
+    #: for RFC 2069 clients, and by default such an answer is checked in that form).
+    require_qop: bool = False
+    #: Refuse (400) right credentials whose ``uri`` names another resource than the
+    #: Request-URI; by default they pass, and ``Verdict.other_uri`` says so (SIPp 3.6
+    #: answers an INVITE to ``sip:1001@host:port`` with ``uri="sip:host:port"``).
+    check_uri: bool = False
     #: ``True``: 407 with Proxy-Authenticate / Proxy-Authorization (§22.3).
     proxy: bool = False
     #: Seconds a nonce stays valid; older ones are answered with ``stale=true``.
@@ -116,6 +126,8 @@ class AuthSpec:
         if qop not in ("auth", None):
             raise ValueError(f"auth qop must be 'auth' or None, not {self.qop!r}")
         object.__setattr__(self, "qop", qop)
+        if self.require_qop and qop is None:
+            raise ValueError("qop required, but no qop offered")
         lifetime = self.nonce_lifetime
         if not isinstance(lifetime, int | float) or not 0 < lifetime < _INF:
             raise ValueError(
@@ -126,7 +138,9 @@ class AuthSpec:
         names = tuple(name for name, _ in self._pairs())
         return (
             f"AuthSpec(realm={self.realm!r}, users={names!r}, algorithms={self.algorithms!r},"
-            f" qop={self.qop!r}, proxy={self.proxy!r}, nonce_lifetime={self.nonce_lifetime!r})"
+            f" qop={self.qop!r}, require_qop={self.require_qop!r},"
+            f" check_uri={self.check_uri!r}, proxy={self.proxy!r},"
+            f" nonce_lifetime={self.nonce_lifetime!r})"
         )
 
     def _pairs(self) -> tuple[tuple[str, str], ...]:
@@ -429,6 +443,27 @@ class Verdict:
     username: str | None = None
     #: A short reason for the logs, e.g. ``"wrong response for alice"``.
     reason: str = ""
+    #: Which check decided, for the response's reason phrase and the journal: one of
+    #: ``CHECKS`` ("" when the credentials hold).
+    check: str = ""
+    #: The answer had no qop and was checked in the RFC 2069 form.
+    rfc2069: bool = False
+    #: The answer's ``uri``, when it names another resource than the Request-URI.
+    other_uri: str = ""
+
+
+#: The checks a verdict names (``Verdict.check``).
+CHECKS = (
+    "no credentials",
+    "nonce not ours",
+    "stale nonce",
+    "unknown user",
+    "wrong password",
+    "uri is not the Request-URI",
+    "no qop",
+    "algorithm not offered",
+    "malformed credentials",
+)
 
 
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
@@ -442,6 +477,7 @@ def verify(
     signer: NonceSigner,
     now: float,
     body: bytes = b"",
+    request_uri: str | None = None,
 ) -> Verdict:
     """Judge the credentials a request carries in ``spec.credentials_header``.
 
@@ -449,8 +485,11 @@ def verify(
     is ``spec.realm`` count (a request may carry one per realm, §22.3).  When several
     do, the best verdict wins (ok, then stale, then the first bad).  When none do, the
     verdict is ``"missing"`` — or ``"bad"`` if a Digest value could not be parsed at all.
-    The Request-URI is not compared with the ``uri`` parameter: SIP URI equality
-    (§19.1.4) is the caller's business.
+    With ``request_uri``, right credentials whose ``uri`` names another resource carry
+    it in ``other_uri`` (and are refused with ``spec.check_uri``): RFC 2617 §3.2.2.5 has
+    the server check that both name the same one.  The
+    resource is the scheme, user and host:port (§19.1.4, parameters aside): pyVoIP
+    answers a challenge to ``REGISTER sip:host`` with ``uri="sip:host;transport=UDP"``.
     """
     verdicts: list[Verdict] = []
     malformed = False
@@ -466,14 +505,36 @@ def verify(
             if realm is not None:
                 realms.append(realm)
             continue
-        verdicts.append(_check(spec, method, creds, signer, now, body))
+        verdict = _check(spec, method, creds, signer, now, body)
+        if (
+            verdict.result in ("ok", "stale")
+            and request_uri is not None
+            and not same_uri(creds["uri"], request_uri, params=False)
+        ):
+            if spec.check_uri:
+                verdict = Verdict(
+                    "bad",
+                    verdict.username,
+                    f"Digest uri {creds['uri']} is not the Request-URI {request_uri}",
+                    "uri is not the Request-URI",
+                    other_uri=creds["uri"],
+                )
+            else:
+                verdict = dataclasses.replace(verdict, other_uri=creds["uri"])
+        verdicts.append(verdict)
     if verdicts:
         return min(verdicts, key=lambda v: _RANK[v.result])
     if malformed:
-        return Verdict("bad", reason="malformed Digest credentials")
+        return Verdict("bad", reason="malformed Digest credentials", check="malformed credentials")
     if realms:
-        return Verdict("missing", reason=f"credentials only for realm(s) {', '.join(realms)}")
-    return Verdict("missing", reason=f"no Digest credentials for realm {spec.realm}")
+        return Verdict(
+            "missing",
+            reason=f"credentials only for realm(s) {', '.join(realms)}",
+            check="no credentials",
+        )
+    return Verdict(
+        "missing", reason=f"no Digest credentials for realm {spec.realm}", check="no credentials"
+    )
 
 
 def _check(
@@ -485,41 +546,47 @@ def _check(
     body: bytes,
 ) -> Verdict:
     username = creds.get("username")
+    malformed = "malformed credentials"
     if creds.get("userhash", "false").lower() == "true":
-        return Verdict("bad", username, "userhash (RFC 7616 §3.4.4) is not supported")
+        return Verdict("bad", username, "userhash (RFC 7616 §3.4.4) is not supported", malformed)
     missing = [key for key in _REQUIRED if key not in creds]
     if missing:
-        return Verdict("bad", username, f"missing {', '.join(missing)}")
+        return Verdict("bad", username, f"missing {', '.join(missing)}", malformed)
     username = creds["username"]
     # RFC 2617 §3.2.2: an absent algorithm means MD5.
     offered = creds.get("algorithm", "MD5")
     algorithm = canonical_algorithm(offered)
     if algorithm not in spec.algorithms:
-        return Verdict("bad", username, f"algorithm {offered} not offered")
+        return Verdict("bad", username, f"algorithm {offered} not offered", "algorithm not offered")
     state = signer.check(creds["nonce"], spec.realm, now, spec.nonce_lifetime)
     if state == "invalid":
         # Not a nonce of ours (another server, or issued before a restart with a new
         # secret): nothing can be verified, so the client is challenged afresh, not refused.
-        return Verdict("missing", username, "nonce not ours")
+        return Verdict("missing", username, "nonce not ours", "nonce not ours")
     qop = creds.get("qop")
     nc = creds.get("nc")
     cnonce = creds.get("cnonce")
+    rfc2069 = False
     if qop is None:
-        # RFC 2617 §3.2.2: the RFC 2069 form only when the challenge offered no qop.
         if spec.qop is not None:
-            return Verdict("bad", username, "no qop, but qop=auth was offered")
+            # RFC 2617 §3.2.2: qop stays optional in the answer "to preserve backward
+            # compatibility with a minimal implementation of RFC 2069": checked in that
+            # form (as Kamailio's auth module does), unless the rule requires qop.
+            if spec.require_qop:
+                return Verdict("bad", username, f"no qop={spec.qop} in the answer", "no qop")
+            rfc2069 = True
     else:
         if qop.lower() not in QOPS:
-            return Verdict("bad", username, f"qop {qop} not supported")
+            return Verdict("bad", username, f"qop {qop} not supported", malformed)
         if nc is None or cnonce is None:
-            return Verdict("bad", username, f"qop={qop} without nc and cnonce")
+            return Verdict("bad", username, f"qop={qop} without nc and cnonce", malformed)
         if not _NC_RE.fullmatch(nc):
-            return Verdict("bad", username, f"malformed nc {nc}")
+            return Verdict("bad", username, f"malformed nc {nc}", malformed)
     if algorithm.endswith("-sess") and cnonce is None:
-        return Verdict("bad", username, f"{algorithm} without cnonce")
+        return Verdict("bad", username, f"{algorithm} without cnonce", malformed)
     password = spec.password(username)
     if password is None:
-        return Verdict("bad", username, f"unknown user {username}")
+        return Verdict("bad", username, f"unknown user {username}", "unknown user")
     expected = digest_response(
         algorithm,
         username,
@@ -534,8 +601,9 @@ def _check(
         body,
     )
     if not hmac.compare_digest(expected.encode("ascii"), _utf8(creds["response"].lower())):
-        return Verdict("bad", username, f"wrong response for {username}")
+        return Verdict("bad", username, f"wrong password for {username}", "wrong password")
     if state == "stale":
         # RFC 7616 §3.3: stale=true only when the response was right for the old nonce.
-        return Verdict("stale", username, f"stale nonce for {username}")
-    return Verdict("ok", username, f"{username} authenticated with {algorithm}")
+        return Verdict("stale", username, f"stale nonce for {username}", "stale nonce", rfc2069)
+    form = " (RFC 2069 form, no qop)" if rfc2069 else ""
+    return Verdict("ok", username, f"{username} authenticated with {algorithm}{form}", "", rfc2069)

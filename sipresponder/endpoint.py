@@ -561,7 +561,7 @@ class Endpoint:
             rule = self.rules.find(req, flow.transport, plain_ip(flow.remote[0]))
         if rule is not None:
             if rule.auth is not None:
-                denied = self._authenticate(rule.auth, req, now)
+                denied = self._authenticate(rule.auth, req, flow, now)
                 if denied is not None:
                     # Stateful: a retransmission must get this very challenge again
                     # (§17.2.2), and a fresh nonce would differ.
@@ -583,8 +583,10 @@ class Endpoint:
         send_trying = method == "INVITE" and not plan.starts_with_100
         return plan, NO_EXTRAS, send_trying, stateful
 
-    def _authenticate(self, spec: AuthSpec, req: Request, now: float) -> Step | None:
-        """RFC 3261 §22.2-22.3: None when the credentials hold, else the step to answer."""
+    def _authenticate(self, spec: AuthSpec, req: Request, flow: Flow, now: float) -> Step | None:
+        """RFC 3261 §22.2-22.3: None when the credentials hold, else the step to answer.
+        The reason phrase names the check that failed (``Forbidden (wrong password)``,
+        ``Unauthorized (stale nonce)``), so the ladder and the journal show it."""
         wall = self._wall(now)
         verdict = verify(
             spec,
@@ -593,16 +595,41 @@ class Endpoint:
             self.signer,
             wall,
             req.body,
+            req.uri,
         )
+        if verdict.rfc2069:
+            self._notice(
+                "digest-2069",
+                flow,
+                f"Digest answer without qop to a qop={spec.qop} challenge, checked in the "
+                "RFC 2069 form (RFC 2617 §3.2.2)",
+            )
+        if verdict.other_uri:
+            # RFC 2617 §3.2.2.5: uri must name the Request-URI's resource.  A verdict on
+            # the client; refused (400) only with the rule's check_uri.
+            self._violate(
+                req,
+                now,
+                "RFC 2617 §3.2.2.5",
+                f"Digest uri {verdict.other_uri} is not the Request-URI {req.uri}",
+            )
         if verdict.result == "ok":
             return None
+        check = verdict.check
         if verdict.result == "bad":
-            log.info("Digest: %s (Call-ID %s): 403", verdict.reason, req.call_id)
-            return Step(403)
+            log.info("Digest: %s (Call-ID %s): refused", verdict.reason, req.call_id)
+            if check == "uri is not the Request-URI":
+                return Step(400, reason=f"Bad Request (Digest {check})")
+            return Step(403, reason=f"Forbidden ({check})" if check else None)
         nonce = self.signer.make(spec.realm, wall)
         stale = verdict.result == "stale"  # RFC 7616 §3.3: right credentials, old nonce
         headers = tuple((spec.header_name, v) for v in challenges(spec, nonce, stale=stale))
-        return Step(spec.challenge_code, headers=headers)
+        reason = None
+        if check in ("stale nonce", "nonce not ours"):
+            reason = (
+                f"{'Proxy Authentication Required' if spec.proxy else 'Unauthorized'} ({check})"
+            )
+        return Step(spec.challenge_code, reason=reason, headers=headers)
 
     def _pick(self, rule: Rule) -> Plan:
         """The weighted choice of a rule, reproducible from the seed and the arrival order."""

@@ -78,7 +78,7 @@ _STEP_KEYS = (
     "reason_header",
     "warning",
 )
-_AUTH_KEYS = ("realm", "users", "algorithm", "qop", "proxy", "nonce_lifetime")
+_AUTH_KEYS = ("realm", "users", "algorithm", "qop", "check_uri", "proxy", "nonce_lifetime")
 _SDP_MODES = ("answer", "offer", "none")
 
 
@@ -797,15 +797,24 @@ def _auth(raw: Any, where: _Where) -> AuthSpec:
         if isinstance(password, bool) or not isinstance(password, str | int):
             raise where.fail(f"auth.users.{name}", "password must be text")
         pairs.append((str(name), str(password)))
-    algorithms = raw.get("algorithm", ["SHA-256", "MD5"])
+    algorithms = raw.get("algorithm", ["MD5"])
     names = tuple(_list_of_text(algorithms, "auth.algorithm", where))
     for alg in names:
         if alg.upper() not in {a.upper() for a in ALGORITHMS}:
             raise where.fail("auth.algorithm", f"{alg!r} is not one of {', '.join(ALGORITHMS)}")
     qop = raw.get("qop", "auth")
+    if qop not in ("auth", "required", "none", None, False):
+        raise where.fail(
+            "auth.qop",
+            f"{qop!r} is not auth (offered; answers without qop checked in the RFC 2069 "
+            "form), required (offered and required) or none (not offered)",
+        )
     proxy = raw.get("proxy", False)
     if not isinstance(proxy, bool):
         raise where.fail("auth.proxy", "must be true or false")
+    check_uri = raw.get("check_uri", False)
+    if not isinstance(check_uri, bool):
+        raise where.fail("auth.check_uri", "must be true or false")
     lifetime = raw.get("nonce_lifetime", 300)
     if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
         raise where.fail("auth.nonce_lifetime", "must be seconds above 0")
@@ -815,7 +824,9 @@ def _auth(raw: Any, where: _Where) -> AuthSpec:
             realm=str(realm),
             users=tuple(pairs),
             algorithms=names,
-            qop=None if qop in (None, "none", False) else str(qop),
+            qop=None if qop in (None, "none", False) else "auth",
+            require_qop=qop == "required",
+            check_uri=check_uri,
             proxy=proxy,
             nonce_lifetime=float(lifetime),
         )

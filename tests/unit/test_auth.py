@@ -23,7 +23,7 @@ from sipresponder.auth import (
 
 SECRET = b"test-secret"
 T0 = 1_700_000_000.0
-SPEC = AuthSpec("lab", {"alice": "wonderland", "bob": "builder"})
+SPEC = AuthSpec("lab", {"alice": "wonderland", "bob": "builder"}, algorithms=("SHA-256", "MD5"))
 SIGNER = NonceSigner(SECRET)
 URI = "sip:alice@127.0.0.1"
 
@@ -359,11 +359,23 @@ def test_right_password_is_ok_for_every_algorithm(algorithm: str) -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
-def test_default_spec_accepts_sha256_and_md5(algorithm: str) -> None:
+def test_a_spec_of_sha256_and_md5_accepts_both(algorithm: str) -> None:
     verdict = verify(
         SPEC, "REGISTER", [auth_value(algorithm=algorithm, method="REGISTER")], SIGNER, T0
     )
     assert verdict == Verdict("ok", "alice", f"alice authenticated with {algorithm}")
+
+
+def test_the_default_challenge_is_md5_alone() -> None:
+    """baresip 1.0 stops at a first challenge it cannot answer; SIPp 3.6 and pyVoIP know
+    MD5 only: the default challenges as Asterisk, FreeSWITCH and Kamailio do."""
+    spec = AuthSpec("lab", {"alice": "wonderland"})
+    assert spec.algorithms == ("MD5",)
+    (challenge,) = challenges(spec, SIGNER.make("lab", T0))
+    assert "algorithm=MD5" in challenge and 'qop="auth"' in challenge
+    assert verify(spec, "INVITE", [auth_value(spec, algorithm="MD5")], SIGNER, T0).result == "ok"
+    verdict = verify(spec, "INVITE", [auth_value(spec)], SIGNER, T0)  # SHA-256: not offered
+    assert (verdict.result, verdict.check) == ("bad", "algorithm not offered")
 
 
 def test_absent_algorithm_means_md5() -> None:
@@ -372,13 +384,13 @@ def test_absent_algorithm_means_md5() -> None:
     assert verify(SPEC, "INVITE", [value], SIGNER, T0).result == "ok"
     sha_only = AuthSpec("lab", {"alice": "wonderland"}, algorithms=("SHA-256",))
     assert verify(sha_only, "INVITE", [value], SIGNER, T0) == Verdict(
-        "bad", "alice", "algorithm MD5 not offered"
+        "bad", "alice", "algorithm MD5 not offered", "algorithm not offered"
     )
 
 
 def test_wrong_password_is_bad() -> None:
     verdict = verify(SPEC, "INVITE", [auth_value(password="nope")], SIGNER, T0)
-    assert verdict == Verdict("bad", "alice", "wrong response for alice")
+    assert verdict == Verdict("bad", "alice", "wrong password for alice", "wrong password")
 
 
 def test_wrong_method_is_bad() -> None:
@@ -387,12 +399,14 @@ def test_wrong_method_is_bad() -> None:
 
 def test_unknown_user_is_bad() -> None:
     verdict = verify(SPEC, "INVITE", [auth_value(user="mallory")], SIGNER, T0)
-    assert verdict == Verdict("bad", "mallory", "unknown user mallory")
+    assert verdict == Verdict("bad", "mallory", "unknown user mallory", "unknown user")
 
 
 def test_algorithm_not_offered_is_bad() -> None:
     verdict = verify(SPEC, "INVITE", [auth_value(algorithm="SHA-512-256")], SIGNER, T0)
-    assert verdict == Verdict("bad", "alice", "algorithm SHA-512-256 not offered")
+    assert verdict == Verdict(
+        "bad", "alice", "algorithm SHA-512-256 not offered", "algorithm not offered"
+    )
     odd = auth_value().replace("algorithm=SHA-256", "algorithm=SHA-1")
     assert verify(SPEC, "INVITE", [odd], SIGNER, T0).result == "bad"
 
@@ -400,7 +414,7 @@ def test_algorithm_not_offered_is_bad() -> None:
 def test_stale_nonce_with_right_password_is_stale() -> None:
     value = auth_value(issued=T0 - 301)
     verdict = verify(SPEC, "INVITE", [value], SIGNER, T0)
-    assert verdict == Verdict("stale", "alice", "stale nonce for alice")
+    assert verdict == Verdict("stale", "alice", "stale nonce for alice", "stale nonce")
 
 
 def test_stale_nonce_with_wrong_password_is_bad() -> None:
@@ -411,7 +425,7 @@ def test_stale_nonce_with_wrong_password_is_bad() -> None:
 def test_forged_or_foreign_nonce_gets_a_fresh_challenge() -> None:
     forged = credentials("alice", "wonderland", "lab", "x" * 32, "INVITE", URI)
     assert verify(SPEC, "INVITE", [forged], SIGNER, T0) == Verdict(
-        "missing", "alice", "nonce not ours"
+        "missing", "alice", "nonce not ours", "nonce not ours"
     )
     other = NonceSigner(b"elsewhere").make("lab", T0)
     foreign = credentials("alice", "wonderland", "lab", other, "INVITE", URI)
@@ -430,7 +444,9 @@ def test_missing_header_is_missing() -> None:
 def test_credentials_for_another_realm_only_are_missing() -> None:
     other = AuthSpec("upstream", {"alice": "wonderland"})
     verdict = verify(SPEC, "INVITE", [auth_value(other)], SIGNER, T0)
-    assert verdict == Verdict("missing", None, "credentials only for realm(s) upstream")
+    assert verdict == Verdict(
+        "missing", None, "credentials only for realm(s) upstream", "no credentials"
+    )
 
 
 def test_our_realm_is_picked_among_several() -> None:
@@ -443,26 +459,57 @@ def test_our_realm_is_picked_among_several() -> None:
 
 def test_malformed_digest_credentials_are_bad() -> None:
     verdict = verify(SPEC, "INVITE", ['Digest username="alice", realm="lab'], SIGNER, T0)
-    assert verdict == Verdict("bad", None, "malformed Digest credentials")
+    assert verdict == Verdict("bad", None, "malformed Digest credentials", "malformed credentials")
 
 
 def test_missing_fields_are_bad() -> None:
     value = auth_value()
     without_uri = ", ".join(p for p in value.split(", ") if not p.startswith("uri="))
     verdict = verify(SPEC, "INVITE", [without_uri], SIGNER, T0)
-    assert verdict == Verdict("bad", "alice", "missing uri")
+    assert verdict == Verdict("bad", "alice", "missing uri", "malformed credentials")
     without_nc = ", ".join(p for p in value.split(", ") if not p.startswith("nc="))
     assert verify(SPEC, "INVITE", [without_nc], SIGNER, T0).result == "bad"
     bad_nc = value.replace("nc=00000001", "nc=1")
     assert verify(SPEC, "INVITE", [bad_nc], SIGNER, T0).reason == "malformed nc 1"
 
 
-def test_no_qop_is_accepted_only_when_none_was_offered() -> None:
+def test_an_answer_without_qop_is_checked_in_the_rfc_2069_form() -> None:
+    """RFC 2617 §3.2.2 keeps qop optional in the answer for RFC 2069 clients (pyVoIP):
+    response = H(HA1:nonce:HA2), right or wrong like any other."""
     value = auth_value(qop=None)
-    assert "qop" not in value
+    assert "qop" not in value and "cnonce" not in value
     verdict = verify(SPEC, "INVITE", [value], SIGNER, T0)
-    assert verdict == Verdict("bad", "alice", "no qop, but qop=auth was offered")
-    rfc2069 = AuthSpec("lab", {"alice": "wonderland"}, qop=None)
+    assert verdict == Verdict(
+        "ok", "alice", "alice authenticated with SHA-256 (RFC 2069 form, no qop)", "", True
+    )
+    wrong = verify(SPEC, "INVITE", [auth_value(qop=None, password="nope")], SIGNER, T0)
+    assert (wrong.result, wrong.check, wrong.rfc2069) == ("bad", "wrong password", False)
+    stale = verify(SPEC, "INVITE", [auth_value(qop=None, issued=T0 - 301)], SIGNER, T0)
+    assert (stale.result, stale.rfc2069) == ("stale", True)
+    # The RFC 2069 form by hand, as pyVoIP computes it.
+    nonce = SIGNER.make("lab", T0)
+    ha1 = hashlib.md5(b"alice:lab:wonderland").hexdigest()
+    ha2 = hashlib.md5(f"REGISTER:{URI}".encode()).hexdigest()
+    response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
+    by_hand = (
+        f'Digest username="alice",realm="lab",nonce="{nonce}",uri="{URI}",'
+        f'response="{response}",algorithm=MD5'
+    )
+    assert verify(SPEC, "REGISTER", [by_hand], SIGNER, T0).result == "ok"
+
+
+def test_a_rule_may_require_qop() -> None:
+    strict = AuthSpec("lab", {"alice": "wonderland"}, algorithms=("SHA-256",), require_qop=True)
+    verdict = verify(strict, "INVITE", [auth_value(strict, qop=None)], SIGNER, T0)
+    assert verdict == Verdict("bad", "alice", "no qop=auth in the answer", "no qop")
+    assert verify(strict, "INVITE", [auth_value(strict)], SIGNER, T0).result == "ok"
+    with pytest.raises(ValueError, match="no qop offered"):
+        AuthSpec("lab", {"alice": "x"}, qop=None, require_qop=True)
+
+
+def test_no_qop_offered_accepts_both_forms() -> None:
+    value = auth_value(qop=None)
+    rfc2069 = AuthSpec("lab", {"alice": "wonderland"}, algorithms=("SHA-256",), qop=None)
     assert verify(rfc2069, "INVITE", [value], SIGNER, T0).result == "ok"
     # A client that uses qop=auth anyway is still checked, and passes.
     assert verify(rfc2069, "INVITE", [auth_value()], SIGNER, T0).result == "ok"
@@ -503,7 +550,7 @@ def test_response_hex_case_does_not_matter() -> None:
 
 
 def test_proxy_spec_verifies_the_same_way() -> None:
-    proxy = AuthSpec("lab", {"alice": "wonderland"}, proxy=True)
+    proxy = AuthSpec("lab", {"alice": "wonderland"}, algorithms=("SHA-256",), proxy=True)
     assert verify(proxy, "INVITE", [auth_value(proxy)], SIGNER, T0).result == "ok"
 
 
@@ -529,3 +576,21 @@ def test_verify_never_raises_on_odd_field_values(field: str, text: str) -> None:
     value = "Digest " + ", ".join(f'{k}="{v}"' for k, v in escaped.items())
     verdict = verify(SPEC, "INVITE", [value], SIGNER, T0)
     assert verdict.result in ("ok", "missing", "stale", "bad")
+
+
+def test_right_credentials_for_another_resource_are_flagged_or_refused() -> None:
+    """RFC 2617 §3.2.2.5: uri must name the Request-URI's resource.  SIPp 3.6 answers
+    with uri="sip:host:port" for an INVITE to sip:1001@host:port: flagged, and refused
+    only with check_uri."""
+    value = auth_value()  # uri sip:alice@127.0.0.1
+    same = verify(SPEC, "INVITE", [value], SIGNER, T0, request_uri=URI + ";transport=tcp")
+    assert (same.result, same.other_uri) == ("ok", "")  # parameters aside
+    other = verify(SPEC, "INVITE", [value], SIGNER, T0, request_uri="sip:bob@127.0.0.1")
+    assert (other.result, other.other_uri) == ("ok", URI)
+    strict = AuthSpec("lab", {"alice": "wonderland"}, algorithms=("SHA-256",), check_uri=True)
+    refused = verify(strict, "INVITE", [value], SIGNER, T0, request_uri="sip:bob@127.0.0.1")
+    assert (refused.result, refused.check) == ("bad", "uri is not the Request-URI")
+    # A wrong password is told as such, whatever the uri.
+    wrong = auth_value(strict, password="nope")
+    verdict = verify(strict, "INVITE", [wrong], SIGNER, T0, request_uri="sip:bob@127.0.0.1")
+    assert verdict.check == "wrong password"

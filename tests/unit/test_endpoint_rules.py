@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from helpers import request
 from test_endpoint import UDP, advance, codes, responses
 
-from sipresponder.auth import credentials
+from sipresponder.auth import NonceSigner, credentials
 from sipresponder.config import Config
 from sipresponder.endpoint import Endpoint
+from sipresponder.journal import Journal
 from sipresponder.rules import load_rules
 
 RULES = """\
@@ -107,7 +111,7 @@ def test_proxy_auth_uses_407() -> None:
     assert [r.status for r in out] == [407]
     nonce = nonce_of(out[0].header("Proxy-Authenticate") or "")
     value = credentials(
-        "bob", "pw", "edge", nonce, "INVITE", "sip:proxied@127.0.0.1", algorithm="SHA-256"
+        "bob", "pw", "edge", nonce, "INVITE", "sip:proxied@127.0.0.1", algorithm="MD5"
     )
     data = request(
         "INVITE",
@@ -117,6 +121,87 @@ def test_proxy_auth_uses_407() -> None:
         extra=[("Proxy-Authorization", value)],
     )
     assert codes(ep.receive(data, UDP, 1.0)) == [100, 200]
+
+
+AUTH_RULES = """\
+rules:
+  - match: {method: REGISTER, user: lenient}
+    auth: {realm: lab, users: {alice: secret}}
+    plan: 200
+  - match: {method: REGISTER, user: strict}
+    auth: {realm: lab, users: {alice: secret}, qop: required, check_uri: true}
+    plan: 200
+"""
+
+
+def attempt(
+    user: str, password: str | None, nonce: str = "", *, qop: str | None = "auth", **kw: str
+) -> bytes:
+    """A REGISTER to ``user`` answering ``nonce`` (MD5), a new branch and CSeq each time."""
+    n = next(_attempt)
+    extra = []
+    if password is not None:
+        uri = kw.get("uri", f"sip:{user}@127.0.0.1")
+        name = kw.get("name", "alice")
+        value = credentials(name, password, "lab", nonce, "REGISTER", uri, algorithm="MD5", qop=qop)
+        extra = [("Authorization", value)]
+    return request("REGISTER", user, branch=f"z9hG4bK-a{n}", cseq=f"{n} REGISTER", extra=extra)
+
+
+def status_lines(out: list[tuple[bytes, object, object]]) -> list[str]:
+    return [data.split(b"\r\n", 1)[0].decode()[8:] for data, _, _ in out]
+
+
+def test_each_refusal_names_the_check_that_failed() -> None:
+    journal = Journal()
+    ep = Endpoint(Config(secret=b"k"), rules=load_rules(AUTH_RULES), journal=journal)
+    (challenge,) = responses(ep.receive(attempt("lenient", None), UDP, 0.0))
+    assert challenge.status == 401 and challenge.reason == "Unauthorized"
+    nonce = nonce_of(challenge.header("WWW-Authenticate") or "")
+    said = status_lines(ep.receive(attempt("lenient", "wrong", nonce), UDP, 1.0))
+    assert said == ["403 Forbidden (wrong password)"]
+    said = status_lines(ep.receive(attempt("lenient", "secret", nonce, name="eve"), UDP, 1.0))
+    assert said == ["403 Forbidden (unknown user)"]
+    said = status_lines(ep.receive(attempt("lenient", "secret", nonce), UDP, 400.0))
+    assert said == ["401 Unauthorized (stale nonce)"]
+    foreign = NonceSigner(b"elsewhere").make("lab", 1.0 + ep.wall_offset)
+    said = status_lines(ep.receive(attempt("lenient", "secret", foreign), UDP, 1.0))
+    assert said == ["401 Unauthorized (nonce not ours)"]
+    # Right password, but for another resource than the Request-URI (RFC 2617 §3.2.2.5):
+    # a verdict on the client, and refused only where the rule checks the uri.
+    out = ep.receive(attempt("lenient", "secret", nonce, uri="sip:other@127.0.0.1"), UDP, 1.0)
+    assert status_lines(out) == ["200 OK"]
+    out = ep.receive(attempt("strict", "secret", nonce, uri="sip:other@127.0.0.1"), UDP, 1.0)
+    assert status_lines(out) == ["400 Bad Request (Digest uri is not the Request-URI)"]
+    # The same resource spelled otherwise (§19.1.4, parameters aside) passes.
+    same = attempt("lenient", "secret", nonce, uri="SIP:lenient@127.0.0.1;transport=UDP")
+    assert status_lines(ep.receive(same, UDP, 1.0)) == ["200 OK"]
+    # The journal tells them apart: the ladder shows each reason, and the uri a verdict.
+    ladders = "\n".join(call.ladder() for call in journal.calls())
+    for reason in ("(wrong password)", "(unknown user)", "(stale nonce)", "(nonce not ours)"):
+        assert reason in ladders
+    violations = [v for call in journal.calls() for v in call.violations]
+    assert [v.rule for v in violations] == ["RFC 2617 §3.2.2.5"] * 2
+    assert "Digest uri sip:other@127.0.0.1 is not the Request-URI" in violations[0].message
+
+
+def test_an_rfc_2069_answer_passes_unless_the_rule_requires_qop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sipresponder")
+    ep = make(AUTH_RULES)
+    nonce = nonce_of(
+        responses(ep.receive(attempt("lenient", None), UDP, 0.0))[0].header("WWW-Authenticate")
+        or ""
+    )
+    assert codes(ep.receive(attempt("lenient", "secret", nonce, qop=None), UDP, 1.0)) == [200]
+    assert "checked in the RFC 2069 form" in caplog.text
+    # A wrong password in that form is still a wrong password.
+    said = status_lines(ep.receive(attempt("lenient", "nope", nonce, qop=None), UDP, 1.0))
+    assert said == ["403 Forbidden (wrong password)"]
+    said = status_lines(ep.receive(attempt("strict", "secret", nonce, qop=None), UDP, 1.0))
+    assert said == ["403 Forbidden (no qop)"]
+    assert codes(ep.receive(attempt("strict", "secret", nonce), UDP, 1.0)) == [200]
 
 
 def test_weighted_choice_is_mixed_reproducible_and_stateful() -> None:
