@@ -12,21 +12,21 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: core run test unit integration lint soak bench bench-micro bench-instructions fuzz sipp venv clean
+.PHONY: core run test unit integration lint soak bench bench-micro bench-instructions fuzz sipp clients venv clean
 
 run: $(CORE)
 	$(BIN)/sipresponder $(ARGS)
 
 # Every test against the compiled core, then the unit tests against the pure-Python one
 # (what a machine without a C compiler runs).
-test: $(CORE) sipp lint
+test: $(CORE) sipp clients lint
 	$(BIN)/pytest -q tests
 	SIPRESPONDER_PURE=1 $(BIN)/pytest -q tests/unit
 
 unit: $(CORE)
 	$(BIN)/pytest -q tests/unit
 
-integration: $(CORE) sipp
+integration: $(CORE) sipp clients
 	$(BIN)/pytest -q tests/integration
 
 lint: $(STAMP)
@@ -97,13 +97,23 @@ $(CORE): $(STAMP) $(wildcard sipresponder/*.py sipresponder/*.c)
 
 core: $(CORE)
 
-# The integration tests drive the responder with the real sipp (Debian: sip-tester).
-sipp:
-	@command -v sipp >/dev/null 2>&1 || { \
-		echo "installing sipp (Debian package sip-tester) with apt-get"; \
+# $(call need,COMMAND,PACKAGE): install Debian's PACKAGE when COMMAND is missing.
+define need
+	@command -v $(1) >/dev/null 2>&1 || { \
+		echo "installing $(1) (Debian package $(2)) with apt-get"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq sip-tester; }
-	@command -v sipp >/dev/null 2>&1 || { echo "sipp is still missing" >&2; exit 1; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2); }
+	@command -v $(1) >/dev/null 2>&1 || { echo "$(1) is still missing" >&2; exit 1; }
+endef
+
+# The integration tests drive the responder with the real sipp (Debian: sip-tester)...
+sipp:
+	$(call need,sipp,sip-tester)
+
+# ... and with real SIP clients: baresip (Debian: baresip-core, no GUI); pyVoIP comes
+# with the venv ('.[dev]').
+clients:
+	$(call need,baresip,baresip-core)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
