@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from required import missing
 from sipclient import SIPP, Responder, StartResponder, start_responder
 
 
@@ -66,5 +67,5 @@ def start_responder_with(tmp_path: Path) -> Iterator[StartResponder]:
 @pytest.fixture(scope="session")
 def sipp_binary() -> str:
     if shutil.which(SIPP) is None:
-        pytest.skip(f"{SIPP} is not installed (Debian package sip-tester)")
+        missing(f"{SIPP} is not installed (Debian package sip-tester; make test installs it)")
     return SIPP

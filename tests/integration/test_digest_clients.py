@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from required import missing
 from sipclient import Responder, StartResponder, free_port, run_sipp
 from test_access import ADMIN
 
@@ -46,14 +46,6 @@ rules:
 REFUSED = "403 Forbidden (wrong password)"
 #: A client run's bound: it registers or places one call and is stopped.
 CLIENT_SECONDS = 20
-
-
-def missing(what: str) -> None:
-    """Skip, or fail under CI, for a client that is not installed."""
-    message = f"{what} is not installed (make test installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture
@@ -106,8 +98,7 @@ def baresip(server: Responder, workdir: Path, password: str, transport: str) -> 
     """baresip 1.0 dialling 486 with alice's ``password``; what it printed."""
     binary = shutil.which("baresip")
     if binary is None:
-        missing("baresip (Debian package baresip-core)")
-    assert binary is not None
+        missing("baresip is not installed (Debian package baresip-core; make test installs it)")
     conf = workdir / "baresip"
     conf.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -172,7 +163,7 @@ def pyvoip(server: Responder, workdir: Path, password: str) -> str:
     """pyVoIP 1.6 registering alice with ``password`` (in a process of its own: it starts
     threads and timers); the status it reached."""
     if importlib.util.find_spec("pyVoIP") is None:
-        missing("pyVoIP (PyPI)")
+        missing("pyVoIP is not installed (PyPI; make test installs it)")
     script = workdir / "pyvoip_register.py"
     script.write_text(PYVOIP)
     argv = [sys.executable, str(script), server.host, str(server.port), password]

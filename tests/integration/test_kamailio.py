@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from required import missing
 from sipclient import (
     ROOT,
     SCENARIOS,
@@ -88,26 +89,27 @@ def _which_kamailio() -> str | None:
 
 @pytest.fixture(scope="session")
 def kamailio_binary() -> str:
-    """The kamailio binary, installed with apt-get when missing (skips when it cannot be)."""
+    """The kamailio binary, installed with apt-get when missing (skips when it cannot be,
+    fails under CI=true)."""
     found = _which_kamailio()
     if found is not None:
         return found
     if shutil.which("apt-get") is None:
-        pytest.skip("kamailio is not installed and there is no apt-get to install it")
+        missing("kamailio is not installed and there is no apt-get to install it")
     try:
         result = _apt_get("install", "-y", "-qq", "kamailio")
         if result.returncode != 0:  # perhaps stale package lists
             update = _apt_get("update", "-qq")
             if update.returncode != 0:
-                pytest.skip(f"apt-get update failed: {update.stderr.strip()[-500:]}")
+                missing(f"apt-get update failed: {update.stderr.strip()[-500:]}")
             result = _apt_get("install", "-y", "-qq", "kamailio")
     except subprocess.TimeoutExpired:
-        pytest.skip(f"apt-get did not install kamailio within {APT_TIMEOUT:.0f} s")
+        missing(f"apt-get did not install kamailio within {APT_TIMEOUT:.0f} s")
     if result.returncode != 0:
-        pytest.skip(f"apt-get install kamailio failed: {result.stderr.strip()[-500:]}")
+        missing(f"apt-get install kamailio failed: {result.stderr.strip()[-500:]}")
     found = _which_kamailio()
     if found is None:
-        pytest.skip("apt-get installed kamailio, but there is no kamailio binary")
+        missing("apt-get installed kamailio, but there is no kamailio binary")
     return found
 
 

@@ -9,7 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
+from required import missing_core
 
 from sipresponder import native
 
@@ -78,10 +78,11 @@ def test_pure_is_honoured() -> None:
     assert scan == "False"
 
 
-@pytest.mark.skipif(not native.extensions(), reason="the core is not compiled here")
 def test_the_compiled_core_is_used_when_current() -> None:
+    if not native.extensions():
+        missing_core("the core is not compiled here")
     if native.stale():
-        pytest.skip("the compiled core is stale: make rebuilds it")
+        missing_core("the compiled core is stale: make rebuilds it")
     path, build, scan = probe()
     assert path.endswith(SUFFIX)
     assert build == "compiled with mypyc"

@@ -18,12 +18,19 @@ import pytest
 from helpers import load_c_module
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from required import missing_core
 
 from sipresponder import message, parser, responses
 from sipresponder.message import Headers
 
 SCAN = load_c_module("_scan")
-pytestmark = pytest.mark.skipif(SCAN is None, reason="the C scanner is not built here")
+
+
+@pytest.fixture(autouse=True)
+def _c_scanner_built() -> None:
+    if SCAN is None:
+        missing_core("the C scanner is not built here")
+
 
 START = "INVITE sip:bob@192.0.2.1 SIP/2.0\r\n"
 

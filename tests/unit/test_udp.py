@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from helpers import load_c_module, request
+from required import missing_core
 from test_transport import status_lines
 
 from sipresponder import server
@@ -32,7 +33,12 @@ from sipresponder.transport import (
 )
 
 UDP = load_c_module("_udp")
-pytestmark = pytest.mark.skipif(UDP is None, reason="the C UDP calls are not built here")
+
+
+@pytest.fixture(autouse=True)
+def _c_udp_built() -> None:
+    if UDP is None:
+        missing_core("the C UDP calls are not built here")
 
 
 def bound(family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1") -> socket.socket:
