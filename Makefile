@@ -12,7 +12,7 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: core run test unit integration lint soak bench bench-micro bench-instructions fuzz sipp clients venv clean
+.PHONY: core run test unit integration lint docs soak bench bench-micro bench-instructions fuzz sipp clients venv clean
 
 run: $(CORE)
 	$(BIN)/sipresponder $(ARGS)
@@ -33,6 +33,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check sipresponder tests bench fuzz setup.py
 	$(BIN)/ruff format --check sipresponder tests bench fuzz setup.py
 	$(BIN)/mypy --strict sipresponder
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+# The documentation site (mkdocs-material) into site/; --strict: a broken link or anchor,
+# or a page left out of the nav, fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Minutes of good calls (sipp), malformed traffic and a flood against one responder:
 # every call completes, the flood is rate-limited, no memory or descriptor leak, no error
@@ -116,5 +122,5 @@ clients:
 	$(call need,baresip,baresip-core)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .mypy_cache .ruff_cache .pytest_cache
 	rm -f sipresponder/*.so
