@@ -26,9 +26,12 @@
 #include <string.h>
 
 /* Names as spelled -> their key: a small cache of ``keys`` (the parser's ``_KEYS``) that
-   needs no string object to look a name up.  ``_KEYS`` only ever gains names, and a
-   name's key is a function of the name (``_header_key``), so an entry never goes stale;
-   a full slot is simply overwritten.  Each entry holds a reference to its key. */
+   needs no string object to look a name up.  The cache belongs to one dict at a time
+   (``cache_keys``): a call with another dict, or with the same dict after it shrank
+   (the parser clears ``_KEYS`` when it is full), empties it first, so that a name is
+   found only when it is in the ``keys`` given.  Between those, ``keys`` only gains names
+   and a name's key is a function of the name (``_header_key``), so an entry never goes
+   stale; a full slot is simply overwritten.  Each entry holds a reference to its key. */
 #define CACHE_SLOTS 256  /* a power of two */
 #define CACHE_PROBES 4
 #define CACHE_NAME 32    /* longer names are looked up in the dict every time */
@@ -40,6 +43,24 @@ typedef struct {
 } cached_name;
 
 static cached_name cache[CACHE_SLOTS];  /* process-wide: the GIL guards it */
+static PyObject *cache_keys = NULL;      /* the dict the entries came from (a reference) */
+static Py_ssize_t cache_keys_size = 0;   /* its size when last seen */
+
+/* Make the cache one of ``keys``: emptied unless it already is and ``keys`` did not
+   shrink since.  Releasing keys and a dict of str runs no Python code. */
+static void
+cache_for(PyObject *keys)
+{
+    Py_ssize_t size = PyDict_GET_SIZE(keys);
+    if (keys != cache_keys || size < cache_keys_size) {
+        for (size_t i = 0; i < CACHE_SLOTS; i++) {
+            Py_CLEAR(cache[i].key);
+            cache[i].length = 0;
+        }
+        Py_XSETREF(cache_keys, Py_NewRef(keys));
+    }
+    cache_keys_size = size;
+}
 
 static size_t
 name_hash(const char *name, Py_ssize_t length)
@@ -107,6 +128,7 @@ usual_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "usual_headers: text must be str, keys and hmap dict");
         return NULL;
     }
+    cache_for(keys);
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     if (pos == -1 && PyErr_Occurred())
         return NULL;

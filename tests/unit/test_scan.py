@@ -137,6 +137,28 @@ def test_names_beyond_the_cache_are_found_every_time() -> None:
         assert python[0] == 300
 
 
+def test_the_name_cache_answers_only_for_the_keys_it_is_given() -> None:
+    """A name cached from one dict is not found through another that lacks it, nor
+    through the same dict once cleared (the parser clears ``_KEYS`` when it is full)."""
+    assert SCAN is not None
+    text = START + "X-Cached-Name: 1\r\n\r\n"
+    end = text.find("\r\n\r\n")
+
+    def scan(keys: dict[str, str]) -> int:
+        headers = Headers()
+        args = (text, len(START), end, keys, headers._map, headers, [], parser._again)
+        return int(SCAN.usual_headers(*args))
+
+    keys = {"X-Cached-Name": "x-cached-name", "Via": "via", "From": "from"}
+    assert scan(keys) == 1  # now in the cache
+    assert scan({"Via": "via"}) == -1  # another dict, without the name
+    assert scan(keys) == 1
+    keys.clear()
+    keys["Via"] = "via"
+    assert scan(keys) == -1  # the same dict, cleared: not found
+    assert scan(parser._KEYS) >= -1  # and the parser's own dict is served again
+
+
 def test_text_that_is_not_ascii_is_left_to_the_python_function() -> None:
     assert SCAN is not None
     for text in (START + "Via: caf\xe9\r\n\r\n", START + "Via: \udc80\r\n\r\n"):
