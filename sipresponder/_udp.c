@@ -28,6 +28,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -61,11 +62,12 @@ int_argument(PyObject *value, const char *what)
 }
 
 /* The address tuple of a raw socket address, as the socket module makes it:
-   (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6. */
+   (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6, whose host carries
+   its scope (``fe80::1%eth0``) as getnameinfo writes it for the socket module. */
 static PyObject *
 peer_tuple(const struct sockaddr_storage *name, socklen_t length)
 {
-    char host[INET6_ADDRSTRLEN];
+    char host[NI_MAXHOST];
     if (name->ss_family == AF_INET && length >= (socklen_t)sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *v4 = (const struct sockaddr_in *)name;
         if (inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host) == NULL)
@@ -74,8 +76,17 @@ peer_tuple(const struct sockaddr_storage *name, socklen_t length)
     }
     if (name->ss_family == AF_INET6 && length >= (socklen_t)sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)name;
-        if (inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host) == NULL)
-            return PyErr_SetFromErrno(PyExc_OSError);
+        if (v6->sin6_scope_id == 0) {
+            if (inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host) == NULL)
+                return PyErr_SetFromErrno(PyExc_OSError);
+        } else {
+            int rc = getnameinfo((const struct sockaddr *)v6, sizeof *v6, host, sizeof host,
+                                 NULL, 0, NI_NUMERICHOST);
+            if (rc != 0) {
+                PyErr_Format(PyExc_OSError, "getnameinfo: %s", gai_strerror(rc));
+                return NULL;
+            }
+        }
         return Py_BuildValue("(siII)", host, (int)ntohs(v6->sin6_port),
                              (unsigned int)ntohl(v6->sin6_flowinfo),
                              (unsigned int)v6->sin6_scope_id);
@@ -186,19 +197,43 @@ recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return batch;
 }
 
-/* The destination of the last send: its host and port as given, the socket's family,
-   and the raw address they make. */
+/* The destination of the last send: its host, port, flowinfo and scope as given, the
+   socket's family, and the raw address they make. */
 static PyObject *dest_host = NULL;
 static long dest_port = -1;
+static unsigned long dest_flowinfo = 0;
+static unsigned long dest_scope = 0;
 static int dest_family = -1;
 static struct sockaddr_storage dest_name;
 static socklen_t dest_name_length = 0;
 
-/* Fill dest_name from (host, port) for a socket of ``family``: a numeric address only
-   (the responder answers to the address a request came from).  On an IPv6 socket an
-   IPv4 address is sent to as IPv4-mapped, as the kernel reports such a peer. */
+/* An IPv6 address with a scope, ``fe80::1%eth0`` or ``fe80::1%2``, into ``v6`` (its
+   address and scope id): 0, or -1 when it is not one. */
 static int
-make_dest(int family, PyObject *host, long port)
+scoped_address(const char *text, struct sockaddr_in6 *v6)
+{
+    struct addrinfo hints, *found = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET6;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICHOST;
+    if (getaddrinfo(text, NULL, &hints, &found) != 0 || found == NULL)
+        return -1;
+    const struct sockaddr_in6 *got = (const struct sockaddr_in6 *)found->ai_addr;
+    v6->sin6_addr = got->sin6_addr;
+    v6->sin6_scope_id = got->sin6_scope_id;
+    freeaddrinfo(found);
+    return 0;
+}
+
+/* Fill dest_name from (host, port, flowinfo, scope) for a socket of ``family``: a
+   numeric address only (the responder answers to the address a request came from).  On
+   an IPv6 socket an IPv4 address is sent to as IPv4-mapped, as the kernel reports such a
+   peer.  As the socket module does, an IPv6 host may carry its scope (``fe80::1%lo``,
+   which is how a link-local peer's address is received), and a scope id other than 0
+   in the tuple replaces it. */
+static int
+make_dest(int family, PyObject *host, long port, unsigned long flowinfo, unsigned long scope)
 {
     const char *text = PyUnicode_AsUTF8(host);
     if (text == NULL)
@@ -220,16 +255,28 @@ make_dest(int family, PyObject *host, long port)
     } else if (family == AF_INET6) {
         struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&name;
         struct in_addr v4;
+        if (flowinfo > 0xfffff) {
+            PyErr_SetString(PyExc_OverflowError, "flowinfo must be 0-1048575");
+            return -1;
+        }
         if (inet_pton(AF_INET6, text, &v6->sin6_addr) != 1) {
-            if (inet_pton(AF_INET, text, &v4) != 1)
+            if (strchr(text, '%') != NULL) {
+                if (scoped_address(text, v6) != 0)
+                    goto not_numeric;
+            } else if (inet_pton(AF_INET, text, &v4) != 1) {
                 goto not_numeric;
-            /* ::ffff:a.b.c.d */
-            v6->sin6_addr.s6_addr[10] = 0xff;
-            v6->sin6_addr.s6_addr[11] = 0xff;
-            memcpy(&v6->sin6_addr.s6_addr[12], &v4, 4);
+            } else {
+                /* ::ffff:a.b.c.d */
+                v6->sin6_addr.s6_addr[10] = 0xff;
+                v6->sin6_addr.s6_addr[11] = 0xff;
+                memcpy(&v6->sin6_addr.s6_addr[12], &v4, 4);
+            }
         }
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons((uint16_t)port);
+        v6->sin6_flowinfo = htonl((uint32_t)flowinfo);
+        if (scope != 0)
+            v6->sin6_scope_id = (uint32_t)scope;
         length = sizeof *v6;
     } else {
         PyErr_Format(PyExc_ValueError, "address family %d", family);
@@ -240,6 +287,8 @@ make_dest(int family, PyObject *host, long port)
     dest_name_length = length;
     Py_XSETREF(dest_host, Py_NewRef(host));
     dest_port = port;
+    dest_flowinfo = flowinfo;
+    dest_scope = scope;
     dest_family = family;
     return 0;
 not_numeric:
@@ -261,12 +310,26 @@ destination(int family, PyObject *address)
     long port = PyLong_AsLong(PyTuple_GET_ITEM(address, 1));
     if (port == -1 && PyErr_Occurred())
         return -1;
-    if (family == dest_family && port == dest_port && dest_host != NULL
+    /* IPv6: (host, port, flowinfo, scope_id), the last two optional. */
+    unsigned long flowinfo = 0, scope = 0;
+    Py_ssize_t size = PyTuple_GET_SIZE(address);
+    if (size > 2) {
+        flowinfo = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(address, 2));
+        if (flowinfo == (unsigned long)-1 && PyErr_Occurred())
+            return -1;
+    }
+    if (size > 3) {
+        scope = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(address, 3));
+        if (scope == (unsigned long)-1 && PyErr_Occurred())
+            return -1;
+    }
+    if (family == dest_family && port == dest_port && flowinfo == dest_flowinfo
+        && scope == dest_scope && dest_host != NULL
         && (host == dest_host || PyUnicode_Compare(host, dest_host) == 0))
         return 0;
     if (PyErr_Occurred())
         return -1;  /* from the comparison */
-    return make_dest(family, host, port);
+    return make_dest(family, host, port, flowinfo, scope);
 }
 
 /* The first arguments of send_to and send_batch: ``nargs`` must be 4, and args[0] and
@@ -344,20 +407,23 @@ send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t start = PyLong_AsSsize_t(args[3]);
     if (start == -1 && PyErr_Occurred())
         return NULL;
-    Py_ssize_t total = PyList_GET_SIZE(items);
-    if (start < 0 || start >= total) {
+    if (start < 0 || start >= PyList_GET_SIZE(items)) {
         PyErr_SetString(PyExc_IndexError, "send_batch: start out of range");
         return NULL;
     }
+    /* The items whose bytes are being sent, held until the send: reading an address can
+       run Python code (a port's __index__), which could change the list, so its length
+       is read afresh for every item and no item is left to the list to keep alive. */
+    PyObject *held[MAX_SEND];
     unsigned int count = 0;
-    while (count < MAX_SEND && start + (Py_ssize_t)count < total) {
+    while (count < MAX_SEND && start + (Py_ssize_t)count < PyList_GET_SIZE(items)) {
         PyObject *item = PyList_GET_ITEM(items, start + (Py_ssize_t)count);
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2
             || !PyBytes_Check(PyTuple_GET_ITEM(item, 0))) {
             PyErr_SetString(PyExc_TypeError, "send_batch: items must be (bytes, address)");
-        } else if (destination(family, PyTuple_GET_ITEM(item, 1)) == 0) {
+        } else if (Py_INCREF(item), destination(family, PyTuple_GET_ITEM(item, 1)) == 0) {
             PyObject *data = PyTuple_GET_ITEM(item, 0);
-            /* The list holds the bytes until the call returns. */
+            held[count] = item;
             out_vectors[count].iov_base = PyBytes_AS_STRING(data);
             out_vectors[count].iov_len = (size_t)PyBytes_GET_SIZE(data);
             memcpy(&out_names[count], &dest_name, dest_name_length);
@@ -368,6 +434,8 @@ send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             out_messages[count].msg_hdr.msg_iovlen = 1;
             count++;
             continue;
+        } else {
+            Py_DECREF(item);  /* its address was refused */
         }
         if (count == 0)
             return NULL;  /* the first item is refused: the caller drops it */
@@ -394,9 +462,13 @@ send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         sent++;
     }
 #endif
+    int error = errno;
+    for (unsigned int i = 0; i < count; i++)
+        Py_DECREF(held[i]);
     if (sent < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+        if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS)
             return PyLong_FromLong(0);
+        errno = error;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromLong(sent);

@@ -262,6 +262,38 @@ def test_send_to_over_ipv6_and_to_ipv4_from_a_dual_stack_socket(
     assert [d for d, _ in drain(v4, 2)] == [b"four", b"mapped"]
 
 
+def test_ipv6_flowinfo_and_scope_are_sent_as_the_socket_module_sends_them(
+    sockets: Callable[..., socket.socket],
+) -> None:
+    """A 4-tuple's scope id and flowinfo go into the address; ``lo`` is scope 1 here or
+    some other index, and ::1 takes any."""
+    sender, a = sockets(socket.AF_INET6, "::1"), sockets(socket.AF_INET6, "::1")
+    host, port = a.getsockname()[:2]
+    lo = socket.if_nametoindex("lo")
+    for address in [(host, port, 0, 0), (host, port, 0, lo), (host, port, 5, 0)]:
+        sender.sendto(b"module", address)
+        assert send(sender, b"c", address)
+        assert [d for d, _ in drain(a, 2)] == [b"module", b"c"]
+    with pytest.raises(OverflowError):
+        send(sender, b"x", (host, port, 1 << 20, 0))  # as the socket module says
+
+
+def test_a_scoped_ipv6_host_is_read_as_the_socket_module_reads_it() -> None:
+    """A link-local peer's address comes as ``fe80::1%lo`` (with its scope): it must be
+    a destination again.  Nothing is sent: on a closed socket the send fails only after
+    the address was read (OSError, not ValueError)."""
+    assert UDP is not None
+    closed = bound(socket.AF_INET6, "::1")
+    fd = closed.fileno()
+    closed.close()
+    for host in ("fe80::1%lo", f"fe80::1%{socket.if_nametoindex('lo')}"):
+        with pytest.raises(OSError):
+            UDP.send_to(fd, int(socket.AF_INET6), b"x", (host, 9, 0, 0))
+        socket.getaddrinfo(host, 9, socket.AF_INET6, 0, 0, socket.AI_NUMERICHOST)  # the same
+    with pytest.raises(ValueError, match="not a numeric address"):
+        UDP.send_to(fd, int(socket.AF_INET6), b"x", ("fe80::1%no-such-if", 9, 0, 0))
+
+
 def send_all(sock: socket.socket, items: list[tuple[bytes, tuple[Any, ...]]]) -> list[object]:
     """What ``send_batch`` does with ``items`` from the start, call after call: each
     call's count, or the exception an item raised (it is then skipped)."""
@@ -315,6 +347,28 @@ def test_a_bad_item_is_refused_alone(sockets: Callable[..., socket.socket]) -> N
     ]
     assert send_all(sender, items) == [1, ValueError, 1, TypeError, OverflowError, 1]
     assert [d for d, _ in drain(a, 3)] == [b"one", b"three", b"six"]
+
+
+def test_a_list_changed_while_it_is_sent_is_read_safely(
+    sockets: Callable[..., socket.socket],
+) -> None:
+    """Reading a port can run Python code (``__index__``) that empties the list: what was
+    taken from it stays alive until sent, and nothing past its new end is read."""
+    assert UDP is not None
+    sender, a = sockets(), sockets()
+    host, port = a.getsockname()
+    items: list[Any] = []
+
+    class Emptying:
+        def __index__(self) -> int:
+            items.clear()
+            return int(port)
+
+    items += [(b"first" * 100, (host, port)), (b"second", (host, Emptying()))]
+    items += [(b"never", (host, port))] * 3
+    sent = UDP.send_batch(sender.fileno(), int(sender.family), items, 0)
+    assert sent == 2 and items == []
+    assert [d for d, _ in drain(a, 2)] == [b"first" * 100, b"second"]
 
 
 def test_send_batch_refuses_bad_arguments(sockets: Callable[..., socket.socket]) -> None:
