@@ -430,8 +430,13 @@ async def _serve(config: Config) -> int:
         if not stop.is_set():
             first_signal = loop.time()
             stop.set()
-        elif loop.time() - first_signal >= SAME_STOP:
+            return
+        after = loop.time() - first_signal
+        if after >= SAME_STOP:
+            log.info("another stop signal %.3f s after the first: stopping at once", after)
             stop_now.set()
+        else:
+            log.info("another stop signal %.3f s after the first: the same stop", after)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_stop_signal)

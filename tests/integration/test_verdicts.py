@@ -41,7 +41,11 @@ JOURNAL = "journal.jsonl"
 #: How long an expected verdict may take to show on standard error.
 VERDICT_TIMEOUT = 5.0
 #: How long to keep listening after the expected verdicts (or after a well-behaved call)
-#: for one that should not come.
+#: for one that should not come.  Why a sleep is safe here: it can only make a test pass
+#: that should have failed (a verdict later than this is not seen), never fail one that
+#: should pass, so a loaded machine cannot make it flaky.  Every verdict these calls could
+#: draw is judged when its message is handled, within milliseconds of SIPp sending it;
+#: none waits for a timer shorter than Timer H (32 s, tested apart below).
 SETTLE_BAD = 0.5
 SETTLE_GOOD = 1.0
 #: The responder's Timer H: 64*T1 with its fixed T1 of 500 ms (RFC 3261 §17.2.1).
@@ -216,12 +220,16 @@ def premise_cancel_before_provisional(outcome: Outcome) -> None:
 
 
 def premise_two_invites(outcome: Outcome) -> None:
-    """Fast retransmission: two copies of the INVITE, the second ~100 ms after the first."""
+    """Fast retransmission: two copies of the INVITE, the second 50 ms after the first
+    (scenarios/uac_bad_fast_retrans.xml).  The upper bound is the verdict's own: a copy
+    sooner than half of Timer A's 500 ms is judged, so the premise fails only where the
+    verdict could not have been drawn, never on its own; sent 50 ms apart, the copies
+    leave a loaded machine 200 ms of slack."""
     invites = requests_in(outcome, "INVITE")
     assert len(invites) == 2, outcome.ladder()
     assert invites[1].get("retransmission") is True, outcome.ladder()
     gap = invites[1]["time"] - invites[0]["time"]
-    assert 0.05 <= gap < 0.25, f"the copy came {gap * 1000:.0f} ms later:\n{outcome.ladder()}"
+    assert 0.03 <= gap < 0.25, f"the copy came {gap * 1000:.0f} ms later:\n{outcome.ladder()}"
 
 
 def premise_bye_after_486(outcome: Outcome) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import request
@@ -193,26 +194,67 @@ def test_tcp_peer_that_does_not_read_is_dropped(loop: asyncio.AbstractEventLoop)
     driver.close()
 
 
-def test_sweep_closes_slow_and_idle_connections() -> None:
-    async def scenario() -> tuple[Driver, list[bool]]:
-        loop = asyncio.get_running_loop()
-        driver = Driver(Endpoint(Config(secret=SECRET)), loop)
-        driver.watch_connections(idle=0.4, message_time=0.2)
-        slow, fake_slow = tcp(driver, "192.0.2.1")
-        idle, fake_idle = tcp(driver, "192.0.2.2")
-        _, fake_silent = tcp(driver, "192.0.2.3")  # connects and says nothing
-        busy, fake_busy = tcp(driver, "192.0.2.4")
-        idle.data_received(request("OPTIONS"))
-        options = request("OPTIONS")
-        for i in range(12):  # 0.6 s: each peer but the busy one is closed by then
-            slow.data_received(options[i : i + 1])  # a byte each 50 ms: never idle
-            busy.data_received(request("OPTIONS", branch=f"z9hG4bK-{i}"))
-            await asyncio.sleep(0.05)
-        closed = [fake.closed for fake in (fake_slow, fake_idle, fake_silent, fake_busy)]
-        driver.close()
-        return driver, closed
+class Timer:
+    """A timer of ``ScriptedLoop``: what the driver does with one (cancel it)."""
 
-    driver, closed = asyncio.run(scenario())
+    def __init__(self, when: float, callback: Any, args: tuple[Any, ...]) -> None:
+        self.when, self.callback, self.args = when, callback, args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ScriptedLoop:
+    """What the driver asks of an event loop (its clock and timers), on a scripted clock:
+    ``advance(dt)`` runs each timer due by then, in order, at its own time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[Timer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Any, *args: Any) -> Timer:
+        timer = Timer(when, callback, args)
+        self._timers.append(timer)
+        return timer
+
+    def call_soon(self, callback: Any, *args: Any) -> Timer:
+        return self.call_at(self.now, callback, *args)
+
+    def advance(self, dt: float) -> None:
+        end = self.now + dt
+        for _ in range(10_000):  # bounded: a timer that rearms itself at once is a bug
+            due = [t for t in self._timers if t.when <= end and not t.cancelled]
+            if not due:
+                break
+            timer = min(due, key=lambda t: t.when)
+            self._timers.remove(timer)
+            self.now = max(self.now, timer.when)
+            timer.callback(*timer.args)
+        self._timers = [t for t in self._timers if not t.cancelled]
+        self.now = end
+
+
+def test_sweep_closes_slow_and_idle_connections() -> None:
+    """On a scripted clock: a loaded machine cannot stall the 50 ms steps into timeouts."""
+    loop = ScriptedLoop()
+    driver = Driver(Endpoint(Config(secret=SECRET)), loop)  # type: ignore[arg-type]
+    driver.watch_connections(idle=0.4, message_time=0.2)
+    slow, fake_slow = tcp(driver, "192.0.2.1")
+    idle, fake_idle = tcp(driver, "192.0.2.2")
+    _, fake_silent = tcp(driver, "192.0.2.3")  # connects and says nothing
+    busy, fake_busy = tcp(driver, "192.0.2.4")
+    idle.data_received(request("OPTIONS"))
+    options = request("OPTIONS")
+    for i in range(12):  # 0.6 s: each peer but the busy one is closed by then
+        slow.data_received(options[i : i + 1])  # a byte each 50 ms: never idle
+        busy.data_received(request("OPTIONS", branch=f"z9hG4bK-{i}"))
+        loop.advance(0.05)
+    closed = [fake.closed for fake in (fake_slow, fake_idle, fake_silent, fake_busy)]
+    driver.close()
     assert closed == [True, True, True, False]  # slow, idle, silent; not busy
     hits = driver.guard.limit_hits
     assert hits["message_time"] == 2 and hits["idle"] == 1
