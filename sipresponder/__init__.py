@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .api import Responder, ThreadedResponder, assert_call, assert_no_violations
     from .config import Config
     from .endpoint import Endpoint, Flow
-    from .plans import Plan, PlanError, Step, parse_plan
+    from .errors import PlanError
+    from .plans import Plan, Step, parse_plan
     from .server import Server
 
 #: Public name -> the module that defines it.
@@ -33,7 +34,7 @@ _EXPORTS = {
     "Endpoint": "endpoint",
     "Flow": "endpoint",
     "Plan": "plans",
-    "PlanError": "plans",
+    "PlanError": "errors",
     "Responder": "api",
     "Server": "server",
     "Step": "plans",

@@ -30,10 +30,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from .endpoint import Endpoint
-from .errors import ConfigError
+from .errors import ApiError, ConfigError, RulesError
 from .guard import LIMITS, Guard, is_loopback
 from .journal import Journal
-from .rules import RulesError, RuleSet, load_rules
+from .message import hostport
+from .rules import RuleSet, load_rules
 from .server import Server, read_rules
 from .version import __version__
 
@@ -65,16 +66,6 @@ SOURCE_JSON = "admin-api.json"
 SOURCE_YAML = "admin-api.yaml"
 
 
-class ApiError(Exception):
-    """An answer other than success: the status, a message, and any further fields."""
-
-    def __init__(self, status: int, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.fields = fields
-
-
 # ------------------------------------------------------------- pure helpers
 
 
@@ -94,7 +85,7 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
-def exposure_warning(host: str, token: str | None) -> str | None:
+def token_warning(host: str, token: str | None) -> str | None:
     """The warning to log when the API is reachable from other hosts without a token."""
     if token or is_loopback(host):
         return None
@@ -441,7 +432,7 @@ class Admin:
             reason = os.strerror(code) if code > 0 else exc.strerror or str(exc)
             raise OSError(
                 exc.errno,
-                f"cannot serve the admin API on {_hostport(self.host, self.port)}: {reason}",
+                f"cannot serve the admin API on {hostport(self.host, self.port)}: {reason}",
             ) from None
         self._runner = runner
         bound = runner.addresses[0]
@@ -449,7 +440,7 @@ class Admin:
         driver = self.server.driver
         if driver is not None:
             driver.observe = self.latency.observe
-        warning = exposure_warning(self.host, self.token)
+        warning = token_warning(self.host, self.token)
         if warning is not None:
             log.warning("%s", warning)
         return self.address
@@ -457,7 +448,7 @@ class Admin:
     @property
     def url(self) -> str:
         host, port = self.address or (self.host, self.port)
-        return f"http://{_hostport(host, port)}"
+        return f"http://{hostport(host, port)}"
 
     async def close(self) -> None:
         driver = self.server.driver
@@ -623,10 +614,6 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
 def _count(rules: RuleSet) -> str:
     n = len(rules.rules)
     return f"{n} rule{'' if n == 1 else 's'}{' and a default' if rules.default else ''}"
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # ------------------------------------------------------------------ OpenAPI

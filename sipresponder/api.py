@@ -22,9 +22,10 @@ from typing import Any, TypeAlias, TypeVar
 
 from .config import Config
 from .endpoint import TransactionRecord
-from .errors import ConfigError
+from .errors import ConfigError, RulesError
 from .journal import Call, Journal, Violation
-from .rules import RulesError, RuleSet, load_rules
+from .message import hostport
+from .rules import RuleSet, load_rules
 from .server import Server, read_rules
 
 log = logging.getLogger(__name__)
@@ -97,17 +98,13 @@ def _transports(transports: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(t.strip().lower() for t in transports if t.strip())
 
 
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _host(server: Server) -> str:
     bound = server.listeners[0][1]
     return _WILDCARDS.get(bound, bound)
 
 
 def _address(server: Server) -> str:
-    return _hostport(_host(server), server.listeners[0][2])
+    return hostport(_host(server), server.listeners[0][2])
 
 
 def format_calls(calls: Sequence[Call], limit: int = LADDER_LIMIT) -> str:

@@ -22,12 +22,11 @@ from typing import NoReturn
 
 from .admin import Admin
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, RulesError
 from .guard import exposure_warning
 from .logs import TransactionLog, setup_logging
 from .native import build as core_build
 from .native import stale as stale_core
-from .rules import RulesError
 from .server import Server, listener_line, read_rules
 from .version import __version__
 from .workers import supervise, worker_count

@@ -21,12 +21,13 @@ from typing import Final, cast
 from .absorbers import Absorbers
 from .auth import AuthSpec, NonceSigner, challenges, verify
 from .config import Config
-from .errors import ParseError
+from .errors import FramingError, ParseError, SdpError
 from .journal import Entry, Journal, Violation
 from .message import (
     Request,
     Response,
     decimal,
+    hostport,
     is_ip,
     plain_ip,
     uri_host,
@@ -34,7 +35,7 @@ from .message import (
     uri_scheme,
     uri_user,
 )
-from .parser import FramingError, parse_message
+from .parser import parse_message
 from .plans import Plan, Step, default_plan, dial_plan
 from .responses import (
     KNOWN_METHODS,
@@ -48,7 +49,7 @@ from .responses import (
     response_destination,
 )
 from .rules import Rule, RuleSet, fill, placeholder_values
-from .sdp import SdpError, check_offer
+from .sdp import check_offer
 from .serializer import serialize_response
 from .transaction import (
     MAGIC_COOKIE,
@@ -120,10 +121,10 @@ class Flow:
         self.remote: Final = remote
         self.local: Final = local
         self.conn: Final = conn
-        text = _hostport(plain_ip(remote[0]), remote[1])
+        text = hostport(plain_ip(remote[0]), remote[1])
         #: ``host:port`` of the peer and of our socket, for the journal.
         self.remote_text: Final = text
-        self.local_text: Final = _hostport(plain_ip(local[0]), local[1])
+        self.local_text: Final = hostport(plain_ip(local[0]), local[1])
         #: ``host:port/transport`` of the peer, for logs.
         self.peer: Final = f"{text}/{transport}"
         self.reliable: Final = transport != "udp"
@@ -210,6 +211,9 @@ class Endpoint:
         self.transactions: dict[Hashable, ServerTransaction] = {}
         #: The weights of the transactions held (--max-transaction-bytes).
         self.transaction_bytes = 0
+        #: The last ACK received, for ``our_tag`` (the glue asks about it): a reference
+        #: kept, no work done until asked.
+        self.last_ack: Request | None = None
         #: INVITEs answered with 2xx, by what their ACK (a new transaction) carries.
         self.accepted: dict[Hashable, ServerTransaction] = {}
         #: When each transaction is to be woken next.
@@ -333,8 +337,18 @@ class Endpoint:
         except Exception:
             self.stats["internal_errors"] += 1
             log.exception("internal error in a transaction timer; transaction dropped")
-            txn.state = State.TERMINATED
+            txn.abort()
         self._after(txn, out)
+
+    def our_tag(self, ack: Request) -> bool:
+        """Whether an ACK's To tag is one of ours: a keyed hash of its Call-ID, From tag
+        and CSeq number that only our response to its INVITE carried, so its sender has
+        shown that it receives what we send to its address (the anti-amplification cap's
+        proof, asked for by the glue only while a source is unverified)."""
+        tag = ack.to_tag
+        return tag is not None and tag == make_to_tag(
+            self.secret, ack.call_id or "", ack.from_tag, ack.cseq_num
+        )
 
     def _forget(self, txn: ServerTransaction) -> None:
         """Take a transaction out of the table and its bytes out of the count."""
@@ -347,8 +361,7 @@ class Endpoint:
         out: list[Send] = []
         for txn in list(self.transactions.values()):
             if txn.state in (State.TRYING, State.PROCEEDING):
-                txn.expire_code = code
-                txn.t_expire = now
+                txn.expire_now(now, code)
                 self._fire(txn, now, out)
         return out
 
@@ -373,10 +386,16 @@ class Endpoint:
         if self.stateless and method in ("ACK", "CANCEL"):
             # §8.2.7 stateless UAS: an ACK is never answered, and with no transactions a
             # CANCEL has nothing to end — both are ignored.
+            if method == "ACK":
+                self.last_ack = req
             if self.journal is not None:
                 self._record_in(req, flow, now, False)
             return []
-        key = None if method == "ACK" else transaction_key(req)
+        if method == "ACK":
+            self.last_ack = req
+            key = None
+        else:
+            key = transaction_key(req)
         txn = None if key is None else self.transactions.get(key)
         absorbed = (
             txn is None
@@ -504,13 +523,12 @@ class Endpoint:
             reliable=flow.reliable,
             timers=self.timers,
             flow=(flow, dest),
+            peer=flow.peer,
+            to_tag=req.to_tag or tag,
+            ack_key=ack_key(req) if method == "INVITE" else None,
+            weight=weight,
         )
-        txn.peer = flow.peer
-        txn.to_tag = req.to_tag or tag
-        if method == "INVITE":
-            txn.ack_key = ack_key(req)
         self.transactions[key] = txn
-        txn.weight = weight
         self.transaction_bytes += weight
         expires = _expires(req) if method == "INVITE" else None
         txn.start(now, send_trying=send_trying, expires=expires)
@@ -745,14 +763,13 @@ class Endpoint:
                     self._sent(data, flow, dest, txn.call_id, txn.method, txn.cseq_num)
             self.stats["responses_sent"] += len(txn.outbox)
             txn.outbox.clear()
-        if txn.final is not None and not txn.reported:
-            txn.reported = True
+        final = txn.final
+        if final is not None and txn.take_report():
             # Answered: the request is let go, and what is kept is the final response
             # (to resend it) and the bookkeeping.  Its weight shrinks to match.
-            weight = ANSWERED_WEIGHT * len(txn.final) + ANSWERED_COST
+            weight = ANSWERED_WEIGHT * len(final) + ANSWERED_COST
             if weight < txn.weight:
-                self.transaction_bytes += weight - txn.weight
-                txn.weight = weight
+                self.transaction_bytes += txn.reweigh(weight)
             if self.report is not None:
                 self.report(TransactionRecord(txn.method, txn.uri, txn.peer, tuple(txn.codes)))
             if txn.state is State.ACCEPTED and txn.ack_key is not None:
@@ -828,7 +845,7 @@ class Endpoint:
                 "out",
                 flow.transport,
                 flow.local_text,
-                flow.remote_text if dest == flow.remote else _hostport(plain_ip(dest[0]), dest[1]),
+                flow.remote_text if dest == flow.remote else hostport(plain_ip(dest[0]), dest[1]),
                 data,
                 call_id or "",
                 method,
@@ -871,9 +888,7 @@ class Endpoint:
 
     def _judge_copy(self, txn: ServerTransaction, req: Request, flow: Flow, now: float) -> None:
         """A retransmitted request: RFC 3261 §17.1.1.2 (Timer A) and §17.1.2.2 (Timer E)."""
-        interval = now - txn.last_copy
-        txn.copies += 1
-        txn.last_copy = now
+        interval = txn.note_copy(now)
         rule = "RFC 3261 §17.1.1.2" if txn.invite else "RFC 3261 §17.1.2.2"
         if flow.reliable:
             self._violate(
@@ -1138,7 +1153,3 @@ def _unspecified(host: str) -> bool:
         return ipaddress.ip_address(host).is_unspecified
     except ValueError:
         return False
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,9 +1,10 @@
 """One error hierarchy for the whole package.
 
-What belongs here: the exception types, nothing else. A ParseError carries the status
-code to answer with (``status``) and a reason phrase that says what is wrong; the endpoint
-turns it into a response at exactly one boundary (``endpoint.Endpoint.receive``).
-Imports nothing from the package.
+What belongs here: the exception types, nothing else, each importable from the module
+that raises it too.  A ParseError carries the status code to answer with (``status``) and
+a reason phrase that says what is wrong; the endpoint turns it into a response at exactly
+one boundary (``endpoint.Endpoint.receive``).  A FramingError is what the TCP framer
+hands on when a stream can be framed no further.  Imports nothing from the package.
 """
 
 from __future__ import annotations
@@ -33,3 +34,62 @@ class ParseError(SipError):
 
 class ConfigError(SipError):
     """A bad flag or setting: the CLI prints it as one line and exits with code 2."""
+
+
+class FramingError(SipError):
+    """A stream that cannot be framed any further: answer ``status`` if possible, then
+    close.  ``data`` is what was read of the offending message (its header section at
+    least), so that an error response can still be addressed to its sender.  The framer
+    returns it among the messages it framed rather than raising it."""
+
+    def __init__(self, status: int, reason: str, data: bytes) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"FramingError({self.status}, {self.reason!r}, {len(self.data)} bytes)"
+
+
+class RulesError(ConfigError):
+    """A rules file that cannot be used; the message names file, rule, field, problem.
+
+    The parts are kept too, for callers that report them structured (the admin API):
+    ``rule`` is the 1-based index (0 for the default rule, None outside any rule).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "",
+        rule: int | None = None,
+        line: int | None = None,
+        field: str = "",
+        problem: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.rule = rule
+        self.line = line
+        self.field = field
+        self.problem = problem or message
+
+
+class PlanError(ValueError):
+    """A plan that cannot be followed; the message says why."""
+
+
+class SdpError(ValueError):
+    """The offer is not a usable session description."""
+
+
+class ApiError(Exception):
+    """An admin API answer other than success: the status, a message, further fields."""
+
+    def __init__(self, status: int, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields

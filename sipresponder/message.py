@@ -537,6 +537,11 @@ def uri_of(value: str) -> str:
 # -------------------------------------------------------------------- URIs
 
 
+def hostport(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:5060``, RFC 3261 §25.1)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def uri_scheme(uri: str) -> str:
     """The scheme of a URI, lower case (``SIP:x`` -> ``sip``), or ``""``."""
     scheme, colon, _ = uri.partition(":")

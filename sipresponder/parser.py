@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
+from .errors import FramingError as FramingError  # its home before errors.py
 from .errors import ParseError
 from .message import (
     COMPACT,
@@ -557,19 +557,6 @@ class Ping:
 
 
 PING: Final = Ping()
-
-
-@dataclass(slots=True)
-class FramingError:
-    """The stream cannot be framed any further; answer ``status`` if possible, then close.
-
-    ``data`` is what was read of the offending message (its header section at least), so
-    an error response can still be addressed to its sender.
-    """
-
-    status: int
-    reason: str
-    data: bytes
 
 
 #: A Content-Length line (or its compact form) of a header section: found after a line

@@ -14,15 +14,12 @@ import re
 from dataclasses import dataclass
 
 from .codes import is_valid_code
+from .errors import PlanError as PlanError  # its home before errors.py
 
 #: The longest total delay a plan may ask for, in seconds.
 MAX_PLAN_DELAY = 3600.0
 
 _DELAY_RE = re.compile(r"([0-9]{1,7}(?:\.[0-9]{1,3})?)(ms|s)")
-
-
-class PlanError(ValueError):
-    """A plan that cannot be followed; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from .message import (
     decimal,
     format_via,
     header_key,
+    hostport,
     plain_ip,
     same_ip,
     uri_of,
@@ -58,8 +59,7 @@ class Local:
 
     @property
     def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return hostport(self.host, self.port)
 
 
 def make_to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: int) -> str:

@@ -21,9 +21,10 @@ import yaml
 
 from .auth import ALGORITHMS, AuthSpec
 from .codes import is_valid_code, reason_phrase
-from .errors import ConfigError
+from .errors import PlanError
+from .errors import RulesError as RulesError  # its home before errors.py
 from .message import Request, header_key, uri_host, uri_of, uri_user
-from .plans import MAX_PLAN_DELAY, Plan, PlanError, Step, parse_plan, validate
+from .plans import MAX_PLAN_DELAY, Plan, Step, parse_plan, validate
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -80,31 +81,6 @@ _STEP_KEYS = (
 )
 _AUTH_KEYS = ("realm", "users", "algorithm", "qop", "check_uri", "proxy", "nonce_lifetime")
 _SDP_MODES = ("answer", "offer", "none")
-
-
-class RulesError(ConfigError):
-    """A rules file that cannot be used; the message names file, rule, field, problem.
-
-    The parts are kept too, for callers that report them structured (the admin API):
-    ``rule`` is the 1-based index (0 for the default rule, None outside any rule).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        source: str = "",
-        rule: int | None = None,
-        line: int | None = None,
-        field: str = "",
-        problem: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.source = source
-        self.rule = rule
-        self.line = line
-        self.field = field
-        self.problem = problem or message
 
 
 # -------------------------------------------------------------------- model

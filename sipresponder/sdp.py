@@ -9,6 +9,7 @@ no media: the ports are placeholders on our address.  Pure text in, text out; im
 
 from __future__ import annotations
 
+from .errors import SdpError as SdpError  # its home before errors.py
 from .message import decimal
 
 #: Audio encodings we agree to (by encoding name, lower case).
@@ -33,10 +34,6 @@ _DIRECTIONS = {
 }
 
 MEDIA_PORT_BASE = 40000
-
-
-class SdpError(ValueError):
-    """The offer is not a usable session description."""
 
 
 class _Media:

@@ -21,11 +21,12 @@ from collections.abc import Iterable
 
 from .config import Config
 from .endpoint import Endpoint, Reporter
-from .errors import ConfigError
+from .errors import ConfigError, RulesError
 from .guard import Guard, is_loopback
 from .journal import Journal
 from .journal_file import JournalFile
-from .rules import RulesError, RuleSet, load_rules
+from .message import hostport
+from .rules import RuleSet, load_rules
 from .transaction import ServerTransaction, State
 from .transport import DatagramSocket, Driver, TcpConnection, UdpProtocol, udp_calls
 
@@ -197,7 +198,7 @@ class Server:
                     raise OSError(
                         exc.errno,
                         f"cannot listen on {transport} "
-                        f"{_hostport(self.config.host, port)}: {exc.strerror}",
+                        f"{hostport(self.config.host, port)}: {exc.strerror}",
                     ) from None
                 if transport == "tcp":
                     sock.listen(1024)
@@ -347,10 +348,6 @@ def _family(host: str) -> socket.AddressFamily:
     return info[0][0]
 
 
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def listener_line(transport: str, host: str, port: int) -> str:
     """``listening udp 127.0.0.1:5060`` — what the CLI prints when ready."""
-    return f"listening {transport} {_hostport(host, port)}"
+    return f"listening {transport} {hostport(host, port)}"

@@ -142,6 +142,10 @@ class ServerTransaction:
         reliable: bool,
         timers: Timers,
         flow: object = None,
+        peer: str = "",
+        to_tag: str = "",
+        ack_key: Hashable = None,
+        weight: int = 0,
     ) -> None:
         self.key = key
         self.request: Request | None = request
@@ -169,23 +173,23 @@ class ServerTransaction:
         #: The deadline it is filed under in the owner's timer wheel, and where.
         self.scheduled: float | None = None
         self.slot_index = 0
-        #: Set by the owner for an INVITE: the key its 2xx's ACK will be found by.
-        self.ack_key: Hashable = None
+        #: For an INVITE: the key its 2xx's ACK will be found by (given by the owner).
+        self.ack_key: Hashable = ack_key
         self.method = request.method
         self.uri = request.uri
         self.call_id = request.call_id or ""
         self.cseq_num = request.cseq_num
-        #: Our To tag, for judging an ACK (set by the owner).
-        self.to_tag = ""
+        #: Our To tag, for judging an ACK (given by the owner).
+        self.to_tag = to_tag
         #: The copies of the request seen, and when the last came (retransmission timing).
         self.copies = 1
         self.last_copy = 0.0
         #: When the first provisional was sent (a client stops retransmitting on it).
         self.provisional_at: float | None = None
-        self.peer = ""
+        self.peer = peer
         self.reported = False
-        #: What the owner counts it for against its byte bound (set by the owner).
-        self.weight = 0
+        #: What the owner counts it for against its byte bound (``reweigh``).
+        self.weight = weight
 
     # ------------------------------------------------------------------ events
 
@@ -205,6 +209,36 @@ class ServerTransaction:
             self.expire_code = 408
         self.t_step = now + self.plan.steps[0].at
         self._run_steps(now)
+
+    def note_copy(self, now: float) -> float:
+        """A copy of the request arrived: counted; the seconds since the last one."""
+        interval = now - self.last_copy
+        self.copies += 1
+        self.last_copy = now
+        return interval
+
+    def expire_now(self, now: float, code: int) -> None:
+        """End the ringing at ``now`` with ``code`` (a graceful stop's drain is over), the
+        way its ring limit would; ``on_timer(now)`` sends it."""
+        self.expire_code = code
+        self.t_expire = now
+
+    def abort(self) -> None:
+        """An internal error: the transaction ends here and sends nothing more."""
+        self.state = State.TERMINATED
+
+    def take_report(self) -> bool:
+        """True once, when the final response has gone out: the time to report it."""
+        if self.final is None or self.reported:
+            return False
+        self.reported = True
+        return True
+
+    def reweigh(self, weight: int) -> int:
+        """Count it as ``weight`` from now on; returns the change."""
+        change = weight - self.weight
+        self.weight = weight
+        return change
 
     def retransmission(self, now: float) -> None:
         """The same request again (§17.2.1, §17.2.2): resend the latest response."""

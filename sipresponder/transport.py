@@ -19,10 +19,9 @@ from collections.abc import Callable
 from typing import Any, Final, cast
 
 from .endpoint import Endpoint, Flow, Send
+from .errors import FramingError
 from .guard import Guard, Watch
-from .message import Request
-from .parser import PING, FramingError, Ping, StreamFramer, parse_message
-from .responses import make_to_tag
+from .parser import PING, Ping, StreamFramer
 
 log = logging.getLogger(__name__)
 
@@ -212,19 +211,6 @@ class LagMonitor:
         return self.shedding
 
 
-def carries_our_tag(data: bytes, secret: bytes) -> bool:
-    """Whether ``data`` is an ACK whose To tag is ours: a keyed hash of its Call-ID, From
-    tag and CSeq number that only our response to its INVITE carried, so its sender has
-    shown that it receives what we send to its address (anti-amplification)."""
-    try:
-        msg = parse_message(data)
-    except Exception:  # the endpoint answers or logs it; here it just proves nothing
-        return False
-    if not isinstance(msg, Request) or msg.method != "ACK" or msg.to_tag is None:
-        return False
-    return msg.to_tag == make_to_tag(secret, msg.call_id or "", msg.from_tag, msg.cseq_num)
-
-
 #: Messages of one TCP connection handled in one go; the rest wait for the next turn of
 #: the event loop (bounded: reading pauses while they wait).
 TCP_BATCH: Final = 32
@@ -267,21 +253,24 @@ class UdpProtocol(asyncio.DatagramProtocol):
         driver = self.driver
         screen = driver.screen
         now = None
+        proof = None
         if screen is not None:
             now = driver.loop.time()
             src = screen.admit(addr[0], len(data), now)
             if src is None:
                 return  # not allowed, or over its rate: ignored (counted by the guard)
-            if (
-                not src.verified
-                and screen.caps
-                and data[:4] == b"ACK "
-                and carries_our_tag(data, driver.endpoint.secret)
-            ):
-                screen.verify(src)
+            if not src.verified and screen.caps and data[:4] == b"ACK ":
+                proof = src  # the endpoint reads the ACK; then it is asked about its tag
+                driver.endpoint.last_ack = None
         if len(data) > self.long_message and driver.check_headers(data, flow):
             return  # over a header limit: answered 513
         driver.receive(data, flow, now)
+        if proof is not None:
+            endpoint = driver.endpoint
+            ack = endpoint.last_ack
+            if ack is not None and endpoint.our_tag(ack):
+                assert screen is not None
+                screen.verify(proof)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like, from an earlier sendto: nothing to do.

@@ -23,10 +23,10 @@ from sipresponder.admin import (
     Admin,
     ApiError,
     CallFilter,
-    exposure_warning,
     parse_address,
     parse_call_filter,
     parse_rules_body,
+    token_warning,
 )
 from sipresponder.config import Config
 from sipresponder.endpoint import Flow
@@ -76,8 +76,8 @@ def test_parse_address_refuses(text: str) -> None:
         ("0.0.0.0", "s3cret", False),
     ],
 )
-def test_exposure_warning(host: str, token: str | None, warns: bool) -> None:
-    assert (exposure_warning(host, token) is not None) is warns
+def test_token_warning(host: str, token: str | None, warns: bool) -> None:
+    assert (token_warning(host, token) is not None) is warns
 
 
 # ------------------------------------------------------------------ filters
