@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import ipaddress
 import logging
 from collections.abc import Callable, Hashable
 from typing import Final, cast
 
 from .absorbers import Absorbers
-from .auth import AuthSpec, NonceSigner, challenges, verify
+from .auth import NonceSigner, Verdict
 from .config import Config
-from .errors import FramingError, ParseError, SdpError
+from .errors import FramingError, ParseError
 from .journal import Entry, Journal, Violation
 from .message import (
     Request,
@@ -31,16 +30,12 @@ from .message import (
     is_ip,
     plain_ip,
     uri_host,
-    uri_of,
-    uri_scheme,
-    uri_user,
 )
 from .parser import parse_message
-from .plans import Plan, Step, default_plan, dial_plan
+from .planner import Planner
+from .plans import Plan, Step
 from .responses import (
     KNOWN_METHODS,
-    NO_EXTRAS,
-    SUPPORTED_OPTIONS,
     Answers,
     Extras,
     Local,
@@ -48,8 +43,7 @@ from .responses import (
     make_to_tag,
     response_destination,
 )
-from .rules import Rule, RuleSet, fill, placeholder_values
-from .sdp import check_offer
+from .rules import RuleSet, fill, placeholder_values
 from .serializer import serialize_response
 from .transaction import (
     MAGIC_COOKIE,
@@ -63,17 +57,10 @@ from .wheel import TimerWheel
 
 log = logging.getLogger(__name__)
 
-#: URI schemes we answer (§8.2.2.1); others get 416.
-SCHEMES: Final = frozenset({"sip", "sips", "tel"})
-#: What an address-of-record (the To of a REGISTER) may be (§10.2).
-AORS: Final = frozenset({"sip", "sips"})
-#: Accept values that let a response carry SDP.
-_SDP_TYPES: Final = frozenset({"application/sdp", "application/*", "*/*"})
 #: At most this many violation lines are logged a second; the rest are counted.
 _VIOLATION_LOG_RATE: Final = 20
 #: How many (oddity, source address) pairs are remembered as already logged.
 _NOTICE_LIMIT: Final = 4096
-#: Methods whose transaction a CANCEL may find besides INVITE's.
 #: A transaction's weight against --max-transaction-bytes while it may build responses:
 #: this many times its request's length, plus a fixed part (measured with tracemalloc in
 #: tests/unit/test_limits.py)...
@@ -82,6 +69,7 @@ TRANSACTION_COST: Final = 3072
 #: ... and once answered, this many times its final response's length, plus this.
 ANSWERED_WEIGHT: Final = 2
 ANSWERED_COST: Final = 1536
+#: Methods whose transaction a CANCEL may find besides INVITE's.
 _CANCELLABLE: Final = tuple(m for m in KNOWN_METHODS if m not in ("INVITE", "ACK", "CANCEL"))
 
 
@@ -228,9 +216,8 @@ class Endpoint:
         self.signer = NonceSigner(self.secret)
         #: ``time.time() - loop.time()``, set by the shell: nonces carry wall-clock time.
         self.wall_offset = 0.0
-        self.rules: RuleSet | None = None
-        self._picks: dict[int, int] = {}
-        self._seed = self.secret
+        #: The rules in use and the plan of each new request (``rules``, ``set_rules``).
+        self.planner = Planner(self.secret, self.signer)
         self.set_rules(rules)
         #: Records every message and the client's violations; None keeps nothing.
         self.journal = journal
@@ -442,7 +429,12 @@ class Endpoint:
             return self._shed(req, flow)
 
         source = flow.remote
-        plan, extras, send_trying, stateful = self._choose(req, flow, now)
+        planner = self.planner
+        plan, extras, send_trying, stateful = planner.choose(
+            req, flow.transport, flow.remote[0], now + self.wall_offset
+        )
+        if planner.verdict is not None:
+            self._digest_notes(planner.verdict, req, flow, now)
         if self.stateless:
             # Only the last response of the plan, at once: no 100, no provisionals, no
             # delays, no retransmissions (RFC 3261 §8.2.7).
@@ -456,7 +448,6 @@ class Endpoint:
         answers = Answers(req, to_tag=tag, source=source, local=local)
         values: dict[str, str] | None = None
         # Counted by code in a dict of the method's: an int key, not a tuple to hash.
-        counted = method if method in KNOWN_METHODS else "other"
         by_code = self._codes_by_method.get(counted)
         if by_code is None:
             by_code = self._codes_by_method[counted] = {}
@@ -564,63 +555,23 @@ class Endpoint:
         self._report(req, flow, (503,))
         return [(data, flow, dest)]
 
-    def _choose(self, req: Request, flow: Flow, now: float) -> tuple[Plan, Extras, bool, bool]:
-        """The plan for a request: an RFC rejection, else the first matching rule (after its
-        Digest check), else what the user part dials.  -> (plan, extras, send 100 first,
-        keep state even when answered at once)."""
-        method = req.method
-        reject = _rejection(req)
-        if reject is not None:
-            code, extras = reject
-            return Plan((Step(code),), str(code)), extras, False, False
-        stateful = False
-        rule = None
-        if self.rules is not None:
-            rule = self.rules.find(req, flow.transport, plain_ip(flow.remote[0]))
-        if rule is not None:
-            if rule.auth is not None:
-                denied = self._authenticate(rule.auth, req, flow, now)
-                if denied is not None:
-                    # Stateful: a retransmission must get this very challenge again
-                    # (§17.2.2), and a fresh nonce would differ.
-                    return Plan((denied,), "auth"), NO_EXTRAS, False, True
-            plan = self._pick(rule)
-            # A weighted pick is not a function of the request: keep the transaction, so
-            # a retransmission gets the same answer.
-            stateful = rule.weighted
-        elif req.to_tag is not None and method == "INVITE":
-            plan = Plan((Step(200),), "re-INVITE")  # in-dialog: no ringing
-        else:
-            plan = _dialled(req.uri) or default_plan(method)
-        final = plan.final
-        if final is not None and 200 <= final < 300 and method in ("INVITE", "UPDATE"):
-            accept = req.headers.first("accept")
-            if accept is not None and not _accepts_sdp(req.headers.get_list("accept")):
-                # §8.2.3, §21.4.7: the 2xx must carry SDP, which the Accept rules out.
-                plan = Plan((Step(406),), "406")
-        send_trying = method == "INVITE" and not plan.starts_with_100
-        return plan, NO_EXTRAS, send_trying, stateful
+    @property
+    def rules(self) -> RuleSet | None:
+        """The rules in use (None: dial-the-code)."""
+        return self.planner.rules
 
-    def _authenticate(self, spec: AuthSpec, req: Request, flow: Flow, now: float) -> Step | None:
-        """RFC 3261 §22.2-22.3: None when the credentials hold, else the step to answer.
-        The reason phrase names the check that failed (``Forbidden (wrong password)``,
-        ``Unauthorized (stale nonce)``), so the ladder and the journal show it."""
-        wall = self._wall(now)
-        verdict = verify(
-            spec,
-            req.method,
-            req.headers.get_all(spec.credentials_header),
-            self.signer,
-            wall,
-            req.body,
-            req.uri,
-        )
+    def set_rules(self, rules: RuleSet | None) -> None:
+        """Use these rules for new transactions; those in flight keep their plan."""
+        self.planner.set_rules(rules)
+
+    def _digest_notes(self, verdict: Verdict, req: Request, flow: Flow, now: float) -> None:
+        """What a Digest answer tells about the client besides pass or fail."""
         if verdict.rfc2069:
             self._notice(
                 "digest-2069",
                 flow,
-                f"Digest answer without qop to a qop={spec.qop} challenge, checked in the "
-                "RFC 2069 form (RFC 2617 §3.2.2)",
+                "Digest answer without qop to a qop=auth challenge, checked in the RFC 2069 "
+                "form (RFC 2617 §3.2.2)",
             )
         if verdict.other_uri:
             # RFC 2617 §3.2.2.5: uri must name the Request-URI's resource.  A verdict on
@@ -631,40 +582,6 @@ class Endpoint:
                 "RFC 2617 §3.2.2.5",
                 f"Digest uri {verdict.other_uri} is not the Request-URI {req.uri}",
             )
-        if verdict.result == "ok":
-            return None
-        check = verdict.check
-        if verdict.result == "bad":
-            log.info("Digest: %s (Call-ID %s): refused", verdict.reason, req.call_id)
-            if check == "uri is not the Request-URI":
-                return Step(400, reason=f"Bad Request (Digest {check})")
-            return Step(403, reason=f"Forbidden ({check})" if check else None)
-        nonce = self.signer.make(spec.realm, wall)
-        stale = verdict.result == "stale"  # RFC 7616 §3.3: right credentials, old nonce
-        headers = tuple((spec.header_name, v) for v in challenges(spec, nonce, stale=stale))
-        reason = None
-        if check in ("stale nonce", "nonce not ours"):
-            reason = (
-                f"{'Proxy Authentication Required' if spec.proxy else 'Unauthorized'} ({check})"
-            )
-        return Step(spec.challenge_code, reason=reason, headers=headers)
-
-    def _pick(self, rule: Rule) -> Plan:
-        """The weighted choice of a rule, reproducible from the seed and the arrival order."""
-        if not rule.weighted:
-            return rule.choices[0].plan
-        count = self._picks.get(rule.index, 0)
-        self._picks[rule.index] = count + 1
-        data = f"{rule.index}:{count}".encode()
-        digest = hashlib.blake2b(data, key=self._seed, digest_size=8).digest()
-        return rule.pick(int.from_bytes(digest, "big") / 2**64)
-
-    def set_rules(self, rules: RuleSet | None) -> None:
-        """Use these rules for new transactions; those in flight keep their plan."""
-        self.rules = rules
-        self._picks = {}
-        seed = rules.seed if rules is not None else None
-        self._seed = self.secret if seed is None else str(seed).encode()
 
     def _wall(self, now: float) -> float:
         """Wall-clock seconds for nonce timestamps: ``now`` plus the offset the shell set."""
@@ -1095,56 +1012,12 @@ def _step_extras(step: Step, extras: Extras, values: dict[str, str]) -> Extras:
     )
 
 
-def _rejection(req: Request) -> tuple[int, Extras] | None:
-    """The RFC 3261 §8.2 checks of a well-formed request, in the RFC's order."""
-    method = req.method
-    if method not in KNOWN_METHODS:
-        return 501, NO_EXTRAS  # §8.2.1 (Allow is added by the builder)
-    if not req.uri.startswith("sip:") and uri_scheme(req.uri) not in SCHEMES:
-        return 416, NO_EXTRAS  # §8.2.2.1
-    if method != "CANCEL" and req.headers.first("require") is not None:
-        # §8.2.2.3 (Require is ignored in CANCEL and in ACK, which never gets here).
-        required = req.headers.get_list("require")
-        unknown = tuple(opt for opt in required if opt.lower() not in SUPPORTED_OPTIONS)
-        if unknown:
-            return 420, Extras(unsupported=unknown)
-    if method == "REGISTER" and req.to is not None and uri_scheme(uri_of(req.to)) not in AORS:
-        # §10.3 step 5: the To is the address-of-record; RFC 4475 §3.3.4 answers 400.
-        return 400, Extras(reason="Address-of-Record Is Not a SIP or SIPS URI")
-    if req.body and method in ("INVITE", "UPDATE"):
-        ctype = (req.headers.first("content-type") or "").split(";", 1)[0].strip().lower()
-        if ctype != "application/sdp":
-            return 415, NO_EXTRAS  # §8.2.3
-        try:
-            check_offer(req.body)
-        except SdpError as exc:
-            return 400, Extras(reason=f"Malformed SDP: {exc}")
-    return None
-
-
-def _accepts_sdp(accepted: list[str]) -> bool:
-    """Whether Accept's media ranges admit application/sdp (an empty Accept admits no
-    body at all, §20.1)."""
-    for item in accepted:
-        media = item.split(";", 1)[0].strip().lower()
-        if media in _SDP_TYPES:
-            return True
-    return False
-
-
 def _expires(req: Request) -> float | None:
     value = req.headers.first("expires")
     if value is None:
         return None
     seconds = decimal(value.strip())
     return None if seconds is None else float(seconds)
-
-
-@functools.lru_cache(maxsize=4096)
-def _dialled(uri: str) -> Plan | None:
-    """The plan the Request-URI's user part dials (plans are immutable: a load test dials
-    the same few URIs, so the answer is cached by URI)."""
-    return dial_plan(uri_user(uri))
 
 
 @functools.lru_cache(maxsize=64)

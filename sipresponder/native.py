@@ -56,6 +56,7 @@ COMPILED = (
     "transaction",
     "wheel",
     "guard",
+    "planner",
     "endpoint",
     "logs",
     "transport",

@@ -27,6 +27,7 @@ ORDER = [
     "wheel",
     "config",
     "guard",
+    "planner",
     "endpoint",
     # ─── sans-IO line ───
     "native",
