@@ -36,6 +36,8 @@ ORDER = [
     "_udp",  # C (_udp.c): the UDP socket calls, used by transport
     "transport",
     "server",
+    "metrics",
+    "openapi",
     "admin",
     "api",
     "pytest_plugin",
