@@ -775,6 +775,25 @@ def client_command(
     return cmd
 
 
+def run_ceiling(
+    settings: Settings, target: Target, flow: Flow, sipp_mode: str, tag: str
+) -> ClientRun:
+    """The closed-loop ceiling run: far more calls asked for than can be served, at most
+    ``--limit`` in flight, for ``--seconds``."""
+    s = settings
+    return run_client(
+        s,
+        target,
+        flow,
+        sipp_mode,
+        tag,
+        rate=100_000,
+        limit=s.limit,
+        calls=None,
+        duration=s.seconds,
+    )
+
+
 def run_client(
     settings: Settings,
     target: Target,
@@ -1012,17 +1031,7 @@ def measure(
         return cell
     try:
         s = settings
-        cell.ceiling = run_client(
-            s,
-            target,
-            flow,
-            sipp_mode,
-            f"{tag}-ceiling",
-            rate=100_000,
-            limit=s.limit,
-            calls=None,
-            duration=s.seconds,
-        )
+        cell.ceiling = run_ceiling(s, target, flow, sipp_mode, f"{tag}-ceiling")
         c = cell.ceiling
         pcts = cell.process_cpu_pcts
         each = f" ({fmt_pcts(pcts)} % of a core each)" if len(pcts) > 1 else ""

@@ -188,17 +188,7 @@ def measure(
     s = settings
     try:
         target.start(flow, transport, f"{tag}-ceiling")
-        ceiling = harness.run_client(
-            s,
-            target,
-            flow,
-            mode,
-            f"{tag}-ceiling",
-            rate=100_000,
-            limit=s.limit,
-            calls=None,
-            duration=s.seconds,
-        )
+        ceiling = harness.run_ceiling(s, target, flow, mode, f"{tag}-ceiling")
         target.stop()
         cell.ceiling = ceiling.rate_achieved if ceiling.successful else None
         log(f"  ceiling {cell.ceiling or 0:8,.0f}/s{' ' + ceiling.note if ceiling.note else ''}")
