@@ -3,9 +3,9 @@
 Everything but the compiled extensions is declared in pyproject.toml.  The modules listed
 in ``sipresponder/native.py`` (``COMPILED``: the sans-IO core on the per-message path) are
 compiled by mypyc — mypy's compiler for type-annotated Python — into C extensions, one
-shared library (``sipresponder/core__mypyc``) and a small module per source.  With them,
-the modules written in C (``C_MODULES``, ``sipresponder/<name>.c``) are built.  The sources
-stay in the package: the same code runs as Python when
+shared library (``sipresponder/compiled__mypyc``) and a small module per source.  With
+them, the modules written in C (``C_MODULES``, ``sipresponder/<package>/<name>.c``) are
+built.  The sources stay in the package: the same code runs as Python when
 
 - ``SIPRESPONDER_PURE=1`` is set at build time (nothing is compiled) or at run time;
 - mypyc is missing from the build environment (pyproject.toml asks for it);
@@ -56,7 +56,7 @@ def compiled_extensions() -> list[Extension]:
     except ImportError:
         warn("mypyc is not installed")
         return []
-    sources = [f"sipresponder/{name}.py" for name in names.COMPILED]
+    sources = [f"sipresponder/{name.replace('.', '/')}.py" for name in names.COMPILED]
     try:
         # The package's own files, relative to here (mypyc names modules by their paths).
         os.chdir(HERE)
@@ -66,7 +66,11 @@ def compiled_extensions() -> list[Extension]:
         return []
     # The modules written in C go with the compiled core, never without it.
     written = [
-        Extension(f"sipresponder.{name}", [f"sipresponder/{name}.c"], extra_compile_args=["-O2"])
+        Extension(
+            f"sipresponder.{name}",
+            [f"sipresponder/{name.replace('.', '/')}.c"],
+            extra_compile_args=["-O2"],
+        )
         for name in names.C_MODULES
     ]
     return compiled + written

@@ -53,8 +53,8 @@ CHILD = """
 import sys
 sys.path.insert(0, {bench!r})
 import micro
-from sipresponder.parser import parse_message
-from sipresponder.responses import make_to_tag
+from sipresponder.sip.parser import parse_message
+from sipresponder.sip.responses import make_to_tag
 
 case, n, warmup, built = (sys.argv[1], *map(int, sys.argv[2:5]))
 total = built  # as many messages built in every run: their making cancels out

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from sipresponder import __version__
-from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint, Flow
-from sipresponder.journal import Journal
-from sipresponder.parser import parse_message
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint, Flow
+from sipresponder.core.journal import Journal
+from sipresponder.sip.parser import parse_message
 
 LOCAL = ("127.0.0.1", 5060)
 REMOTE = ("127.0.0.1", 5061)

@@ -13,12 +13,12 @@ from __future__ import annotations
 from harness import instrumented, main
 
 with instrumented():
-    from sipresponder.config import Config
-    from sipresponder.endpoint import Endpoint, Flow
+    from sipresponder.core.config import Config
+    from sipresponder.core.endpoint import Endpoint, Flow
     from sipresponder.errors import ParseError
-    from sipresponder.message import Request, display_name
-    from sipresponder.parser import parse_message
-    from sipresponder.serializer import serialize_request
+    from sipresponder.sip.message import Request, display_name
+    from sipresponder.sip.parser import parse_message
+    from sipresponder.sip.serializer import serialize_request
 
 UDP = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.1", 5060))
 TCP = Flow("tcp", ("192.0.2.1", 40000), ("127.0.0.1", 5060), conn="conn-1")

@@ -21,27 +21,27 @@ from .version import __version__
 _choose_core()
 
 if TYPE_CHECKING:
-    from .api import Responder, ThreadedResponder, assert_call, assert_no_violations
-    from .config import Config
-    from .endpoint import Endpoint, Flow
+    from .aio.server import Server
+    from .core.config import Config
+    from .core.endpoint import Endpoint, Flow
+    from .core.plans import Plan, Step, parse_plan
     from .errors import PlanError
-    from .plans import Plan, Step, parse_plan
-    from .server import Server
+    from .testing.responder import Responder, ThreadedResponder, assert_call, assert_no_violations
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "Config": "config",
-    "Endpoint": "endpoint",
-    "Flow": "endpoint",
-    "Plan": "plans",
+    "Config": "core.config",
+    "Endpoint": "core.endpoint",
+    "Flow": "core.endpoint",
+    "Plan": "core.plans",
     "PlanError": "errors",
-    "Responder": "api",
-    "Server": "server",
-    "Step": "plans",
-    "ThreadedResponder": "api",
-    "assert_call": "api",
-    "assert_no_violations": "api",
-    "parse_plan": "plans",
+    "Responder": "testing.responder",
+    "Server": "aio.server",
+    "Step": "core.plans",
+    "ThreadedResponder": "testing.responder",
+    "assert_call": "testing.responder",
+    "assert_no_violations": "testing.responder",
+    "parse_plan": "core.plans",
 }
 
 __all__ = [

@@ -20,16 +20,16 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from .admin import Admin
-from .config import Config
+from .admin.app import Admin
+from .aio.logs import TransactionLog, setup_logging
+from .aio.server import Server, listener_line, read_rules
+from .aio.workers import supervise, worker_count
+from .core.config import Config
+from .core.guard import exposure_warning
 from .errors import ConfigError, RulesError
-from .guard import exposure_warning
-from .logs import TransactionLog, setup_logging
 from .native import build as core_build
 from .native import stale as stale_core
-from .server import Server, listener_line, read_rules
 from .version import __version__
-from .workers import supervise, worker_count
 
 log = logging.getLogger(__name__)
 PROG = "sipresponder"

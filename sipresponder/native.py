@@ -44,33 +44,38 @@ PACKAGE = __name__.rpartition(".")[0]
 #: as a compiled module's TypeError.
 COMPILED = (
     "errors",
-    "codes",
-    "message",
-    "parser",
-    "serializer",
-    "sdp",
-    "responses",
-    "plans",
-    "journal",
-    "absorbers",
-    "transaction",
-    "wheel",
-    "guard",
-    "planner",
-    "endpoint",
-    "logs",
-    "transport",
+    "sip.codes",
+    "sip.message",
+    "sip.parser",
+    "sip.serializer",
+    "sip.sdp",
+    "sip.responses",
+    "core.plans",
+    "core.journal",
+    "core.absorbers",
+    "core.transaction",
+    "core.wheel",
+    "core.guard",
+    "core.planner",
+    "core.endpoint",
+    "aio.logs",
+    "aio.transport",
 )
 #: The shared library mypyc puts the compiled modules' code in (``setup.py``'s group).
-GROUP = "core"
-#: Modules written in C (``sipresponder/<name>.c``), built with the compiled core and used
+GROUP = "compiled"
+#: Modules written in C (``sipresponder/<package>/<name>.c``), built with the compiled core and used
 #: with it: each does one loop of a compiled module faster, whose Python function stays
 #: the definition.  When the sources run, importing one fails (``_SourcesFirst``), so the
 #: Python function runs too.
-C_MODULES = ("_scan", "_udp")
+C_MODULES = ("sip._scan", "aio._udp")
 
 #: Why the sources run instead of the extensions, when they do ("" when they don't).
 reason = ""
+
+
+def path_of(name: str, suffix: str, package_dir: Path = PACKAGE_DIR) -> Path:
+    """The file of module ``name`` (dotted, under the package) with ``suffix``."""
+    return package_dir.joinpath(*name.split(".")).with_name(name.rpartition(".")[2] + suffix)
 
 
 def extensions(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
@@ -78,7 +83,7 @@ def extensions(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         for name in (*COMPILED, *C_MODULES):
-            path = package_dir / f"{name}{suffix}"
+            path = path_of(name, suffix, package_dir)
             if name not in found and path.is_file():
                 found[name] = path
     return found
@@ -93,7 +98,7 @@ def stale(package_dir: Path = PACKAGE_DIR) -> list[str]:
         return []
     out = []
     for name, ext in extensions(package_dir).items():
-        source = package_dir / (f"{name}.c" if name in C_MODULES else f"{name}.py")
+        source = path_of(name, ".c" if name in C_MODULES else ".py", package_dir)
         if source.is_file() and source.stat().st_mtime > ext.stat().st_mtime:
             out.append(name)
     return out
@@ -128,8 +133,8 @@ class _SourcesFirst(importlib.abc.MetaPathFinder):
         name = fullname[len(self.prefix) :]
         if name in C_MODULES:
             return importlib.machinery.ModuleSpec(fullname, _NotWithSources())
-        source = self.package_dir / (name + ".py")
-        if "." in name or not source.is_file():
+        source = path_of(name, ".py", self.package_dir)
+        if not source.is_file():
             return None
         return importlib.util.spec_from_file_location(fullname, source)
 

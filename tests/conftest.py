@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def pytest_report_header() -> str:
-    import sipresponder.endpoint  # noqa: F401  (imports the core, compiled or not)
+    import sipresponder.core.endpoint  # noqa: F401  (imports the core, compiled or not)
     from sipresponder.native import build
 
     return f"sipresponder core: {build()}"

@@ -18,8 +18,8 @@ import pytest
 from sipclient import Msg, Req, client, ipv6_loopback
 
 from sipresponder import Config, Responder, ThreadedResponder, assert_call, assert_no_violations
-from sipresponder.journal import Call
-from sipresponder.rules import RulesError, load_rules
+from sipresponder.core.journal import Call
+from sipresponder.core.rules import RulesError, load_rules
 
 TRANSPORTS = ["udp", "tcp"]
 

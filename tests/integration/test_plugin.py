@@ -52,7 +52,7 @@ def test_fixtures_in_passing_tests(project: pytest.Pytester) -> None:
         from helpers import busy
 
         from sipresponder import Responder, assert_call
-        from sipresponder.pytest_plugin import assert_no_violations
+        from sipresponder.testing.pytest_plugin import assert_no_violations
 
         SEEN = {}
 
@@ -179,7 +179,7 @@ def test_failures_show_the_ladder(project: pytest.Pytester) -> None:
         ]
     )
     text = out.str()
-    assert "sipresponder/api.py" not in text  # the helpers' frames are hidden
+    assert "sipresponder/testing/responder.py" not in text  # the helpers' frames are hidden
     no_responder = text[text.index("_ test_no_responder _") :]
     assert "sipresponder calls" not in no_responder
 
@@ -193,8 +193,8 @@ def test_plugin_stays_idle_without_its_fixtures(project: pytest.Pytester) -> Non
 
         def test_idle(request):
             assert request.config.pluginmanager.hasplugin("sipresponder")
-            assert "sipresponder.api" not in sys.modules
-            assert "sipresponder.server" not in sys.modules
+            assert "sipresponder.testing.responder" not in sys.modules
+            assert "sipresponder.aio.server" not in sys.modules
             assert not [t for t in threading.enumerate() if t.name == "sipresponder"]
         """
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sipresponder import server
+from sipresponder.aio import server
 
 
 def _may_force() -> bool:
@@ -38,7 +38,7 @@ def test_a_size_over_rmem_max_is_forced_when_allowed_else_said(
         pytest.skip("not Linux")
     # Between rmem_max and twice it: the kernel's doubled report alone would pass it.
     size = int(rmem_max.read_text()) + (1 << 16)
-    caplog.set_level(logging.INFO, logger="sipresponder.server")
+    caplog.set_level(logging.INFO, logger="sipresponder.aio.server")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         server._size_buffers(sock, size)
         got = server._buffer_size(sock, socket.SO_RCVBUF)

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 from sipresponder import native
-from sipresponder.serializer import serialize_request
+from sipresponder.sip.serializer import serialize_request
 
 
 def request(
@@ -72,9 +72,9 @@ def load_script(name: str) -> ModuleType:
 
 
 def load_c_module(name: str) -> ModuleType | None:
-    """The C module ``sipresponder/<name>.c`` loaded from its built file, or None when it
-    was not built: so that its tests run in the pure-Python test run too, where the
-    package itself ignores it."""
+    """The C module ``name`` (``sipresponder/<package>/<name>.c``) loaded from its built
+    file, or None when it was not built: so that its tests run in the pure-Python test run
+    too, where the package itself ignores it."""
     path = native.extensions().get(name)
     if path is None:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipresponder.absorbers import Absorbers
+from sipresponder.core.absorbers import Absorbers
 
 
 def test_a_key_absorbs_until_its_lifetime_is_over() -> None:

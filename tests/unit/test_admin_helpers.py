@@ -16,7 +16,7 @@ from helpers import request
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sipresponder.admin import (
+from sipresponder.admin.app import (
     OPENAPI,
     SOURCE_JSON,
     SOURCE_YAML,
@@ -28,10 +28,10 @@ from sipresponder.admin import (
     parse_rules_body,
     token_warning,
 )
-from sipresponder.config import Config
-from sipresponder.endpoint import Flow
+from sipresponder.aio.server import Server
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Flow
 from sipresponder.errors import ConfigError
-from sipresponder.server import Server
 
 
 def admin(**kw: Any) -> Admin:
@@ -244,7 +244,7 @@ def test_an_exception_becomes_a_500_json_and_is_logged(caplog: pytest.LogCapture
         assert resp.status == 500
         assert await resp.json() == {"error": "internal error (the responder logged it)"}
 
-    with caplog.at_level(logging.ERROR, logger="sipresponder.admin"):
+    with caplog.at_level(logging.ERROR, logger="sipresponder.admin.app"):
         with_client(a, test)
     assert "GET /broken failed" in caplog.text and "boom" in caplog.text
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipresponder.auth import (
+from sipresponder.core.auth import (
     ALGORITHMS,
     AuthSpec,
     NonceSigner,

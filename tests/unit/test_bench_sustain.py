@@ -16,7 +16,7 @@ def sustain() -> ModuleType:
 
 
 # The responder's INFO lines: one per transaction below --log-rate, then a summary per
-# busy second (sipresponder/logs.py).
+# busy second (sipresponder/aio/logs.py).
 LOG = """\
 2026-12-06 16:00:00,001 INFO sipresponder 0.1 listening on udp 127.0.0.1:40000
 2026-12-06 16:00:00,101 INFO INVITE sip:180-486@127.0.0.1:40000 from 127.0.0.1:5070/udp -> 100 180 486

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sipresponder.codes import REGISTERED, is_valid_code, reason_phrase
+from sipresponder.sip.codes import REGISTERED, is_valid_code, reason_phrase
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "sip-response-codes.tsv"
 

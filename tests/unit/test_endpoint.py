@@ -7,13 +7,13 @@ import logging
 import pytest
 from helpers import SDP_OFFER, request
 
-from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint, Flow, Send, TransactionRecord
-from sipresponder.journal import Journal
-from sipresponder.message import Response
-from sipresponder.parser import FramingError, parse_message
-from sipresponder.transaction import Timers
-from sipresponder.wheel import TIMER_TICKS
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint, Flow, Send, TransactionRecord
+from sipresponder.core.journal import Journal
+from sipresponder.core.transaction import Timers
+from sipresponder.core.wheel import TIMER_TICKS
+from sipresponder.sip.message import Response
+from sipresponder.sip.parser import FramingError, parse_message
 
 UDP = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.1", 5060), conn=None)
 TCP = Flow("tcp", ("192.0.2.1", 40000), ("127.0.0.1", 5060), conn="conn-1")

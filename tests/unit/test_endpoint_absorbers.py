@@ -9,9 +9,9 @@ from collections import deque
 from helpers import request
 from test_endpoint import UDP, codes, make, responses
 
-from sipresponder.endpoint import Endpoint
-from sipresponder.transaction import Timers
-from sipresponder.wheel import TIMER_TICKS
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.transaction import Timers
+from sipresponder.core.wheel import TIMER_TICKS
 
 _TAG = re.compile(rb"\r\nTo: ([^\r]*)\r\n")
 

@@ -8,11 +8,11 @@ import pytest
 from helpers import request
 from test_endpoint import UDP, advance, codes, responses
 
-from sipresponder.auth import NonceSigner, credentials
-from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint
-from sipresponder.journal import Journal
-from sipresponder.rules import load_rules
+from sipresponder.core.auth import NonceSigner, credentials
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.journal import Journal
+from sipresponder.core.rules import load_rules
 
 RULES = """\
 rules:

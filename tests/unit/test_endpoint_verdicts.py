@@ -7,9 +7,9 @@ import json
 from helpers import request
 from test_endpoint import TCP, UDP, advance, codes, responses
 
-from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint
-from sipresponder.journal import Journal
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.journal import Journal
 
 
 def make(**kw: object) -> tuple[Endpoint, Journal, list[dict[str, object]]]:

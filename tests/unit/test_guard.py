@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from sipresponder.config import Config
-from sipresponder.guard import FIRST_CREDIT, LOG_RATE, Guard, exposure_warning
+from sipresponder.core.config import Config
+from sipresponder.core.guard import FIRST_CREDIT, LOG_RATE, Guard, exposure_warning
 
 
 def test_nothing_configured_screens_nothing() -> None:
@@ -131,7 +131,7 @@ def test_tables_stay_bounded_and_keep_active_sources() -> None:
 
 def test_refusals_are_logged_once_per_source_per_minute(caplog: pytest.LogCaptureFixture) -> None:
     guard = Guard(allow=("10.0.0.0/8",))
-    with caplog.at_level(logging.WARNING, logger="sipresponder.guard"):
+    with caplog.at_level(logging.WARNING, logger="sipresponder.core.guard"):
         for t in (0.0, 1.0, 59.0):
             guard.admit("192.0.2.1", 10, t)
         assert len(caplog.records) == 1

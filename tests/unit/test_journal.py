@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sipresponder.journal import (
+from sipresponder.aio.journal_file import JournalFile
+from sipresponder.core.journal import (
     CALL_COST,
     ENTRY_COST,
     TRANSACTION_COST,
@@ -19,7 +20,6 @@ from sipresponder.journal import (
     cut_length,
     cut_message,
 )
-from sipresponder.journal_file import JournalFile
 
 SRC, DST = "127.0.0.1:5061", "127.0.0.1:5060"
 MiB = 1 << 20

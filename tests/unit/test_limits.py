@@ -7,7 +7,7 @@ import logging
 import pytest
 from helpers import SDP_OFFER, request
 
-from sipresponder.guard import Guard, Watch
+from sipresponder.core.guard import Guard, Watch
 
 
 def headers(count: int, size: int = 10) -> list[tuple[str, str]]:
@@ -88,7 +88,7 @@ def test_limit_hits_are_logged_once_per_source_a_minute(
 ) -> None:
     guard = Guard(max_connections=1)
     guard.connect("192.0.2.1", 0.0)
-    with caplog.at_level(logging.WARNING, logger="sipresponder.guard"):
+    with caplog.at_level(logging.WARNING, logger="sipresponder.core.guard"):
         for t in range(30):
             guard.connect("192.0.2.2", float(t))
     assert [r.getMessage() for r in caplog.records] == [

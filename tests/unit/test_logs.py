@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from sipresponder.endpoint import TransactionRecord
-from sipresponder.logs import JsonFormatter, TransactionLog
+from sipresponder.aio.logs import JsonFormatter, TransactionLog
+from sipresponder.core.endpoint import TransactionRecord
 
 
 class Clock:

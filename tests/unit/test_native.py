@@ -15,7 +15,7 @@ from sipresponder import native
 
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 PROBE = (
-    "import sipresponder.parser as p; from sipresponder.native import build; "
+    "import sipresponder.sip.parser as p; from sipresponder.native import build; "
     "print(p.__file__); print(build()); print(p._SCAN is not None)"
 )
 
@@ -32,12 +32,13 @@ def probe(**env: str) -> list[str]:
 
 
 def checkout(tmp_path: Path, source_age: float, ext_age: float) -> Path:
-    """A package dir with parser.py and a (dummy) compiled parser of the given ages."""
+    """A package dir with sip/parser.py and a (dummy) compiled parser of the given ages."""
     package = tmp_path / "sipresponder"
-    package.mkdir()
+    (package / "sip").mkdir(parents=True)
     (tmp_path / "setup.py").write_text("")
     now = 1_700_000_000.0
-    for path, age in ((package / "parser.py", source_age), (package / f"parser{SUFFIX}", ext_age)):
+    sip = package / "sip"
+    for path, age in ((sip / "parser.py", source_age), (sip / f"parser{SUFFIX}", ext_age)):
         path.write_text("")
         os.utime(path, (now - age, now - age))
     return package
@@ -45,8 +46,8 @@ def checkout(tmp_path: Path, source_age: float, ext_age: float) -> Path:
 
 def test_a_compiled_module_older_than_its_source_is_stale(tmp_path: Path) -> None:
     package = checkout(tmp_path, source_age=10, ext_age=20)
-    assert native.extensions(package) == {"parser": package / f"parser{SUFFIX}"}
-    assert native.stale(package) == ["parser"]
+    assert native.extensions(package) == {"sip.parser": package / "sip" / f"parser{SUFFIX}"}
+    assert native.stale(package) == ["sip.parser"]
 
 
 def test_a_current_compiled_module_is_not_stale(tmp_path: Path) -> None:
@@ -63,11 +64,12 @@ def test_outside_a_checkout_nothing_is_stale(tmp_path: Path) -> None:
 def test_a_c_module_older_than_its_source_is_stale(tmp_path: Path) -> None:
     package = checkout(tmp_path, source_age=20, ext_age=10)
     now = 1_700_000_000.0
-    for path, age in ((package / "_scan.c", 10), (package / f"_scan{SUFFIX}", 20)):
+    sip = package / "sip"
+    for path, age in ((sip / "_scan.c", 10), (sip / f"_scan{SUFFIX}", 20)):
         path.write_text("")
         os.utime(path, (now - age, now - age))
-    assert set(native.extensions(package)) == {"parser", "_scan"}
-    assert native.stale(package) == ["_scan"]
+    assert set(native.extensions(package)) == {"sip.parser", "sip._scan"}
+    assert native.stale(package) == ["sip._scan"]
 
 
 def test_pure_is_honoured() -> None:
@@ -86,7 +88,7 @@ def test_the_compiled_core_is_used_when_current() -> None:
     path, build, scan = probe()
     assert path.endswith(SUFFIX)
     assert build == "compiled with mypyc"
-    assert scan == str("_scan" in native.extensions())
+    assert scan == str("sip._scan" in native.extensions())
 
 
 def test_pure_is_asked_for_by_any_value_but_empty_or_0() -> None:

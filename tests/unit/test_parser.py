@@ -6,7 +6,7 @@ import pytest
 from helpers import request
 
 from sipresponder.errors import ParseError
-from sipresponder.message import (
+from sipresponder.sip.message import (
     Request,
     Response,
     same_uri,
@@ -15,7 +15,7 @@ from sipresponder.message import (
     uri_host,
     uri_user,
 )
-from sipresponder.parser import PING, FramingError, StreamFramer, parse_message
+from sipresponder.sip.parser import PING, FramingError, StreamFramer, parse_message
 
 
 def parse_req(data: bytes, **kw: object) -> Request:

@@ -17,13 +17,13 @@ from helpers import SDP_OFFER, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipresponder import parser
-from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint, Flow, Send
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint, Flow, Send
 from sipresponder.errors import ParseError
-from sipresponder.message import METHODS, Request, Response, display_name
-from sipresponder.parser import FramingError, Ping, StreamFramer, parse_message
-from sipresponder.serializer import serialize_request, serialize_response
+from sipresponder.sip import parser
+from sipresponder.sip.message import METHODS, Request, Response, display_name
+from sipresponder.sip.parser import FramingError, Ping, StreamFramer, parse_message
+from sipresponder.sip.serializer import serialize_request, serialize_response
 
 VALID = request("INVITE", "180-486", extra=[("Contact", '"A, B" <sip:a@192.0.2.1>')])
 UDP = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.1", 5060))
@@ -449,7 +449,7 @@ _SPELLING = st.text(
 
 
 def _via_outcome(value: str) -> tuple[object, ...]:
-    from sipresponder.message import parse_via
+    from sipresponder.sip.message import parse_via
 
     try:
         via = parse_via(value)
@@ -486,7 +486,7 @@ def test_usual_via_reads_as_the_pattern_does(value: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(_SPELLING)
 def test_tag_fast_path_reads_as_the_pattern_does(tail: str) -> None:
-    from sipresponder.message import _TAG_VALUE_RE, tag_of
+    from sipresponder.sip.message import _TAG_VALUE_RE, tag_of
 
     value = "<sip:a@b>;tag=" + tail
     close = value.rfind(">")  # tag_of reads the parameters after the last '>'
@@ -499,7 +499,7 @@ def test_tag_fast_path_reads_as_the_pattern_does(tail: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("0123456789 INVITEACK\t²x")), max_size=16))
 def test_cseq_fast_path_reads_as_the_pattern_does(value: str) -> None:
-    from sipresponder.message import _CSEQ_RE, parse_cseq
+    from sipresponder.sip.message import _CSEQ_RE, parse_cseq
 
     m = _CSEQ_RE.match(value)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipresponder.plans import (
+from sipresponder.core.plans import (
     DEFAULT_INVITE,
     DEFAULT_OTHER,
     PlanError,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from helpers import SDP_OFFER, request
 
-from sipresponder.codes import REGISTERED
-from sipresponder.message import Request, Response
-from sipresponder.parser import parse_message
-from sipresponder.responses import (
+from sipresponder.sip.codes import REGISTERED
+from sipresponder.sip.message import Request, Response
+from sipresponder.sip.parser import parse_message
+from sipresponder.sip.responses import (
     ALLOW,
     NO_EXTRAS,
     Answers,
@@ -19,7 +19,7 @@ from sipresponder.responses import (
     response_destination,
     response_vias,
 )
-from sipresponder.serializer import serialize_response
+from sipresponder.sip.serializer import serialize_response
 
 LOCAL = Local("127.0.0.1", 5060, "udp")
 SRC = ("192.0.2.1", 5062)

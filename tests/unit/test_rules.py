@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from helpers import request
 
-from sipresponder.message import Request
-from sipresponder.parser import parse_message
-from sipresponder.rules import RulesError, fill, load_rules, placeholder_values
+from sipresponder.core.rules import RulesError, fill, load_rules, placeholder_values
+from sipresponder.sip.message import Request
+from sipresponder.sip.parser import parse_message
 
 
 def req(data: bytes) -> Request:

@@ -1,4 +1,4 @@
-"""The parser's loops in C (``sipresponder/_scan.c``) do exactly what the Python functions
+"""The parser's loops in C (``sipresponder/sip/_scan.c``) do exactly what the Python functions
 they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
 later lines and errors, for any text), ``decimal`` as ``message._decimal``, the TCP
 framer's ``frame_head`` as ``parser._frame_head``, ``via_params`` as
@@ -20,10 +20,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from required import missing_core
 
-from sipresponder import message, parser, responses
-from sipresponder.message import Headers
+from sipresponder.sip import message, parser, responses
+from sipresponder.sip.message import Headers
 
-SCAN = load_c_module("_scan")
+SCAN = load_c_module("sip._scan")
 
 
 @pytest.fixture(autouse=True)

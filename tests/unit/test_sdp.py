@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import SDP_OFFER
 
-from sipresponder.sdp import SdpError, build_answer, build_offer, check_offer
+from sipresponder.sip.sdp import SdpError, build_answer, build_offer, check_offer
 
 
 def lines(sdp: bytes) -> list[str]:
@@ -66,7 +66,7 @@ def test_an_offer_sent_again_gets_the_same_answer_with_its_own_origin() -> None:
 
 
 def test_remembered_answers_are_bounded_and_bad_offers_are_not_kept() -> None:
-    from sipresponder import sdp
+    from sipresponder.sip import sdp
 
     for i in range(sdp._TAILS_LIMIT + 10):
         check_offer(SDP_OFFER.replace(b"o=", f"o={i}".encode(), 1))

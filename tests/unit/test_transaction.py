@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from helpers import request
 
-from sipresponder.message import Request
-from sipresponder.parser import parse_message
-from sipresponder.plans import Step, parse_plan
-from sipresponder.transaction import (
+from sipresponder.core.plans import Step, parse_plan
+from sipresponder.core.transaction import (
     End,
     ServerTransaction,
     State,
@@ -15,6 +13,8 @@ from sipresponder.transaction import (
     ack_key,
     transaction_key,
 )
+from sipresponder.sip.message import Request
+from sipresponder.sip.parser import parse_message
 
 TIMERS = Timers()
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from helpers import request
 
-from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint
-from sipresponder.parser import StreamFramer
-from sipresponder.transport import TCP_BATCH, Driver, TcpConnection, UdpProtocol
+from sipresponder.aio.transport import TCP_BATCH, Driver, TcpConnection, UdpProtocol
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.sip.parser import StreamFramer
 
 
 class FakeTcp:
@@ -140,7 +140,7 @@ def test_driver_times_receive_only_when_observed() -> None:
 
 
 def test_lag_monitor_sheds_then_recovers() -> None:
-    from sipresponder.transport import LagMonitor
+    from sipresponder.aio.transport import LagMonitor
 
     m = LagMonitor(threshold=0.25, recover=1.0)
     assert not m.tick(1.0, 1.01)

@@ -10,12 +10,12 @@ import pytest
 from helpers import request
 from test_transport import FakeTcp, FakeUdp, status_lines
 
-from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint
-from sipresponder.guard import Guard
-from sipresponder.message import Response
-from sipresponder.parser import parse_message
-from sipresponder.transport import Driver, TcpConnection, UdpProtocol
+from sipresponder.aio.transport import Driver, TcpConnection, UdpProtocol
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.guard import Guard
+from sipresponder.sip.message import Response
+from sipresponder.sip.parser import parse_message
 
 SECRET = b"k"
 

@@ -1,4 +1,4 @@
-"""The UDP socket calls in C (``sipresponder/_udp.c``) do what the socket module does, on
+"""The UDP socket calls in C (``sipresponder/aio/_udp.c``) do what the socket module does, on
 real loopback sockets: ``recv_batch`` gives what ``recvfrom`` would (data and address
 tuple, in order, IPv4, IPv6 and dual stack), ``send_to`` delivers what ``sendto`` would.
 And ``transport.DatagramSocket``, which reads and sends with them, answers, keeps order
@@ -21,18 +21,18 @@ from helpers import load_c_module, request
 from required import missing_core
 from test_transport import status_lines
 
-from sipresponder import server
-from sipresponder.config import Config
-from sipresponder.endpoint import Endpoint
-from sipresponder.transport import (
+from sipresponder.aio import server
+from sipresponder.aio.transport import (
     MAX_UDP_BACKLOG,
     DatagramSocket,
     Driver,
     UdpCalls,
     UdpProtocol,
 )
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint
 
-UDP = load_c_module("_udp")
+UDP = load_c_module("aio._udp")
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from helpers import request
 
-from sipresponder.message import Request
-from sipresponder.parser import parse_message
-from sipresponder.plans import Plan, Step
-from sipresponder.transaction import ServerTransaction, Timers
-from sipresponder.wheel import TIMER_TICKS, TimerWheel, slot_of
+from sipresponder.core.plans import Plan, Step
+from sipresponder.core.transaction import ServerTransaction, Timers
+from sipresponder.core.wheel import TIMER_TICKS, TimerWheel, slot_of
+from sipresponder.sip.message import Request
+from sipresponder.sip.parser import parse_message
 
 
 def txn(i: int) -> ServerTransaction:

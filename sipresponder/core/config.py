@@ -11,7 +11,7 @@ import ipaddress
 import math
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .transaction import Timers
 
 TRANSPORTS = ("udp", "tcp")

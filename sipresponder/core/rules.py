@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
+from ..errors import PlanError
+from ..errors import RulesError as RulesError  # its home before errors.py
+from ..sip.codes import is_valid_code, reason_phrase
+from ..sip.message import Request, header_key, uri_host, uri_of, uri_user
 from .auth import ALGORITHMS, AuthSpec
-from .codes import is_valid_code, reason_phrase
-from .errors import PlanError
-from .errors import RulesError as RulesError  # its home before errors.py
-from .message import Request, header_key, uri_host, uri_of, uri_user
 from .plans import MAX_PLAN_DELAY, Plan, Step, parse_plan, validate
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

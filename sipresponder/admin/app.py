@@ -27,15 +27,15 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from .errors import ApiError, ConfigError, RulesError
-from .guard import is_loopback
-from .journal import Journal
-from .message import hostport
+from ..aio.server import Server, read_rules
+from ..core.guard import is_loopback
+from ..core.journal import Journal
+from ..core.rules import RuleSet, load_rules
+from ..errors import ApiError, ConfigError, RulesError
+from ..sip.message import hostport
+from ..version import __version__
 from .metrics import EndpointCollector, GuardCollector, JournalCollector
 from .openapi import OPENAPI
-from .rules import RuleSet, load_rules
-from .server import Server, read_rules
-from .version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,8 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Final, cast
 
-from .absorbers import Absorbers
-from .auth import NonceSigner, Verdict
-from .config import Config
-from .errors import FramingError, ParseError
-from .journal import Entry, Journal, Violation
-from .message import (
+from ..errors import FramingError, ParseError
+from ..sip.message import (
     Request,
     Response,
     decimal,
@@ -31,10 +27,8 @@ from .message import (
     plain_ip,
     uri_host,
 )
-from .parser import parse_message
-from .planner import Planner
-from .plans import Plan, Step
-from .responses import (
+from ..sip.parser import parse_message
+from ..sip.responses import (
     KNOWN_METHODS,
     Answers,
     Extras,
@@ -43,8 +37,14 @@ from .responses import (
     make_to_tag,
     response_destination,
 )
+from ..sip.serializer import serialize_response
+from .absorbers import Absorbers
+from .auth import NonceSigner, Verdict
+from .config import Config
+from .journal import Entry, Journal, Violation
+from .planner import Planner
+from .plans import Plan, Step
 from .rules import RuleSet, fill, placeholder_values
-from .serializer import serialize_response
 from .transaction import (
     MAGIC_COOKIE,
     End,

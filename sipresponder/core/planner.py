@@ -15,13 +15,13 @@ import hashlib
 import logging
 from typing import Final
 
+from ..errors import SdpError
+from ..sip.message import Request, plain_ip, uri_of, uri_scheme, uri_user
+from ..sip.responses import KNOWN_METHODS, NO_EXTRAS, SUPPORTED_OPTIONS, Extras
+from ..sip.sdp import check_offer
 from .auth import AuthSpec, NonceSigner, Verdict, challenges, verify
-from .errors import SdpError
-from .message import Request, plain_ip, uri_of, uri_scheme, uri_user
 from .plans import Plan, Step, default_plan, dial_plan
-from .responses import KNOWN_METHODS, NO_EXTRAS, SUPPORTED_OPTIONS, Extras
 from .rules import Rule, RuleSet
-from .sdp import check_offer
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 /* Loops of the per-message path in C, loaded through ``message.c_function``.
 
-   ``usual_headers`` does what ``sipresponder/parser.py``'s ``_usual_headers`` does, on
+   ``usual_headers`` does what ``sipresponder/sip/parser.py``'s ``_usual_headers`` does, on
    the same arguments, with the same result: it is that function's loop without the
    interpreter's cost per line (about a third of the parse of a request, compiled by
    mypyc, went to the loop's string searches, slices and lookups).  ``decimal`` does what
@@ -816,7 +816,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "sipresponder._scan",
+    PyModuleDef_HEAD_INIT, "sipresponder.sip._scan",
     "Loops of the per-message path in C: headers, Via, From/To, numbers, framing, To tags.",
     -1, methods,
 };

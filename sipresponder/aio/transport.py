@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from .endpoint import Endpoint, Flow, Send
-from .errors import FramingError
-from .guard import Guard, Watch
-from .parser import PING, Ping, StreamFramer
+from ..core.endpoint import Endpoint, Flow, Send
+from ..core.guard import Guard, Watch
+from ..errors import FramingError
+from ..sip.parser import PING, Ping, StreamFramer
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .version import __version__
+from ..version import __version__
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from ..version import __version__
 from .codes import reason_phrase
 from .message import (
     METHODS,
@@ -32,7 +33,6 @@ from .message import (
     uri_of,
 )
 from .sdp import build_answer, build_offer
-from .version import __version__
 
 SERVER: Final = f"sipresponder/{__version__}"
 
@@ -95,7 +95,7 @@ def _make_to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: in
 #: A keyed blake2s state per secret (a process has one or two), copied for each tag.
 _KEYED: dict[bytes, hashlib.blake2s] = {}
 
-#: ``make_to_tag`` in C (``sipresponder/_scan.c``), or None: not built, or the
+#: ``make_to_tag`` in C (``sipresponder/sip/_scan.c``), or None: not built, or the
 #: pure-Python core runs.  None from it: the Python function decides.
 _TAG: Final[Callable[[bytes, str, str | None, int], str | None] | None] = c_function("to_tag")
 

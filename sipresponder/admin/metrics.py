@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .endpoint import Endpoint
-from .guard import LIMITS, Guard
-from .server import Server
+from ..aio.server import Server
+from ..core.endpoint import Endpoint
+from ..core.guard import LIMITS, Guard
 
 
 class EndpointCollector(Collector):

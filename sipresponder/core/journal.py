@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .message import uri_user
+from ..sip.message import uri_user
 
 Sink = Callable[[dict[str, Any]], None]
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .message import TOKEN_RE, same_uri
+from ..sip.message import TOKEN_RE, same_uri
 
 #: Supported ``algorithm`` values, canonical spelling (RFC 7616 §6.1, RFC 8760 §2).
 ALGORITHMS: tuple[str, ...] = (

@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from .errors import FramingError as FramingError  # its home before errors.py
-from .errors import ParseError
+from ..errors import FramingError as FramingError  # its home before errors.py
+from ..errors import ParseError
 from .message import (
     COMPACT,
     METHODS,
@@ -254,7 +254,7 @@ _Scan = Callable[
 ]
 
 
-#: ``_usual_headers`` in C (``sipresponder/_scan.c``), or None: not built, or the
+#: ``_usual_headers`` in C (``sipresponder/sip/_scan.c``), or None: not built, or the
 #: pure-Python core runs.  The same result for the same text (tests/unit/test_scan.py),
 #: with -2 for a text that is not all ASCII.
 _SCAN: Final[_Scan | None] = c_function("usual_headers")
@@ -519,7 +519,7 @@ def _party(
 
 
 #: ``check_name_addr`` and ``tag_of`` of a From or To in the usual spelling, in C
-#: (``sipresponder/_scan.c``), or None: not built, or the pure-Python core runs.  None
+#: (``sipresponder/sip/_scan.c``), or None: not built, or the pure-Python core runs.  None
 #: from it: the Python functions decide.
 _PARTY: Final[Callable[[str], tuple[bool, str | None] | None] | None] = c_function("party")
 
@@ -602,7 +602,7 @@ def _frame_head(buf: bytes | bytearray, pos: int, max_size: int) -> int:
     return FRAME_TOO_LARGE if total > max_size else total
 
 
-#: ``_frame_head`` in C (``sipresponder/_scan.c``), or None: not built, or the pure-Python
+#: ``_frame_head`` in C (``sipresponder/sip/_scan.c``), or None: not built, or the pure-Python
 #: core runs.  The same result for the same bytes (tests/unit/test_scan.py).
 _FRAME: Final[Callable[[bytes | bytearray, int, int], int] | None] = c_function("frame_head")
 

@@ -13,8 +13,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from .codes import is_valid_code
-from .errors import PlanError as PlanError  # its home before errors.py
+from ..errors import PlanError as PlanError  # its home before errors.py
+from ..sip.codes import is_valid_code
 
 #: The longest total delay a plan may ask for, in seconds.
 MAX_PLAN_DELAY = 3600.0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote
 
-from .errors import ParseError
+from ..errors import ParseError
 
 #: Compact header forms, RFC 3261 §7.3.3 and the extensions that registered one.
 COMPACT: Final[dict[str, str]] = {
@@ -104,7 +104,7 @@ def _decimal(text: str, digits: int) -> int | None:
 
 
 def c_function(name: str) -> Any:
-    """Function ``name`` of the C module ``_scan`` (``sipresponder/_scan.c``), or None:
+    """Function ``name`` of the C module ``_scan`` (``sipresponder/sip/_scan.c``), or None:
     not built, or the pure-Python core runs (``native`` makes the import fail then)."""
     try:
         from . import _scan
@@ -457,7 +457,7 @@ def _python_via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | No
     return params, flaw
 
 
-#: ``_python_via_params`` in C (``sipresponder/_scan.c``), or None: not built, or the
+#: ``_python_via_params`` in C (``sipresponder/sip/_scan.c``), or None: not built, or the
 #: pure-Python core runs.  None from it (text that is not ASCII): the Python function reads.
 _VIA_PARAMS: Final[
     Callable[[str], tuple[list[tuple[str, str | None]], str | None] | None] | None

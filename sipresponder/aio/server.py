@@ -19,15 +19,15 @@ import socket
 import time
 from collections.abc import Iterable
 
-from .config import Config
-from .endpoint import Endpoint, Reporter
-from .errors import ConfigError, RulesError
-from .guard import Guard, is_loopback
-from .journal import Journal
+from ..core.config import Config
+from ..core.endpoint import Endpoint, Reporter
+from ..core.guard import Guard, is_loopback
+from ..core.journal import Journal
+from ..core.rules import RuleSet, load_rules
+from ..core.transaction import ServerTransaction, State
+from ..errors import ConfigError, RulesError
+from ..sip.message import hostport
 from .journal_file import JournalFile
-from .message import hostport
-from .rules import RuleSet, load_rules
-from .transaction import ServerTransaction, State
 from .transport import DatagramSocket, Driver, TcpConnection, UdpProtocol, udp_calls
 
 log = logging.getLogger(__name__)

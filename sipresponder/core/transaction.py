@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final
 
-from .message import Request
+from ..sip.message import Request
 from .plans import Plan, Step
 
 MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7

@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from .endpoint import TransactionRecord
-from .responses import KNOWN_METHODS
+from ..core.endpoint import TransactionRecord
+from ..sip.responses import KNOWN_METHODS
 
 TRANSACTIONS = "sipresponder.transactions"
 

@@ -1,0 +1,3 @@
+"""The admin HTTP API (aiohttp): its routes (``app``), the Prometheus metrics and the
+OpenAPI document.
+"""
