@@ -30,7 +30,8 @@ from prometheus_client.exposition import choose_encoder
 from ..aio.server import Server, read_rules
 from ..core.guard import is_loopback
 from ..core.journal import Journal
-from ..core.rules import RuleSet, load_rules
+from ..core.rules import RuleSet
+from ..core.rules_loader import load_rules
 from ..errors import ApiError, ConfigError, RulesError
 from ..sip.message import hostport
 from ..version import __version__

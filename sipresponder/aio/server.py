@@ -23,7 +23,8 @@ from ..core.config import Config
 from ..core.endpoint import Endpoint, Reporter
 from ..core.guard import Guard, is_loopback
 from ..core.journal import Journal
-from ..core.rules import RuleSet, load_rules
+from ..core.rules import RuleSet
+from ..core.rules_loader import load_rules
 from ..core.transaction import ServerTransaction, State
 from ..errors import ConfigError, RulesError
 from ..sip.message import hostport

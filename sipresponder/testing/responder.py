@@ -24,7 +24,8 @@ from ..aio.server import Server, read_rules
 from ..core.config import Config
 from ..core.endpoint import TransactionRecord
 from ..core.journal import Call, Journal, Violation
-from ..core.rules import RuleSet, load_rules
+from ..core.rules import RuleSet
+from ..core.rules_loader import load_rules
 from ..errors import ConfigError, RulesError
 from ..sip.message import hostport
 

@@ -12,7 +12,7 @@ from sipresponder.core.auth import NonceSigner, credentials
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 from sipresponder.core.journal import Journal
-from sipresponder.core.rules import load_rules
+from sipresponder.core.rules_loader import load_rules
 
 RULES = """\
 rules:

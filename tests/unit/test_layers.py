@@ -35,6 +35,7 @@ ORDER = [
     "core.auth",
     "core.plans",
     "core.rules",
+    "core.rules_loader",
     "core.journal",
     "core.absorbers",
     "core.transaction",
