@@ -15,7 +15,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import RulesError as RulesError  # its home before errors.py
 from ..sip.message import Request, uri_host, uri_of, uri_user
 from .auth import AuthSpec
 from .plans import Plan

@@ -19,8 +19,8 @@ from sipclient import Msg, Req, client, ipv6_loopback
 
 from sipresponder import Config, Responder, ThreadedResponder, assert_call, assert_no_violations
 from sipresponder.core.journal import Call
-from sipresponder.core.rules import RulesError
 from sipresponder.core.rules_loader import load_rules
+from sipresponder.errors import RulesError
 
 TRANSPORTS = ["udp", "tcp"]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from helpers import request
 
-from sipresponder.core.rules import RulesError, fill, placeholder_values
+from sipresponder.core.rules import fill, placeholder_values
 from sipresponder.core.rules_loader import load_rules
+from sipresponder.errors import RulesError
 from sipresponder.sip.message import Request
 from sipresponder.sip.parser import parse_message
 
