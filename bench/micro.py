@@ -35,7 +35,8 @@ from typing import Any
 
 from sipresponder import __version__
 from sipresponder.core.config import Config
-from sipresponder.core.endpoint import Endpoint, Flow
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.flow import Flow
 from sipresponder.core.journal import Journal
 from sipresponder.sip.parser import parse_message
 

@@ -17,7 +17,8 @@ from harness import instrumented, main
 
 with instrumented():
     from sipresponder.core.config import Config
-    from sipresponder.core.endpoint import Endpoint, Flow
+    from sipresponder.core.endpoint import Endpoint
+    from sipresponder.core.flow import Flow
     from sipresponder.sip.parser import FramingError, StreamFramer
 
 TCP = Flow("tcp", ("192.0.2.1", 40000), ("127.0.0.1", 5060), conn="conn-1")

@@ -14,7 +14,8 @@ from harness import instrumented, main
 
 with instrumented():
     from sipresponder.core.config import Config
-    from sipresponder.core.endpoint import Endpoint, Flow
+    from sipresponder.core.endpoint import Endpoint
+    from sipresponder.core.flow import Flow
     from sipresponder.errors import ParseError
     from sipresponder.sip.message import Request, display_name
     from sipresponder.sip.parser import parse_message

@@ -23,7 +23,8 @@ _choose_core()
 if TYPE_CHECKING:
     from .aio.server import Server
     from .core.config import Config
-    from .core.endpoint import Endpoint, Flow
+    from .core.endpoint import Endpoint
+    from .core.flow import Flow
     from .core.plans import Plan, Step, parse_plan
     from .errors import PlanError
     from .testing.responder import Responder, ThreadedResponder, assert_call, assert_no_violations
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Config": "core.config",
     "Endpoint": "core.endpoint",
-    "Flow": "core.endpoint",
+    "Flow": "core.flow",
     "Plan": "core.plans",
     "PlanError": "errors",
     "Responder": "testing.responder",

@@ -342,7 +342,7 @@ class Admin:
                 "status": "draining" if draining else "ok",
                 "version": __version__,
                 "listeners": listeners,
-                "in_flight": len(self.endpoint.transactions),
+                "in_flight": len(self.endpoint.table.transactions),
             },
             status=503 if draining else 200,
         )

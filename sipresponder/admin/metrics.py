@@ -28,7 +28,7 @@ class EndpointCollector(Collector):
             "SIP requests received (retransmissions included), by method",
             labels=["method"],
         )
-        for method, n in sorted(ep.requests_by_method.items()):
+        for method, n in sorted(ep.recorder.requests_by_method.items()):
             requests.add_metric([method], n)
         yield requests
         responses = CounterMetricFamily(
@@ -36,18 +36,18 @@ class EndpointCollector(Collector):
             "SIP responses built by a request's plan (not retransmissions), by method and code",
             labels=["method", "code"],
         )
-        for (method, code), n in sorted(ep.responses_by_code.items()):
+        for (method, code), n in sorted(ep.recorder.responses_by_code.items()):
             responses.add_metric([method, str(code)], n)
         yield responses
         yield GaugeMetricFamily(
             "sipresponder_in_flight_transactions",
             "Server transactions that may still send something (--max-transactions)",
-            value=len(ep.transactions),
+            value=len(ep.table.transactions),
         )
         yield GaugeMetricFamily(
             "sipresponder_transaction_bytes",
             "What those transactions are counted to hold (--max-transaction-bytes)",
-            value=ep.transaction_bytes,
+            value=ep.table.transaction_bytes,
         )
         absorbing = GaugeMetricFamily(
             "sipresponder_absorbers",
@@ -61,7 +61,7 @@ class EndpointCollector(Collector):
             "(--max-absorbers), by timer",
             labels=["timer"],
         )
-        for timer, table in (("I", ep.confirmed), ("L", ep.acked)):
+        for timer, table in (("I", ep.table.confirmed), ("L", ep.table.acked)):
             absorbing.add_metric([timer], len(table))
             evicted.add_metric([timer], table.evicted)
         yield absorbing
@@ -71,7 +71,7 @@ class EndpointCollector(Collector):
             "Client violations of an RFC, by the rule broken",
             labels=["rule"],
         )
-        for rule, n in sorted(ep.violations_by_rule.items()):
+        for rule, n in sorted(ep.verdicts.by_rule.items()):
             violations.add_metric([rule], n)
         yield violations
         for name, key, help_text in (

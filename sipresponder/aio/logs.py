@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from ..core.endpoint import TransactionRecord
+from ..core.flow import TransactionRecord
 from ..sip.responses import KNOWN_METHODS
 
 TRANSACTIONS = "sipresponder.transactions"

@@ -20,7 +20,8 @@ import time
 from collections.abc import Iterable
 
 from ..core.config import Config
-from ..core.endpoint import Endpoint, Reporter
+from ..core.endpoint import Endpoint
+from ..core.flow import Reporter
 from ..core.guard import Guard, is_loopback
 from ..core.journal import Journal
 from ..core.rules import RuleSet
@@ -119,7 +120,7 @@ class Server:
         """Bind every transport; raises ``OSError`` when the address cannot be used."""
         loop = asyncio.get_running_loop()
         # Digest nonces carry wall-clock time, so that any instance can check their age.
-        self.endpoint.wall_offset = time.time() - loop.time()
+        self.endpoint.recorder.wall_offset = time.time() - loop.time()
         self._driver = Driver(self.endpoint, loop, self.guard)
         if self.config.overload_lag > 0:
             self._driver.watch_lag(self.config.overload_lag)
@@ -234,7 +235,7 @@ class Server:
         self.endpoint.draining = True
         self._stop_listening_tcp()
         deadline = loop.time() + timeout
-        left = unfinished(self.endpoint.transactions.values())
+        left = unfinished(self.endpoint.table.transactions.values())
         if left:
             log.info(
                 "stopping: %d transaction%s in flight get up to %g s to finish; new requests "
@@ -257,7 +258,7 @@ class Server:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_now.wait(), wait)
-            left = unfinished(self.endpoint.transactions.values())
+            left = unfinished(self.endpoint.table.transactions.values())
         await driver.close_connections(0.0 if stop_now.is_set() else _FLUSH_TIMEOUT)
 
     def close(self) -> None:

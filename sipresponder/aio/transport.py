@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from ..core.endpoint import Endpoint, Flow, Send
+from ..core.endpoint import Endpoint
+from ..core.flow import Flow, Send
 from ..core.guard import Guard, Watch
 from ..errors import FramingError
 from ..sip.parser import PING, Ping, StreamFramer

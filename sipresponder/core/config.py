@@ -120,7 +120,8 @@ class Config:
     """This process's number among the workers (None: not a worker)."""
 
     journal_size: int = 1000
-    """Calls kept in the journal (the oldest go first); 0 keeps none and judges less."""
+    """Calls kept in the journal (the oldest go first); 0 keeps none (the verdicts
+    still judge: they keep what they need, ``core/verdicts.py``)."""
 
     journal_bytes: int = 64 << 20
     """Bytes the journal may hold, messages and their bookkeeping counted (the oldest

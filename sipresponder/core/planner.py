@@ -4,12 +4,16 @@ What belongs here: ``Planner``, which holds the rules in use and their weighted 
 counts, and chooses for each new request an RFC 3261 §8.2 rejection, else the first
 matching rule (after its Digest check, RFC 3261 §22), else what the user part dials
 (``plans``).  Its Digest verdict stays in ``verdict`` for the endpoint to log and judge.
+Also what a plan becomes on the way out: its final response alone (``final_only``, for
+``--stateless``), and a rule step's overrides with the request's placeholders filled in
+(``step_extras``), and ``Builder``, which renders a plan's steps for one request.
 Sans-IO: the caller passes the time and the wall-clock time.  Imports ``auth``,
 ``message``, ``plans``, ``responses``, ``rules`` and ``sdp``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -17,11 +21,11 @@ from typing import Final
 
 from ..errors import SdpError
 from ..sip.message import Request, plain_ip, uri_of, uri_scheme, uri_user
-from ..sip.responses import KNOWN_METHODS, NO_EXTRAS, SUPPORTED_OPTIONS, Extras
+from ..sip.responses import KNOWN_METHODS, NO_EXTRAS, SUPPORTED_OPTIONS, Answers, Extras, Local
 from ..sip.sdp import check_offer
 from .auth import AuthSpec, NonceSigner, Verdict, challenges, verify
 from .plans import Plan, Step, default_plan, dial_plan
-from .rules import Rule, RuleSet
+from .rules import Rule, RuleSet, fill, placeholder_values
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +142,68 @@ class Planner:
         self._seed = self.secret if seed is None else str(seed).encode()
 
 
+class Builder:
+    """Renders the steps of one request's plan into the bytes of its responses: the code
+    with what it must carry, a rule step's overrides with the request's placeholders, a
+    real nonce in a dialled 401/407 (RFC 3261 §22.1).  Counts each response by code in
+    ``by_code`` (the endpoint's counter for the request's method)."""
+
+    __slots__ = (
+        "answers",
+        "by_code",
+        "extras",
+        "realm",
+        "signer",
+        "source",
+        "transport",
+        "values",
+        "wall",
+    )
+
+    def __init__(
+        self,
+        answers: Answers,
+        extras: Extras,
+        by_code: dict[int, int],
+        transport: str,
+        source: tuple[str, int],
+        signer: NonceSigner,
+        realm: str,
+        wall: float,
+    ) -> None:
+        self.answers = answers
+        self.extras = extras
+        self.by_code = by_code
+        self.transport = transport
+        self.source = source
+        self.signer = signer
+        self.realm = realm
+        self.wall = wall
+        #: The request's placeholders, filled in when a step first needs them.
+        self.values: dict[str, str] | None = None
+
+    def build(self, step: Step) -> bytes:
+        extras = self.extras
+        code = step.code
+        if code in (401, 407) and not step.headers:
+            # A dialled challenge: a real, verifiable nonce (RFC 3261 §22.1).
+            realm = self.realm
+            nonce = self.signer.make(realm, self.wall)
+            extras = dataclasses.replace(extras, nonce=nonce, realm=realm)
+        if step.reason or step.headers or step.body is not None or step.sdp:
+            values = self.values
+            if values is None:
+                answers = self.answers
+                local: Local = answers.local
+                values = self.values = placeholder_values(
+                    answers.req, self.transport, self.source, local.hostport
+                )
+            extras = step_extras(step, extras, values)
+        by_code = self.by_code
+        by_code[code] = by_code.get(code, 0) + 1
+        return self.answers.render(code, extras)
+
+
 def _rejection(req: Request) -> tuple[int, Extras] | None:
     """The RFC 3261 §8.2 checks of a well-formed request, in the RFC's order."""
     method = req.method
@@ -180,3 +246,39 @@ def _dialled(uri: str) -> Plan | None:
     """The plan the Request-URI's user part dials (plans are immutable: a load test dials
     the same few URIs, so the answer is cached by URI)."""
     return dial_plan(uri_user(uri))
+
+
+def final_only(plan: Plan) -> Plan:
+    """``--stateless``: the plan's last response alone, at once (RFC 3261 §8.2.7).
+
+    Remembered per plan object (a dialled plan is made once per Request-URI, a rule's once
+    per rules file): making a dataclass anew per request costs more than the answer."""
+    known = _FINAL_ONLY.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1]
+    final = Plan((dataclasses.replace(plan.steps[-1], at=0.0),), plan.text)
+    if len(_FINAL_ONLY) >= 1024:
+        _FINAL_ONLY.clear()
+    _FINAL_ONLY[id(plan)] = (plan, final)
+    return final
+
+
+#: ``final_only``'s plans: id -> (the plan, its final step alone).  The plan is held, so
+#: its id is not reused while remembered.
+_FINAL_ONLY: Final[dict[int, tuple[Plan, Plan]]] = {}
+
+
+def step_extras(step: Step, extras: Extras, values: dict[str, str]) -> Extras:
+    """A rule step's overrides, with the request's placeholders filled in."""
+    return dataclasses.replace(
+        extras,
+        reason=step.reason or extras.reason,
+        headers=tuple((name, fill(value, values)) for name, value in step.headers),
+        # Placeholders carry the request's bytes as the parser read them (surrogate
+        # escapes for what is not UTF-8): they go out as they came.
+        body=None
+        if step.body is None
+        else fill(step.body, values).encode("utf-8", "surrogateescape"),
+        content_type=step.content_type,
+        sdp=step.sdp,
+    )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final
 
-from ..sip.message import Request
+from ..sip.message import Request, decimal
 from .plans import Plan, Step
 
 MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -78,11 +78,30 @@ def ack_key(req: Request) -> Hashable:
     return (req.call_id, req.from_tag, req.cseq_num)
 
 
+def expires_of(req: Request) -> float | None:
+    """An INVITE's Expires (RFC 3261 §13.3.1): seconds it may ring, or None."""
+    value = req.headers.first("expires")
+    seconds = None if value is None else decimal(value.strip())
+    return None if seconds is None else float(seconds)
+
+
 def _earlier(a: float | None, b: float | None) -> float | None:
     """The earlier of two deadlines, either of which may be unset."""
     if a is None or (b is not None and b < a):
         return b
     return a
+
+
+class Wake:
+    """Where a timer wheel filed a transaction: the deadline it is filed under (None when
+    in no slot) and its place in that slot's list.  The wheel's bookkeeping, carried by
+    the transaction so that moving it costs no lookup; only the wheel writes it."""
+
+    __slots__ = ("deadline", "index")
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.index = 0
 
 
 class ServerTransaction:
@@ -116,8 +135,6 @@ class ServerTransaction:
         "reported",
         "request",
         "retx_interval",
-        "scheduled",
-        "slot_index",
         "start_time",
         "state",
         "step_index",
@@ -129,6 +146,7 @@ class ServerTransaction:
         "timers",
         "to_tag",
         "uri",
+        "wake",
         "weight",
     )
 
@@ -170,9 +188,8 @@ class ServerTransaction:
         self.t_retx: float | None = None
         self.retx_interval = 0.0
         self.t_end: float | None = None
-        #: The deadline it is filed under in the owner's timer wheel, and where.
-        self.scheduled: float | None = None
-        self.slot_index = 0
+        #: Where the owner's timer wheel filed it: the wheel's to write, not ours.
+        self.wake: Final = Wake()
         #: For an INVITE: the key its 2xx's ACK will be found by (given by the owner).
         self.ack_key: Hashable = ack_key
         self.method = request.method
@@ -226,6 +243,10 @@ class ServerTransaction:
     def abort(self) -> None:
         """An internal error: the transaction ends here and sends nothing more."""
         self.state = State.TERMINATED
+
+    def sent(self) -> None:
+        """The owner has taken what ``outbox`` held."""
+        self.outbox.clear()
 
     def take_report(self) -> bool:
         """True once, when the final response has gone out: the time to report it."""

@@ -22,7 +22,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from ..aio.server import Server, read_rules
 from ..core.config import Config
-from ..core.endpoint import TransactionRecord
+from ..core.flow import TransactionRecord
 from ..core.journal import Call, Journal, Violation
 from ..core.rules import RuleSet
 from ..core.rules_loader import load_rules

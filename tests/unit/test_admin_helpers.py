@@ -30,7 +30,7 @@ from sipresponder.admin.app import (
 )
 from sipresponder.aio.server import Server
 from sipresponder.core.config import Config
-from sipresponder.core.endpoint import Flow
+from sipresponder.core.flow import Flow
 from sipresponder.errors import ConfigError
 
 

@@ -8,7 +8,8 @@ import pytest
 from helpers import SDP_OFFER, request
 
 from sipresponder.core.config import Config
-from sipresponder.core.endpoint import Endpoint, Flow, Send, TransactionRecord
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.flow import Flow, Send, TransactionRecord
 from sipresponder.core.journal import Journal
 from sipresponder.core.transaction import Timers
 from sipresponder.core.wheel import TIMER_TICKS
@@ -59,7 +60,7 @@ def test_options_is_answered_statelessly() -> None:
     assert codes(out) == [200]
     data, flow, dest = out[0]
     assert flow is UDP and dest == ("192.0.2.1", 5062)
-    assert ep.transactions == {}
+    assert ep.table.transactions == {}
     # A retransmission gets the very same bytes (§17.2.2), still with nothing stored.
     assert ep.receive(request("OPTIONS", "bob"), UDP, 0.5)[0][0] == data
     assert records[0] == TransactionRecord(
@@ -78,7 +79,7 @@ def test_busy_invite_ack_absorbed_and_state_expires() -> None:
     ack = request("ACK", "486", cseq="1 ACK", to=tag)
     assert ep.receive(ack, UDP, 0.1) == []  # never answered
     assert advance(ep, 60.0) == []  # the ACK stopped Timer G
-    assert ep.transactions == {}
+    assert ep.table.transactions == {}
     assert records[-1].codes == (100, 486)
 
 
@@ -87,7 +88,7 @@ def test_busy_without_ack_is_retransmitted_then_dropped() -> None:
     ep.receive(request("INVITE", "486"), UDP, 0.0)
     out = advance(ep, 60.0)
     assert set(codes(out)) == {486} and len(out) >= 5
-    assert ep.transactions == {}
+    assert ep.table.transactions == {}
 
 
 def test_default_invite_plan_and_2xx_ack() -> None:
@@ -101,7 +102,7 @@ def test_default_invite_plan_and_2xx_ack() -> None:
     # The ACK of a 2xx is a new transaction: another branch (§13.2.2.4).
     ack = request("ACK", "bob", branch="z9hG4bK-ack", cseq="1 ACK", to=ok.header("To"))
     assert ep.receive(ack, UDP, 0.2) == []
-    assert ep.transactions == {} and ep.accepted == {}
+    assert ep.table.transactions == {} and ep.table.accepted == {}
     assert advance(ep, 60.0) == []
     bye = request("BYE", "sipresponder", branch="z9hG4bK-bye", cseq="2 BYE", to=ok.header("To"))
     byes = responses(ep.receive(bye, UDP, 1.0))
@@ -294,7 +295,7 @@ def test_tcp_answers_on_the_connection_without_retransmissions() -> None:
     assert codes(out) == [100, 486]
     assert all(flow is TCP and dest == TCP.remote for _, flow, dest in out)
     assert advance(ep, 100.0) == []
-    assert ep.transactions == {}
+    assert ep.table.transactions == {}
     assert codes(ep.receive(request().replace(b"Content-Length: 0\r\n", b""), TCP, 0.0)) == [400]
 
 
@@ -311,8 +312,8 @@ def test_memory_stays_flat_over_many_calls() -> None:
         now += 0.01
         ep.handle_timers(now)
     advance(ep, now + 100.0)
-    assert ep.transactions == {} and ep.accepted == {}
-    assert len(ep.wheel) == 0 and ep.wheel.next_deadline() is None
+    assert ep.table.transactions == {} and ep.table.accepted == {}
+    assert len(ep.table.wheel) == 0 and ep.table.wheel.next_deadline() is None
 
 
 def test_a_timer_fires_at_the_end_of_its_slot_never_before_its_deadline() -> None:
@@ -335,7 +336,7 @@ def test_a_timer_moved_or_ended_leaves_nothing_due_behind() -> None:
     ack = request("ACK", "bob", branch="z9hG4bK-ack", cseq="1 ACK", to=ok.header("To"))
     ep.receive(ack, UDP, 0.1)
     # The ACK ended the transaction: its slot is dropped, no wake-up is asked for.
-    assert ep.next_deadline() is None and len(ep.wheel) == 0
+    assert ep.next_deadline() is None and len(ep.table.wheel) == 0
     # A ringing INVITE, cancelled: its ring limit (120 s) gives way to Timer G.
     ringing = request("INVITE", "180", branch="z9hG4bK-r", call_id="r")
     tag = responses(ep.receive(ringing, UDP, 1.0))[1].header("To")
@@ -347,7 +348,7 @@ def test_a_timer_moved_or_ended_leaves_nothing_due_behind() -> None:
     ack = request("ACK", "180", branch="z9hG4bK-r", call_id="r", cseq="1 ACK", to=tag)
     ep.receive(ack, UDP, 2.6)
     assert ep.handle_timers(10.0) == []  # Timer I ended it
-    assert ep.transactions == {} and ep.next_deadline() is None
+    assert ep.table.transactions == {} and ep.next_deadline() is None
 
 
 def test_challenge_carries_realm_and_a_nonce() -> None:
@@ -410,7 +411,7 @@ def test_stateless_mode_sends_only_the_last_response_and_keeps_nothing() -> None
     out = responses(ep.receive(request("INVITE", "180-2s-486"), UDP, 0.0))
     assert [r.status for r in out] == [486]
     tag = out[0].header("To")
-    assert ep.transactions == {} and ep.next_deadline() is None  # no timers at all
+    assert ep.table.transactions == {} and ep.next_deadline() is None  # no timers at all
     assert ep.receive(request("ACK", "180-2s-486", cseq="1 ACK", to=tag), UDP, 0.1) == []
     assert ep.receive(request("CANCEL", "180", cseq="1 CANCEL"), UDP, 0.1) == []
     again = responses(ep.receive(request("INVITE", "180-2s-486"), UDP, 0.5))
@@ -426,7 +427,7 @@ def test_shedding_answers_new_requests_503_but_serves_dialogs() -> None:
     ep.shedding = True
     out = responses(ep.receive(request("INVITE", "180"), UDP, 0.0))
     assert [r.status for r in out] == [503] and out[0].header("Retry-After") == "5"
-    assert ep.transactions == {} and ep.stats["overload"] == 1
+    assert ep.table.transactions == {} and ep.stats["overload"] == 1
     bye = request("BYE", "sipresponder", to="<sip:x@127.0.0.1>;tag=ours")
     assert codes(ep.receive(bye, UDP, 0.0)) == [200]
     ep.shedding = False
@@ -446,7 +447,7 @@ def test_an_unaddressable_framing_error_is_dropped_and_counted() -> None:
 def test_the_journal_reads_code_and_reason_off_our_status_line(reason: str) -> None:
     ep = Endpoint(Config(secret=b"test-secret"), journal=Journal(10))
     data = f"SIP/2.0 486 {reason}\r\nCall-ID: c1\r\n\r\n".encode()
-    ep._sent(data, UDP, UDP.remote, "c1", "INVITE", 1)
+    ep.recorder.outgoing(data, UDP, UDP.remote, "c1", "INVITE", 1, 0.0)
     call = ep.journal.get("c1") if ep.journal is not None else None
     assert call is not None
     entry = call.entries[-1]

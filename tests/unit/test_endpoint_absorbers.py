@@ -53,7 +53,7 @@ def run_busy_calls(ep: Endpoint, calls: int, seconds: float) -> dict[int, int]:
         while acks and acks[0][0] <= now:
             at, ack = acks.popleft()
             assert ep.receive(ack, UDP, at) == []
-        held = max(held, len(ep.transactions))
+        held = max(held, len(ep.table.transactions))
     for at, ack in acks:
         ep.receive(ack, UDP, at)
     seen[-1] = held  # the most transactions held at once
@@ -70,19 +70,19 @@ def test_150000_busy_calls_in_5_seconds_are_all_answered_under_the_default_cap()
     # The keys held for Timer I are bounded: 30,000 calls/s for 5 s is above the default
     # bound, so the oldest went early, and counted; no call was refused for it.
     bound = ep.config.max_absorbers
-    assert len(ep.confirmed) == bound < 150_000
-    assert ep.confirmed.evicted == 150_000 - bound
+    assert len(ep.table.confirmed) == bound < 150_000
+    assert ep.table.confirmed.evicted == 150_000 - bound
     assert ep.stats["stray_acks"] == 0 and ep.stats["violations"] == 0
     # Timer I over, everything goes: nothing grows with the number of calls.
     ep.handle_timers(5.0 + Timers().t4 + 0.1)
-    assert len(ep.confirmed) == 0 and ep.transactions == {}
+    assert len(ep.table.confirmed) == 0 and ep.table.transactions == {}
 
 
 def test_a_full_absorber_table_lets_the_oldest_go_never_a_new_call() -> None:
     ep, _ = make(max_transactions=100, max_absorbers=1000)
     seen = run_busy_calls(ep, 5000, 1.0)
     assert seen[486] == 5000 and 503 not in seen
-    assert len(ep.confirmed) == 1000 and ep.confirmed.evicted == 4000
+    assert len(ep.table.confirmed) == 1000 and ep.table.confirmed.evicted == 4000
     # The newest call still absorbs a copy of its INVITE; the oldest's was let go, and a
     # late copy of it is a new transaction again.
     newest, _ = busy_call(4999)
@@ -98,18 +98,18 @@ def test_confirmed_absorbs_the_ack_and_the_invite_until_timer_i() -> None:
     ack = ack_for(template, out[-1][0])
     assert ep.receive(ack, UDP, 0.1) == []
     # Confirmed (§17.2.1): the transaction no longer counts, its key absorbs.
-    assert ep.transactions == {} and len(ep.confirmed) == 1
+    assert ep.table.transactions == {} and len(ep.table.confirmed) == 1
     assert ep.receive(ack, UDP, 0.2) == []  # a copy of the ACK: absorbed, not stray
     assert ep.receive(invite, UDP, 0.3) == []  # a late copy of the INVITE: absorbed
     assert ep.stats["stray_acks"] == 0 and ep.stats["retransmissions"] == 1
     # ... and judged: the client had the final response, which stops Timer A.
-    assert ep.violations_by_rule == {"RFC 3261 §17.1.1.2": 1}
+    assert ep.verdicts.by_rule == {"RFC 3261 §17.1.1.2": 1}
     assert len(records) == 1
     # Timer I (T4 = 5 s) over: the key has gone, an ACK is stray now.
     assert ep.receive(ack, UDP, 5.2) == []
     assert ep.stats["stray_acks"] == 1
     ep.handle_timers(5.2)  # the next timer lets it go
-    assert len(ep.confirmed) == 0
+    assert len(ep.table.confirmed) == 0
 
 
 def test_over_tcp_the_ack_ends_the_transaction_with_no_absorber() -> None:
@@ -119,7 +119,7 @@ def test_over_tcp_the_ack_ends_the_transaction_with_no_absorber() -> None:
     invite, template = busy_call(1)
     out = ep.receive(invite, TCP, 0.0)
     assert ep.receive(ack_for(template, out[-1][0]), TCP, 0.1) == []
-    assert ep.transactions == {} and len(ep.confirmed) == 0  # Timer I is 0 (§17.2.1)
+    assert ep.table.transactions == {} and len(ep.table.confirmed) == 0  # Timer I is 0 (§17.2.1)
 
 
 def test_the_ack_of_a_2xx_keeps_the_invite_key_for_timer_l() -> None:
@@ -132,7 +132,7 @@ def test_the_ack_of_a_2xx_keeps_the_invite_key_for_timer_l() -> None:
             "ACK", "200", branch=f"z9hG4bK-a{i}", call_id=f"ok{i}", cseq="1 ACK", to=ok.header("To")
         )
         assert ep.receive(ack, UDP, i + 0.1) == []
-    assert ep.transactions == {} and len(ep.acked) == 2 and ep.acked.evicted == 1
+    assert ep.table.transactions == {} and len(ep.table.acked) == 2 and ep.table.acked.evicted == 1
     late = request("INVITE", "200", branch="z9hG4bK-2", call_id="ok2")
     assert ep.receive(late, UDP, 3.0) == []  # RFC 6026 §8.7: absorbed
     assert ep.stats["violations"] == 0  # not judged: a copy the network delayed may come
@@ -153,10 +153,10 @@ def test_an_ended_transaction_leaves_the_timer_wheel_at_once() -> None:
             "ACK", "200", branch=f"z9hG4bK-a{i}", call_id=f"ok{i}", cseq="1 ACK", to=ok.header("To")
         )
         ep.receive(ack, TCP, i * 0.01 + 0.005)
-    assert ep.transactions == {} and len(ep.wheel) == 0 and ep.next_deadline() is None
+    assert ep.table.transactions == {} and len(ep.table.wheel) == 0 and ep.next_deadline() is None
     # Over UDP, a Confirmed one leaves Timer G's slot when its ACK comes.
     invite, template = busy_call(1000)
     out = ep.receive(invite, UDP, 2.0)
-    assert len(ep.wheel) == 1
+    assert len(ep.table.wheel) == 1
     ep.receive(ack_for(template, out[-1][0]), UDP, 2.01)
-    assert len(ep.wheel) == 0
+    assert len(ep.table.wheel) == 0

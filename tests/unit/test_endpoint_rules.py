@@ -164,7 +164,7 @@ def test_each_refusal_names_the_check_that_failed() -> None:
     assert said == ["403 Forbidden (unknown user)"]
     said = status_lines(ep.receive(attempt("lenient", "secret", nonce), UDP, 400.0))
     assert said == ["401 Unauthorized (stale nonce)"]
-    foreign = NonceSigner(b"elsewhere").make("lab", 1.0 + ep.wall_offset)
+    foreign = NonceSigner(b"elsewhere").make("lab", 1.0 + ep.recorder.wall_offset)
     said = status_lines(ep.receive(attempt("lenient", "secret", foreign), UDP, 1.0))
     assert said == ["401 Unauthorized (nonce not ours)"]
     # Right password, but for another resource than the Request-URI (RFC 2617 §3.2.2.5):

@@ -10,6 +10,9 @@ from test_endpoint import TCP, UDP, advance, codes, responses
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 from sipresponder.core.journal import Journal
+from sipresponder.core.verdicts import Verdicts
+from sipresponder.sip.message import Request
+from sipresponder.sip.parser import parse_message
 
 
 def make(**kw: object) -> tuple[Endpoint, Journal, list[dict[str, object]]]:
@@ -70,7 +73,7 @@ def test_no_ack_within_timer_h() -> None:
     assert rules_of(journal) == ["RFC 3261 §17.1.1.3"]
     assert "no ACK for the 486 within Timer H" in str(journal.get("call-1@test").violations[0])  # type: ignore[union-attr]
     assert lines[-1]["type"] == "violation"
-    assert ep.violations_by_rule == {"RFC 3261 §17.1.1.3": 1}
+    assert ep.verdicts.by_rule == {"RFC 3261 §17.1.1.3": 1}
 
 
 def test_no_ack_for_a_2xx() -> None:
@@ -177,3 +180,33 @@ def test_a_well_behaved_call_has_no_violation() -> None:
     assert call is not None and call.violations == [] and call.acked
     assert [t.method for t in call.transactions] == ["INVITE", "BYE"]
     assert ep.stats["violations"] == 0
+
+
+def test_the_verdicts_need_no_journal() -> None:
+    """What the ACK and BYE verdicts must know of a call, the verdicts keep themselves."""
+    ep = Endpoint(Config(secret=b"k"), journal=None)
+    out = ep.receive(request("INVITE", "486"), TCP, 0.0)
+    tag = responses(out)[-1].header("To")
+    ep.receive(request("ACK", "486", cseq="1 ACK", to=tag), TCP, 0.1)  # ends it (TCP)
+    stray = request("ACK", "486", branch="z9hG4bK-other", cseq="7 ACK", to=tag)
+    ep.receive(stray, TCP, 0.2)
+    bye = request("BYE", "sipresponder", branch="z9hG4bK-bye", cseq="2 BYE", to=tag)
+    assert codes(ep.receive(bye, TCP, 0.3)) == [200]
+    assert ep.verdicts.by_rule == {"RFC 3261 §17.1.1.3": 1, "RFC 3261 §15": 1}
+    assert ep.stats["violations"] == 2 and ep.stats["stray_acks"] == 1
+
+
+def test_the_calls_the_verdicts_remember_are_bounded() -> None:
+    ep = Endpoint(Config(secret=b"k"), journal=None)
+    verdicts = Verdicts(ep.timers, ep.stats, ep.recorder, calls=3)
+    for i in range(10):
+        verdicts.answered_at_once(f"c{i}", 1, 486)
+    assert sorted(verdicts._calls) == ["c7", "c8", "c9"]
+    forgotten = parse_message(request("BYE", "x", call_id="c0", cseq="2 BYE"), stream=False)
+    assert isinstance(forgotten, Request)
+    verdicts.bye(forgotten, 1.0)  # its INVITE's outcome has gone: no verdict
+    assert verdicts.by_rule == {}
+    kept = parse_message(request("BYE", "x", call_id="c9", cseq="2 BYE"), stream=False)
+    assert isinstance(kept, Request)
+    verdicts.bye(kept, 1.0)
+    assert verdicts.by_rule == {"RFC 3261 §15": 1}

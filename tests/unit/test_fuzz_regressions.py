@@ -17,7 +17,8 @@ import pytest
 from helpers import SDP_OFFER, request
 
 from sipresponder.core.config import Config
-from sipresponder.core.endpoint import Endpoint, Flow
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.flow import Flow
 from sipresponder.errors import ParseError
 from sipresponder.sip.message import Response
 from sipresponder.sip.parser import FramingError, StreamFramer, parse_message

@@ -41,8 +41,12 @@ ORDER = [
     "core.transaction",
     "core.wheel",
     "core.config",
+    "core.table",
     "core.guard",
     "core.planner",
+    "core.flow",
+    "core.recorder",
+    "core.verdicts",
     "core.endpoint",
     # ─── sans-IO line: above it, no I/O ───
     # ─── aio: the asyncio glue ───

@@ -171,9 +171,9 @@ def test_a_transactions_weight_covers_what_it_holds(shape: str, user: str) -> No
         traced = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert len(ep.transactions) == 300
-    assert ep.transaction_bytes >= traced, (ep.transaction_bytes, traced)
-    assert ep.transaction_bytes <= 8 * traced  # a bound, not a guess off by orders
+    assert len(ep.table.transactions) == 300
+    assert ep.table.transaction_bytes >= traced, (ep.table.transaction_bytes, traced)
+    assert ep.table.transaction_bytes <= 8 * traced  # a bound, not a guess off by orders
 
 
 def codes_of(out: list[tuple[bytes, object, object]]) -> list[int]:
@@ -187,7 +187,7 @@ def test_new_requests_get_503_past_the_transaction_bytes_and_room_comes_back() -
     weight = 6 * len(_ringing(0, "padded")) + 3072  # about 365 KB: two fit in 1 MiB
     for i in range(2):
         assert codes_of(ep.receive(_ringing(i, "padded"), UDP, 0.0)) == [100, 180]
-    assert ep.transaction_bytes == 2 * weight
+    assert ep.table.transaction_bytes == 2 * weight
     refused = ep.receive(_ringing(2, "padded"), UDP, 0.0)
     assert codes_of(refused) == [503]
     assert b"too many transactions" in refused[0][0] and b"Retry-After: 5" in refused[0][0]
@@ -197,10 +197,10 @@ def test_new_requests_get_503_past_the_transaction_bytes_and_room_comes_back() -
     # One call ends (CANCEL, 487, ACK): its bytes are given back, and a large one fits again.
     cancel = request("CANCEL", "180", branch="z9hG4bK-0", call_id="c0", cseq="1 CANCEL")
     assert codes_of(ep.receive(cancel, UDP, 0.1)) == [200, 487]
-    assert ep.transaction_bytes == sum(t.weight for t in ep.transactions.values())
+    assert ep.table.transaction_bytes == sum(t.weight for t in ep.table.transactions.values())
     ep.handle_timers(40.0)  # no ACK: Timer H ends it
-    assert "c0" not in {t.call_id for t in ep.transactions.values()}
-    assert ep.transaction_bytes == sum(t.weight for t in ep.transactions.values())
+    assert "c0" not in {t.call_id for t in ep.table.transactions.values()}
+    assert ep.table.transaction_bytes == sum(t.weight for t in ep.table.transactions.values())
     assert codes_of(ep.receive(_ringing(5, "padded"), UDP, 40.0)) == [100, 180]
 
 
@@ -214,5 +214,5 @@ def test_methods_we_do_not_know_are_counted_as_one() -> None:
         out = ep.receive(request(f"FOO{i}", branch=f"z9hG4bK-{i}", cseq=f"1 FOO{i}"), UDP, 0.0)
         assert codes_of(out) == [501]
     ep.receive(request("OPTIONS"), UDP, 0.0)
-    assert ep.requests_by_method == {"other": 500, "OPTIONS": 1}
-    assert ep.responses_by_code == {("other", 501): 500, ("OPTIONS", 200): 1}
+    assert ep.recorder.requests_by_method == {"other": 500, "OPTIONS": 1}
+    assert ep.recorder.responses_by_code == {("other", 501): 500, ("OPTIONS", 200): 1}

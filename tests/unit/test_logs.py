@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from sipresponder.aio.logs import JsonFormatter, TransactionLog
-from sipresponder.core.endpoint import TransactionRecord
+from sipresponder.core.flow import TransactionRecord
 
 
 class Clock:

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sipresponder.core.config import Config
-from sipresponder.core.endpoint import Endpoint, Flow, Send
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.flow import Flow, Send
 from sipresponder.errors import ParseError
 from sipresponder.sip import parser
 from sipresponder.sip.message import METHODS, Request, Response, display_name

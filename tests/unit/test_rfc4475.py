@@ -15,7 +15,8 @@ import pytest
 import torture
 
 from sipresponder.core.config import Config
-from sipresponder.core.endpoint import Endpoint, Flow, Send
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.flow import Flow, Send
 from sipresponder.errors import ParseError
 from sipresponder.sip.message import Request, Response
 from sipresponder.sip.parser import FramingError, StreamFramer, parse_message

@@ -35,7 +35,7 @@ def make(
 
 def take(txn: ServerTransaction) -> list[bytes]:
     out = list(txn.outbox)
-    txn.outbox.clear()
+    txn.sent()
     return out
 
 

@@ -1,0 +1,143 @@
+"""What the endpoint tells the journal and the counters: every message in and out, and
+each violation.
+
+What belongs here: ``Recorder``, which turns a request as parsed, or the bytes of a
+response we send, into a journal ``Entry`` stamped with wall-clock time, and a verdict
+into a ``Violation``; and counts requests by method and the responses plans build by
+method and code, for metrics.  It holds the offset from the endpoint's clock to the wall clock,
+which the glue sets.  It decides nothing: the endpoint says what happened, the verdicts
+what was wrong.  Sans-IO; imports ``sip`` and ``journal``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ..sip.message import Request, hostport, plain_ip
+from ..sip.responses import KNOWN_METHODS
+from .flow import Flow
+from .journal import Entry, Journal, Violation
+
+#: The endpoint's counters (``stats``), for metrics and the test report.
+STATS: Final = (
+    "requests",
+    "responses_sent",
+    "parse_errors",
+    "dropped",
+    "retransmissions",
+    "acks",
+    "stray_acks",
+    "recognised_acks",
+    "overload",
+    "draining",
+    "internal_errors",
+    "violations",
+)
+
+
+class Recorder:
+    """Feeds one journal, or none (``journal`` None: the journal's calls do nothing),
+    and the counters."""
+
+    __slots__ = ("_codes_by_method", "journal", "requests_by_method", "stats", "wall_offset")
+
+    def __init__(self, journal: Journal | None) -> None:
+        self.journal = journal
+        #: ``time.time() - loop.time()``, set by the glue: entries and nonces carry
+        #: wall-clock time.
+        self.wall_offset = 0.0
+        #: The endpoint's counters, by the names in ``STATS``.
+        self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
+        #: Requests by method (``other`` for any we do not know).
+        self.requests_by_method: dict[str, int] = {}
+        #: Responses built by plans: method -> code -> count (``responses_by_code``).
+        self._codes_by_method: dict[str, dict[int, int]] = {}
+
+    def count(self, method: str) -> dict[int, int]:
+        """A request of ``method`` came: counted, and the dict its responses are counted
+        in by code returned.  Every method we do not know counts as one, ``other``: the
+        peer picks the token, and a dict (and a metric label) per token would grow with
+        what it sends."""
+        counted = method if method in KNOWN_METHODS else "other"
+        counts = self.requests_by_method
+        counts[counted] = counts.get(counted, 0) + 1
+        by_code = self._codes_by_method.get(counted)
+        if by_code is None:
+            by_code = self._codes_by_method[counted] = {}
+        return by_code
+
+    @property
+    def responses_by_code(self) -> dict[tuple[str, int], int]:
+        """Responses built by a request's plan (not retransmissions): (method, code) ->
+        count."""
+        return {
+            (method, code): n
+            for method, codes in self._codes_by_method.items()
+            for code, n in codes.items()
+        }
+
+    def incoming(self, req: Request, flow: Flow, now: float, retransmission: bool) -> None:
+        """A request as it came, whether answered or not."""
+        journal = self.journal
+        if journal is None:
+            return
+        top = req.top_via
+        journal.record(
+            Entry(
+                now + self.wall_offset,
+                "in",
+                flow.transport,
+                flow.remote_text,
+                flow.local_text,
+                req.raw,
+                req.call_id or "",
+                req.method,
+                req.cseq_num,
+                None,
+                "",
+                req.uri,
+                (top.branch or "") if top is not None else "",
+                retransmission,
+            )
+        )
+
+    def outgoing(
+        self,
+        data: bytes,
+        flow: Flow,
+        dest: tuple[str, int],
+        call_id: str | None,
+        method: str,
+        cseq: int,
+        now: float,
+    ) -> None:
+        """One response we send: its status read off our own bytes (the reason phrase is
+        read from them when the entry is shown)."""
+        journal = self.journal
+        if journal is None:
+            return
+        # Our own status line, "SIP/2.0 486 Busy Here\r\n": the code from its digits.
+        status = (data[8] - 48) * 100 + (data[9] - 48) * 10 + (data[10] - 48)
+        journal.record(
+            Entry(
+                now + self.wall_offset,
+                "out",
+                flow.transport,
+                flow.local_text,
+                flow.remote_text if dest == flow.remote else hostport(plain_ip(dest[0]), dest[1]),
+                data,
+                call_id or "",
+                method,
+                cseq,
+                status,
+            )
+        )
+
+    def violation(
+        self, call_id: str, method: str, cseq: int, now: float, rule: str, message: str
+    ) -> None:
+        """What a client did against an RFC, beside its call's messages."""
+        if self.journal is not None:
+            self.journal.violation(
+                Violation(now + self.wall_offset, call_id, rule, message, method, cseq)
+            )

@@ -1,0 +1,309 @@
+"""The verdicts on the client: what it did against the RFCs, and what it did oddly.
+
+What belongs here: ``Verdicts``, told by the endpoint what came (a retransmission, an
+ACK, a BYE, a Digest answer) and what was answered, and judging it — Timer A and E
+intervals (RFC 3261 §17.1.1.2, §17.1.2.2), the ACK's To tag and CSeq (§17.1.1.3,
+§13.2.2.4), a BYE without a dialog (§15), a missing ACK (Timer H, 64·T1).  A violation is
+counted by rule, handed to the recorder for the journal and logged at WARNING, at most
+``LOG_RATE`` lines a second; an oddity that is no violation (a missing Max-Forwards, an
+RFC 2069 Digest answer) is logged once per kind and source.
+
+It needs no journal: what it must remember of a call — its last INVITE's CSeq and final
+status, and whether it was ever answered with a 2xx — it keeps itself, for at most
+``CALLS`` calls (the oldest go first; about 200 bytes each).  Sans-IO; imports ``sip``,
+``recorder``, ``transaction`` and ``auth``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from ..sip.message import Request
+from .auth import Verdict
+from .flow import Flow
+from .recorder import Recorder
+from .transaction import ServerTransaction, Timers
+
+log = logging.getLogger(__name__)
+
+#: At most this many violation lines are logged a second; the rest are counted.
+LOG_RATE: Final = 20
+#: How many (oddity, source address) pairs are remembered as already logged.
+NOTICE_LIMIT: Final = 4096
+#: Calls whose last INVITE's outcome is remembered, for the ACK and BYE verdicts.
+CALLS: Final = 4096
+
+
+class _Outcome:
+    """A call's last INVITE: its CSeq number, its final status (0 while pending), and
+    whether any INVITE of the call was answered with a 2xx."""
+
+    __slots__ = ("cseq", "established", "final")
+
+    def __init__(self, cseq: int) -> None:
+        self.cseq = cseq
+        self.final = 0
+        self.established = False
+
+
+class Verdicts:
+    """Judges the client, message by message, as the endpoint tells it."""
+
+    def __init__(
+        self,
+        timers: Timers,
+        stats: dict[str, int],
+        recorder: Recorder,
+        calls: int = CALLS,
+    ) -> None:
+        self.timers = timers
+        #: The endpoint's counters: ``violations`` is counted here.
+        self.stats = stats
+        self.recorder = recorder
+        #: Violations by rule (the RFC section), for metrics.
+        self.by_rule: dict[str, int] = {}
+        self._calls: dict[str, _Outcome] = {}
+        # The Call-IDs in ``_calls`` in the order they came, in a ring: the oldest goes
+        # when a new call needs its place.
+        self._ring: list[str] = [""] * max(1, calls)
+        self._next = 0
+        self._window = (-1, 0)
+        self._noticed: set[tuple[str, str]] = set()
+
+    # ---------------------------------------------------------------- telling
+
+    def violate(self, req: Request, now: float, rule: str, message: str) -> None:
+        self.violation(req.call_id or "", req.method, req.cseq_num, now, rule, message)
+
+    def violation(
+        self, call_id: str, method: str, cseq: int, now: float, rule: str, message: str
+    ) -> None:
+        """Record what a client did against an RFC: counted, journaled, logged (WARNING,
+        at most ``LOG_RATE`` lines a second)."""
+        self.stats["violations"] += 1
+        self.by_rule[rule] = self.by_rule.get(rule, 0) + 1
+        self.recorder.violation(call_id, method, cseq, now, rule, message)
+        second = int(now)
+        window, count = self._window
+        if second != window:
+            if count > LOG_RATE:
+                log.warning(
+                    "%d more violations in the last second were not logged", count - LOG_RATE
+                )
+            window, count = second, 0
+        count += 1
+        self._window = (window, count)
+        if count <= LOG_RATE:
+            log.warning("violation: %s: %s (%s, CSeq %d %s)", rule, message, call_id, cseq, method)
+
+    def notice(self, kind: str, flow: Flow, message: str) -> None:
+        """Log a peer's oddity at INFO once per kind and source address, not per message.
+
+        The set of (kind, address) already told is bounded: it is cleared when full, so a
+        flood of sources costs at most one line per ``NOTICE_LIMIT`` of them.
+        """
+        key = (kind, flow.remote[0])
+        if key in self._noticed:
+            log.debug("%s from %s", message, flow.peer)
+            return
+        if len(self._noticed) >= NOTICE_LIMIT:
+            self._noticed.clear()
+        self._noticed.add(key)
+        log.info("%s from %s (said once per source)", message, flow.peer)
+
+    # ------------------------------------------------------ what a call became
+
+    def invite(self, call_id: str, cseq: int) -> None:
+        """A new INVITE of a call: pending until ``answered``."""
+        calls = self._calls
+        known = calls.get(call_id)
+        if known is None:
+            ring = self._ring
+            at = self._next
+            calls.pop(ring[at], None)
+            ring[at] = call_id
+            at += 1
+            self._next = 0 if at == len(ring) else at
+            calls[call_id] = _Outcome(cseq)
+        else:
+            known.cseq = cseq
+            known.final = 0
+
+    def answered_at_once(self, call_id: str, cseq: int, final: int) -> None:
+        """An INVITE answered with no transaction (stateless, shed, refused)."""
+        self.invite(call_id, cseq)
+        self.answered(call_id, cseq, final)
+
+    def answered(self, call_id: str, cseq: int, final: int) -> None:
+        """An INVITE got its final response."""
+        known = self._calls.get(call_id)
+        if known is not None and known.cseq == cseq:
+            known.final = final
+            if final < 300:
+                known.established = True
+
+    # ------------------------------------------------------------------ judging
+
+    def no_magic_cookie(self, req: Request, now: float) -> None:
+        """A new request whose branch is not RFC 3261's (§8.1.1.7)."""
+        branch = req.branch
+        message = f"Via branch {branch or '(none)'} lacks the magic cookie z9hG4bK"
+        self.violate(req, now, "RFC 3261 §8.1.1.7", message)
+
+    def copy_after_ack(self, req: Request, now: float) -> None:
+        """An INVITE again after its ACK (§17.1.1.2: the final response stops Timer A)."""
+        message = "INVITE retransmitted after its ACK: the final response stops Timer A"
+        self.violate(req, now, "RFC 3261 §17.1.1.2", message)
+
+    def early_cancel(self, req: Request, now: float) -> None:
+        """A CANCEL before any provisional response to its INVITE (§9.1)."""
+        message = "CANCEL before any provisional response to the INVITE"
+        self.violate(req, now, "RFC 3261 §9.1", message)
+
+    def copy(self, txn: ServerTransaction, req: Request, flow: Flow, now: float) -> None:
+        """A retransmitted request: RFC 3261 §17.1.1.2 (Timer A) and §17.1.2.2 (Timer E)."""
+        interval = txn.note_copy(now)
+        rule = "RFC 3261 §17.1.1.2" if txn.invite else "RFC 3261 §17.1.2.2"
+        if flow.reliable:
+            self.violate(
+                req,
+                now,
+                rule,
+                f"{req.method} retransmitted over {flow.transport.upper()}: a reliable "
+                "transport carries no retransmissions",
+            )
+            return
+        t1, t2 = self.timers.t1, self.timers.t2
+        n = txn.copies - 1
+        heard = txn.provisional_at is not None and now - txn.provisional_at > t1 / 2
+        if txn.invite:
+            if heard:
+                self.violate(
+                    req,
+                    now,
+                    rule,
+                    "INVITE retransmitted after a provisional response (Proceeding stops Timer A)",
+                )
+                return
+            expected = t1 * 2 ** (n - 1)
+            timer = "Timer A"
+        else:
+            expected = t2 if heard else min(t1 * 2 ** (n - 1), t2)
+            timer = "Timer E"
+        if interval < expected / 2:
+            self.violate(
+                req,
+                now,
+                rule,
+                f"retransmission {n} came {interval * 1000:.0f} ms after the last "
+                f"copy; {timer} wants {expected * 1000:.0f} ms",
+            )
+
+    def ack(self, req: Request, txn: ServerTransaction, now: float) -> None:
+        """An ACK that found its INVITE: RFC 3261 §17.1.1.3 (non-2xx), §13.2.2.4 (2xx)."""
+        final = txn.final_code
+        if final is None:
+            self.violate(
+                req,
+                now,
+                "RFC 3261 §17.1.1.3",
+                "ACK before any final response: a 1xx is never acknowledged",
+            )
+            return
+        rule = "RFC 3261 §17.1.1.3" if final >= 300 else "RFC 3261 §13.2.2.4"
+        if req.to_tag != txn.to_tag:
+            self.violate(
+                req,
+                now,
+                rule,
+                f"the ACK's To tag {req.to_tag or '(none)'} is not the {final}'s {txn.to_tag}",
+            )
+        if req.cseq_num != txn.cseq_num:
+            self.violate(
+                req,
+                now,
+                rule,
+                f"the ACK's CSeq number {req.cseq_num} is not the INVITE's {txn.cseq_num}",
+            )
+
+    def stray_ack(self, req: Request, ours: bool, now: float) -> None:
+        """An ACK that found no transaction (``ours``: it carries our To tag): counted,
+        and the call's last INVITE may tell what it meant."""
+        self.stats["stray_acks"] += 1
+        if ours:
+            # The To tag is a keyed hash of the request: this ACK answers a response of
+            # ours — from another worker sharing the secret, or from before a restart —
+            # recognised with no state at all.
+            self.stats["recognised_acks"] += 1
+        log.debug(
+            "absorbed an ACK that matches no transaction (Call-ID %s, %s To tag)",
+            req.call_id,
+            "our" if ours else "a foreign",
+        )
+        known = self._calls.get(req.call_id or "")
+        if known is None or not known.final:
+            return
+        final = known.final
+        if known.cseq != req.cseq_num:
+            rule = "RFC 3261 §17.1.1.3" if final >= 300 else "RFC 3261 §13.2.2.4"
+            self.violate(
+                req,
+                now,
+                rule,
+                f"the ACK's CSeq number {req.cseq_num} is not the INVITE's {known.cseq}",
+            )
+        elif final >= 300:
+            self.violate(
+                req,
+                now,
+                "RFC 3261 §17.1.1.3",
+                f"the ACK for the {final} does not carry the INVITE's Via branch",
+            )
+
+    def bye(self, req: Request, now: float) -> None:
+        """RFC 3261 §15: a BYE belongs to a dialog; after a failed INVITE there is none."""
+        known = self._calls.get(req.call_id or "")
+        if known is None or known.established or known.final < 300:
+            return  # established, or still pending (an early dialog may be ended by BYE)
+        self.violate(
+            req,
+            now,
+            "RFC 3261 §15",
+            f"BYE for a call that never got a 2xx (its INVITE got {known.final})",
+        )
+
+    def no_ack(self, txn: ServerTransaction, now: float) -> None:
+        """An INVITE's final response was never acknowledged (Timer H, or 64·T1 for a
+        2xx)."""
+        code = txn.final_code or 0
+        rule, timer = (
+            ("RFC 3261 §13.2.2.4", "64*T1") if code < 300 else ("RFC 3261 §17.1.1.3", "Timer H")
+        )
+        self.violation(
+            txn.call_id,
+            txn.method,
+            txn.cseq_num,
+            now,
+            rule,
+            f"no ACK for the {code} within {timer} ({64 * self.timers.t1:g} s)",
+        )
+
+    def digest(self, verdict: Verdict, req: Request, flow: Flow, now: float) -> None:
+        """What a Digest answer tells about the client besides pass or fail."""
+        if verdict.rfc2069:
+            self.notice(
+                "digest-2069",
+                flow,
+                "Digest answer without qop to a qop=auth challenge, checked in the RFC 2069 "
+                "form (RFC 2617 §3.2.2)",
+            )
+        if verdict.other_uri:
+            # RFC 2617 §3.2.2.5: uri must name the Request-URI's resource.  A verdict on
+            # the client; refused (400) only with the rule's check_uri.
+            self.violate(
+                req,
+                now,
+                "RFC 2617 §3.2.2.5",
+                f"Digest uri {verdict.other_uri} is not the Request-URI {req.uri}",
+            )
