@@ -59,7 +59,9 @@ ORDER = [
     "admin.app",
     # ─── testing: the Python API for tests and the pytest plugin ───
     "testing",
+    "testing.assertions",
     "testing.responder",
+    "testing.threaded",
     "testing.pytest_plugin",
     # ─── the entry points, and the former homes of the test API ───
     "native",
