@@ -48,8 +48,9 @@ ORDER = [
     "aio",
     "aio.logs",
     "aio.journal_file",
-    "aio._udp",  # C (aio/_udp.c): the UDP socket calls, used by transport
+    "aio._udp",  # C (aio/_udp.c): the UDP socket calls, used by udp
     "aio.transport",
+    "aio.udp",
     "aio.server",
     "aio.workers",
     # ─── admin: the HTTP API ───
