@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from .core.flow import Flow
     from .core.plans import Plan, Step, parse_plan
     from .errors import PlanError
-    from .testing.responder import Responder, ThreadedResponder, assert_call, assert_no_violations
+    from .testing.assertions import assert_call, assert_no_violations
+    from .testing.responder import Responder
+    from .testing.threaded import ThreadedResponder
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -39,9 +41,9 @@ _EXPORTS = {
     "Responder": "testing.responder",
     "Server": "aio.server",
     "Step": "core.plans",
-    "ThreadedResponder": "testing.responder",
-    "assert_call": "testing.responder",
-    "assert_no_violations": "testing.responder",
+    "ThreadedResponder": "testing.threaded",
+    "assert_call": "testing.assertions",
+    "assert_no_violations": "testing.assertions",
     "parse_plan": "core.plans",
 }
 

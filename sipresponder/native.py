@@ -64,6 +64,7 @@ COMPILED = (
     "core.endpoint",
     "aio.logs",
     "aio.transport",
+    "aio.udp",
 )
 #: The shared library mypyc puts the compiled modules' code in (``setup.py``'s group).
 GROUP = "compiled"

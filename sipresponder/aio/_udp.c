@@ -1,4 +1,4 @@
-/* The UDP socket calls of the per-datagram path in C, loaded by ``transport.py``.
+/* The UDP socket calls of the per-datagram path in C, loaded by ``udp.py``.
 
    ``recv_batch`` reads every datagram waiting on a socket, up to a count, in one
    ``recvmmsg`` call; ``send_batch`` sends a list of datagrams in one ``sendmmsg`` call,

@@ -30,7 +30,8 @@ from ..core.transaction import ServerTransaction, State
 from ..errors import ConfigError, RulesError
 from ..sip.message import hostport
 from .journal_file import JournalFile
-from .transport import DatagramSocket, Driver, TcpConnection, UdpProtocol, udp_calls
+from .transport import Driver, TcpConnection
+from .udp import DatagramSocket, UdpProtocol, udp_calls
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ teardown); the options ``--sip-responder-host`` and ``--sip-responder-transport`
 report section with the SIP ladders of the responder's calls under a failed test.
 Registered through the ``pytest11`` entry point, so it loads in every pytest run where the
 package is installed: importing it starts nothing and imports nothing of the package
-(``api`` is imported when a fixture is first used), and it does nothing for tests that use
-none of its fixtures.  Async tests can use ``sipresponder.Responder`` directly.
-Imports ``api`` only.
+(``threaded`` is imported when a fixture is first used, ``assertions`` when its helpers
+are), and it does nothing for tests that use none of its fixtures.  Async tests can use
+``sipresponder.Responder`` directly.  Imports ``threaded`` and ``assertions`` only (and,
+for types, ``responder`` and ``config``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import pytest
 
 if TYPE_CHECKING:
     from ..core.config import Config
-    from .responder import RulesLike, ThreadedResponder, assert_call, assert_no_violations
+    from .assertions import assert_call, assert_no_violations
+    from .responder import RulesLike
+    from .threaded import ThreadedResponder
 
 __all__ = [
     "ResponderFactory",
@@ -33,7 +36,12 @@ __all__ = [
     "sip_responder_session",
 ]
 
+#: The test API's modules, which the failure report reads from ``sys.modules`` and never
+#: imports: a run that made no responder pays nothing for them.  ``responder`` is there
+#: whenever a responder was made (``threaded`` imports it), and it imports ``assertions``.
 _API = "sipresponder.testing.responder"
+_THREADED = "sipresponder.testing.threaded"
+_ASSERTIONS = "sipresponder.testing.assertions"
 #: The responders a test used, for the failure report.
 _USED = pytest.StashKey[list["ThreadedResponder"]]()
 
@@ -41,11 +49,11 @@ _USED = pytest.StashKey[list["ThreadedResponder"]]()
 def __getattr__(name: str) -> object:
     """``assert_call`` and ``assert_no_violations``, imported on first use."""
     if name == "assert_call":
-        from .responder import assert_call
+        from .assertions import assert_call
 
         return assert_call
     if name == "assert_no_violations":
-        from .responder import assert_no_violations
+        from .assertions import assert_no_violations
 
         return assert_no_violations
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -88,7 +96,7 @@ def _start(
     transports: str | None = None,
     config: Config | None = None,
 ) -> ThreadedResponder:
-    from .responder import ThreadedResponder
+    from .threaded import ThreadedResponder
 
     responder = ThreadedResponder(
         rules,
@@ -175,19 +183,21 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failed test that used a responder gets a section with the ladders of its calls."""
     report = yield
-    api = sys.modules.get(_API)
-    if api is None or report.when != "call" or not report.failed:
+    api, assertions = sys.modules.get(_API), sys.modules.get(_ASSERTIONS)
+    if api is None or assertions is None or report.when != "call" or not report.failed:
         return report  # no responder was ever made, or nothing to explain
+    threaded = sys.modules.get(_THREADED)
+    kinds = (api.Responder,) if threaded is None else (api.Responder, threaded.ThreadedResponder)
     responders: list[Any] = list(item.stash.get(_USED, None) or ())
     funcargs: dict[str, object] = getattr(item, "funcargs", {})
     for value in funcargs.values():
-        if isinstance(value, api.Responder | api.ThreadedResponder) and value not in responders:
+        if isinstance(value, kinds) and value not in responders:
             responders.append(value)
     for responder in responders:
         if not responder.running:
             continue
         try:
-            text = api.format_calls(responder.calls())
+            text = assertions.format_calls(responder.calls())
         except Exception as exc:  # the report must not hide the test's own failure
             text = f"(could not read the journal: {exc!r})"
         report.sections.append((f"sipresponder calls at {responder.address}", text))

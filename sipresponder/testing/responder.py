@@ -1,24 +1,23 @@
-"""The Python API: a responder inside your tests.
+"""The Python API: a responder inside your tests' event loop.
 
 What belongs here: ``Responder`` (an async context manager that runs a ``Server`` on free
-ports in the running event loop, with the journal to wait on and assert against),
-``ThreadedResponder`` (the same API for synchronous code: its own event loop in a daemon
-thread) and the assertion helpers whose failure messages carry the SIP ladder of the call.
-No protocol logic.  Imports ``server``, ``config``, ``rules``, ``journal``, ``endpoint``
-(and ``errors``); only the pytest plugin and ``__init__`` import it.
+ports in the running event loop, with the journal to wait on and assert against) and
+``make_rules``, which turns every form of rules it takes (``RulesLike``) into a
+``RuleSet``.  Its twin for synchronous code is ``threaded``; the assertions and the
+failure messages are ``assertions``.  No protocol logic.  Imports ``server``, ``config``,
+``rules``, ``journal``, ``endpoint``, ``message`` (and ``errors``) and ``assertions``;
+only ``threaded``, the pytest plugin and ``__init__`` import it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import json
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeAlias, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 from ..aio.server import Server, read_rules
 from ..core.config import Config
@@ -28,6 +27,7 @@ from ..core.rules import RuleSet
 from ..core.rules_loader import load_rules
 from ..errors import ConfigError, RulesError
 from ..sip.message import hostport
+from .assertions import Predicate, describe, format_calls
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,7 @@ log = logging.getLogger(__name__)
 #: the document as Python data (a list of rules, or a mapping with ``rules``, ``default``
 #: and ``seed``); or ``None`` for dial-the-code.
 RulesLike: TypeAlias = RuleSet | str | os.PathLike[str] | Mapping[str, Any] | Sequence[Any] | None
-#: A test on a call, for ``wait_for_call(predicate=...)``.
-Predicate: TypeAlias = Callable[[Call], bool]
-T = TypeVar("T")
 
-#: How many calls a timeout message or a failure report shows (the newest).
-LADDER_LIMIT = 20
-#: How long ``ThreadedResponder`` waits for its thread to start, stop or run a method.
-THREAD_TIMEOUT = 10.0
 #: The source name rules given to the API carry in error messages.
 _SOURCE = "set_rules"
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
@@ -106,41 +99,6 @@ def _host(server: Server) -> str:
 
 def _address(server: Server) -> str:
     return hostport(_host(server), server.listeners[0][2])
-
-
-def format_calls(calls: Sequence[Call], limit: int = LADDER_LIMIT) -> str:
-    """The ladders of the newest ``limit`` calls, for failure messages."""
-    if not calls:
-        return "(no calls recorded)"
-    shown = calls[-limit:]
-    parts = [call.ladder() for call in shown]
-    if len(calls) > len(shown):
-        parts.insert(0, f"({len(calls) - len(shown)} earlier calls not shown)")
-    return "\n\n".join(parts)
-
-
-def _describe(
-    method: str | None,
-    user: str | None,
-    status: int | None,
-    predicate: Predicate | None,
-    final: bool,
-    acked: bool | None,
-) -> str:
-    parts = []
-    if method is not None:
-        parts.append(f"method={method.upper()}")
-    if user is not None:
-        parts.append(f"user={user!r}")
-    if status is not None:
-        parts.append(f"status={status}")
-    elif final:
-        parts.append("with a final response")
-    if acked is not None:
-        parts.append("ACKed" if acked else "not ACKed")
-    if predicate is not None:
-        parts.append(f"predicate={getattr(predicate, '__name__', repr(predicate))}")
-    return ", ".join(parts) or "any call"
 
 
 @dataclasses.dataclass(slots=True)
@@ -391,7 +349,7 @@ class Responder:
         try:
             return await asyncio.wait_for(waiter.future, timeout)
         except TimeoutError:
-            what = _describe(method, user, status, predicate, final, acked)
+            what = describe(method, user, status, predicate, final, acked)
             server = self._server  # still readable if it stopped meanwhile
             assert server is not None and server.journal is not None
             seen = server.journal.calls()
@@ -419,285 +377,3 @@ class Responder:
 def _report(rec: TransactionRecord) -> None:
     """The per-transaction line, on this module's logger (pytest shows it on failure)."""
     log.info("%s %s from %s -> %s", rec.method, rec.uri, rec.peer, " ".join(map(str, rec.codes)))
-
-
-class ThreadedResponder:
-    """``Responder`` for synchronous code: its own event loop in a daemon thread.
-
-    ::
-
-        with ThreadedResponder() as sip:
-            my_client.call(sip.uri("486"))
-            call = sip.wait_for_call(method="INVITE", user="486", acked=True)
-            assert_call(call, status=486, no_violations=True)
-
-    The arguments are ``Responder``'s.  Every method runs in the responder's thread and
-    returns its result (``wait_for_call`` blocks up to its timeout), so they are safe to
-    call from any thread.  The ``Call`` objects returned are the journal's own, updated by
-    the responder's thread as messages arrive; ``journal`` is the live journal (read it, or
-    go through the methods).
-    """
-
-    def __init__(
-        self,
-        rules: RulesLike = None,
-        *,
-        host: str = "127.0.0.1",
-        transports: str | Iterable[str] = ("udp", "tcp"),
-        port: int = 0,
-        config: Config | None = None,
-    ) -> None:
-        self._responder = Responder(
-            rules, host=host, transports=transports, port=port, config=config
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    # ---------------------------------------------------------------- lifetime
-
-    def start(self) -> ThreadedResponder:
-        """Start the thread and bind the listeners (``OSError`` when it cannot)."""
-        if self._thread is not None:
-            raise RuntimeError("a ThreadedResponder runs once; make a new one")
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=_run_loop, args=(loop,), name="sipresponder", daemon=True)
-        self._loop, self._thread = loop, thread
-        thread.start()
-        try:
-            self._wait(asyncio.run_coroutine_threadsafe(self._responder.start(), loop))
-        except BaseException:
-            self._end_thread()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Close every listener, then stop the thread and close its event loop."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None or not thread.is_alive():
-            return
-        try:
-            self._wait(asyncio.run_coroutine_threadsafe(self._responder.stop(), loop))
-        finally:
-            self._end_thread()
-
-    def __enter__(self) -> ThreadedResponder:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _end_thread(self) -> None:
-        loop, thread = self._loop, self._thread
-        assert loop is not None and thread is not None
-        if thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(THREAD_TIMEOUT)
-            if thread.is_alive():
-                raise RuntimeError(f"the responder thread did not stop in {THREAD_TIMEOUT} s")
-
-    @staticmethod
-    def _wait(future: concurrent.futures.Future[T], timeout: float = THREAD_TIMEOUT) -> T:
-        __tracebackhide__ = True
-        try:
-            return future.result(timeout)
-        except TimeoutError as exc:
-            if future.done():
-                # wait_for_call's own: its message says it all, its frames are noise.
-                raise exc.with_traceback(None) from None
-            future.cancel()
-            raise TimeoutError(f"the responder thread did not answer in {timeout:g} s") from None
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` in the responder's thread and return what it returns."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None or not thread.is_alive():
-            return fn()  # not running: the Responder says so itself
-        if threading.current_thread() is thread:
-            return fn()
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except Exception as exc:
-                    future.set_exception(exc)
-
-        loop.call_soon_threadsafe(run)
-        return self._wait(future)
-
-    @property
-    def running(self) -> bool:
-        return self._responder.running
-
-    # -------------------------------------------------- the Responder's API
-
-    @property
-    def responder(self) -> Responder:
-        """The ``Responder`` inside (use it from the responder's thread only)."""
-        return self._responder
-
-    @property
-    def config(self) -> Config:
-        return self._responder.config
-
-    @property
-    def listeners(self) -> list[tuple[str, str, int]]:
-        return self._responder.listeners
-
-    @property
-    def transports(self) -> tuple[str, ...]:
-        return self._responder.transports
-
-    @property
-    def host(self) -> str:
-        return self._responder.host
-
-    @property
-    def port(self) -> int:
-        return self._responder.port
-
-    @property
-    def address(self) -> str:
-        return self._responder.address
-
-    def uri(self, user: str = "alice", transport: str | None = None) -> str:
-        return self._responder.uri(user, transport)
-
-    @property
-    def rules(self) -> RuleSet | None:
-        return self._call(lambda: self._responder.rules)
-
-    def set_rules(self, rules: RulesLike) -> None:
-        """As ``Responder.set_rules``; the rules are checked in the caller's thread."""
-        ruleset = make_rules(rules)
-        self._call(lambda: self._responder.set_rules(ruleset))
-
-    def reset(self) -> None:
-        self._call(self._responder.reset)
-
-    @property
-    def journal(self) -> Journal:
-        return self._responder.journal
-
-    @property
-    def stats(self) -> dict[str, int]:
-        return self._call(lambda: self._responder.stats)
-
-    def calls(
-        self,
-        method: str | None = None,
-        user: str | None = None,
-        status: int | None = None,
-        since: float | None = None,
-    ) -> list[Call]:
-        return self._call(lambda: self._responder.calls(method, user, status, since))
-
-    def call(self, call_id: str) -> Call | None:
-        return self._call(lambda: self._responder.call(call_id))
-
-    def violations(self) -> list[Violation]:
-        return self._call(self._responder.violations)
-
-    def wait_for_call(
-        self,
-        method: str | None = None,
-        user: str | None = None,
-        status: int | None = None,
-        predicate: Predicate | None = None,
-        *,
-        timeout: float = 5.0,
-        final: bool = True,
-        acked: bool | None = None,
-    ) -> Call:
-        """As ``Responder.wait_for_call``, blocking the calling thread up to ``timeout``
-        (``predicate`` runs in the responder's thread)."""
-        __tracebackhide__ = True
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None or not thread.is_alive() or not self.running:
-            raise self._responder._not_running()
-        if threading.current_thread() is thread:
-            raise RuntimeError("wait_for_call would block the responder's own thread")
-        waiting = self._responder.wait_for_call(
-            method, user, status, predicate, timeout=timeout, final=final, acked=acked
-        )
-        return self._wait(asyncio.run_coroutine_threadsafe(waiting, loop), timeout + THREAD_TIMEOUT)
-
-
-def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """The responder thread: run the loop until stopped, then end what is left and close."""
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
-# ------------------------------------------------------------------ assertions
-
-
-def assert_call(
-    call: Call | None,
-    *,
-    status: int | None = None,
-    codes: Sequence[int] | None = None,
-    acked: bool | None = None,
-    no_violations: bool = False,
-    method: str | None = None,
-    user: str | None = None,
-) -> Call:
-    """Check a call; on failure raise ``AssertionError`` listing every mismatch, followed
-    by the call's SIP ladder (who sent what, when) and its RFC violations.
-
-    ``status`` is the final status (of the INVITE, else of the first request), ``codes``
-    every code it got (``[100, 180, 486]``), ``acked`` whether the INVITE's final was
-    ACKed, ``no_violations`` that the client broke no RFC rule the responder checks.
-    Returns the call, for chaining.
-    """
-    __tracebackhide__ = True  # pytest: show the test's line, not this one
-    if call is None:
-        raise AssertionError("expected a call, got None (no such Call-ID in the journal)")
-    problems = []
-    if method is not None and call.method != method.upper():
-        problems.append(f"method is {call.method or '(none)'}, expected {method.upper()}")
-    if user is not None and call.user != user:
-        problems.append(f"user is {call.user!r}, expected {user!r}")
-    if status is not None and call.final_status != status:
-        got = call.final_status if call.final_status is not None else "none (no final yet)"
-        problems.append(f"final status is {got}, expected {status}")
-    if codes is not None and call.codes != list(codes):
-        problems.append(f"codes are {call.codes}, expected {list(codes)}")
-    if acked is not None and call.acked != acked:
-        problems.append(
-            "the final response was not ACKed" if acked else "the final response was ACKed"
-        )
-    if no_violations and call.violations:
-        count = len(call.violations)
-        problems.append(f"{count} RFC violation{'' if count == 1 else 's'}")
-    if problems:
-        raise AssertionError(
-            f"call {call.call_id}: " + "; ".join(problems) + "\nSIP ladder:\n" + call.ladder()
-        )
-    return call
-
-
-def assert_no_violations(calls: Responder | ThreadedResponder | Iterable[Call]) -> None:
-    """No call (of a responder's journal, or of the calls given) has an RFC violation;
-    else ``AssertionError`` with the ladders of the offending calls."""
-    __tracebackhide__ = True
-    if isinstance(calls, Responder | ThreadedResponder):
-        calls = calls.calls()
-    bad = [call for call in calls if call.violations]
-    if bad:
-        count = sum(len(call.violations) for call in bad)
-        raise AssertionError(
-            f"{count} RFC violation{'' if count == 1 else 's'} in {len(bad)} "
-            f"call{'' if len(bad) == 1 else 's'}:\n" + format_calls(bad)
-        )

@@ -179,7 +179,8 @@ def test_failures_show_the_ladder(project: pytest.Pytester) -> None:
         ]
     )
     text = out.str()
-    assert "sipresponder/testing/responder.py" not in text  # the helpers' frames are hidden
+    for helpers in ("assertions", "responder", "threaded"):  # the helpers' frames are hidden
+        assert f"sipresponder/testing/{helpers}.py" not in text
     no_responder = text[text.index("_ test_no_responder _") :]
     assert "sipresponder calls" not in no_responder
 
@@ -193,7 +194,8 @@ def test_plugin_stays_idle_without_its_fixtures(project: pytest.Pytester) -> Non
 
         def test_idle(request):
             assert request.config.pluginmanager.hasplugin("sipresponder")
-            assert "sipresponder.testing.responder" not in sys.modules
+            for api in ("assertions", "responder", "threaded"):
+                assert f"sipresponder.testing.{api}" not in sys.modules
             assert "sipresponder.aio.server" not in sys.modules
             assert not [t for t in threading.enumerate() if t.name == "sipresponder"]
         """

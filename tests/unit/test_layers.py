@@ -53,8 +53,9 @@ ORDER = [
     "aio",
     "aio.logs",
     "aio.journal_file",
-    "aio._udp",  # C (aio/_udp.c): the UDP socket calls, used by transport
+    "aio._udp",  # C (aio/_udp.c): the UDP socket calls, used by udp
     "aio.transport",
+    "aio.udp",
     "aio.server",
     "aio.workers",
     # ─── admin: the HTTP API ───
@@ -64,7 +65,9 @@ ORDER = [
     "admin.app",
     # ─── testing: the Python API for tests and the pytest plugin ───
     "testing",
+    "testing.assertions",
     "testing.responder",
+    "testing.threaded",
     "testing.pytest_plugin",
     # ─── the entry points, and the former homes of the test API ───
     "native",

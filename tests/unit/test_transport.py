@@ -7,7 +7,8 @@ from typing import Any
 
 from helpers import request
 
-from sipresponder.aio.transport import TCP_BATCH, Driver, TcpConnection, UdpProtocol
+from sipresponder.aio.transport import TCP_BATCH, Driver, TcpConnection
+from sipresponder.aio.udp import UdpProtocol
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 from sipresponder.sip.parser import StreamFramer

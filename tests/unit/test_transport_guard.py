@@ -10,7 +10,8 @@ import pytest
 from helpers import request
 from test_transport import FakeTcp, FakeUdp, status_lines
 
-from sipresponder.aio.transport import Driver, TcpConnection, UdpProtocol
+from sipresponder.aio.transport import Driver, TcpConnection
+from sipresponder.aio.udp import UdpProtocol
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 from sipresponder.core.guard import Guard

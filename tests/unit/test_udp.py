@@ -1,7 +1,7 @@
 """The UDP socket calls in C (``sipresponder/aio/_udp.c``) do what the socket module does, on
 real loopback sockets: ``recv_batch`` gives what ``recvfrom`` would (data and address
 tuple, in order, IPv4, IPv6 and dual stack), ``send_to`` delivers what ``sendto`` would.
-And ``transport.DatagramSocket``, which reads and sends with them, answers, keeps order
+And ``udp.DatagramSocket``, which reads and sends with them, answers, keeps order
 when the send buffer is full, and survives what a datagram does to the protocol.
 
 The C module is loaded from its file, so that these tests run in the pure-Python test run
@@ -22,13 +22,8 @@ from required import missing_core
 from test_transport import status_lines
 
 from sipresponder.aio import server
-from sipresponder.aio.transport import (
-    MAX_UDP_BACKLOG,
-    DatagramSocket,
-    Driver,
-    UdpCalls,
-    UdpProtocol,
-)
+from sipresponder.aio.transport import Driver
+from sipresponder.aio.udp import MAX_UDP_BACKLOG, DatagramSocket, UdpCalls, UdpProtocol
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 
