@@ -18,7 +18,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from ..core.endpoint import Flow
+from ..core.flow import Flow
 from .transport import Driver
 
 log = logging.getLogger(__name__)
