@@ -45,6 +45,8 @@ PACKAGE = __name__.rpartition(".")[0]
 COMPILED = (
     "errors",
     "sip.codes",
+    "sip.grammar",
+    "sip.uri",
     "sip.message",
     "sip.parser",
     "sip.serializer",

@@ -32,7 +32,7 @@ from ..core.guard import is_loopback
 from ..core.journal import Journal
 from ..core.rules import RuleSet, load_rules
 from ..errors import ApiError, ConfigError, RulesError
-from ..sip.message import hostport
+from ..sip.uri import hostport
 from ..version import __version__
 from .metrics import EndpointCollector, GuardCollector, JournalCollector
 from .openapi import OPENAPI

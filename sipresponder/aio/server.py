@@ -26,7 +26,7 @@ from ..core.journal import Journal
 from ..core.rules import RuleSet, load_rules
 from ..core.transaction import ServerTransaction, State
 from ..errors import ConfigError, RulesError
-from ..sip.message import hostport
+from ..sip.uri import hostport
 from .journal_file import JournalFile
 from .transport import DatagramSocket, Driver, TcpConnection, UdpProtocol, udp_calls
 

@@ -8,8 +8,8 @@ verdict on a request's credentials (``verify``).  ``credentials`` builds a clien
 value, for tests and for tools that act as a UAC.
 
 Sans-IO: the caller passes the wall-clock time as ``now`` and the nonce secret as bytes;
-nothing is stored per client.  Imports only ``message`` from the package and hashing
-from the standard library; no sockets, clocks or randomness.
+nothing is stored per client.  Imports only ``grammar`` and ``uri`` from the package and
+hashing from the standard library; no sockets, clocks or randomness.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..sip.message import TOKEN_RE, same_uri
+from ..sip.grammar import TOKEN_RE
+from ..sip.uri import same_uri
 
 #: Supported ``algorithm`` values, canonical spelling (RFC 7616 §6.1, RFC 8760 §2).
 ALGORITHMS: tuple[str, ...] = (

@@ -18,15 +18,7 @@ from collections.abc import Callable, Hashable
 from typing import Final, cast
 
 from ..errors import FramingError, ParseError
-from ..sip.message import (
-    Request,
-    Response,
-    decimal,
-    hostport,
-    is_ip,
-    plain_ip,
-    uri_host,
-)
+from ..sip.message import Request, Response, decimal
 from ..sip.parser import parse_message
 from ..sip.responses import (
     KNOWN_METHODS,
@@ -38,6 +30,7 @@ from ..sip.responses import (
     response_destination,
 )
 from ..sip.serializer import serialize_response
+from ..sip.uri import hostport, is_ip, plain_ip, uri_host
 from .absorbers import Absorbers
 from .auth import NonceSigner, Verdict
 from .config import Config

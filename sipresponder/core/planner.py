@@ -5,7 +5,7 @@ counts, and chooses for each new request an RFC 3261 §8.2 rejection, else the f
 matching rule (after its Digest check, RFC 3261 §22), else what the user part dials
 (``plans``).  Its Digest verdict stays in ``verdict`` for the endpoint to log and judge.
 Sans-IO: the caller passes the time and the wall-clock time.  Imports ``auth``,
-``message``, ``plans``, ``responses``, ``rules`` and ``sdp``.
+``message``, ``plans``, ``responses``, ``rules``, ``sdp`` and ``uri``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import logging
 from typing import Final
 
 from ..errors import SdpError
-from ..sip.message import Request, plain_ip, uri_of, uri_scheme, uri_user
+from ..sip.message import Request
 from ..sip.responses import KNOWN_METHODS, NO_EXTRAS, SUPPORTED_OPTIONS, Extras
 from ..sip.sdp import check_offer
+from ..sip.uri import plain_ip, uri_of, uri_scheme, uri_user
 from .auth import AuthSpec, NonceSigner, Verdict, challenges, verify
 from .plans import Plan, Step, default_plan, dial_plan
 from .rules import Rule, RuleSet

@@ -7,7 +7,7 @@
    ``message._decimal`` does, ``frame_head`` what ``parser._frame_head`` does (the TCP
    framer's regex, set and method calls took a ninth of an OPTIONS over TCP),
    ``via_params`` what ``message._python_via_params`` does (3.6k instructions a Via),
-   ``party`` what ``message.check_name_addr`` and ``message.tag_of`` do for a From or
+   ``party`` what ``uri.check_name_addr`` and ``message.tag_of`` do for a From or
    To in the usual spelling, ``request_line`` what ``parser._python_request_line`` does
    for a line with nothing wrong in it, and ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
    object, copy and hex string, took 6k instructions per tag).  The Python functions stay
@@ -653,7 +653,7 @@ error:
     return NULL;
 }
 
-/* message.TOKEN_CHARS: letters, digits and .!%*_+`'~- */
+/* grammar.TOKEN_CHARS: letters, digits and .!%*_+`'~- */
 static int
 is_token(Py_UCS1 c)
 {
@@ -664,7 +664,7 @@ is_token(Py_UCS1 c)
 /* party(value) -> (well_formed, tag) | None
 
    ``parser._party``'s two readings of a From or To value in the usual spelling:
-   ``message.check_name_addr(value)`` and ``message.tag_of(value)``.  None — the Python
+   ``uri.check_name_addr(value)`` and ``message.tag_of(value)``.  None — the Python
    functions decide — for text that is not ASCII, and where ``tag_of`` would go on to its
    patterns: a ``;tag=`` whose value is not all token characters, or no ``;tag=`` but
    "tag" in some other case or spelling among the parameters. */

@@ -4,9 +4,9 @@ What belongs here: ``parse_message`` (one datagram or one framed stream message 
 ``Request`` | ``Response``, RFC 3261 §7 and §18.3) and ``StreamFramer`` (Content-Length
 framing of a byte stream, CRLF keep-alives, size limit).  A message that cannot be
 accepted raises ``ParseError`` with the status to answer and, when enough was read to
-address a response, the partial request.  Imports ``errors`` and ``message`` only (the
-header scanner in C, ``_scan``, comes through ``message.c_function``); no sockets, clocks
-or randomness.
+address a response, the partial request.  Imports ``errors``, ``grammar``, ``message``
+and ``uri`` only (the header scanner in C, ``_scan``, comes through
+``message.c_function``); no sockets, clocks or randomness.
 """
 
 from __future__ import annotations
@@ -17,22 +17,21 @@ from typing import Final
 
 from ..errors import FramingError as FramingError  # its home before errors.py
 from ..errors import ParseError
+from .grammar import TOKEN_RE, split_commas
 from .message import (
     COMPACT,
     METHODS,
-    TOKEN_RE,
     Headers,
     Request,
     Response,
     c_function,
-    check_name_addr,
     decimal,
     display_name,
     parse_cseq,
     parse_via,
-    split_commas,
     tag_of,
 )
+from .uri import check_name_addr
 
 DEFAULT_MAX_SIZE: Final = 65536
 

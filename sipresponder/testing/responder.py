@@ -26,7 +26,7 @@ from ..core.endpoint import TransactionRecord
 from ..core.journal import Call, Journal, Violation
 from ..core.rules import RuleSet, load_rules
 from ..errors import ConfigError, RulesError
-from ..sip.message import hostport
+from ..sip.uri import hostport
 
 log = logging.getLogger(__name__)
 

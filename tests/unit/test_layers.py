@@ -25,6 +25,8 @@ ORDER = [
     "sip",
     "sip._scan",  # C (sip/_scan.c): the parser's loops, used by message and parser
     "sip.codes",
+    "sip.grammar",
+    "sip.uri",
     "sip.message",
     "sip.parser",
     "sip.serializer",
@@ -77,7 +79,7 @@ IO_MODULES = {"asyncio", "socket", "time", "random", "os", "selectors", "threadi
 #: messages, ``hostport`` writes an address; the parsing is the core's (``Endpoint``).
 GLUE_USES_OF_SIP = {
     "sip.parser": {"PING", "Ping", "StreamFramer"},
-    "sip.message": {"hostport"},
+    "sip.uri": {"hostport"},
     "sip.responses": {"KNOWN_METHODS"},
 }
 

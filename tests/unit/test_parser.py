@@ -6,15 +6,8 @@ import pytest
 from helpers import request
 
 from sipresponder.errors import ParseError
-from sipresponder.sip.message import (
-    Request,
-    Response,
-    same_uri,
-    split_commas,
-    tag_of,
-    uri_host,
-    uri_user,
-)
+from sipresponder.sip.grammar import split_commas
+from sipresponder.sip.message import Request, Response, tag_of
 from sipresponder.sip.parser import PING, FramingError, StreamFramer, parse_message
 
 
@@ -154,24 +147,6 @@ def test_split_commas_keeps_uri_commas_inside_angle_brackets() -> None:
 )
 def test_tag_of(value: str, tag: str | None) -> None:
     assert tag_of(value) == tag
-
-
-@pytest.mark.parametrize(
-    ("uri", "user", "host"),
-    [
-        ("sip:486@127.0.0.1", "486", "127.0.0.1"),
-        ("sip:180-2s-486@[::1]:5060;transport=tcp", "180-2s-486", "::1"),
-        ("sips:alice:secret@example.com", "alice", "example.com"),
-        ("sip:486;phone-context=x@host", "486", "host"),
-        ("tel:486;phone-context=+1", "486", None),
-        ("sip:example.com", None, "example.com"),
-        ("sip:%34%38%36@h", "486", "h"),
-        ("http://x", None, None),
-    ],
-)
-def test_uri_user_and_host(uri: str, user: str | None, host: str | None) -> None:
-    assert uri_user(uri) == user
-    assert uri_host(uri) == host
 
 
 def test_udp_without_content_length_takes_the_rest_of_the_datagram() -> None:
@@ -409,54 +384,3 @@ def test_an_ipv6_host_without_brackets_is_a_400(uri: str) -> None:
 def test_other_uris_with_colons_are_not_taken_for_bare_ipv6(uri: str) -> None:
     msg = parse_message(request("OPTIONS", uri=uri))
     assert isinstance(msg, Request) and msg.uri == uri
-
-
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [
-        # RFC 3261 §19.1.4's equal pairs.
-        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
-        ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
-        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"),
-        (
-            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
-            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
-        ),
-        (
-            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
-            "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
-        ),
-        ("SIP:bob@127.0.0.1", "sip:bob@127.0.0.1"),
-    ],
-)
-def test_same_uri_by_section_19_1_4(a: str, b: str) -> None:
-    assert same_uri(a, b) and same_uri(b, a)
-
-
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [
-        # RFC 3261 §19.1.4's unequal pairs.
-        ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
-        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
-        ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
-        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
-        ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
-        ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
-        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"),
-        ("sip:alice@127.0.0.1", "sips:alice@127.0.0.1"),
-        ("sip:alice@127.0.0.1", "tel:+15551234"),
-    ],
-)
-def test_different_uris_by_section_19_1_4(a: str, b: str) -> None:
-    assert not same_uri(a, b) and not same_uri(b, a)
-
-
-def test_same_resource_leaves_parameters_aside() -> None:
-    """What Digest's uri check asks (RFC 2617 §3.2.2.5): pyVoIP answers a challenge to
-    ``REGISTER sip:host`` with ``uri="sip:host;transport=UDP"``."""
-    assert same_uri("sip:127.0.0.1;transport=UDP", "sip:127.0.0.1", params=False)
-    assert same_uri("sip:a@h;lr?x=1", "SIP:a@H", params=False)
-    assert not same_uri("sip:127.0.0.1:5060", "sip:127.0.0.1", params=False)
-    assert not same_uri("sip:a@h", "sip:b@h", params=False)
-    assert not same_uri("sip:127.0.0.1;transport=UDP", "sip:127.0.0.1")
