@@ -49,6 +49,7 @@ COMPILED = (
     "sip.uri",
     "sip.message",
     "sip.parser",
+    "sip.framer",
     "sip.serializer",
     "sip.sdp",
     "sip.responses",

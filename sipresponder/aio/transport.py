@@ -21,7 +21,7 @@ from typing import Any, Final, cast
 from ..core.endpoint import Endpoint, Flow, Send
 from ..core.guard import Guard, Watch
 from ..errors import FramingError
-from ..sip.parser import PING, Ping, StreamFramer
+from ..sip.framer import PING, Ping, StreamFramer
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
    the same arguments, with the same result: it is that function's loop without the
    interpreter's cost per line (about a third of the parse of a request, compiled by
    mypyc, went to the loop's string searches, slices and lookups).  ``decimal`` does what
-   ``message._decimal`` does, ``frame_head`` what ``parser._frame_head`` does (the TCP
+   ``message._decimal`` does, ``frame_head`` what ``framer._frame_head`` does (the TCP
    framer's regex, set and method calls took a ninth of an OPTIONS over TCP),
    ``via_params`` what ``message._python_via_params`` does (3.6k instructions a Via),
    ``party`` what ``uri.check_name_addr`` and ``message.tag_of`` do for a From or
@@ -252,7 +252,7 @@ decimal(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(value);
 }
 
-/* The framer's codes (parser.FRAME_*). */
+/* The framer's codes (framer.FRAME_*). */
 #define FRAME_WAIT (-1)
 #define FRAME_TOO_LARGE (-2)
 #define FRAME_BAD_LENGTH (-3)
@@ -271,7 +271,7 @@ lower(char c)
 
 /* frame_head(buf, pos, max_size) -> int
 
-   ``parser._frame_head``: the length of the message at buf[pos] from the end of its
+   ``framer._frame_head``: the length of the message at buf[pos] from the end of its
    header section (the first CRLF CRLF) and its Content-Length lines, or a FRAME_ code.
    The lines are those the parser's regex ``\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)``
    (case-insensitive) finds in buf[pos:end + 2]: every one found must carry the same
@@ -803,7 +803,7 @@ static PyMethodDef methods[] = {
     {"decimal", (PyCFunction)(void (*)(void))decimal, METH_FASTCALL,
      "message.decimal: text as a number when it is 1 to digits ASCII digits, else None."},
     {"frame_head", (PyCFunction)(void (*)(void))frame_head, METH_FASTCALL,
-     "parser._frame_head: the length of the message at buf[pos], or a FRAME_ code."},
+     "framer._frame_head: the length of the message at buf[pos], or a FRAME_ code."},
     {"via_params", (PyCFunction)(void (*)(void))via_params, METH_FASTCALL,
      "message._via_params for an ASCII text (else None)."},
     {"request_line", (PyCFunction)(void (*)(void))request_line, METH_FASTCALL,

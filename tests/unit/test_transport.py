@@ -10,7 +10,7 @@ from helpers import request
 from sipresponder.aio.transport import TCP_BATCH, Driver, TcpConnection, UdpProtocol
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
-from sipresponder.sip.parser import StreamFramer
+from sipresponder.sip.framer import StreamFramer
 
 
 class FakeTcp:
