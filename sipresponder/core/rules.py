@@ -5,7 +5,7 @@ document into it with errors that name the file, the rule (index and line), the 
 the problem, refusing at load time what would break the protocol, matching a request,
 the weighted choice of a plan, and filling placeholders from the request.  Pure: the
 shell reads the file and passes its text.  Imports ``errors``, ``message``, ``uri``,
-``plans``, ``auth`` and ``codes``.
+``digest``, ``plans``, ``auth`` and ``codes``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import yaml
 from ..errors import PlanError
 from ..errors import RulesError as RulesError  # its home before errors.py
 from ..sip.codes import is_valid_code, reason_phrase
+from ..sip.digest import ALGORITHMS
 from ..sip.message import Request, header_key
 from ..sip.uri import uri_host, uri_of, uri_user
-from .auth import ALGORITHMS, AuthSpec
+from .auth import AuthSpec
 from .plans import MAX_PLAN_DELAY, Plan, Step, parse_plan, validate
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -33,6 +33,7 @@ ORDER = [
     "sip.serializer",
     "sip.sdp",
     "sip.responses",
+    "sip.digest",
     # ─── core: the sans-IO responder ───
     "core",
     "core.auth",
