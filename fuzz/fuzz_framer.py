@@ -19,7 +19,8 @@ with instrumented():
     from sipresponder.core.config import Config
     from sipresponder.core.endpoint import Endpoint
     from sipresponder.core.flow import Flow
-    from sipresponder.sip.parser import FramingError, StreamFramer
+    from sipresponder.errors import FramingError
+    from sipresponder.sip.framer import StreamFramer
 
 TCP = Flow("tcp", ("192.0.2.1", 40000), ("127.0.0.1", 5060), conn="conn-1")
 LIMITS = (1024, 2048, 4096, 65536)

@@ -33,7 +33,7 @@ from ..core.journal import Journal
 from ..core.rules import RuleSet
 from ..core.rules_loader import load_rules
 from ..errors import ApiError, ConfigError, RulesError
-from ..sip.message import hostport
+from ..sip.uri import hostport
 from ..version import __version__
 from .metrics import EndpointCollector, GuardCollector, JournalCollector
 from .openapi import OPENAPI

@@ -28,7 +28,7 @@ from ..core.rules import RuleSet
 from ..core.rules_loader import load_rules
 from ..core.transaction import ServerTransaction, State
 from ..errors import ConfigError, RulesError
-from ..sip.message import hostport
+from ..sip.uri import hostport
 from .journal_file import JournalFile
 from .transport import Driver, TcpConnection
 from .udp import DatagramSocket, UdpProtocol, udp_calls

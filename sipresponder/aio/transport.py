@@ -23,7 +23,7 @@ from ..core.endpoint import Endpoint
 from ..core.flow import Flow, Send
 from ..core.guard import Guard, Watch
 from ..errors import FramingError
-from ..sip.parser import PING, Ping, StreamFramer
+from ..sip.framer import PING, Ping, StreamFramer
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,14 @@
-"""SIP Digest authentication for a UAS (RFC 3261 §22, RFC 2617, RFC 7616, RFC 8760).
+"""Digest authentication for a UAS, the policy: whom to challenge, and the verdict.
 
 What belongs here: the realm, users and algorithms a plan challenges with (``AuthSpec``),
-stateless signed nonces (``NonceSigner``), the challenge header values of a 401/407
-(``challenges``), parsing one Authorization/Proxy-Authorization value
-(``parse_credentials``), the digest computation itself (``digest_response``) and the
-verdict on a request's credentials (``verify``).  ``credentials`` builds a client's header
-value, for tests and for tools that act as a UAC.
+stateless signed nonces (``NonceSigner``), the challenges of a 401/407 for a spec
+(``challenges``) and the verdict on a request's credentials (``verify``).  The protocol
+itself — algorithm names, the grammar of challenges and credentials, the digest
+computation — is ``sip.digest``'s.
 
 Sans-IO: the caller passes the wall-clock time as ``now`` and the nonce secret as bytes;
-nothing is stored per client.  Imports only ``message`` from the package and hashing
-from the standard library; no sockets, clocks or randomness.
+nothing is stored per client.  Imports ``digest`` and ``uri`` from the package and
+hashing from the standard library; no sockets, clocks or randomness.
 """
 
 from __future__ import annotations
@@ -22,50 +21,27 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..sip.message import TOKEN_RE, same_uri
-
-#: Supported ``algorithm`` values, canonical spelling (RFC 7616 §6.1, RFC 8760 §2).
-ALGORITHMS: tuple[str, ...] = (
-    "MD5",
-    "MD5-sess",
-    "SHA-256",
-    "SHA-256-sess",
-    "SHA-512-256",
-    "SHA-512-256-sess",
+from ..sip.digest import (
+    ALGORITHMS,
+    CONTROL_RE,
+    NC_RE,
+    QOPS,
+    canonical_algorithm,
+    challenge,
+    digest_response,
+    parse_credentials,
+    scheme_of,
+    utf8,
 )
-
-#: Lower-case algorithm name -> canonical name; ``algorithm`` is case-insensitive.
-_CANONICAL = {name.lower(): name for name in ALGORITHMS}
-
-#: Base algorithm -> hashlib name (SHA-512/256 is FIPS 180-4 §6.7, not truncated SHA-512).
-_HASHLIB = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
-
-#: ``qop`` values we can verify (RFC 2617 §3.2.2.3); ``auth`` is the only one we offer.
-QOPS = ("auth", "auth-int")
+from ..sip.uri import same_uri
 
 _INF = float("inf")
 
 #: An authentic nonce dated this far in the future (another process's clock) is stale.
 FUTURE_SKEW = 5.0
 
-_TOKEN = TOKEN_RE.pattern
-_LWS = r"[ \t\r\n]*"
-_SCHEME_RE = re.compile(rf"{_LWS}({_TOKEN})(?:[ \t\r\n]+|$)")
-# auth-param = token LWS "=" LWS ( token / quoted-string ), §25.1; the quoted-string
-# alternatives are disjoint, so matching stays linear on any input.
-_PARAM_RE = re.compile(
-    rf'{_LWS}({_TOKEN}){_LWS}={_LWS}(?:"((?:[^"\\\r\n]|\\[^\r\n])*)"|({_TOKEN})){_LWS}'
-)
-_COMMA_RE = re.compile(rf",{_LWS}")
-_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
+#: A nonce of ours: 32 base64url characters (``NonceSigner``).
 _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{32}")
-_NC_RE = re.compile(r"[0-9A-Fa-f]{8}")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def canonical_algorithm(name: str) -> str | None:
-    """``"sha-256"`` -> ``"SHA-256"``; ``None`` for an algorithm we do not support."""
-    return _CANONICAL.get(name.strip().lower())
 
 
 # ------------------------------------------------------------------ the spec
@@ -105,7 +81,7 @@ class AuthSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.realm, str) or not self.realm:
             raise ValueError("auth realm must be a non-empty string")
-        if _CONTROL_RE.search(self.realm):
+        if CONTROL_RE.search(self.realm):
             raise ValueError(f"auth realm {self.realm!r} contains control characters")
         object.__setattr__(self, "users", _user_pairs(self.users))
         if isinstance(self.algorithms, str):
@@ -225,7 +201,7 @@ class NonceSigner:
         return "NonceSigner(<secret>)"
 
     def _mac(self, stamp: bytes, realm: str) -> bytes:
-        message = self._LABEL + stamp + _utf8(realm)
+        message = self._LABEL + stamp + utf8(realm)
         return hmac.new(self._secret, message, hashlib.sha256).digest()[: self._MAC_SIZE]
 
     def make(self, realm: str, now: float) -> str:
@@ -256,13 +232,6 @@ class NonceSigner:
 # -------------------------------------------------------------- challenges
 
 
-def _quote(value: str, what: str) -> str:
-    """A §25.1 quoted-string; control characters would break the header line."""
-    if _CONTROL_RE.search(value):
-        raise ValueError(f"{what} {value!r} contains control characters")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def challenges(
     spec: AuthSpec, nonce: str, *, stale: bool = False, opaque: str | None = None
 ) -> list[str]:
@@ -273,157 +242,10 @@ def challenges(
     UAC its credentials were right but the nonce expired (RFC 7616 §3.3), so it retries
     without asking the user.  Header name: ``spec.header_name``.
     """
-    common = f"Digest realm={_quote(spec.realm, 'realm')}, nonce={_quote(nonce, 'nonce')}"
-    if opaque is not None:
-        common += f", opaque={_quote(opaque, 'opaque')}"
-    out: list[str] = []
-    for algorithm in spec.algorithms:
-        value = f"{common}, algorithm={algorithm}"
-        if spec.qop is not None:
-            value += f', qop="{spec.qop}"'
-        if stale:
-            value += ", stale=true"
-        out.append(value)
-    return out
-
-
-# ------------------------------------------------------------- credentials
-
-
-def parse_credentials(value: str) -> dict[str, str] | None:
-    """Parse one Authorization/Proxy-Authorization value into ``{param: value}``.
-
-    ``Digest username="a", realm="r", nc=00000001, ...`` -> ``{"username": "a", ...}``:
-    keys lower case, quoted strings unquoted with their quoted-pairs undone (§25.1).
-    ``None`` when the scheme is not Digest, a parameter repeats, or the value does not
-    follow ``auth-param *("," auth-param)``.  Never raises.
-    """
-    if not isinstance(value, str):
-        return None
-    m = _SCHEME_RE.match(value)
-    if m is None or m.group(1).lower() != "digest":
-        return None
-    params: dict[str, str] = {}
-    pos = m.end()
-    while True:
-        p = _PARAM_RE.match(value, pos)
-        if p is None:
-            return None
-        key = p.group(1).lower()
-        if key in params:
-            return None  # a repeated directive is ambiguous: refuse rather than guess
-        quoted = p.group(2)
-        if quoted is not None:
-            params[key] = _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
-        else:
-            params[key] = p.group(3)
-        pos = p.end()
-        if pos == len(value):
-            return params
-        comma = _COMMA_RE.match(value, pos)
-        if comma is None:
-            return None
-        pos = comma.end()
-
-
-def _utf8(text: str) -> bytes:
-    """Header text back to its bytes: the parser decodes with surrogateescape."""
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass")
-
-
-def _hasher(algorithm: str) -> tuple[str, bool]:
-    canonical = canonical_algorithm(algorithm)
-    if canonical is None:
-        raise ValueError(f"unknown Digest algorithm {algorithm!r}")
-    sess = canonical.endswith("-sess")
-    return _HASHLIB[canonical.removesuffix("-sess")], sess
-
-
-def digest_response(
-    algorithm: str,
-    username: str,
-    realm: str,
-    password: str,
-    method: str,
-    uri: str,
-    nonce: str,
-    nc: str | None,
-    cnonce: str | None,
-    qop: str | None,
-    body: bytes = b"",
-) -> str:
-    """The ``response`` parameter, lower-case hex (RFC 2617 §3.2.2.1, RFC 7616 §3.4.1).
-
-    HA1 = H(username:realm:password); for ``-sess`` H(HA1:nonce:cnonce) with HA1 in hex
-    (RFC 7616 §3.4.2).  HA2 = H(method:uri), for ``auth-int`` H(method:uri:H(body))
-    (§3.4.3).  With a qop: H(HA1:nonce:nc:cnonce:qop:HA2); without (RFC 2069):
-    H(HA1:nonce:HA2).  Raises ValueError for an unknown algorithm or qop, or a missing
-    nc/cnonce that the algorithm or qop needs.
-    """
-    name, sess = _hasher(algorithm)
-
-    def h(data: bytes) -> str:
-        return hashlib.new(name, data).hexdigest()
-
-    def kd(*parts: str) -> str:
-        return h(b":".join(_utf8(part) for part in parts))
-
-    ha1 = kd(username, realm, password)
-    if sess:
-        if cnonce is None:
-            raise ValueError(f"{algorithm} needs a cnonce")
-        ha1 = kd(ha1, nonce, cnonce)
-    if qop is None or qop == "":
-        return kd(ha1, nonce, kd(method, uri))
-    qop_l = qop.lower()
-    if qop_l == "auth":
-        ha2 = kd(method, uri)
-    elif qop_l == "auth-int":
-        ha2 = kd(method, uri, h(body))
-    else:
-        raise ValueError(f"unsupported qop {qop!r}")
-    if nc is None or cnonce is None:
-        raise ValueError(f"qop={qop} needs nc and cnonce")
-    return kd(ha1, nonce, nc, cnonce, qop, ha2)
-
-
-def credentials(
-    username: str,
-    password: str,
-    realm: str,
-    nonce: str,
-    method: str,
-    uri: str,
-    *,
-    algorithm: str = "MD5",
-    qop: str | None = "auth",
-    nc: str = "00000001",
-    cnonce: str = "0a4f113b",
-    opaque: str | None = None,
-    body: bytes = b"",
-) -> str:
-    """A UAC's Authorization value answering a challenge (for tests and UAC-like tools)."""
-    response = digest_response(
-        algorithm, username, realm, password, method, uri, nonce, nc, cnonce, qop, body
-    )
-    parts = [
-        f"username={_quote(username, 'username')}",
-        f"realm={_quote(realm, 'realm')}",
-        f"nonce={_quote(nonce, 'nonce')}",
-        f"uri={_quote(uri, 'uri')}",
-        f'response="{response}"',
-        f"algorithm={algorithm}",
+    return [
+        challenge(spec.realm, nonce, algorithm, spec.qop, stale=stale, opaque=opaque)
+        for algorithm in spec.algorithms
     ]
-    if qop:
-        parts += [f"cnonce={_quote(cnonce, 'cnonce')}", f"nc={nc}", f"qop={qop}"]
-    elif algorithm.lower().endswith("-sess"):
-        parts.append(f"cnonce={_quote(cnonce, 'cnonce')}")
-    if opaque is not None:
-        parts.append(f"opaque={_quote(opaque, 'opaque')}")
-    return "Digest " + ", ".join(parts)
 
 
 # ----------------------------------------------------------------- verdict
@@ -497,8 +319,7 @@ def verify(
     for value in headers_values:
         creds = parse_credentials(value)
         if creds is None:
-            scheme = _SCHEME_RE.match(value) if isinstance(value, str) else None
-            malformed = malformed or (scheme is not None and scheme.group(1).lower() == "digest")
+            malformed = malformed or (isinstance(value, str) and scheme_of(value) == "digest")
             continue
         realm = creds.get("realm")
         if realm != spec.realm:
@@ -580,7 +401,7 @@ def _check(
             return Verdict("bad", username, f"qop {qop} not supported", malformed)
         if nc is None or cnonce is None:
             return Verdict("bad", username, f"qop={qop} without nc and cnonce", malformed)
-        if not _NC_RE.fullmatch(nc):
+        if not NC_RE.fullmatch(nc):
             return Verdict("bad", username, f"malformed nc {nc}", malformed)
     if algorithm.endswith("-sess") and cnonce is None:
         return Verdict("bad", username, f"{algorithm} without cnonce", malformed)
@@ -600,7 +421,7 @@ def _check(
         qop,
         body,
     )
-    if not hmac.compare_digest(expected.encode("ascii"), _utf8(creds["response"].lower())):
+    if not hmac.compare_digest(expected.encode("ascii"), utf8(creds["response"].lower())):
         return Verdict("bad", username, f"wrong password for {username}", "wrong password")
     if state == "stale":
         # RFC 7616 §3.3: stale=true only when the response was right for the old nonce.

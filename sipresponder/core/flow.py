@@ -14,8 +14,9 @@ import ipaddress
 from collections.abc import Callable
 from typing import Final
 
-from ..sip.message import Request, hostport, is_ip, plain_ip, uri_host
+from ..sip.message import Request
 from ..sip.responses import Local, response_destination
+from ..sip.uri import hostport, is_ip, plain_ip, uri_host
 
 
 class Flow:

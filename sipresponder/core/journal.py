@@ -7,7 +7,7 @@ with what a test wants to know: final status, ACKed or not), and ``Journal``, a 
 calls bounded in calls, in entries per call and in bytes — the oldest call goes first, and
 a message too large for its share of the bytes is kept cut to its head.  A sink callable
 may take every entry and violation as a JSON-ready dict (``--journal-file``).  Pure: the
-caller passes wall-clock times.  Imports ``message`` only.
+caller passes wall-clock times.  Imports ``uri`` only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..sip.message import uri_user
+from ..sip.uri import uri_user
 
 Sink = Callable[[dict[str, Any]], None]
 

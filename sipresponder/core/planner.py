@@ -8,7 +8,7 @@ Also what a plan becomes on the way out: its final response alone (``final_only`
 ``--stateless``), and a rule step's overrides with the request's placeholders filled in
 (``step_extras``), and ``Builder``, which renders a plan's steps for one request.
 Sans-IO: the caller passes the time and the wall-clock time.  Imports ``auth``,
-``message``, ``plans``, ``responses``, ``rules`` and ``sdp``.
+``message``, ``plans``, ``responses``, ``rules``, ``sdp`` and ``uri``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import logging
 from typing import Final
 
 from ..errors import SdpError
-from ..sip.message import Request, plain_ip, uri_of, uri_scheme, uri_user
+from ..sip.message import Request
 from ..sip.responses import KNOWN_METHODS, NO_EXTRAS, SUPPORTED_OPTIONS, Answers, Extras, Local
 from ..sip.sdp import check_offer
+from ..sip.uri import plain_ip, uri_of, uri_scheme, uri_user
 from .auth import AuthSpec, NonceSigner, Verdict, challenges, verify
 from .plans import Plan, Step, default_plan, dial_plan
 from .rules import Rule, RuleSet, fill, placeholder_values

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..sip.message import Request, hostport, plain_ip
+from ..sip.message import Request
 from ..sip.responses import KNOWN_METHODS
+from ..sip.uri import hostport, plain_ip
 from .flow import Flow
 from .journal import Entry, Journal, Violation
 

@@ -5,7 +5,7 @@ What belongs here: the rule model (``Text``, ``HeaderMatch``, ``Match``, ``Choic
 placeholders), and what the responder does with it at run time: matching a request, the
 weighted choice of a plan, filling placeholders from the request, the one-line summaries.
 Turning a document into the model, with its refusals, is ``rules_loader``'s.  Pure, and
-no YAML: imports ``message``, ``plans`` and ``auth``.
+no YAML: imports ``message``, ``uri``, ``plans`` and ``auth``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..sip.message import Request, uri_host, uri_of, uri_user
+from ..sip.message import Request
+from ..sip.uri import uri_host, uri_of, uri_user
 from .auth import AuthSpec
 from .plans import Plan
 

@@ -6,7 +6,7 @@ checking every field against the schema, and refusing at load time what would br
 protocol (a header the server owns, ACK or CANCEL matched, a 2xx to INVITE without SDP),
 each refusal one line naming the file, the rule (index and line), the field and the
 problem (``RulesError``).  Pure: the shell reads the file and passes its text.  Imports
-``errors``, ``codes``, ``message``, ``plans``, ``auth`` and ``rules``, whose model it
+``errors``, ``codes``, ``message``, ``digest``, ``plans``, ``auth`` and ``rules``, whose model it
 builds.  Used by the shell (``aio``, ``admin``, ``testing``), never per message.
 """
 
@@ -21,8 +21,9 @@ import yaml
 
 from ..errors import PlanError, RulesError
 from ..sip.codes import is_valid_code, reason_phrase
+from ..sip.digest import ALGORITHMS
 from ..sip.message import header_key
-from .auth import ALGORITHMS, AuthSpec
+from .auth import AuthSpec
 from .plans import MAX_PLAN_DELAY, Plan, Step, parse_plan, validate
 from .rules import (
     PLACEHOLDER_RE,

@@ -1,5 +1,6 @@
-"""The SIP protocol, pure and stateless: codes, messages and their parts, the parser and
-the stream framer, the serializer, SDP and the responses a request gets.
+"""The SIP protocol, pure and stateless: codes, the generic grammar, URIs, messages and
+their parts, the parser and the stream framer, the serializer, SDP, the responses a
+request gets, and Digest authentication's computation and grammar.
 
 Imports nothing of the project but ``errors`` and ``version``; no I/O, no clock.
 """

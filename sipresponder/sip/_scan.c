@@ -4,10 +4,10 @@
    the same arguments, with the same result: it is that function's loop without the
    interpreter's cost per line (about a third of the parse of a request, compiled by
    mypyc, went to the loop's string searches, slices and lookups).  ``decimal`` does what
-   ``message._decimal`` does, ``frame_head`` what ``parser._frame_head`` does (the TCP
+   ``message._decimal`` does, ``frame_head`` what ``framer._frame_head`` does (the TCP
    framer's regex, set and method calls took a ninth of an OPTIONS over TCP),
    ``via_params`` what ``message._python_via_params`` does (3.6k instructions a Via),
-   ``party`` what ``message.check_name_addr`` and ``message.tag_of`` do for a From or
+   ``party`` what ``uri.check_name_addr`` and ``message.tag_of`` do for a From or
    To in the usual spelling, ``request_line`` what ``parser._python_request_line`` does
    for a line with nothing wrong in it, and ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
    object, copy and hex string, took 6k instructions per tag).  The Python functions stay
@@ -252,7 +252,7 @@ decimal(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(value);
 }
 
-/* The framer's codes (parser.FRAME_*). */
+/* The framer's codes (framer.FRAME_*). */
 #define FRAME_WAIT (-1)
 #define FRAME_TOO_LARGE (-2)
 #define FRAME_BAD_LENGTH (-3)
@@ -271,7 +271,7 @@ lower(char c)
 
 /* frame_head(buf, pos, max_size) -> int
 
-   ``parser._frame_head``: the length of the message at buf[pos] from the end of its
+   ``framer._frame_head``: the length of the message at buf[pos] from the end of its
    header section (the first CRLF CRLF) and its Content-Length lines, or a FRAME_ code.
    The lines are those the parser's regex ``\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)``
    (case-insensitive) finds in buf[pos:end + 2]: every one found must carry the same
@@ -653,7 +653,7 @@ error:
     return NULL;
 }
 
-/* message.TOKEN_CHARS: letters, digits and .!%*_+`'~- */
+/* grammar.TOKEN_CHARS: letters, digits and .!%*_+`'~- */
 static int
 is_token(Py_UCS1 c)
 {
@@ -664,7 +664,7 @@ is_token(Py_UCS1 c)
 /* party(value) -> (well_formed, tag) | None
 
    ``parser._party``'s two readings of a From or To value in the usual spelling:
-   ``message.check_name_addr(value)`` and ``message.tag_of(value)``.  None — the Python
+   ``uri.check_name_addr(value)`` and ``message.tag_of(value)``.  None — the Python
    functions decide — for text that is not ASCII, and where ``tag_of`` would go on to its
    patterns: a ``;tag=`` whose value is not all token characters, or no ``;tag=`` but
    "tag" in some other case or spelling among the parameters. */
@@ -803,7 +803,7 @@ static PyMethodDef methods[] = {
     {"decimal", (PyCFunction)(void (*)(void))decimal, METH_FASTCALL,
      "message.decimal: text as a number when it is 1 to digits ASCII digits, else None."},
     {"frame_head", (PyCFunction)(void (*)(void))frame_head, METH_FASTCALL,
-     "parser._frame_head: the length of the message at buf[pos], or a FRAME_ code."},
+     "framer._frame_head: the length of the message at buf[pos], or a FRAME_ code."},
     {"via_params", (PyCFunction)(void (*)(void))via_params, METH_FASTCALL,
      "message._via_params for an ASCII text (else None)."},
     {"request_line", (PyCFunction)(void (*)(void))request_line, METH_FASTCALL,

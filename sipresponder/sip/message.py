@@ -2,24 +2,23 @@
 
 What belongs here: ``Headers`` (a case-insensitive multimap that knows the compact forms),
 ``Request`` and ``Response``, and small parsers for the values every request needs —
-Via (RFC 3261 §20.42), CSeq (§20.16), the tag of From/To (§19.3), the user part of a
-Request-URI — plus comma splitting that respects quoted strings and angle brackets
-(§7.3.1).  Every other header stays raw text until someone asks for it (the sipgo way).
-Imports only ``errors`` (and ``_scan``, loops in C, when built); nothing here touches
-sockets, clocks or randomness.
+Via (RFC 3261 §20.42), CSeq (§20.16) and the tag of From/To (§19.3).  Every other
+header stays raw text until someone asks for it (the sipgo way).  URIs and addresses are
+``uri``'s; the generic rules of the text (tokens, comma-separated values), ``grammar``'s.
+Imports only ``errors`` and ``grammar`` (and ``_scan``, loops in C, when built); nothing
+here touches sockets, clocks or randomness.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import unquote
 
 from ..errors import ParseError
+from .grammar import TOKEN_CHARS, split_commas
 
 #: Compact header forms, RFC 3261 §7.3.3 and the extensions that registered one.
 COMPACT: Final[dict[str, str]] = {
@@ -78,11 +77,6 @@ METHODS = (
 
 _METHOD_SET: Final = frozenset(METHODS)
 
-#: RFC 3261 §25.1 ``token`` characters: ``text.strip(TOKEN_CHARS)`` is empty when every
-#: character of ``text`` is one (a check without a regex call).
-TOKEN_CHARS: Final = string.ascii_letters + string.digits + ".!%*_+`'~-"
-TOKEN_RE = re.compile(f"[{re.escape(TOKEN_CHARS)}]+")
-
 
 def decimal(text: str, digits: int = 10) -> int | None:
     """``text`` as a number when it is 1 to ``digits`` ASCII digits, else ``None``.
@@ -128,44 +122,6 @@ def display_name(key: str) -> str:
     if name is None:
         name = "-".join(part.capitalize() for part in key.split("-"))
     return name
-
-
-def split_commas(value: str, *, keep_empty: bool = False) -> list[str]:
-    """Split a header value on commas that are outside quotes and ``<...>`` (§7.3.1).
-
-    Empty elements (``a,,b``) are dropped, or kept as ``""`` with ``keep_empty``.
-    """
-    if '"' not in value and "<" not in value:
-        plain = [part.strip() for part in value.split(",")]
-        return plain if keep_empty else [part for part in plain if part]
-    parts: list[str] = []
-    start = 0
-    quoted = False
-    angle = False
-    escaped = False
-    for i, ch in enumerate(value):
-        if escaped:
-            escaped = False
-        elif quoted:
-            if ch == "\\":
-                escaped = True  # §25.1 quoted-pair inside a quoted-string
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "<":
-            angle = True
-        elif ch == ">":
-            angle = False
-        elif ch == "," and not angle:
-            part = value[start:i].strip()
-            if part or keep_empty:
-                parts.append(part)
-            start = i + 1
-    part = value[start:].strip()
-    if part or keep_empty:
-        parts.append(part)
-    return parts
 
 
 class Headers:
@@ -514,160 +470,6 @@ def tag_of(value: str) -> str | None:
         return None
     m = _TAG_RE.search(params)
     return m.group(1) if m else None
-
-
-def check_name_addr(value: str) -> bool:
-    """A loose check that a From/To/Contact value holds a URI (``scheme:...``)."""
-    if "<" in value:
-        start = value.find("<")
-        end = value.find(">", start)
-        return end > start + 1 and ":" in value[start:end]
-    return ":" in value
-
-
-def uri_of(value: str) -> str:
-    """The URI inside a name-addr (``"Bob" <sip:bob@x>;tag=1`` -> ``sip:bob@x``)."""
-    start = value.find("<")
-    if start >= 0:
-        end = value.find(">", start)
-        return value[start + 1 : end if end > start else None].strip()
-    return value.split(";", 1)[0].strip()
-
-
-# -------------------------------------------------------------------- URIs
-
-
-def hostport(host: str, port: int) -> str:
-    """``host:port``, an IPv6 address in brackets (``[::1]:5060``, RFC 3261 §25.1)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def uri_scheme(uri: str) -> str:
-    """The scheme of a URI, lower case (``SIP:x`` -> ``sip``), or ``""``."""
-    scheme, colon, _ = uri.partition(":")
-    return scheme.lower() if colon and TOKEN_RE.fullmatch(scheme) else ""
-
-
-def uri_user(uri: str) -> str | None:
-    """The user part of a sip/sips URI or the number of a tel URI, percent-decoded.
-
-    ``sip:486@host`` -> ``486``; ``sip:180-2s-486;phone-context=x@host`` -> ``180-2s-486``;
-    ``tel:486;phone-context=+1`` -> ``486``; ``sip:host`` -> ``None``.
-    """
-    scheme, colon, rest = uri.partition(":")
-    if not colon:
-        return None
-    scheme = scheme.lower()
-    if scheme == "tel":
-        user = rest.split(";", 1)[0]
-    elif scheme in ("sip", "sips"):
-        at = rest.rfind("@")
-        if at < 0:
-            return None
-        user = rest[:at].split(":", 1)[0].split(";", 1)[0]
-    else:
-        return None
-    return unquote(user) if "%" in user else user
-
-
-def uri_host(uri: str) -> str | None:
-    """The host of a sip/sips URI, without brackets, or ``None``."""
-    scheme, colon, rest = uri.partition(":")
-    if not colon or scheme.lower() not in ("sip", "sips"):
-        return None
-    rest = rest.split("?", 1)[0]
-    hostport = rest[rest.rfind("@") + 1 :].split(";", 1)[0]
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        return hostport[1:end] if end > 0 else None
-    host = hostport.split(":", 1)[0]
-    return host or None
-
-
-#: URI parameters that make two SIP URIs differ when only one has them (§19.1.4).
-_STRICT_PARAMS: Final = frozenset({"user", "ttl", "method", "maddr", "transport"})
-
-
-def _sip_uri_parts(uri: str) -> tuple[str, str, str, dict[str, str], frozenset[str]] | None:
-    """``sip:user@host:port;params?headers`` -> (scheme, userinfo, hostport, params,
-    headers) as §19.1.4 compares them, or ``None`` when it is not a sip/sips URI."""
-    scheme, colon, rest = uri.strip().partition(":")
-    scheme = scheme.lower()
-    if not colon or scheme not in ("sip", "sips"):
-        return None
-    rest, _, headers_text = rest.partition("?")
-    at = rest.rfind("@")
-    userinfo = unquote(rest[:at]) if at >= 0 else ""  # case-sensitive, escapes decoded
-    hostport, _, params_text = rest[at + 1 :].partition(";")
-    params: dict[str, str] = {}
-    for param in params_text.split(";") if params_text else ():
-        name, _, value = param.partition("=")
-        params[unquote(name).lower()] = unquote(value).lower()
-    headers = frozenset(
-        unquote(h.partition("=")[0]).lower() + "=" + unquote(h.partition("=")[2])
-        for h in headers_text.split("&")
-        if h
-    )
-    return scheme, userinfo, hostport.lower(), params, headers
-
-
-def same_uri(a: str, b: str, *, params: bool = True) -> bool:
-    """Whether two URIs are equal by RFC 3261 §19.1.4 (sip and sips; others compared as
-    text): userinfo case-sensitive, the rest not; a port, or a ``user``, ``ttl``,
-    ``method``, ``maddr`` or ``transport`` parameter in one only makes them differ; other
-    parameters count only when both have them; headers must all match.  ``params=False``
-    asks only whether they name the same resource: scheme, userinfo and host:port."""
-    if a == b:
-        return True
-    pa, pb = _sip_uri_parts(a), _sip_uri_parts(b)
-    if pa is None or pb is None:
-        return a.strip() == b.strip()
-    scheme_a, user_a, host_a, params_a, headers_a = pa
-    scheme_b, user_b, host_b, params_b, headers_b = pb
-    if (scheme_a, user_a, host_a) != (scheme_b, user_b, host_b):
-        return False
-    if not params:
-        return True
-    if headers_a != headers_b:
-        return False
-    for name in params_a.keys() | params_b.keys():
-        if name in params_a and name in params_b:
-            if params_a[name] != params_b[name]:
-                return False
-        elif name in _STRICT_PARAMS:
-            return False
-    return True
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def same_ip(a: str, b: str) -> bool:
-    """Whether two textual addresses are the same IP (``::ffff:1.2.3.4`` == ``1.2.3.4``)."""
-    if a == b:
-        return True
-    try:
-        ia = ipaddress.ip_address(a)
-        ib = ipaddress.ip_address(b)
-    except ValueError:
-        return False
-    if isinstance(ia, ipaddress.IPv6Address) and ia.ipv4_mapped is not None:
-        ia = ia.ipv4_mapped
-    if isinstance(ib, ipaddress.IPv6Address) and ib.ipv4_mapped is not None:
-        ib = ib.ipv4_mapped
-    return ia == ib
-
-
-def plain_ip(host: str) -> str:
-    """An address as it should appear in ``received``: IPv4-mapped IPv6 shown as IPv4."""
-    if host.startswith("::ffff:") and "." in host:
-        return host[7:]
-    return host
 
 
 # ---------------------------------------------------------------- messages

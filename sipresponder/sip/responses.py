@@ -5,7 +5,7 @@ and its retransmissions carries the same one), the Via list of a response with
 ``received``/``rport`` filled (§18.2.1, RFC 3581 §4), the UDP destination of a response
 (§18.2.2), and ``build_response``, which adds the per-code mandatory headers (Contact,
 Allow, Unsupported, Min-Expires, challenges, SDP ...).  Pure functions; imports
-``codes``, ``message``, ``sdp`` only.
+``codes``, ``message``, ``sdp`` and ``uri`` only.
 """
 
 from __future__ import annotations
@@ -27,12 +27,9 @@ from .message import (
     decimal,
     format_via,
     header_key,
-    hostport,
-    plain_ip,
-    same_ip,
-    uri_of,
 )
 from .sdp import build_answer, build_offer
+from .uri import hostport, plain_ip, same_ip, uri_of
 
 SERVER: Final = f"sipresponder/{__version__}"
 

@@ -26,7 +26,7 @@ from ..core.journal import Call, Journal, Violation
 from ..core.rules import RuleSet
 from ..core.rules_loader import load_rules
 from ..errors import ConfigError, RulesError
-from ..sip.message import hostport
+from ..sip.uri import hostport
 from .assertions import Predicate, describe, format_calls
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ from sipclient import (
     run_sipp,
 )
 
-from sipresponder.core.auth import credentials
+from sipresponder.sip.digest import credentials
 
 EXAMPLES = ROOT / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))

@@ -8,11 +8,12 @@ import pytest
 from helpers import request
 from test_endpoint import UDP, advance, codes, responses
 
-from sipresponder.core.auth import NonceSigner, credentials
+from sipresponder.core.auth import NonceSigner
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 from sipresponder.core.journal import Journal
 from sipresponder.core.rules_loader import load_rules
+from sipresponder.sip.digest import credentials
 
 RULES = """\
 rules:

@@ -23,13 +23,17 @@ ORDER = [
     "errors",
     # ─── sip: the protocol, pure and stateless ───
     "sip",
-    "sip._scan",  # C (sip/_scan.c): the parser's loops, used by message and parser
+    "sip._scan",  # C (sip/_scan.c): the parser's loops, used by message, parser and framer
     "sip.codes",
+    "sip.grammar",
+    "sip.uri",
     "sip.message",
     "sip.parser",
+    "sip.framer",
     "sip.serializer",
     "sip.sdp",
     "sip.responses",
+    "sip.digest",
     # ─── core: the sans-IO responder ───
     "core",
     "core.auth",
@@ -84,8 +88,8 @@ IO_MODULES = {"asyncio", "socket", "time", "random", "os", "selectors", "threadi
 #: What the glue takes from the protocol package: the framer cuts a TCP stream into
 #: messages, ``hostport`` writes an address; the parsing is the core's (``Endpoint``).
 GLUE_USES_OF_SIP = {
-    "sip.parser": {"PING", "Ping", "StreamFramer"},
-    "sip.message": {"hostport"},
+    "sip.framer": {"PING", "Ping", "StreamFramer"},
+    "sip.uri": {"hostport"},
     "sip.responses": {"KNOWN_METHODS"},
 }
 

@@ -1,4 +1,4 @@
-"""Parser: RFC 3261 §7 syntax, §18.3 framing, and the error each defect gets."""
+"""Parser: RFC 3261 §7 syntax, and the error each defect gets."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ import pytest
 from helpers import request
 
 from sipresponder.errors import ParseError
-from sipresponder.sip.message import (
-    Request,
-    Response,
-    same_uri,
-    split_commas,
-    tag_of,
-    uri_host,
-    uri_user,
-)
-from sipresponder.sip.parser import PING, FramingError, StreamFramer, parse_message
+from sipresponder.sip.grammar import split_commas
+from sipresponder.sip.message import Request, Response, tag_of
+from sipresponder.sip.parser import parse_message
 
 
 def parse_req(data: bytes, **kw: object) -> Request:
@@ -156,24 +149,6 @@ def test_tag_of(value: str, tag: str | None) -> None:
     assert tag_of(value) == tag
 
 
-@pytest.mark.parametrize(
-    ("uri", "user", "host"),
-    [
-        ("sip:486@127.0.0.1", "486", "127.0.0.1"),
-        ("sip:180-2s-486@[::1]:5060;transport=tcp", "180-2s-486", "::1"),
-        ("sips:alice:secret@example.com", "alice", "example.com"),
-        ("sip:486;phone-context=x@host", "486", "host"),
-        ("tel:486;phone-context=+1", "486", None),
-        ("sip:example.com", None, "example.com"),
-        ("sip:%34%38%36@h", "486", "h"),
-        ("http://x", None, None),
-    ],
-)
-def test_uri_user_and_host(uri: str, user: str | None, host: str | None) -> None:
-    assert uri_user(uri) == user
-    assert uri_host(uri) == host
-
-
 def test_udp_without_content_length_takes_the_rest_of_the_datagram() -> None:
     data = request("MESSAGE").replace(b"Content-Length: 0\r\n", b"") + b"body text"
     req = parse_req(data)
@@ -309,65 +284,6 @@ def test_non_utf8_header_bytes_survive() -> None:
     assert subject.encode("utf-8", "surrogateescape") == b"caf\xe9"
 
 
-# ------------------------------------------------------------------- framing
-
-
-def _frame_all(chunks: list[bytes], max_size: int = 65536) -> list[object]:
-    framer = StreamFramer(max_size)
-    out: list[object] = []
-    for chunk in chunks:
-        out.extend(framer.feed(chunk))
-    return out
-
-
-def test_framer_several_messages_in_one_read() -> None:
-    a = request("MESSAGE", body=b"hello")
-    b = request("OPTIONS")
-    assert _frame_all([a + b]) == [a, b]
-
-
-def test_framer_one_byte_at_a_time() -> None:
-    a = request("MESSAGE", body=b"hello")
-    b = request("OPTIONS")
-    stream = a + b"\r\n\r\n" + b
-    out = _frame_all([stream[i : i + 1] for i in range(len(stream))])
-    assert out == [a, PING, b]
-
-
-def test_framer_message_split_across_reads() -> None:
-    a = request("MESSAGE", body=b"0123456789")
-    assert _frame_all([a[:30], a[30:-4], a[-4:]]) == [a]
-
-
-def test_framer_pings_and_stray_crlf() -> None:
-    a = request()
-    assert _frame_all([b"\r\n\r\n\r\n\r\n", b"\r\n" + a]) == [PING, PING, a]
-
-
-def test_framer_compact_content_length() -> None:
-    a = request("MESSAGE", body=b"xyz").replace(b"Content-Length: 3", b"l: 3")
-    assert _frame_all([a + a]) == [a, a]
-
-
-def test_framer_rejects_bad_content_length_then_stops() -> None:
-    bad = request().replace(b"Content-Length: 0", b"Content-Length: zz")
-    framer = StreamFramer()
-    out = framer.feed(bad + request())
-    assert len(out) == 1 and isinstance(out[0], FramingError)
-    assert out[0].status == 400
-    assert framer.feed(request()) == []
-
-
-def test_framer_bounds_memory() -> None:
-    framer = StreamFramer(2048)
-    out = framer.feed(b"OPTIONS sip:x@y SIP/2.0\r\nSubject: " + b"x" * 4000)
-    assert len(out) == 1 and isinstance(out[0], FramingError) and out[0].status == 513
-    assert framer.buffered == 0
-    big = request("MESSAGE").replace(b"Content-Length: 0", b"Content-Length: 100000")
-    out = StreamFramer(2048).feed(big)
-    assert isinstance(out[0], FramingError) and out[0].status == 513
-
-
 @pytest.mark.parametrize("value", ["\x00\xff\x07", "seventy", "-1", "", "7 0"])
 def test_max_forwards_must_be_digits(value: str) -> None:
     # §20.22: Max-Forwards is 1*DIGIT (make soak sent binary there and got 200).
@@ -409,54 +325,3 @@ def test_an_ipv6_host_without_brackets_is_a_400(uri: str) -> None:
 def test_other_uris_with_colons_are_not_taken_for_bare_ipv6(uri: str) -> None:
     msg = parse_message(request("OPTIONS", uri=uri))
     assert isinstance(msg, Request) and msg.uri == uri
-
-
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [
-        # RFC 3261 §19.1.4's equal pairs.
-        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
-        ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
-        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"),
-        (
-            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
-            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
-        ),
-        (
-            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
-            "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
-        ),
-        ("SIP:bob@127.0.0.1", "sip:bob@127.0.0.1"),
-    ],
-)
-def test_same_uri_by_section_19_1_4(a: str, b: str) -> None:
-    assert same_uri(a, b) and same_uri(b, a)
-
-
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [
-        # RFC 3261 §19.1.4's unequal pairs.
-        ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
-        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
-        ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
-        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
-        ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
-        ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
-        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"),
-        ("sip:alice@127.0.0.1", "sips:alice@127.0.0.1"),
-        ("sip:alice@127.0.0.1", "tel:+15551234"),
-    ],
-)
-def test_different_uris_by_section_19_1_4(a: str, b: str) -> None:
-    assert not same_uri(a, b) and not same_uri(b, a)
-
-
-def test_same_resource_leaves_parameters_aside() -> None:
-    """What Digest's uri check asks (RFC 2617 §3.2.2.5): pyVoIP answers a challenge to
-    ``REGISTER sip:host`` with ``uri="sip:host;transport=UDP"``."""
-    assert same_uri("sip:127.0.0.1;transport=UDP", "sip:127.0.0.1", params=False)
-    assert same_uri("sip:a@h;lr?x=1", "SIP:a@H", params=False)
-    assert not same_uri("sip:127.0.0.1:5060", "sip:127.0.0.1", params=False)
-    assert not same_uri("sip:a@h", "sip:b@h", params=False)
-    assert not same_uri("sip:127.0.0.1;transport=UDP", "sip:127.0.0.1")

@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 from sipresponder.core.flow import Flow, Send
-from sipresponder.errors import ParseError
+from sipresponder.errors import FramingError, ParseError
 from sipresponder.sip import parser
+from sipresponder.sip.framer import Ping, StreamFramer
 from sipresponder.sip.message import METHODS, Request, Response, display_name
-from sipresponder.sip.parser import FramingError, Ping, StreamFramer, parse_message
+from sipresponder.sip.parser import parse_message
 from sipresponder.sip.serializer import serialize_request, serialize_response
 
 VALID = request("INVITE", "180-486", extra=[("Contact", '"A, B" <sip:a@192.0.2.1>')])

@@ -17,9 +17,10 @@ import torture
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 from sipresponder.core.flow import Flow, Send
-from sipresponder.errors import ParseError
+from sipresponder.errors import FramingError, ParseError
+from sipresponder.sip.framer import StreamFramer
 from sipresponder.sip.message import Request, Response
-from sipresponder.sip.parser import FramingError, StreamFramer, parse_message
+from sipresponder.sip.parser import parse_message
 
 UDP = Flow("udp", ("192.0.2.1", 5062), ("127.0.0.1", 5060))
 TCP = Flow("tcp", ("192.0.2.1", 40000), ("127.0.0.1", 5060), conn="conn-1")

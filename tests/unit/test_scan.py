@@ -1,8 +1,8 @@
 """The parser's loops in C (``sipresponder/sip/_scan.c``) do exactly what the Python functions
 they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
 later lines and errors, for any text), ``decimal`` as ``message._decimal``, the TCP
-framer's ``frame_head`` as ``parser._frame_head``, ``via_params`` as
-``message._python_via_params``, ``party`` as ``message.check_name_addr`` with
+framer's ``frame_head`` as ``framer._frame_head``, ``via_params`` as
+``message._python_via_params``, ``party`` as ``uri.check_name_addr`` with
 ``message.tag_of``, ``request_line`` as ``parser._python_request_line``, and ``to_tag``
 as ``responses._make_to_tag`` (hashlib's BLAKE2s).
 
@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from required import missing_core
 
-from sipresponder.sip import message, parser, responses
+from sipresponder.sip import framer, message, parser, responses, uri
 from sipresponder.sip.message import Headers
 
 SCAN = load_c_module("sip._scan")
@@ -274,7 +274,7 @@ def test_the_c_framer_measures_messages_as_the_python_function(
 ) -> None:
     assert SCAN is not None
     data, pos, size = case
-    python = parser._frame_head(data, pos, size)
+    python = framer._frame_head(data, pos, size)
     assert SCAN.frame_head(data, pos, size) == python
     assert SCAN.frame_head(bytearray(data), pos, size) == python
 
@@ -388,7 +388,7 @@ def test_the_c_via_params_refuses_bad_arguments() -> None:
 def test_the_c_party_reads_from_and_to_as_the_python_functions(value: str) -> None:
     assert SCAN is not None
     got = SCAN.party(value)
-    python = (message.check_name_addr(value), message.tag_of(value))
+    python = (uri.check_name_addr(value), message.tag_of(value))
     if got is not None:
         assert got == python
     else:

@@ -11,7 +11,7 @@ from sipresponder.aio.transport import TCP_BATCH, Driver, TcpConnection
 from sipresponder.aio.udp import UdpProtocol
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
-from sipresponder.sip.parser import StreamFramer
+from sipresponder.sip.framer import StreamFramer
 
 
 class FakeTcp:
