@@ -63,6 +63,7 @@ class Endpoint:
         #: The last ACK received, for ``our_tag`` (a reference kept, no work until asked).
         self.last_ack: Request | None = None
         self.signer = NonceSigner(self.secret)
+        self.realm = config.realm
         #: The rules in use and the plan of each new request (``rules``, ``set_rules``).
         self.planner = Planner(self.secret, self.signer)
         self.set_rules(rules)
@@ -168,7 +169,7 @@ class Endpoint:
     def _request(self, req: Request, flow: Flow, now: float) -> list[Send]:
         method = req.method
         recorder = self.recorder
-        by_code = recorder.count(method)
+        counted = recorder.count(method)
         verdicts = self.verdicts
         if req.headers.first("max-forwards") is None:
             verdicts.notice("max-forwards", flow, f"{method} without Max-Forwards (tolerated)")
@@ -239,9 +240,8 @@ class Endpoint:
         dest = reply_to(req, flow)
         answers = Answers(req, to_tag=tag, source=source, local=answering(req, flow))
         wall = now + recorder.wall_offset
-        build = Builder(
-            answers, extras, by_code, flow.transport, source, self.signer, self.config.realm, wall
-        ).build
+        by_code = recorder.codes(counted)
+        build = Builder(answers, extras, by_code, flow, self.signer, self.realm, wall)
 
         if self.stateless or (
             method != "INVITE" and plan.immediate and not plan.rings and not stateful

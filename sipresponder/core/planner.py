@@ -25,6 +25,7 @@ from ..sip.responses import KNOWN_METHODS, NO_EXTRAS, SUPPORTED_OPTIONS, Answers
 from ..sip.sdp import check_offer
 from ..sip.uri import plain_ip, uri_of, uri_scheme, uri_user
 from .auth import AuthSpec, NonceSigner, Verdict, challenges, verify
+from .flow import Flow
 from .plans import Plan, Step, default_plan, dial_plan
 from .rules import Rule, RuleSet, fill, placeholder_values
 
@@ -144,30 +145,21 @@ class Planner:
 
 
 class Builder:
-    """Renders the steps of one request's plan into the bytes of its responses: the code
-    with what it must carry, a rule step's overrides with the request's placeholders, a
+    """Renders the steps of one request's plan into the bytes of its responses (called
+    with a step, as the transaction's ``build``; a callable object, not a bound method,
+    which compiled code would make through a generic attribute lookup): the code with
+    what it must carry, a rule step's overrides with the request's placeholders, a
     real nonce in a dialled 401/407 (RFC 3261 §22.1).  Counts each response by code in
     ``by_code`` (the endpoint's counter for the request's method)."""
 
-    __slots__ = (
-        "answers",
-        "by_code",
-        "extras",
-        "realm",
-        "signer",
-        "source",
-        "transport",
-        "values",
-        "wall",
-    )
+    __slots__ = ("answers", "by_code", "extras", "flow", "realm", "signer", "values", "wall")
 
     def __init__(
         self,
         answers: Answers,
         extras: Extras,
         by_code: dict[int, int],
-        transport: str,
-        source: tuple[str, int],
+        flow: Flow,
         signer: NonceSigner,
         realm: str,
         wall: float,
@@ -175,15 +167,15 @@ class Builder:
         self.answers = answers
         self.extras = extras
         self.by_code = by_code
-        self.transport = transport
-        self.source = source
+        #: Where the request came from (its transport and source, for placeholders).
+        self.flow = flow
         self.signer = signer
         self.realm = realm
         self.wall = wall
         #: The request's placeholders, filled in when a step first needs them.
         self.values: dict[str, str] | None = None
 
-    def build(self, step: Step) -> bytes:
+    def __call__(self, step: Step) -> bytes:
         extras = self.extras
         code = step.code
         if code in (401, 407) and not step.headers:
@@ -196,8 +188,9 @@ class Builder:
             if values is None:
                 answers = self.answers
                 local: Local = answers.local
+                flow = self.flow
                 values = self.values = placeholder_values(
-                    answers.req, self.transport, self.source, local.hostport
+                    answers.req, flow.transport, flow.remote, local.hostport
                 )
             extras = step_extras(step, extras, values)
         by_code = self.by_code

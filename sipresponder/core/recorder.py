@@ -54,14 +54,18 @@ class Recorder:
         #: Responses built by plans: method -> code -> count (``responses_by_code``).
         self._codes_by_method: dict[str, dict[int, int]] = {}
 
-    def count(self, method: str) -> dict[int, int]:
-        """A request of ``method`` came: counted, and the dict its responses are counted
-        in by code returned.  Every method we do not know counts as one, ``other``: the
-        peer picks the token, and a dict (and a metric label) per token would grow with
-        what it sends."""
+    def count(self, method: str) -> str:
+        """A request of ``method`` came: counted, under the name returned.  Every method
+        we do not know counts as one, ``other``: the peer picks the token, and a dict (and
+        a metric label) per token would grow with what it sends."""
         counted = method if method in KNOWN_METHODS else "other"
         counts = self.requests_by_method
         counts[counted] = counts.get(counted, 0) + 1
+        return counted
+
+    def codes(self, counted: str) -> dict[int, int]:
+        """The dict the responses built for a method (as ``count`` named it) are counted
+        in by code: an int key, not a tuple to hash."""
         by_code = self._codes_by_method.get(counted)
         if by_code is None:
             by_code = self._codes_by_method[counted] = {}

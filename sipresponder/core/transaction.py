@@ -92,18 +92,6 @@ def _earlier(a: float | None, b: float | None) -> float | None:
     return a
 
 
-class Wake:
-    """Where a timer wheel filed a transaction: the deadline it is filed under (None when
-    in no slot) and its place in that slot's list.  The wheel's bookkeeping, carried by
-    the transaction so that moving it costs no lookup; only the wheel writes it."""
-
-    __slots__ = ("deadline", "index")
-
-    def __init__(self) -> None:
-        self.deadline: float | None = None
-        self.index = 0
-
-
 class ServerTransaction:
     """One INVITE or non-INVITE server transaction running a plan.
 
@@ -135,6 +123,8 @@ class ServerTransaction:
         "reported",
         "request",
         "retx_interval",
+        "scheduled",
+        "slot_index",
         "start_time",
         "state",
         "step_index",
@@ -146,7 +136,6 @@ class ServerTransaction:
         "timers",
         "to_tag",
         "uri",
-        "wake",
         "weight",
     )
 
@@ -188,8 +177,10 @@ class ServerTransaction:
         self.t_retx: float | None = None
         self.retx_interval = 0.0
         self.t_end: float | None = None
-        #: Where the owner's timer wheel filed it: the wheel's to write, not ours.
-        self.wake: Final = Wake()
+        #: The deadline the owner's timer wheel filed it under (None: in no slot), and
+        #: its place in that slot's list: set through ``filed``, ``moved`` and ``unfiled``.
+        self.scheduled: float | None = None
+        self.slot_index = 0
         #: For an INVITE: the key its 2xx's ACK will be found by (given by the owner).
         self.ack_key: Hashable = ack_key
         self.method = request.method
@@ -243,6 +234,19 @@ class ServerTransaction:
     def abort(self) -> None:
         """An internal error: the transaction ends here and sends nothing more."""
         self.state = State.TERMINATED
+
+    def filed(self, deadline: float, index: int) -> None:
+        """The owner's timer wheel filed it under ``deadline``, at ``index`` in the slot."""
+        self.scheduled = deadline
+        self.slot_index = index
+
+    def moved(self, index: int) -> None:
+        """The owner's timer wheel moved it within its slot's list."""
+        self.slot_index = index
+
+    def unfiled(self) -> None:
+        """The owner's timer wheel took it out of its slot."""
+        self.scheduled = None
 
     def sent(self) -> None:
         """The owner has taken what ``outbox`` held."""

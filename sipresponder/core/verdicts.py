@@ -8,14 +8,17 @@ counted by rule, handed to the recorder for the journal and logged at WARNING, a
 ``LOG_RATE`` lines a second; an oddity that is no violation (a missing Max-Forwards, an
 RFC 2069 Digest answer) is logged once per kind and source.
 
-It needs no journal: what it must remember of a call — its last INVITE's CSeq and final
-status, and whether it was ever answered with a 2xx — it keeps itself, for at most
-``CALLS`` calls (the oldest go first; about 200 bytes each).  Sans-IO; imports ``sip``,
+It needs no journal: what it must remember of a call — its last INVITE's CSeq number and
+final status, and whether any INVITE of it got a 2xx — it keeps itself, packed in one int
+per call (no object to allocate or for the garbage collector to visit), for the last
+``CALLS`` to twice ``CALLS`` calls: when twice is reached, the older half goes at once
+(about 150 bytes a call).  Sans-IO; imports ``sip``,
 ``recorder``, ``transaction`` and ``auth``.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Final
 
@@ -35,16 +38,19 @@ NOTICE_LIMIT: Final = 4096
 CALLS: Final = 4096
 
 
-class _Outcome:
-    """A call's last INVITE: its CSeq number, its final status (0 while pending), and
-    whether any INVITE of the call was answered with a 2xx."""
+#: A call's memory, one int: its last answered INVITE's CSeq number, above ``_PENDING``
+#: (another INVITE of the call is waiting for its answer), above ``_ESTABLISHED`` (any
+#: INVITE of the call got a 2xx), above that INVITE's final status.
+_CSEQ_SHIFT: Final = 12
+_PENDING: Final = 1 << 11
+_ESTABLISHED: Final = 1 << 10
+_FINAL: Final = _ESTABLISHED - 1
 
-    __slots__ = ("cseq", "established", "final")
 
-    def __init__(self, cseq: int) -> None:
-        self.cseq = cseq
-        self.final = 0
-        self.established = False
+def _refused(value: int) -> bool:
+    """Whether a BYE of this call now comes without a dialog: its INVITE was refused,
+    none got a 2xx, and none is pending (an early dialog may be ended by BYE)."""
+    return value & (_PENDING | _ESTABLISHED) == 0 and value & _FINAL >= 300
 
 
 class Verdicts:
@@ -63,11 +69,10 @@ class Verdicts:
         self.recorder = recorder
         #: Violations by rule (the RFC section), for metrics.
         self.by_rule: dict[str, int] = {}
-        self._calls: dict[str, _Outcome] = {}
-        # The Call-IDs in ``_calls`` in the order they came, in a ring: the oldest goes
-        # when a new call needs its place.
-        self._ring: list[str] = [""] * max(1, calls)
-        self._next = 0
+        self._calls: dict[str, int] = {}
+        self._limit = max(1, calls)
+        #: How many remembered calls are refused (``_refused``): none, nothing to look up.
+        self._refused = 0
         self._window = (-1, 0)
         self._noticed: set[tuple[str, str]] = set()
 
@@ -115,33 +120,50 @@ class Verdicts:
     # ------------------------------------------------------ what a call became
 
     def invite(self, call_id: str, cseq: int) -> None:
-        """A new INVITE of a call: pending until ``answered``."""
+        """A new INVITE of a call: pending until ``answered``.  Only a refused call needs
+        to know (its BYE is judged), so nothing is looked up while there is none."""
+        if not self._refused:
+            return
         calls = self._calls
         known = calls.get(call_id)
-        if known is None:
-            ring = self._ring
-            at = self._next
-            calls.pop(ring[at], None)
-            ring[at] = call_id
-            at += 1
-            self._next = 0 if at == len(ring) else at
-            calls[call_id] = _Outcome(cseq)
-        else:
-            known.cseq = cseq
-            known.final = 0
+        if known is not None and _refused(known):
+            calls[call_id] = known | _PENDING
+            self._refused -= 1
+
+    def answered(self, call_id: str, cseq: int, final: int) -> None:
+        """An INVITE got its final response."""
+        calls = self._calls
+        if final < 300 and not self._refused:
+            # Nothing refused to forget: the established call is written without a look.
+            self._put(call_id, cseq << _CSEQ_SHIFT | _ESTABLISHED | final)
+            return
+        known = calls.get(call_id)
+        established = _ESTABLISHED if final < 300 else 0
+        if known is not None:
+            if cseq < known >> _CSEQ_SHIFT:
+                return  # an older INVITE's answer: the call has moved on
+            established |= known & _ESTABLISHED
+            if _refused(known):
+                self._refused -= 1
+        value = cseq << _CSEQ_SHIFT | established | (final & _FINAL)
+        if _refused(value):
+            self._refused += 1
+        self._put(call_id, value)
+
+    def _put(self, call_id: str, value: int) -> None:
+        """Remember a call.  Past twice ``CALLS``, the older half goes at once: a copy of
+        the newer half, cheaper per call than a deletion per call."""
+        calls = self._calls
+        calls[call_id] = value
+        if len(calls) >= 2 * self._limit:
+            kept = dict(itertools.islice(calls.items(), self._limit, None))
+            self._calls = kept
+            self._refused = sum(1 for v in kept.values() if _refused(v))
 
     def answered_at_once(self, call_id: str, cseq: int, final: int) -> None:
         """An INVITE answered with no transaction (stateless, shed, refused)."""
         self.invite(call_id, cseq)
         self.answered(call_id, cseq, final)
-
-    def answered(self, call_id: str, cseq: int, final: int) -> None:
-        """An INVITE got its final response."""
-        known = self._calls.get(call_id)
-        if known is not None and known.cseq == cseq:
-            known.final = final
-            if final < 300:
-                known.established = True
 
     # ------------------------------------------------------------------ judging
 
@@ -242,16 +264,17 @@ class Verdicts:
             "our" if ours else "a foreign",
         )
         known = self._calls.get(req.call_id or "")
-        if known is None or not known.final:
+        if known is None:
             return
-        final = known.final
-        if known.cseq != req.cseq_num:
+        final = known & _FINAL
+        cseq = known >> _CSEQ_SHIFT
+        if cseq != req.cseq_num:
             rule = "RFC 3261 §17.1.1.3" if final >= 300 else "RFC 3261 §13.2.2.4"
             self.violate(
                 req,
                 now,
                 rule,
-                f"the ACK's CSeq number {req.cseq_num} is not the INVITE's {known.cseq}",
+                f"the ACK's CSeq number {req.cseq_num} is not the INVITE's {cseq}",
             )
         elif final >= 300:
             self.violate(
@@ -263,14 +286,17 @@ class Verdicts:
 
     def bye(self, req: Request, now: float) -> None:
         """RFC 3261 §15: a BYE belongs to a dialog; after a failed INVITE there is none."""
+        if not self._refused:
+            return  # no refused call remembered: nothing to look up
         known = self._calls.get(req.call_id or "")
-        if known is None or known.established or known.final < 300:
-            return  # established, or still pending (an early dialog may be ended by BYE)
+        if known is None or not _refused(known):
+            return  # established, or pending (an early dialog may be ended by BYE)
+        final = known & _FINAL
         self.violate(
             req,
             now,
             "RFC 3261 §15",
-            f"BYE for a call that never got a 2xx (its INVITE got {known.final})",
+            f"BYE for a call that never got a 2xx (its INVITE got {final})",
         )
 
     def no_ack(self, txn: ServerTransaction, now: float) -> None:

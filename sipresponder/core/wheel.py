@@ -2,7 +2,7 @@
 
 What belongs here: ``TimerWheel``, slots of 1/``TIMER_TICKS`` s holding the transactions
 whose next deadline falls in them, and a heap of the slot numbers in use.  A transaction
-is in at most one slot, at a known place in its list (its ``Wake``): moving it to a
+is in at most one slot, at a known place in its list (``slot_index``): moving it to a
 later deadline, or taking it out when it ends, is a swap with the list's last entry, so
 an ended transaction is let go at once, not when its old slot comes up (a 2xx's Timer L
 is 32 s away).  No clock: every call takes ``now``.  Imports ``transaction`` only.
@@ -31,7 +31,8 @@ def slot_of(deadline: float) -> int:
 
 
 class TimerWheel:
-    """Transactions by the slot of their next deadline (each one's ``wake``)."""
+    """Transactions by the slot of their next deadline (``ServerTransaction.scheduled``,
+    which the wheel sets through the transaction's ``filed``, ``moved`` and ``unfiled``)."""
 
     __slots__ = ("_heap", "_slots")
 
@@ -46,9 +47,9 @@ class TimerWheel:
 
     def schedule(self, txn: ServerTransaction, deadline: float) -> None:
         """Wake ``txn`` at ``deadline`` (and no longer at the one it had)."""
-        wake = txn.wake
-        if wake.deadline is not None:
-            if wake.deadline == deadline:
+        scheduled = txn.scheduled
+        if scheduled is not None:
+            if scheduled == deadline:
                 return
             self.cancel(txn)
         slot = slot_of(deadline)
@@ -56,25 +57,23 @@ class TimerWheel:
         if txns is None:
             txns = self._slots[slot] = []
             heapq.heappush(self._heap, slot)
-        wake.deadline = deadline
-        wake.index = len(txns)
+        txn.filed(deadline, len(txns))
         txns.append(txn)
 
     def cancel(self, txn: ServerTransaction) -> None:
         """Take ``txn`` out of its slot, if it is in one."""
-        wake = txn.wake
-        deadline = wake.deadline
+        deadline = txn.scheduled
         if deadline is None:
             return
-        wake.deadline = None
+        txn.unfiled()
         txns = self._slots.get(slot_of(deadline))
-        index = wake.index
+        index = txn.slot_index
         if txns is None or index >= len(txns) or txns[index] is not txn:
             return  # its slot is being fired (``due`` took the list)
         last = txns.pop()
         if last is not txn:
             txns[index] = last
-            last.wake.index = index
+            last.moved(index)
 
     def due(self, now: float) -> list[ServerTransaction]:
         """Take out every transaction whose slot has ended at ``now``, earliest first."""
@@ -84,7 +83,7 @@ class TimerWheel:
         limit = now * TIMER_TICKS
         while heap and heap[0] <= limit:
             for txn in slots.pop(heapq.heappop(heap)):
-                txn.wake.deadline = None
+                txn.unfiled()
                 fired.append(txn)
         return fired
 

@@ -201,7 +201,8 @@ def test_the_calls_the_verdicts_remember_are_bounded() -> None:
     verdicts = Verdicts(ep.timers, ep.stats, ep.recorder, calls=3)
     for i in range(10):
         verdicts.answered_at_once(f"c{i}", 1, 486)
-    assert sorted(verdicts._calls) == ["c7", "c8", "c9"]
+    # Past twice the bound, the older half went: what is held stays within [3, 6).
+    assert sorted(verdicts._calls) == ["c6", "c7", "c8", "c9"]
     forgotten = parse_message(request("BYE", "x", call_id="c0", cseq="2 BYE"), stream=False)
     assert isinstance(forgotten, Request)
     verdicts.bye(forgotten, 1.0)  # its INVITE's outcome has gone: no verdict
@@ -209,4 +210,24 @@ def test_the_calls_the_verdicts_remember_are_bounded() -> None:
     kept = parse_message(request("BYE", "x", call_id="c9", cseq="2 BYE"), stream=False)
     assert isinstance(kept, Request)
     verdicts.bye(kept, 1.0)
+    assert verdicts.by_rule == {"RFC 3261 §15": 1}
+
+
+def test_a_bye_while_a_refused_call_tries_again_is_not_judged() -> None:
+    """401, then the INVITE again with credentials, pending: a BYE may end its early
+    dialog (RFC 3261 §15); refused again, a BYE has no dialog to end."""
+    ep = Endpoint(Config(secret=b"k"), journal=None)
+    verdicts = ep.verdicts
+    bye = parse_message(request("BYE", "x", call_id="c1", cseq="3 BYE"), stream=False)
+    assert isinstance(bye, Request)
+    verdicts.answered_at_once("c1", 1, 401)
+    verdicts.invite("c1", 2)
+    verdicts.bye(bye, 1.0)
+    assert verdicts.by_rule == {}
+    verdicts.answered("c1", 2, 486)
+    verdicts.bye(bye, 2.0)
+    assert verdicts.by_rule == {"RFC 3261 §15": 1}
+    verdicts.invite("c1", 3)
+    verdicts.answered("c1", 3, 200)
+    verdicts.bye(bye, 3.0)  # a dialog now
     assert verdicts.by_rule == {"RFC 3261 §15": 1}

@@ -35,7 +35,7 @@ def test_due_fires_each_transaction_once_at_the_end_of_its_slot() -> None:
     assert wheel.next_deadline() == 1.0
     assert wheel.due(0.999) == []
     assert wheel.due(1.0) == [a]
-    assert a.wake.deadline is None
+    assert a.scheduled is None
     assert wheel.next_deadline() == slot_of(1.001) / TIMER_TICKS
     assert wheel.due(5.0) == [b, c]
     assert len(wheel) == 0 and wheel.next_deadline() is None
