@@ -25,20 +25,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sipclient import (
-    RECV_TIMEOUT,
-    ROOT,
-    Msg,
-    Req,
-    Responder,
-    SippResult,
-    StartResponder,
-    TcpClient,
-    UdpClient,
-    client,
-    parse,
-    run_sipp,
-)
+from sipclient import RECV_TIMEOUT, Msg, Req, TcpClient, UdpClient, client, parse
+from sipprocs import ROOT, Responder, SippResult, StartResponder, run_sipp
 
 from sipresponder.sip.digest import credentials
 
