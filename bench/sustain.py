@@ -18,8 +18,9 @@ reason.  ``--targets`` adds SIPp's UAS and Kamailio under the same protocol, as 
 of what the machine and SIPp sustain at all (their 503 count is 0: not read).  Prints a
 Markdown table; JSON in bench/results/sustain.json.
 
-Imported by ``bench/run.py``, which hands over its own module (``harness``): the targets,
-SIPp's command and the process helpers are its.  Standard library only.
+Imported by ``bench/run.py``; the targets, SIPp's runs and the flows are the harness's
+(harness_targets, harness_sipp, imported as top-level modules beside it).  Standard
+library only.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from harness_sipp import run_ceiling, run_client
+from harness_targets import FLOWS as HARNESS_FLOWS
+from harness_targets import TRANSPORTS, Kamailio, Responder, Settings, SippUas, Target, TargetError
 
 #: The flows a sustained run measures by default: those that keep per-call state.
 FLOWS = ("busy", "call")
@@ -163,15 +168,14 @@ class SustainCell:
 
 #: The targets, by name: the responder, and the references as controls (what this machine
 #: and SIPp can sustain at all).
-TARGET_CLASSES: dict[str, Any] = {
-    "responder": lambda h, s: h.Responder(s),
-    "sipp-uas": lambda h, s: h.SippUas(s),
-    "kamailio": lambda h, s: h.Kamailio(s),
+TARGET_CLASSES: dict[str, Callable[[Settings], Target]] = {
+    "responder": Responder,
+    "sipp-uas": SippUas,
+    "kamailio": Kamailio,
 }
 
 
 def measure(
-    harness: ModuleType,
     settings: Any,
     flow: Any,
     transport: str,
@@ -182,13 +186,13 @@ def measure(
 ) -> SustainCell:
     """The ceiling, then ``seconds`` at ``share`` of it, each on a fresh responder."""
     cell = SustainCell(flow.name, transport, target=target_name)
-    target = TARGET_CLASSES[target_name](harness, settings)
-    mode = harness.TRANSPORTS[transport]
+    target = TARGET_CLASSES[target_name](settings)
+    mode = TRANSPORTS[transport]
     tag = f"sustain-{target_name}-{flow.name}-{transport}"
     s = settings
     try:
         target.start(flow, transport, f"{tag}-ceiling")
-        ceiling = harness.run_ceiling(s, target, flow, mode, f"{tag}-ceiling")
+        ceiling = run_ceiling(s, target, flow, mode, f"{tag}-ceiling")
         target.stop()
         cell.ceiling = ceiling.rate_achieved if ceiling.successful else None
         log(f"  ceiling {cell.ceiling or 0:8,.0f}/s{' ' + ceiling.note if ceiling.note else ''}")
@@ -201,7 +205,7 @@ def measure(
         sampler = RssSampler(target.pids[0])
         sampler.start()
         try:
-            run = harness.run_client(
+            run = run_client(
                 s,
                 target,
                 flow,
@@ -231,7 +235,7 @@ def measure(
             cell.overload_episodes = text.count("overloaded (the event loop lags")
         if not alive:
             cell.status, cell.error = "error", "the responder died"
-    except (harness.TargetError, OSError) as exc:
+    except (TargetError, OSError) as exc:
         cell.status, cell.error = "error", str(exc)
     finally:
         target.stop()
@@ -260,7 +264,7 @@ def table(cells: list[SustainCell], max_growth: float) -> str:
     return "\n".join(rows)
 
 
-def main(harness: ModuleType, args: Any, settings: Any, log: Any) -> tuple[int, dict[str, Any]]:
+def main(args: Any, settings: Any, log: Any) -> tuple[int, dict[str, Any]]:
     """Every flow x transport asked for; -> (exit status, the JSON's ``sustain`` part)."""
     flows = args.flows if args.flows_given else list(FLOWS)
     cells: list[SustainCell] = []
@@ -270,7 +274,7 @@ def main(harness: ModuleType, args: Any, settings: Any, log: Any) -> tuple[int, 
         f"{args.sustain:g} s at {args.sustain_share:g}x it"
     )
     for name in flows:
-        flow = harness.FLOWS[name]
+        flow = HARNESS_FLOWS[name]
         for transport in args.transports:
             for target in args.targets:
                 if target == "kamailio" and not settings.kamailio:
@@ -278,7 +282,6 @@ def main(harness: ModuleType, args: Any, settings: Any, log: Any) -> tuple[int, 
                     continue
                 log(f"{target} · {flow.describe()} · {transport}")
                 cell = measure(
-                    harness,
                     settings,
                     flow,
                     transport,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from required import missing
-from sipclient import SIPP, Responder, StartResponder, start_responder
+from sipprocs import SIPP, Responder, StartResponder, start_responder
 
 
 def _stop_and_check(responder: Responder) -> None:

@@ -11,7 +11,8 @@ import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
-from sipclient import Req, Responder, StartResponder, TcpClient, UdpClient
+from sipclient import Req, TcpClient, UdpClient
+from sipprocs import Responder, StartResponder
 
 ADMIN = ("--admin", "127.0.0.1:0")
 

@@ -20,16 +20,8 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sipclient import (
-    RECV_TIMEOUT,
-    Req,
-    Responder,
-    StartResponder,
-    TcpClient,
-    UdpClient,
-    responder_command,
-    run_sipp,
-)
+from sipclient import RECV_TIMEOUT, Req, TcpClient, UdpClient
+from sipprocs import Responder, StartResponder, responder_command, run_sipp
 
 HTTP_TIMEOUT = 5.0
 ADMIN = ("--admin", "127.0.0.1:0")

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from required import missing
-from sipclient import Responder, StartResponder, free_port, run_sipp
+from sipprocs import Responder, StartResponder, free_port, run_sipp
 from test_access import ADMIN
 
 RULES = """\

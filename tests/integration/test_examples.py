@@ -4,46 +4,34 @@ Every example is started as its top comment says (``--rules examples/NAME.yaml``
 scenario from ``scenarios/`` plays the caller; sipp exits 0 only when the call went as
 the scenario says.  What the file promises beyond that (codes, Retry-After, Contact,
 SDP, timing) is checked on sipp's message trace (``-trace_msg``) and on the
-responder's log.  Also here: ``--check`` on every example and on a broken file, and
-SIGHUP reloads (a new file takes effect, a broken one is refused and the old rules keep
-answering, a call in flight keeps its plan, a weighted sequence starts afresh), and two
-responder bugs found on the way (now fixed: TCP_NODELAY, the stateful challenge).
+responder's log.  Also here: two responder bugs found on the way (now fixed:
+TCP_NODELAY, the stateful challenge).  ``--check`` on the examples is
+test_examples_check.py's, SIGHUP reloads are test_reload.py's.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import pytest
-import yaml
-from sipclient import (
-    RECV_TIMEOUT,
-    ROOT,
-    Msg,
-    Req,
-    Responder,
-    SippResult,
-    StartResponder,
-    TcpClient,
-    UdpClient,
-    client,
-    parse,
-    run_sipp,
+from examplekit import (
+    EXAMPLE_FILES,
+    first,
+    received,
+    sent,
+    sipp_ok,
+    start_example,
+    transactions,
+    wait_for_count,
 )
+from sipclient import RECV_TIMEOUT, Msg, Req, TcpClient, UdpClient, client
+from sipprocs import StartResponder
 
 from sipresponder.sip.digest import credentials
 
-EXAMPLES = ROOT / "examples"
-EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 TRANSPORTS = ["udp", "tcp"]
 
 #: Every example and the sipp scenario that plays its caller (the tests below).
@@ -57,215 +45,9 @@ EXAMPLE_SCENARIOS = {
     "slow-answer": "uac_slow_answer",
 }
 
-#: The responder's per-transaction log line: ``INVITE sip:1001@h:p from h:p/udp -> 100 486``.
-_LOG_RE = re.compile(r" INFO ([A-Z]+) (\S+) from \S+/(udp|tcp) -> ([0-9 ]+)$", re.M)
-
-
-def example(name: str) -> Path:
-    path = EXAMPLES / f"{name}.yaml"
-    assert path.is_file(), f"missing example {path}"
-    return path
-
-
-def start_example(start: StartResponder, name: str, *args: str) -> Responder:
-    return start("--rules", str(example(name)), *args)
-
-
-def transactions(responder: Responder, method: str, text: str = "") -> list[tuple[str, str]]:
-    """``(Request-URI, codes)`` of the logged ``method`` transactions whose URI has ``text``."""
-    return [
-        (m.group(2), m.group(4).strip())
-        for m in _LOG_RE.finditer(responder.log())
-        if m.group(1) == method and text in m.group(2)
-    ]
-
-
-def wait_for_count(responder: Responder, text: str, count: int, timeout: float = 5.0) -> str:
-    """The log once ``text`` occurs in it at least ``count`` times (bounded wait)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        log = responder.log()
-        if log.count(text) >= count or time.monotonic() > deadline:
-            return log
-        time.sleep(0.02)
-
-
-def sighup(responder: Responder) -> None:
-    """SIGHUP to the responder's own PID (``python -m sipresponder``, no shell between)."""
-    assert responder.proc.poll() is None, "the responder is not running"
-    os.kill(responder.proc.pid, signal.SIGHUP)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` at once, so a reload never reads half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-# -------------------------------------------------------------- sipp's trace
-
-
-@dataclass
-class Traced:
-    """One message of sipp's ``-trace_msg`` file, as sipp sent or received it."""
-
-    at: float  # seconds since the epoch, from sipp's timestamp
-    sent: bool
-    msg: Msg
-
-    @property
-    def status(self) -> int | None:
-        return self.msg.status if self.msg.start.startswith("SIP/2.0 ") else None
-
-
-_TRACE_RE = re.compile(
-    r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n"
-    r"(?:UDP|TCP) message (sent|received) [^\n]*\n",
-    re.M,
-)
-
-
-def read_trace(workdir: Path, scenario: str) -> list[Traced]:
-    """Every message in ``workdir/SCENARIO_*_messages.log``, in order."""
-    files = sorted(workdir.glob(f"{scenario}_*_messages.log"))
-    assert len(files) == 1, f"expected one sipp message trace, found {files}"
-    data = files[0].read_bytes()
-    text = data.decode("latin-1")  # byte for byte, whatever the bodies hold
-    out: list[Traced] = []
-    marks = list(_TRACE_RE.finditer(text))
-    for i, mark in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        raw = text[mark.end() : end].lstrip("\r\n").encode("latin-1")
-        head_end = raw.find(b"\r\n\r\n")
-        assert head_end >= 0, f"no end of headers in a traced message: {raw[:300]!r}"
-        length = re.search(rb"(?im)^(?:content-length|l)\s*:\s*(\d+)", raw[:head_end])
-        size = head_end + 4 + (int(length.group(1)) if length else 0)
-        stamp = datetime.strptime(mark.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
-        out.append(Traced(stamp, mark.group(2) == "sent", parse(raw[:size], stamp)))
-    return out
-
-
-def received(trace: list[Traced], code: int) -> list[Traced]:
-    """The responses with ``code`` that sipp received (retransmissions included)."""
-    return [t for t in trace if not t.sent and t.status == code]
-
-
-def first(trace: list[Traced], code: int) -> Traced:
-    found = received(trace, code)
-    assert found, f"sipp received no {code}; got {[t.msg.start for t in trace if not t.sent]}"
-    return found[0]
-
-
-def sent(trace: list[Traced], method: str) -> list[Traced]:
-    return [t for t in trace if t.sent and t.msg.start.startswith(f"{method} ")]
-
-
-def sipp_ok(
-    responder: Responder,
-    scenario: str,
-    user: str,
-    transport: str,
-    workdir: Path,
-    *extra: str,
-) -> tuple[SippResult, list[Traced]]:
-    """Run ``scenario`` with ``-trace_msg`` in ``workdir``; it must pass."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    result = run_sipp(responder, scenario, user, transport, workdir, ("-trace_msg", *extra))
-    assert result.returncode == 0, result.report() + f"\n--- responder ---\n{responder.log()}"
-    return result, read_trace(workdir, scenario)
-
-
-# ------------------------------------------------------------------ --check
-
-
-def run_check(path: Path) -> subprocess.CompletedProcess[str]:
-    """``sipresponder --rules PATH --check``; it exits by itself (killed after 20 s)."""
-    return subprocess.run(
-        [sys.executable, "-m", "sipresponder", "--rules", str(path), "--check"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-
 
 def test_every_example_has_a_sipp_test() -> None:
     assert {p.stem for p in EXAMPLE_FILES} == set(EXAMPLE_SCENARIOS)
-
-
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
-def test_example_passes_check(path: Path) -> None:
-    result = run_check(path)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    doc = yaml.safe_load(path.read_text("utf-8"))
-    rules = doc["rules"]
-    lines = result.stdout.splitlines()
-    # One summary line per rule, in order, then the default and the seed if any, then OK.
-    expected = len(rules) + ("default" in doc) + ("seed" in doc) + 1
-    assert len(lines) == expected, result.stdout
-    for i, rule in enumerate(rules, start=1):
-        assert lines[i - 1].startswith(f"rule {i} {rule['name']!r} (line "), lines[i - 1]
-    if "seed" in doc:
-        assert f"seed {doc['seed']}" in result.stdout
-    assert re.fullmatch(rf"{re.escape(str(path))}: OK, {len(rules)} rules?", lines[-1]), lines
-
-
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
-def test_example_says_what_it_does_and_how_to_run_it(path: Path) -> None:
-    text = path.read_text("utf-8")
-    head = text.split("\n\n", 1)[0]
-    assert head.startswith(f"# {path.name} — "), head[:80]
-    assert f"sipresponder --rules examples/{path.name}" in text
-
-
-BROKEN = """\
-# A typo in the second rule's second step.
-rules:
-  - name: fine
-    match: {method: OPTIONS}
-    plan: 200
-
-  - name: busy
-    match: {method: INVITE}
-    plan:
-      - code: 180
-      - {code: 486, after: 2s, retry_afer: 60}
-"""
-
-
-def test_broken_file_fails_check_with_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "broken.yaml"
-    path.write_text(BROKEN, encoding="utf-8")
-    result = run_check(path)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    # The file, the rule (index and line), the field, the problem.
-    assert lines[0].startswith("sipresponder: error: "), lines[0]
-    # The line is the faulty step's own (11), within rule 2 (which starts on line 7).
-    assert f"{path}: rule 2 (line 11): plan[1].retry_afer: unknown field" in lines[0]
-
-
-def test_broken_file_stops_the_start_with_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "broken.yaml"
-    path.write_text(BROKEN, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "sipresponder", "--port", "0", "--rules", str(path)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "listening" not in result.stdout
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and f"{path}: rule 2 (line " in lines[0], result.stderr
-    assert "plan[1].retry_afer" in lines[0]
 
 
 # --------------------------------------------------------------------- busy
@@ -557,39 +339,6 @@ def test_flaky_trunk_is_flaky_at_the_configured_ratio_and_reproducible(
     assert tcp == udp
 
 
-def flaky_outcomes(c: UdpClient, count: int) -> list[int]:
-    """``count`` INVITEs to the flaky trunk, one after the other -> their final codes."""
-    codes = []
-    for _ in range(count):
-        invite = Req(method="INVITE", user="0123456789")
-        c.send(invite)
-        c.expect(100)
-        final = c.expect_any()
-        if final.status == 180:
-            final = c.expect(200)
-            c.send(invite.ack_2xx(final.to_tag))
-        else:
-            assert final.status == 503, final.text
-            c.send(invite.ack(final.to_tag))
-        codes.append(final.status)
-    return codes
-
-
-def test_flaky_trunk_sequence_restarts_on_reload(
-    start_responder_with: StartResponder, tmp_path: Path
-) -> None:
-    rules = tmp_path / "flaky.yaml"
-    write_atomically(rules, example("flaky-trunk").read_text("utf-8"))
-    responder = start_responder_with("--rules", str(rules))
-    with UdpClient(responder.addr) as c:
-        before = flaky_outcomes(c, 20)
-        sighup(responder)  # the same file again: the seeded sequence starts afresh
-        wait_for_count(responder, "reloaded", 1)
-        after = flaky_outcomes(c, 20)
-    assert 503 in before and 200 in before, before
-    assert after == before
-
-
 # -------------------------------------------------------------- early media
 
 
@@ -628,122 +377,6 @@ def test_slow_answer_takes_five_seconds(
     assert b"\r\nm=audio " in answer.msg.body
     responder.wait_for_log("BYE ")
     assert [codes for _, codes in transactions(responder, "INVITE")] == ["100 180 200"]
-
-
-# ------------------------------------------------------------------- SIGHUP
-
-
-@pytest.mark.sipp
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_sighup_switches_examples_and_keeps_them_on_a_broken_file(
-    sipp_binary: str, start_responder_with: StartResponder, tmp_path: Path, transport: str
-) -> None:
-    rules = tmp_path / "rules.yaml"
-    write_atomically(rules, example("redirect").read_text("utf-8"))
-    responder = start_responder_with("--rules", str(rules))
-    _, trace = sipp_ok(responder, "uac_redirect", "1002", transport, tmp_path / "1")
-    assert first(trace, 301)
-
-    # The auth example replaces it: 1002 now needs credentials.
-    write_atomically(rules, example("auth").read_text("utf-8"))
-    sighup(responder)
-    log = wait_for_count(responder, "reloaded", 1)
-    assert f"reloaded {rules}: 2 rules" in log, log
-    auth = ("-au", "bob", "-ap", "hunter2")
-    _, trace = sipp_ok(responder, "uac_invite_auth", "1002", transport, tmp_path / "2", *auth)
-    assert first(trace, 407) and first(trace, 200)
-
-    # A broken file is refused with a logged error; the auth rules keep answering.
-    write_atomically(rules, BROKEN)
-    sighup(responder)
-    log = wait_for_count(responder, "keeping the rules in use", 1)
-    errors = [line for line in log.splitlines() if " ERROR " in line]
-    assert len(errors) == 1, log
-    assert f"{rules}: rule 2 (line " in errors[0] and "plan[1].retry_afer" in errors[0]
-    assert log.count("reloaded") == 1
-    _, trace = sipp_ok(responder, "uac_invite_auth", "1002", transport, tmp_path / "3", *auth)
-    assert first(trace, 407) and first(trace, 200)
-    codes = [c for _, c in transactions(responder, "INVITE", "sip:1002@")]
-    assert codes == ["100 301", "407", "100 180 200", "407", "100 180 200"]
-
-
-def test_sighup_reload_then_broken_file_then_fixed(
-    start_responder_with: StartResponder, tmp_path: Path
-) -> None:
-    rules = tmp_path / "rules.yaml"
-
-    def version(n: int, code: int) -> str:
-        return (
-            "rules:\n"
-            "  - name: alice\n"
-            "    match: {user: alice}\n"
-            f"    plan: [{{code: {code}, reason: rules v{n}}}]\n"
-        )
-
-    write_atomically(rules, version(1, 480))
-    responder = start_responder_with("--rules", str(rules))
-    with UdpClient(responder.addr) as c:
-        assert c.request(Req(user="alice"), 480).reason == "rules v1"
-        c.request(Req(user="bob"), 200)  # no rule: dial-the-code as before
-
-        write_atomically(rules, version(2, 486))
-        sighup(responder)
-        wait_for_count(responder, "reloaded", 1)
-        assert c.request(Req(user="alice"), 486).reason == "rules v2"
-
-        write_atomically(rules, "rules:\n  - name: alice\n    match: {user: alice}\n")
-        sighup(responder)
-        log = wait_for_count(responder, "keeping the rules in use", 1)
-        error = rf"ERROR {re.escape(str(rules))}: rule 1 \(line 2\): plan: .*; keeping the rules"
-        assert re.search(error, log), log
-        assert c.request(Req(user="alice"), 486).reason == "rules v2"
-
-        rules.unlink()  # a file that is gone is no better
-        sighup(responder)
-        log = wait_for_count(responder, "keeping the rules in use", 2)
-        assert f"ERROR {rules}: cannot read: No such file or directory; keeping" in log, log
-        assert c.request(Req(user="alice"), 486).reason == "rules v2"
-
-        write_atomically(rules, version(3, 603))
-        sighup(responder)
-        wait_for_count(responder, "reloaded", 2)
-        assert c.request(Req(user="alice"), 603).reason == "rules v3"
-
-
-def test_sighup_leaves_a_call_in_flight_on_its_plan(
-    start_responder_with: StartResponder, tmp_path: Path
-) -> None:
-    rules = tmp_path / "rules.yaml"
-    write_atomically(rules, example("busy").read_text("utf-8"))
-    responder = start_responder_with("--rules", str(rules))
-    with UdpClient(responder.addr) as c:
-        invite = Req(method="INVITE", user="1001")
-        c.send(invite)
-        c.expect(100)
-        c.expect(180)
-        # Mid-ring, the file now declines every INVITE at once.
-        write_atomically(rules, "rules:\n  - match: {method: INVITE}\n    plan: 603\n")
-        sighup(responder)
-        wait_for_count(responder, "reloaded", 1)
-        busy = c.expect(486, timeout=RECV_TIMEOUT)
-        assert busy["Retry-After"] == "300"
-        c.send(invite.ack(busy.to_tag))
-        second = Req(method="INVITE", user="1001")
-        c.send(second)
-        c.expect(100)
-        declined = c.expect(603)
-        c.send(second.ack(declined.to_tag))
-
-
-def test_sighup_without_a_rules_file_changes_nothing(
-    start_responder_with: StartResponder,
-) -> None:
-    responder = start_responder_with()
-    sighup(responder)
-    log = responder.wait_for_log("SIGHUP: no --rules file to reload")
-    assert "SIGHUP: no --rules file to reload" in log, log
-    with UdpClient(responder.addr) as c:
-        c.request(Req(user="486"), 486)  # still dial-the-code, still running
 
 
 # -------------------------------------------------------- found on the way

@@ -17,17 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from sipclient import (
-    START_TIMEOUT,
-    Req,
-    StartResponder,
-    TcpClient,
-    UdpClient,
-    client,
-    read_lines,
-    responder_command,
-    stop_process,
-)
+from sipclient import Req, TcpClient, UdpClient, client
+from sipprocs import START_TIMEOUT, StartResponder, read_lines, responder_command, stop_process
 
 from sipresponder.cli import SAME_STOP
 

@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sipclient import Responder, StartResponder
+from sipprocs import Responder, StartResponder
 from test_access import ADMIN, metrics
 
 MiB = 1 << 20

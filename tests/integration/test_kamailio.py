@@ -42,17 +42,8 @@ from typing import Any
 
 import pytest
 from required import missing
-from sipclient import (
-    ROOT,
-    SCENARIOS,
-    SIPP,
-    Req,
-    Responder,
-    UdpClient,
-    free_port,
-    new_id,
-    start_responder,
-)
+from sipclient import Req, UdpClient, new_id
+from sipprocs import ROOT, SCENARIOS, SIPP, Responder, free_port, start_responder
 
 pytestmark = pytest.mark.sipp
 

@@ -14,15 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sipclient import (
+from sipclient import Req, TcpClient, UdpClient, client, ipv6_loopback
+from sipprocs import (
     SCENARIOS,
     START_TIMEOUT,
-    Req,
     StartResponder,
-    TcpClient,
-    UdpClient,
-    client,
-    ipv6_loopback,
     read_lines,
     responder_command,
     stop_process,

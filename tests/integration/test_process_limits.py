@@ -6,7 +6,8 @@ from __future__ import annotations
 import socket
 import time
 
-from sipclient import Req, StartResponder, TcpClient, UdpClient
+from sipclient import Req, TcpClient, UdpClient
+from sipprocs import StartResponder
 from test_access import ADMIN, metrics
 
 #: Slack on top of a timeout for the sweep (a quarter of it) and a loaded machine.

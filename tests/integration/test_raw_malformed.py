@@ -11,16 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from sipclient import (
-    Client,
-    Msg,
-    Req,
-    Responder,
-    StartResponder,
-    TcpClient,
-    UdpClient,
-    client,
-)
+from sipclient import Client, Msg, Req, TcpClient, UdpClient, client
+from sipprocs import Responder, StartResponder
 
 TRANSPORTS = ["udp", "tcp"]
 

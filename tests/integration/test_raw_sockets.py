@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from sipclient import Msg, Req, Responder, StartResponder, TcpClient, UdpClient, client
+from sipclient import Msg, Req, TcpClient, UdpClient, client
+from sipprocs import Responder, StartResponder
 
 TRANSPORTS = ["udp", "tcp"]
 

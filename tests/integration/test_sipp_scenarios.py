@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sipclient import Responder, run_sipp
+from sipprocs import Responder, run_sipp
 
 pytestmark = pytest.mark.sipp
 

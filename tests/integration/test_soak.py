@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sipclient import SCENARIOS, Responder, StartResponder, free_port, stop_process
+from sipprocs import SCENARIOS, Responder, StartResponder, free_port, stop_process
 from test_access import metrics
 
 pytestmark = pytest.mark.soak

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sipclient import SCENARIOS, Responder, StartResponder, new_id, run_sipp
+from sipclient import new_id
+from sipprocs import SCENARIOS, Responder, StartResponder, run_sipp
 
 pytestmark = pytest.mark.sipp
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import importlib.util
 import sys
@@ -58,16 +59,20 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def load_script(name: str) -> ModuleType:
-    """``bench/<name>.py`` as a module (registered while it runs: dataclasses look their
-    module up by name)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+    """``bench/<name>.py`` as a module, imported by its own name with bench/ first on
+    sys.path for the while, as ``python bench/run.py`` has it: so that a script's imports
+    of its sibling modules (``from harness_sipp import Cell``) find them, and the test
+    and the script share one copy of each module (and of its classes)."""
+    path = str(BENCH)
+    added = path not in sys.path
+    if added:
+        sys.path.insert(0, path)
     try:
-        spec.loader.exec_module(module)
+        module = importlib.import_module(name)
     finally:
-        del sys.modules[spec.name]
+        if added:
+            sys.path.remove(path)
+    assert Path(module.__file__ or "").resolve() == BENCH / f"{name}.py", module
     return module
 
 

@@ -1,8 +1,9 @@
 """RFC 4475 torture messages: each one gets the answer the RFC describes for an endpoint.
 
-The messages are in ``torture.py``, byte for byte.  Each is driven through
-``Endpoint.receive`` as one UDP datagram (as most of them say they arrived), and where the
-RFC says something about stream transports, through ``StreamFramer`` over TCP too.
+The messages are in ``data/rfc4475/`` (read by ``torture.py``), byte for byte.  Each is
+driven through ``Endpoint.receive`` as one UDP datagram (as most of them say they
+arrived), and where the RFC says something about stream transports, through
+``StreamFramer`` over TCP too.
 Where the RFC allows two answers (reject with 400, or be liberal and accept) either
 passes.  Answers that differ from the RFC are kept as strict xfails: they are bugs.
 """
