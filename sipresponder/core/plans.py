@@ -13,7 +13,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..errors import PlanError as PlanError  # its home before errors.py
+from ..errors import PlanError
 from ..sip.codes import is_valid_code
 
 #: The longest total delay a plan may ask for, in seconds.

@@ -9,7 +9,7 @@ no media: the ports are placeholders on our address.  Pure text in, text out; im
 
 from __future__ import annotations
 
-from ..errors import SdpError as SdpError  # its home before errors.py
+from ..errors import SdpError
 from .message import decimal
 
 #: Audio encodings we agree to (by encoding name, lower case).

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import SDP_OFFER
 
-from sipresponder.sip.sdp import SdpError, build_answer, build_offer, check_offer
+from sipresponder.errors import SdpError
+from sipresponder.sip.sdp import build_answer, build_offer, check_offer
 
 
 def lines(sdp: bytes) -> list[str]:
