@@ -2,11 +2,12 @@
 
 What belongs here: ``UdpProtocol`` (a flow kept per source address; the guard's screening
 and anti-amplification proof; each datagram handed to the ``Driver``), ``DatagramSocket``
-(the socket read and written in batches by the C module ``_udp``, ``recvmmsg`` and
-``sendmmsg``, with a bounded backlog while the kernel's buffer is full) and ``udp_calls``,
-which loads that C module (or says it is not there: then asyncio's datagram transport
-carries ``UdpProtocol``).  No protocol decisions are made here.  Imports ``transport``
-(``Driver``), ``endpoint`` (``Flow``) and ``_udp``; only ``server`` imports it.
+(the socket read and written in batches by the C functions ``recv_batch``, ``send_to``
+and ``send_batch``: ``recvmmsg`` and ``sendmmsg``, with a bounded backlog while the kernel's
+buffer is full) and ``udp_calls``, which hands those C functions over (or says they are not
+there: then asyncio's datagram transport carries ``UdpProtocol``).  No protocol decisions
+are made here.  Imports ``transport`` (``Driver``), ``core.flow`` (``Flow``) and
+``sip._speedups`` (``twin``, which loads the C functions); only ``server`` imports it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,21 @@ from collections.abc import Callable
 from typing import Any, Final, cast
 
 from ..core.flow import Flow
+from ..sip._speedups import twin
 from .transport import Driver
 
 log = logging.getLogger(__name__)
+
+# C twins of the _py_* functions here, or None (loaded by sip/_speedups.py).
+_c_recv_batch: Final[Callable[[int, int], list[tuple[bytes, tuple[Any, ...]]]] | None] = twin(
+    __name__, "recv_batch"
+)
+_c_send_to: Final[Callable[[int, int, bytes, tuple[Any, ...]], bool] | None] = twin(
+    __name__, "send_to"
+)
+_c_send_batch: Final[Callable[[int, int, list[tuple[bytes, tuple[Any, ...]]], int], int] | None] = (
+    twin(__name__, "send_batch")
+)
 
 #: UDP flows remembered per source address; the table is emptied when it fills.
 MAX_UDP_FLOWS: Final = 4096
@@ -85,7 +98,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         log.debug("UDP error: %s", exc)
 
 
-#: Datagrams read in one ``recvmmsg`` call, at most (``_udp.MAX_BATCH``): about what
+#: Datagrams read in one ``recvmmsg`` call, at most (the C module's ``MAX_BATCH``): about what
 #: uvloop reads in one turn of the loop too, before other sockets and timers get theirs.
 UDP_BATCH: Final = 32
 
@@ -99,24 +112,22 @@ MAX_UDP_BACKLOG: Final = 1 << 20
 #: that one is dropped and counted, the rest go on.
 _SEND_ERRORS: Final = (OSError, ValueError, TypeError, OverflowError)
 
-#: ``recv_batch``, ``send_to`` and ``send_batch`` of ``_udp.c`` (see ``udp_calls``).
+#: ``recv_batch``, ``send_to`` and ``send_batch`` (see ``udp_calls``).
 UdpCalls = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
 
 
 def udp_calls() -> UdpCalls | None:
-    """``recv_batch``, ``send_to`` and ``send_batch`` of the C module ``_udp``, or None:
-    not built, or the pure-Python core runs (then asyncio's datagram transport is used)."""
-    try:
-        from . import _udp
-    except ImportError:
+    """The C functions ``recv_batch``, ``send_to`` and ``send_batch``, or None: not built,
+    or the pure-Python core runs (then asyncio's datagram transport is used)."""
+    if _c_recv_batch is None or _c_send_to is None or _c_send_batch is None:
         return None
-    return _udp.recv_batch, _udp.send_to, _udp.send_batch
+    return _c_recv_batch, _c_send_to, _c_send_batch
 
 
 class DatagramSocket:
     """A UDP socket driven straight from the event loop's reader callback: asyncio's
     datagram transport as far as ``UdpProtocol`` and ``Driver`` use it (``sendto``,
-    ``get_extra_info``, ``close``), with the socket calls in C (``_udp.c``).
+    ``get_extra_info``, ``close``), with the socket calls in C (``udp_calls``).
 
     Each time the socket is readable, one ``recv_batch`` call reads up to ``UDP_BATCH``
     waiting datagrams (one ``recvmmsg`` system call, where uvloop makes one ``recvmsg``

@@ -24,6 +24,7 @@ ORDER = [
     # ─── sip: the protocol, pure and stateless ───
     "sip",
     "sip._scan",  # C (sip/_scan.c): the parser's loops, used by message, parser and framer
+    "sip._speedups",  # the one loader of the C modules (by name: importlib)
     "sip.codes",
     "sip.grammar",
     "sip.uri",
@@ -91,6 +92,7 @@ GLUE_USES_OF_SIP = {
     "sip.framer": {"PING", "Ping", "StreamFramer"},
     "sip.uri": {"hostport"},
     "sip.responses": {"KNOWN_METHODS"},
+    "sip._speedups": {"twin"},  # the C socket calls (udp_calls)
 }
 
 

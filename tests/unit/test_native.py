@@ -16,7 +16,7 @@ from sipresponder import native
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 PROBE = (
     "import sipresponder.sip.parser as p; from sipresponder.native import build; "
-    "print(p.__file__); print(build()); print(p._SCAN is not None)"
+    "print(p.__file__); print(build()); print(p._c_usual_headers is not None)"
 )
 
 

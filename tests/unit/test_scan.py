@@ -1,10 +1,10 @@
 """The parser's loops in C (``sipresponder/sip/_scan.c``) do exactly what the Python functions
-they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
-later lines and errors, for any text), ``decimal`` as ``message._decimal``, the TCP
-framer's ``frame_head`` as ``framer._frame_head``, ``via_params`` as
-``message._python_via_params``, ``party`` as ``uri.check_name_addr`` with
-``message.tag_of``, ``request_line`` as ``parser._python_request_line``, and ``to_tag``
-as ``responses._make_to_tag`` (hashlib's BLAKE2s).
+they stand for do: the header scanner as ``parser._py_usual_headers`` (the same count, map,
+later lines and errors, for any text), ``decimal`` as ``message._py_decimal``, the TCP
+framer's ``frame_head`` as ``framer._py_frame_head``, ``via_params`` as
+``message._py_via_params``, ``party`` as ``uri.check_name_addr`` with
+``message.tag_of``, ``request_line`` as ``parser._py_request_line``, and ``to_tag``
+as ``responses._py_to_tag`` (hashlib's BLAKE2s).
 
 The C module is loaded from its file, so that these tests run in the pure-Python test run
 too (where the package itself ignores it); they are skipped where it was not built.
@@ -85,7 +85,7 @@ def run(scan: Any, text: str, pos: int, end: int) -> tuple[object, ...]:
     """Everything one scanner returns and fills in."""
     headers = Headers()
     errors: list[tuple[int, str]] = []
-    if scan is parser._usual_headers:
+    if scan is parser._py_usual_headers:
         count = scan(text, pos, end, headers, errors)
     else:
         count = scan(text, pos, end, parser._KEYS, headers._map, headers, errors, parser._again)
@@ -101,7 +101,7 @@ def both(block: str, tail: str = "\r\n") -> tuple[tuple[object, ...], tuple[obje
     if end < pos:
         end = len(text)
     assert SCAN is not None
-    return run(parser._usual_headers, text, pos, end), run(SCAN.usual_headers, text, pos, end)
+    return run(parser._py_usual_headers, text, pos, end), run(SCAN.usual_headers, text, pos, end)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -202,7 +202,7 @@ def test_bad_arguments_are_refused_not_read() -> None:
 @example("99999999999", 10)  # one digit too many
 def test_the_c_decimal_reads_numbers_as_the_python_function(text: str, digits: int) -> None:
     assert SCAN is not None
-    assert SCAN.decimal(text, digits) == message._decimal(text, digits)
+    assert SCAN.decimal(text, digits) == message._py_decimal(text, digits)
 
 
 def test_the_c_decimal_refuses_bad_arguments() -> None:
@@ -274,7 +274,7 @@ def test_the_c_framer_measures_messages_as_the_python_function(
 ) -> None:
     assert SCAN is not None
     data, pos, size = case
-    python = framer._frame_head(data, pos, size)
+    python = framer._py_frame_head(data, pos, size)
     assert SCAN.frame_head(data, pos, size) == python
     assert SCAN.frame_head(bytearray(data), pos, size) == python
 
@@ -315,7 +315,7 @@ def test_the_c_to_tag_is_the_python_hash(
     ascii_ = call_id.isascii() and (from_tag is None or from_tag.isascii())
     fits = len(secret) <= 32 and -(2**63) <= cseq_num < 2**63
     if ascii_ and fits:
-        assert tag == responses._make_to_tag(secret, call_id, from_tag, cseq_num)
+        assert tag == responses._py_to_tag(secret, call_id, from_tag, cseq_num)
     else:
         assert tag is None  # the Python function decides
 
@@ -354,7 +354,7 @@ def test_the_c_via_params_reads_as_the_python_function(raw: str) -> None:
     assert SCAN is not None
     got = SCAN.via_params(raw)
     if raw.isascii():
-        assert got == message._python_via_params(raw)
+        assert got == message._py_via_params(raw)
     else:
         assert got is None
 
@@ -446,7 +446,7 @@ def test_the_c_request_line_reads_what_the_python_function_finds_nothing_wrong_i
 ) -> None:
     assert SCAN is not None
     errors: list[tuple[int, str]] = []
-    python = parser._python_request_line(line, errors)
+    python = parser._py_request_line(line, errors)
     got = SCAN.request_line(line)
     if got is not None:  # C never takes a line that the Python function finds wrong
         assert line.isascii() and not errors and got == python
