@@ -44,16 +44,16 @@ class Twin:
 
 #: Every function of the C modules, by the module whose Python definition it stands for.
 TWINS: Final = (
-    Twin("decimal", "sip.message", "sip._scan"),
-    Twin("via_params", "sip.message", "sip._scan"),
-    Twin("usual_headers", "sip.parser", "sip._scan"),
-    Twin("request_line", "sip.parser", "sip._scan"),
-    Twin("party", "sip.parser", "sip._scan"),
-    Twin("frame_head", "sip.framer", "sip._scan"),
-    Twin("to_tag", "sip.responses", "sip._scan"),
-    Twin("recv_batch", "aio.udp", "aio._udp"),
-    Twin("send_to", "aio.udp", "aio._udp"),
-    Twin("send_batch", "aio.udp", "aio._udp"),
+    Twin("decimal", "sip.message", "sip._c.headers"),
+    Twin("via_params", "sip.message", "sip._c.headers"),
+    Twin("usual_headers", "sip.parser", "sip._c.headers"),
+    Twin("request_line", "sip.parser", "sip._c.headers"),
+    Twin("party", "sip.parser", "sip._c.headers"),
+    Twin("frame_head", "sip.framer", "sip._c.headers"),
+    Twin("to_tag", "sip.responses", "sip._c.headers"),
+    Twin("recv_batch", "aio.udp", "aio._c.udp"),
+    Twin("send_to", "aio.udp", "aio._c.udp"),
+    Twin("send_batch", "aio.udp", "aio._c.udp"),
 )
 
 

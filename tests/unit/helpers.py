@@ -72,7 +72,7 @@ def load_script(name: str) -> ModuleType:
 
 
 def load_c_module(name: str) -> ModuleType | None:
-    """The C module ``name`` (``sipresponder/<package>/<name>.c``) loaded from its built
+    """The C module ``name`` (dotted, as in ``native.C_MODULES``) loaded from its built
     file, or None when it was not built: so that its tests run in the pure-Python test run
     too, where the package itself ignores it."""
     path = native.extensions().get(name)

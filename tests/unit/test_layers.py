@@ -23,7 +23,8 @@ ORDER = [
     "errors",
     # ─── sip: the protocol, pure and stateless ───
     "sip",
-    "sip._scan",  # C (sip/_scan.c): the parser's loops, used by message, parser and framer
+    "sip._c",  # the C modules (imported only by _speedups)
+    "sip._c.headers",  # C: the header scanner and readers, for message and parser
     "sip._speedups",  # the one loader of the C modules (by name: importlib)
     "sip.codes",
     "sip.grammar",
@@ -56,9 +57,10 @@ ORDER = [
     # ─── sans-IO line: above it, no I/O ───
     # ─── aio: the asyncio glue ───
     "aio",
+    "aio._c",  # the C modules (imported only by sip._speedups)
+    "aio._c.udp",  # C: the UDP socket calls, for udp
     "aio.logs",
     "aio.journal_file",
-    "aio._udp",  # C (aio/_udp.c): the UDP socket calls, used by udp
     "aio.transport",
     "aio.udp",
     "aio.server",

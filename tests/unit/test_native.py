@@ -65,11 +65,12 @@ def test_a_c_module_older_than_its_source_is_stale(tmp_path: Path) -> None:
     package = checkout(tmp_path, source_age=20, ext_age=10)
     now = 1_700_000_000.0
     sip = package / "sip"
-    for path, age in ((sip / "_scan.c", 10), (sip / f"_scan{SUFFIX}", 20)):
+    (sip / "_c").mkdir()
+    for path, age in ((sip / "_c" / "headers.c", 10), (sip / "_c" / f"headers{SUFFIX}", 20)):
         path.write_text("")
         os.utime(path, (now - age, now - age))
-    assert set(native.extensions(package)) == {"sip.parser", "sip._scan"}
-    assert native.stale(package) == ["sip._scan"]
+    assert set(native.extensions(package)) == {"sip.parser", "sip._c.headers"}
+    assert native.stale(package) == ["sip._c.headers"]
 
 
 def test_pure_is_honoured() -> None:
@@ -88,7 +89,7 @@ def test_the_compiled_core_is_used_when_current() -> None:
     path, build, scan = probe()
     assert path.endswith(SUFFIX)
     assert build == "compiled with mypyc"
-    assert scan == str("sip._scan" in native.extensions())
+    assert scan == str("sip._c.headers" in native.extensions())
 
 
 def test_pure_is_asked_for_by_any_value_but_empty_or_0() -> None:

@@ -23,7 +23,7 @@ from required import missing_core
 from sipresponder.sip import framer, message, parser, responses, uri
 from sipresponder.sip.message import Headers
 
-SCAN = load_c_module("sip._scan")
+SCAN = load_c_module("sip._c.headers")
 
 
 @pytest.fixture(autouse=True)

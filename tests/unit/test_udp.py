@@ -27,7 +27,7 @@ from sipresponder.aio.udp import MAX_UDP_BACKLOG, DatagramSocket, UdpCalls, UdpP
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
 
-UDP = load_c_module("aio._udp")
+UDP = load_c_module("aio._c.udp")
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The parser's loops in C (``_scan.c``)."""
+"""The parser's loops in C (``headers.c``)."""
 
 from collections.abc import Callable
 from typing import Any

@@ -1,4 +1,4 @@
-/* Loops of the per-message path in C, loaded through ``message.c_function``.
+/* Loops of the per-message path in C, loaded through ``sip/_speedups.py``.
 
    ``usual_headers`` does what ``sipresponder/sip/parser.py``'s ``_usual_headers`` does, on
    the same arguments, with the same result: it is that function's loop without the
@@ -816,13 +816,13 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "sipresponder.sip._scan",
+    PyModuleDef_HEAD_INIT, "sipresponder.sip._c.headers",
     "Loops of the per-message path in C: headers, Via, From/To, numbers, framing, To tags.",
     -1, methods,
 };
 
 PyMODINIT_FUNC
-PyInit__scan(void)
+PyInit_headers(void)
 {
     return PyModule_Create(&module);
 }

@@ -1,4 +1,5 @@
-/* The UDP socket calls of the per-datagram path in C, loaded by ``udp.py``.
+/* The UDP socket calls of the per-datagram path in C, for ``aio/udp.py`` (loaded through
+   ``sip/_speedups.py``).
 
    ``recv_batch`` reads every datagram waiting on a socket, up to a count, in one
    ``recvmmsg`` call; ``send_batch`` sends a list of datagrams in one ``sendmmsg`` call,
@@ -485,12 +486,12 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_udp",
-    "The UDP socket calls of the per-datagram path in C (see _udp.c).", -1, methods,
+    PyModuleDef_HEAD_INIT, "sipresponder.aio._c.udp",
+    "The UDP socket calls of the per-datagram path in C (see udp.c).", -1, methods,
 };
 
 PyMODINIT_FUNC
-PyInit__udp(void)
+PyInit_udp(void)
 {
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
