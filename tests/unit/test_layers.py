@@ -25,6 +25,8 @@ ORDER = [
     "sip",
     "sip._c",  # the C modules (imported only by _speedups)
     "sip._c.headers",  # C: the header scanner and readers, for message and parser
+    "sip._c.framer",  # C: the TCP framer's head scan, for framer
+    "sip._c.tag",  # C: the To tag's keyed hash, for responses
     "sip._speedups",  # the one loader of the C modules (by name: importlib)
     "sip.codes",
     "sip.grammar",

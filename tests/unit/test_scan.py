@@ -24,12 +24,14 @@ from sipresponder.sip import framer, message, parser, responses, uri
 from sipresponder.sip.message import Headers
 
 SCAN = load_c_module("sip._c.headers")
+FRAMER = load_c_module("sip._c.framer")
+TAG = load_c_module("sip._c.tag")
 
 
 @pytest.fixture(autouse=True)
 def _c_scanner_built() -> None:
-    if SCAN is None:
-        missing_core("the C scanner is not built here")
+    if SCAN is None or FRAMER is None or TAG is None:
+        missing_core("the C modules of sip are not built here")
 
 
 START = "INVITE sip:bob@192.0.2.1 SIP/2.0\r\n"
@@ -272,23 +274,23 @@ def framed(draw: st.DrawFn) -> tuple[bytes, int, int]:
 def test_the_c_framer_measures_messages_as_the_python_function(
     case: tuple[bytes, int, int],
 ) -> None:
-    assert SCAN is not None
+    assert FRAMER is not None
     data, pos, size = case
     python = framer._py_frame_head(data, pos, size)
-    assert SCAN.frame_head(data, pos, size) == python
-    assert SCAN.frame_head(bytearray(data), pos, size) == python
+    assert FRAMER.frame_head(data, pos, size) == python
+    assert FRAMER.frame_head(bytearray(data), pos, size) == python
 
 
 def test_the_c_framer_refuses_bad_arguments() -> None:
-    assert SCAN is not None
+    assert FRAMER is not None
     with pytest.raises(ValueError):
-        SCAN.frame_head(b"abc", 4, 100)  # past the buffer
+        FRAMER.frame_head(b"abc", 4, 100)  # past the buffer
     with pytest.raises(ValueError):
-        SCAN.frame_head(b"abc", -1, 100)
+        FRAMER.frame_head(b"abc", -1, 100)
     with pytest.raises(TypeError):
-        SCAN.frame_head("text", 0, 100)
+        FRAMER.frame_head("text", 0, 100)
     with pytest.raises(TypeError):
-        SCAN.frame_head(b"abc", 0)
+        FRAMER.frame_head(b"abc", 0)
 
 
 ascii_text = st.text(st.characters(max_codepoint=127), max_size=140)
@@ -310,8 +312,8 @@ ascii_text = st.text(st.characters(max_codepoint=127), max_size=140)
 def test_the_c_to_tag_is_the_python_hash(
     secret: bytes, call_id: str, from_tag: str | None, cseq_num: int
 ) -> None:
-    assert SCAN is not None
-    tag = SCAN.to_tag(secret, call_id, from_tag, cseq_num)
+    assert TAG is not None
+    tag = TAG.to_tag(secret, call_id, from_tag, cseq_num)
     ascii_ = call_id.isascii() and (from_tag is None or from_tag.isascii())
     fits = len(secret) <= 32 and -(2**63) <= cseq_num < 2**63
     if ascii_ and fits:
@@ -321,19 +323,19 @@ def test_the_c_to_tag_is_the_python_hash(
 
 
 def test_the_c_to_tag_leaves_long_input_to_python() -> None:
-    assert SCAN is not None
-    assert SCAN.to_tag(b"k", "a" * 2000, "t", 1) is None
+    assert TAG is not None
+    assert TAG.to_tag(b"k", "a" * 2000, "t", 1) is None
     assert len(responses.make_to_tag(b"k", "a" * 2000, "t", 1)) == 16
 
 
 def test_the_c_to_tag_refuses_bad_arguments() -> None:
-    assert SCAN is not None
+    assert TAG is not None
     with pytest.raises(TypeError):
-        SCAN.to_tag("k", "a", "t", 1)
+        TAG.to_tag("k", "a", "t", 1)
     with pytest.raises(TypeError):
-        SCAN.to_tag(b"k", "a", "t")
+        TAG.to_tag(b"k", "a", "t")
     with pytest.raises(TypeError):
-        SCAN.to_tag(b"k", "a", 5, 1)
+        TAG.to_tag(b"k", "a", 5, 1)
 
 
 @settings(max_examples=1500, deadline=None)
