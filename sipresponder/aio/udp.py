@@ -133,7 +133,9 @@ def udp_calls() -> UdpCalls | None:
 # What the C functions of ``aio/_c/udp.c`` do, with the socket module on a descriptor it
 # does not own (a socket object made on it, detached again in ``finally``): the same
 # arguments, results and exceptions.  They stay the definitions, compared with the C on
-# loopback sockets (tests/unit/test_speedups.py); the server uses the C ones alone.
+# loopback sockets (tests/unit/test_speedups.py); the server uses the C ones alone.  Their
+# arguments are typed Any, their types checked here: compiled, a typed argument is checked
+# before the first line, which would refuse a bad one out of the C's order.
 
 #: At most this many datagrams read (``recv_batch``) and sent (``send_batch``) a call,
 #: and the room for each one read: as ``aio/_c/udp.c`` has them.
@@ -150,20 +152,21 @@ _LONG_MAX: Final = (1 << 63) - 1
 _last_peer: tuple[Any, ...] = ()
 
 
-def _c_long(value: int) -> int:
-    """``value`` as the C reads an int argument: OverflowError beyond a C ``long``."""
-    value = operator.index(value)
-    if not _LONG_MIN <= value <= _LONG_MAX:
+def _c_long(value: Any) -> int:
+    """``value`` as the C reads an int argument (``__index__``): TypeError for any other
+    value, OverflowError beyond a C ``long``."""
+    number = operator.index(value)
+    if not _LONG_MIN <= number <= _LONG_MAX:
         raise OverflowError("Python int too large to convert to C long")
-    return value
+    return number
 
 
-def _int_argument(value: int, what: str) -> int:
+def _int_argument(value: Any, what: str) -> int:
     """An fd or an address family: ValueError outside 0 to ``INT_MAX``."""
-    value = _c_long(value)
-    if not 0 <= value <= _INT_MAX:
+    number = _c_long(value)
+    if not 0 <= number <= _INT_MAX:
         raise ValueError(f"{what} out of range")
-    return value
+    return number
 
 
 def _unsigned(value: object) -> int:
@@ -178,7 +181,7 @@ def _unsigned(value: object) -> int:
     return value
 
 
-def _destination(family: int, address: tuple[Any, ...]) -> tuple[Any, ...]:
+def _destination(family: int, address: Any) -> tuple[Any, ...]:
     """The address ``sendto`` is given for ``address`` on a socket of ``family``: a numeric
     host only (ValueError), a port from 0 to 65535 (OverflowError); on an IPv6 socket an
     IPv4 host is sent to IPv4-mapped, a host's scope (``fe80::1%lo``) is kept unless the
@@ -230,7 +233,7 @@ def _numeric(family: int, host: str) -> bool:
     return True
 
 
-def _py_recv_batch(fd: int, count: int) -> list[Datagram]:
+def _py_recv_batch(fd: Any, count: Any) -> list[Datagram]:
     """The datagrams waiting on the socket ``fd``, at most ``count`` (1 to ``_MAX_BATCH``),
     oldest first, each with its peer's address as ``recvfrom`` gives it (the same tuple
     object again while the peer stays the same); [] when none is waiting.  Any other
@@ -265,7 +268,7 @@ def _py_recv_batch(fd: int, count: int) -> list[Datagram]:
     return batch
 
 
-def _py_send_to(fd: int, family: int, data: bytes, address: tuple[Any, ...]) -> bool:
+def _py_send_to(fd: Any, family: Any, data: Any, address: Any) -> bool:
     """Send ``data`` in one datagram on the socket ``fd`` of ``family`` to ``address``
     (``_destination``): True once sent, False when the socket's send buffer is full
     (nothing was sent).  Any other failure raises OSError."""
@@ -286,7 +289,7 @@ def _py_send_to(fd: int, family: int, data: bytes, address: tuple[Any, ...]) -> 
     return True
 
 
-def _py_send_batch(fd: int, family: int, items: list[Datagram], start: int) -> int:
+def _py_send_batch(fd: Any, family: Any, items: Any, start: Any) -> int:
     """Send the datagrams ``items[start:]``, each a (data, address) tuple as ``send_to``
     takes them, on the socket ``fd`` of ``family``, in order, at most ``_MAX_SEND``: how
     many were sent, 0 when the send buffer is full.  An item that cannot be sent raises
