@@ -14,8 +14,10 @@
    the last destination is kept as its socket address.
 
    Only the compiled core uses this module (``native.C_MODULES``); the sources run
-   asyncio's own datagram transport, and tests/unit/test_udp.py compares these functions
-   with the socket module's on real loopback sockets.
+   asyncio's own datagram transport.  ``aio/udp.py`` defines the same three functions in
+   Python (``_py_recv_batch``, ``_py_send_to``, ``_py_send_batch``), and
+   tests/unit/test_speedups_udp.py runs the same tests against both, on real loopback
+   sockets, and compares them with each other and with the socket module's calls.
 
    Bounds: at most ``MAX_BATCH`` datagrams read a call, each into a slot of ``SLOT``
    bytes (a UDP payload is at most 65,507 bytes over IPv4 and 65,527 over IPv6, so
