@@ -73,6 +73,35 @@ def test_a_c_module_older_than_its_source_is_stale(tmp_path: Path) -> None:
     assert native.stale(package) == ["sip._c.headers"]
 
 
+def test_a_c_module_is_found_in_the_c_package_of_its_layer() -> None:
+    for name in native.C_MODULES:
+        package, folder, module = name.split(".")
+        assert folder == "_c"
+        source = native.path_of(name, ".c")
+        assert source == native.PACKAGE_DIR / package / "_c" / f"{module}.c"
+        assert source.is_file() and source.with_suffix(".pyi").is_file()
+
+
+def test_the_pure_core_refuses_every_c_module() -> None:
+    # Built or not, importing one fails while the sources run: twin() then returns None.
+    code = (
+        "import importlib, sipresponder.native as n\n"
+        "for name in n.C_MODULES:\n"
+        "    try:\n"
+        "        importlib.import_module('sipresponder.' + name)\n"
+        "    except ImportError as exc:\n"
+        "        print('refused', name, 'pure-Python core runs' in str(exc))\n"
+        "    else:\n"
+        "        print('imported', name)\n"
+    )
+    environ = os.environ | {"SIPRESPONDER_PURE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"refused {name} True" for name in native.C_MODULES]
+
+
 def test_pure_is_honoured() -> None:
     # The C header scanner too is left alone, built or not: its Python function runs.
     path, build, scan = probe(SIPRESPONDER_PURE="1")
