@@ -199,6 +199,16 @@ def test_c_files_import_nothing_of_the_project() -> None:
             assert not {m for m in c_imports(path) if m.startswith("sipresponder")}, path
 
 
+def test_only_the_loader_loads_c_modules() -> None:
+    """The C modules are loaded by ``sip._speedups`` alone, by name (``twin``): no module
+    imports one, nor the ``_c`` package that holds it."""
+    for module in ORDER:
+        if PACKAGE.joinpath(*module.split(".")).with_suffix(".c").exists():
+            continue
+        c_imports = [m for m in imports(module)[0] if "_c" in m.split(".")]
+        assert not c_imports, f"{module} imports {c_imports}: load it with sip._speedups.twin"
+
+
 def test_the_glue_asks_the_core_and_does_not_parse() -> None:
     for module in ORDER:
         if module.split(".")[0] != "aio":
