@@ -97,7 +97,7 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 
 # Again whenever a source changes (the package would refuse a stale compiled module and
 # run its sources).  Without a C compiler or Python headers it warns and stays pure Python.
-$(CORE): $(STAMP) $(wildcard sipresponder/*.py sipresponder/*/*.py sipresponder/*/*.c)
+$(CORE): $(STAMP) $(wildcard sipresponder/*.py sipresponder/*/*.py sipresponder/*/_c/*.c)
 	SIPRESPONDER_PURE= $(BIN)/python setup.py -q build_ext --inplace
 	touch $(CORE)
 
@@ -123,4 +123,4 @@ clients:
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .mypy_cache .ruff_cache .pytest_cache
-	rm -f sipresponder/*.so sipresponder/*/*.so
+	rm -f sipresponder/*.so sipresponder/*/*.so sipresponder/*/_c/*.so

@@ -4,7 +4,7 @@ Everything but the compiled extensions is declared in pyproject.toml.  The modul
 in ``sipresponder/native.py`` (``COMPILED``: the sans-IO core on the per-message path) are
 compiled by mypyc — mypy's compiler for type-annotated Python — into C extensions, one
 shared library (``sipresponder/compiled__mypyc``) and a small module per source.  With
-them, the modules written in C (``C_MODULES``, ``sipresponder/<package>/<name>.c``) are
+them, the modules written in C (``C_MODULES``, ``sipresponder/<package>/_c/<name>.c``) are
 built.  The sources stay in the package: the same code runs as Python when
 
 - ``SIPRESPONDER_PURE=1`` is set at build time (nothing is compiled) or at run time;

@@ -15,7 +15,8 @@ module shadow a source edited since.  So the package checks at import
   ``make`` to rebuild.
 
 Beside the compiled modules, ``setup.py`` builds the modules written in C
-(``C_MODULES``): each does one loop of a compiled module in C, and is used only with the
+(``C_MODULES``, in the ``_c`` folder of their package): each function in them does one loop
+of a compiled module in C, is loaded only by ``sip/_speedups.py`` and is used only with the
 compiled core (the sources ignore it), so the Python function it stands for runs in the
 pure-Python core and stays the definition.
 
@@ -71,11 +72,12 @@ COMPILED = (
 )
 #: The shared library mypyc puts the compiled modules' code in (``setup.py``'s group).
 GROUP = "compiled"
-#: Modules written in C (``sipresponder/<package>/<name>.c``), built with the compiled core and used
-#: with it: each does one loop of a compiled module faster, whose Python function stays
-#: the definition.  When the sources run, importing one fails (``_SourcesFirst``), so the
-#: Python function runs too.
-C_MODULES = ("sip._scan", "aio._udp")
+#: Modules written in C (dotted: ``sip._c.headers`` is ``sipresponder/sip/_c/headers.c``),
+#: built with the compiled core and used with it: each function does one loop of a compiled
+#: module faster, whose Python function stays the definition (``sip/_speedups.py``'s
+#: ``TWINS`` pairs them).  When the sources run, importing one fails (``_SourcesFirst``),
+#: so the Python function runs too.
+C_MODULES = ("sip._c.headers", "sip._c.framer", "sip._c.tag", "aio._c.udp")
 
 #: Why the sources run instead of the extensions, when they do ("" when they don't).
 reason = ""

@@ -3,9 +3,9 @@
 What belongs here: ``StreamFramer`` (Content-Length framing of a byte stream, CRLF
 keep-alives, a size limit), the ``PING`` it yields for a keep-alive (RFC 5626 §3.5.1), and
 ``frame_head``, the length of the message at the head of the buffer.  Each message it
-cuts out goes to ``parser.parse_message`` whole.  Imports ``errors``, ``message`` (for
-``c_function``: ``frame_head`` in C, ``_scan``) and ``parser`` (its default size limit)
-only; no sockets, clocks or randomness.
+cuts out goes to ``parser.parse_message`` whole.  Imports ``errors``, ``parser`` (its
+default size limit) and ``_speedups`` (the C twin of ``frame_head``) only; no sockets,
+clocks or randomness.
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ from collections.abc import Callable
 from typing import Final
 
 from ..errors import FramingError
-from .message import c_function
+from ._speedups import twin
 from .parser import DEFAULT_MAX_SIZE
+
+# C twins of the _py_* functions here, or None (loaded by sip/_speedups.py).
+_c_frame_head: Final[Callable[[bytes | bytearray, int, int], int] | None] = twin(
+    __name__, "frame_head"
+)
 
 
 class Ping:
@@ -42,14 +47,14 @@ def frame_head(buf: bytes | bytearray, pos: int, max_size: int) -> int:
     """The length in bytes of the message starting at ``buf[pos]`` (a start line, not a
     CR or LF), from its header section's end and its Content-Length (RFC 3261 §18.3), or
     one of the ``FRAME_*`` codes.  With the compiled core, the same in C
-    (``_scan.frame_head``: a header scan without a regex, sets and method calls).
+    (``_c_frame_head``: a header scan without a regex, sets and method calls).
     """
-    if _FRAME is not None:
-        return _FRAME(buf, pos, max_size)
-    return _frame_head(buf, pos, max_size)
+    if _c_frame_head is not None:
+        return _c_frame_head(buf, pos, max_size)
+    return _py_frame_head(buf, pos, max_size)
 
 
-def _frame_head(buf: bytes | bytearray, pos: int, max_size: int) -> int:
+def _py_frame_head(buf: bytes | bytearray, pos: int, max_size: int) -> int:
     """``frame_head`` in Python: the definition, which the pure-Python core runs."""
     end = buf.find(b"\r\n\r\n", pos)
     if end < 0:
@@ -69,11 +74,6 @@ def _frame_head(buf: bytes | bytearray, pos: int, max_size: int) -> int:
         length = int(text)
     total = head_len + length
     return FRAME_TOO_LARGE if total > max_size else total
-
-
-#: ``_frame_head`` in C (``sipresponder/sip/_scan.c``), or None: not built, or the pure-Python
-#: core runs.  The same result for the same bytes (tests/unit/test_scan.py).
-_FRAME: Final[Callable[[bytes | bytearray, int, int], int] | None] = c_function("frame_head")
 
 
 class StreamFramer:

@@ -5,8 +5,8 @@ What belongs here: ``Headers`` (a case-insensitive multimap that knows the compa
 Via (RFC 3261 §20.42), CSeq (§20.16) and the tag of From/To (§19.3).  Every other
 header stays raw text until someone asks for it (the sipgo way).  URIs and addresses are
 ``uri``'s; the generic rules of the text (tokens, comma-separated values), ``grammar``'s.
-Imports only ``errors`` and ``grammar`` (and ``_scan``, loops in C, when built); nothing
-here touches sockets, clocks or randomness.
+Imports only ``errors``, ``grammar`` and ``_speedups`` (the C twins of ``decimal`` and the
+Via parameters' reader); nothing here touches sockets, clocks or randomness.
 """
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from ..errors import ParseError
+from ._speedups import twin
 from .grammar import TOKEN_CHARS, split_commas
+
+# C twins of the _py_* functions here, or None (loaded by sip/_speedups.py).
+_c_decimal: Final[Callable[[str, int], int | None] | None] = twin(__name__, "decimal")
+_c_via_params: Final[
+    Callable[[str], tuple[list[tuple[str, str | None]], str | None] | None] | None
+] = twin(__name__, "via_params")
 
 #: Compact header forms, RFC 3261 §7.3.3 and the extensions that registered one.
 COMPACT: Final[dict[str, str]] = {
@@ -83,31 +90,18 @@ def decimal(text: str, digits: int = 10) -> int | None:
 
     ``str.isdigit()`` alone is no test: it is true for "²" and for 5000 digits, which
     ``int()`` refuses (a peer's number must never raise).  With the compiled core, the
-    same test in C (``_scan.decimal``: a quarter of the instructions).
+    same test in C (``_c_decimal``: a quarter of the instructions).
     """
-    if _DECIMAL is not None:
-        return _DECIMAL(text, digits)
-    return _decimal(text, digits)
+    if _c_decimal is not None:
+        return _c_decimal(text, digits)
+    return _py_decimal(text, digits)
 
 
-def _decimal(text: str, digits: int) -> int | None:
+def _py_decimal(text: str, digits: int) -> int | None:
     """``decimal`` in Python: the definition, which the pure-Python core runs."""
     if 0 < len(text) <= digits and text.isascii() and text.isdigit():
         return int(text)
     return None
-
-
-def c_function(name: str) -> Any:
-    """Function ``name`` of the C module ``_scan`` (``sipresponder/sip/_scan.c``), or None:
-    not built, or the pure-Python core runs (``native`` makes the import fail then)."""
-    try:
-        from . import _scan
-    except ImportError:
-        return None
-    return getattr(_scan, name)
-
-
-_DECIMAL: Final[Callable[[str, int], int | None] | None] = c_function("decimal")
 
 
 def header_key(name: str) -> str:
@@ -389,15 +383,16 @@ _SENT_BY_LIMIT: Final = 1024
 
 def _via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:
     """``;branch=z9hG4bK1;rport`` -> the parameters, and a flaw to note (or ``None``).
-    With the compiled core, the same in C for an ASCII text (``_scan.via_params``)."""
-    if _VIA_PARAMS is not None:
-        read = _VIA_PARAMS(raw)
+    With the compiled core, the same in C for an ASCII text (``_c_via_params``; None from
+    it for any other text, which the Python function reads)."""
+    if _c_via_params is not None:
+        read = _c_via_params(raw)
         if read is not None:
             return read
-    return _python_via_params(raw)
+    return _py_via_params(raw)
 
 
-def _python_via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:
+def _py_via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | None]:
     """``_via_params`` in Python: the definition, which the pure-Python core runs."""
     params: list[tuple[str, str | None]] = []
     flaw = None
@@ -411,13 +406,6 @@ def _python_via_params(raw: str) -> tuple[list[tuple[str, str | None]], str | No
             # Parameter names are case-insensitive (§7.3.1); values are kept as sent.
             params.append((name.lower(), val.strip() if eq else None))
     return params, flaw
-
-
-#: ``_python_via_params`` in C (``sipresponder/sip/_scan.c``), or None: not built, or the
-#: pure-Python core runs.  None from it (text that is not ASCII): the Python function reads.
-_VIA_PARAMS: Final[
-    Callable[[str], tuple[list[tuple[str, str | None]], str | None] | None] | None
-] = c_function("via_params")
 
 
 # ---------------------------------------------------------------------- CSeq

@@ -4,8 +4,8 @@ What belongs here: ``parse_message`` (one datagram or one framed stream message 
 ``Request`` | ``Response``, RFC 3261 §7 and §18.3).  A message that cannot be accepted
 raises ``ParseError`` with the status to answer and, when enough was read to address a
 response, the partial request.  Cutting a TCP stream into messages is ``framer``'s.
-Imports ``errors``, ``grammar``, ``message`` and ``uri`` only (the header scanner in C,
-``_scan``, comes through ``message.c_function``); no sockets, clocks or randomness.
+Imports ``errors``, ``grammar``, ``message`` and ``uri`` only, and ``_speedups`` for the C
+twins of the header scanner, the request line and From/To; no sockets, clocks or randomness.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Final
 
 from ..errors import FramingError as FramingError  # its home before errors.py
 from ..errors import ParseError
+from ._speedups import twin
 from .grammar import TOKEN_RE, split_commas
 from .message import (
     COMPACT,
@@ -23,7 +24,6 @@ from .message import (
     Headers,
     Request,
     Response,
-    c_function,
     decimal,
     display_name,
     parse_cseq,
@@ -31,6 +31,29 @@ from .message import (
     tag_of,
 )
 from .uri import check_name_addr
+
+#: The signature of ``_c_usual_headers``: ``_py_usual_headers`` with ``_KEYS``, the map of
+#: ``headers`` and ``_again`` passed in.
+_Scan = Callable[
+    [
+        str,
+        int,
+        int,
+        dict[str, str],
+        dict[str, str],
+        Headers,
+        list[tuple[int, str]],
+        Callable[[Headers, str, str, list[tuple[int, str]]], None],
+    ],
+    int,
+]
+
+# C twins of the _py_* functions here, or None (loaded by sip/_speedups.py).
+_c_usual_headers: Final[_Scan | None] = twin(__name__, "usual_headers")
+_c_request_line: Final[Callable[[str], tuple[str, str, str] | None] | None] = twin(
+    __name__, "request_line"
+)
+_c_party: Final[Callable[[str], tuple[bool, str | None] | None] | None] = twin(__name__, "party")
 
 DEFAULT_MAX_SIZE: Final = 65536
 
@@ -172,12 +195,12 @@ def _parse_usual(
     errors: list[tuple[int, str]] = []
     method, uri, version = _request_line(start_line, errors)
     headers = Headers()
-    if _SCAN is None:
-        count = _usual_headers(text, eol + 2, end, headers, errors)
+    if _c_usual_headers is None:
+        count = _py_usual_headers(text, eol + 2, end, headers, errors)
     else:
-        count = _SCAN(text, eol + 2, end, _KEYS, headers._map, headers, errors, _again)
+        count = _c_usual_headers(text, eol + 2, end, _KEYS, headers._map, headers, errors, _again)
         if count == -2:  # not all ASCII: the C scanner reads only that
-            count = _usual_headers(text, eol + 2, end, headers, errors)
+            count = _py_usual_headers(text, eol + 2, end, headers, errors)
     if count < 0:
         return None  # a line the general route reads
     return _finish(
@@ -185,7 +208,7 @@ def _parse_usual(
     )
 
 
-def _usual_headers(
+def _py_usual_headers(
     text: str, pos: int, end: int, headers: Headers, errors: list[tuple[int, str]]
 ) -> int:
     """Fill ``headers`` from the header lines in ``text[pos:end]``, each ``Name: value`` with
@@ -235,37 +258,15 @@ def _again(headers: Headers, key: str, value: str, errors: list[tuple[int, str]]
         errors.append((400, f"Multiple {display_name(key)} Headers"))
 
 
-#: The signature of ``_scan.usual_headers``: ``_usual_headers`` with ``_KEYS``, the map of
-#: ``headers`` and ``_again`` passed in.
-_Scan = Callable[
-    [
-        str,
-        int,
-        int,
-        dict[str, str],
-        dict[str, str],
-        Headers,
-        list[tuple[int, str]],
-        Callable[[Headers, str, str, list[tuple[int, str]]], None],
-    ],
-    int,
-]
-
-
-#: ``_usual_headers`` in C (``sipresponder/sip/_scan.c``), or None: not built, or the
-#: pure-Python core runs.  The same result for the same text (tests/unit/test_scan.py),
-#: with -2 for a text that is not all ASCII.
-_SCAN: Final[_Scan | None] = c_function("usual_headers")
-
-
 def _request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
     """Method, Request-URI and version, noting in ``errors`` what is malformed.  With the
-    compiled core, a line with nothing wrong in it is read in C (``_scan.request_line``)."""
-    if _LINE is not None:
-        read = _LINE(start_line)
+    compiled core, a line with nothing wrong in it is read in C (``_c_request_line``; None
+    from it for any other line, which the Python function reads and notes what is wrong in)."""
+    if _c_request_line is not None:
+        read = _c_request_line(start_line)
         if read is not None:
             return read
-    return _python_request_line(start_line, errors)
+    return _py_request_line(start_line, errors)
 
 
 def _bare_ipv6(uri: str) -> bool:
@@ -281,7 +282,7 @@ def _bare_ipv6(uri: str) -> bool:
     return not hostport.startswith("[") and hostport.count(":") > 1
 
 
-def _python_request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
+def _py_request_line(start_line: str, errors: list[tuple[int, str]]) -> tuple[str, str, str]:
     """``_request_line`` in Python: the definition, which the pure-Python core runs."""
     parts = start_line.split(" ")
     # Each part tested, not all(parts): a generic builtin call for compiled code.
@@ -504,26 +505,24 @@ def _finish(
 def _party(
     value: str | None, name: str, errors: list[tuple[int, str]]
 ) -> tuple[str | None, str | None]:
-    """From or To: (value, tag), noting in ``errors`` when it is missing or malformed."""
+    """From or To: (value, tag), noting in ``errors`` when it is missing or malformed.
+    With the compiled core, a value in the usual spelling is read in C (``_c_party``; None
+    from it for any other, which the Python functions read)."""
     if value is None:
         errors.append((400, f"Missing {name} Header"))
         return None, None
-    read = None if _PARTY is None else _PARTY(value)
+    read = None if _c_party is None else _c_party(value)
     if read is None:
-        read = check_name_addr(value), tag_of(value)
+        read = _py_party(value)
     if not read[0]:
         errors.append((400, f"Malformed {name} Header"))
     return value, read[1]
 
 
-#: ``check_name_addr`` and ``tag_of`` of a From or To in the usual spelling, in C
-#: (``sipresponder/sip/_scan.c``), or None: not built, or the pure-Python core runs.  None
-#: from it: the Python functions decide.
-_PARTY: Final[Callable[[str], tuple[bool, str | None] | None] | None] = c_function("party")
-
-#: ``_request_line`` in C for a line with nothing wrong in it, or None: not built, or the
-#: pure-Python core runs.  None from it: the Python function reads the line.
-_LINE: Final[Callable[[str], tuple[str, str, str] | None] | None] = c_function("request_line")
+def _py_party(value: str) -> tuple[bool, str | None]:
+    """A From or To value's two readings, whether it is well formed and its tag: the
+    definition, which the pure-Python core runs."""
+    return check_name_addr(value), tag_of(value)
 
 
 def _parse_response(start_line: str, lines: list[str], body: bytes) -> Response:

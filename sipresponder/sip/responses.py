@@ -5,7 +5,8 @@ and its retransmissions carries the same one), the Via list of a response with
 ``received``/``rport`` filled (§18.2.1, RFC 3581 §4), the UDP destination of a response
 (§18.2.2), and ``build_response``, which adds the per-code mandatory headers (Contact,
 Allow, Unsupported, Min-Expires, challenges, SDP ...).  Pure functions; imports
-``codes``, ``message``, ``sdp`` and ``uri`` only.
+``codes``, ``message``, ``sdp`` and ``uri`` only, and ``_speedups`` for the C twin of the
+To tag's hash.
 """
 
 from __future__ import annotations
@@ -18,18 +19,23 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..version import __version__
+from ._speedups import twin
 from .codes import reason_phrase
 from .message import (
     METHODS,
     Request,
     Response,
-    c_function,
     decimal,
     format_via,
     header_key,
 )
 from .sdp import build_answer, build_offer
 from .uri import hostport, plain_ip, same_ip, uri_of
+
+# C twins of the _py_* functions here, or None (loaded by sip/_speedups.py).
+_c_to_tag: Final[Callable[[bytes, str, str | None, int], str | None] | None] = twin(
+    __name__, "to_tag"
+)
 
 SERVER: Final = f"sipresponder/{__version__}"
 
@@ -64,16 +70,17 @@ def make_to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: int
 
     A retransmission, the CANCEL of an INVITE and the ACK of a non-2xx all share these
     three values, so they all see the same tag without any state being kept.  With the
-    compiled core, the same hash in C (``_scan.to_tag``: a third of the instructions).
+    compiled core, the same hash in C (``_c_to_tag``: a third of the instructions; None
+    from it for what it leaves to Python: text that is not ASCII, a long key or input).
     """
-    if _TAG is not None:
-        tag = _TAG(secret, call_id, from_tag, cseq_num)
+    if _c_to_tag is not None:
+        tag = _c_to_tag(secret, call_id, from_tag, cseq_num)
         if tag is not None:
             return tag
-    return _make_to_tag(secret, call_id, from_tag, cseq_num)
+    return _py_to_tag(secret, call_id, from_tag, cseq_num)
 
 
-def _make_to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: int) -> str:
+def _py_to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: int) -> str:
     """``make_to_tag`` in Python: the definition, which the pure-Python core runs (and the
     compiled one for what the C function leaves: text that is not ASCII, a long key)."""
     data = f"{call_id}\x00{from_tag or ''}\x00{cseq_num}".encode("utf-8", "surrogateescape")
@@ -91,10 +98,6 @@ def _make_to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: in
 
 #: A keyed blake2s state per secret (a process has one or two), copied for each tag.
 _KEYED: dict[bytes, hashlib.blake2s] = {}
-
-#: ``make_to_tag`` in C (``sipresponder/sip/_scan.c``), or None: not built, or the
-#: pure-Python core runs.  None from it: the Python function decides.
-_TAG: Final[Callable[[bytes, str, str | None, int], str | None] | None] = c_function("to_tag")
 
 
 def response_vias(req: Request, source_ip: str, source_port: int) -> list[str]:

@@ -1,15 +1,21 @@
-"""Message builders shared by the unit tests."""
+"""What the unit tests share: message builders, the bench scripts and the C modules loaded
+from their files, and loopback UDP sockets with the socket calls of either kind."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any, NamedTuple
 
 from sipresponder import native
+from sipresponder.aio import udp as glue
 from sipresponder.sip.serializer import serialize_request
 
 
@@ -76,8 +82,9 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
+@functools.cache
 def load_c_module(name: str) -> ModuleType | None:
-    """The C module ``name`` (``sipresponder/<package>/<name>.c``) loaded from its built
+    """The C module ``name`` (dotted, as in ``native.C_MODULES``) loaded from its built
     file, or None when it was not built: so that its tests run in the pure-Python test run
     too, where the package itself ignores it."""
     path = native.extensions().get(name)
@@ -90,3 +97,63 @@ def load_c_module(name: str) -> ModuleType | None:
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
+
+
+def bound(family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1") -> socket.socket:
+    """A non-blocking UDP socket bound to ``host`` (``::`` takes IPv4 too) at a free port."""
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6 and host == "::":
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind((host, 0))
+    s.setblocking(False)
+    return s
+
+
+def drain(sock: socket.socket, count: int) -> list[tuple[bytes, Any]]:
+    """``count`` datagrams by the socket module (waiting a little for each)."""
+    sock.settimeout(2.0)
+    try:
+        return [sock.recvfrom(65536) for _ in range(count)]
+    finally:
+        sock.setblocking(False)
+
+
+class SocketCalls(NamedTuple):
+    """The UDP socket calls of one kind, in C (``aio/_c/udp.c``) or their Python twins
+    (``aio/udp.py``), and their bounds."""
+
+    kind: str
+    recv_batch: Callable[..., Any]
+    send_to: Callable[..., Any]
+    send_batch: Callable[..., Any]
+    MAX_BATCH: int
+    MAX_SEND: int
+
+    @property
+    def calls(self) -> glue.UdpCalls:
+        """What ``DatagramSocket`` takes."""
+        return self.recv_batch, self.send_to, self.send_batch
+
+
+def socket_calls(kind: str) -> SocketCalls | None:
+    """The C calls (``kind`` "c"; None when they were not built) or the Python ones."""
+    if kind == "python":
+        return SocketCalls(
+            kind,
+            glue._py_recv_batch,
+            glue._py_send_to,
+            glue._py_send_batch,
+            glue._MAX_BATCH,
+            glue._MAX_SEND,
+        )
+    module = load_c_module("aio._c.udp")
+    if module is None:
+        return None
+    return SocketCalls(
+        kind,
+        module.recv_batch,
+        module.send_to,
+        module.send_batch,
+        module.MAX_BATCH,
+        module.MAX_SEND,
+    )

@@ -23,7 +23,11 @@ ORDER = [
     "errors",
     # ─── sip: the protocol, pure and stateless ───
     "sip",
-    "sip._scan",  # C (sip/_scan.c): the parser's loops, used by message, parser and framer
+    "sip._c",  # the C modules (imported only by _speedups)
+    "sip._c.headers",  # C: the header scanner and readers, for message and parser
+    "sip._c.framer",  # C: the TCP framer's head scan, for framer
+    "sip._c.tag",  # C: the To tag's keyed hash, for responses
+    "sip._speedups",  # the one loader of the C modules (by name: importlib)
     "sip.codes",
     "sip.grammar",
     "sip.uri",
@@ -55,9 +59,10 @@ ORDER = [
     # ─── sans-IO line: above it, no I/O ───
     # ─── aio: the asyncio glue ───
     "aio",
+    "aio._c",  # the C modules (imported only by sip._speedups)
+    "aio._c.udp",  # C: the UDP socket calls, for udp
     "aio.logs",
     "aio.journal_file",
-    "aio._udp",  # C (aio/_udp.c): the UDP socket calls, used by udp
     "aio.transport",
     "aio.udp",
     "aio.server",
@@ -91,6 +96,7 @@ GLUE_USES_OF_SIP = {
     "sip.framer": {"PING", "Ping", "StreamFramer"},
     "sip.uri": {"hostport"},
     "sip.responses": {"KNOWN_METHODS"},
+    "sip._speedups": {"twin"},  # the C socket calls (udp_calls)
 }
 
 
@@ -191,6 +197,16 @@ def test_c_files_import_nothing_of_the_project() -> None:
     for path in files():
         if path.suffix == ".c":
             assert not {m for m in c_imports(path) if m.startswith("sipresponder")}, path
+
+
+def test_only_the_loader_loads_c_modules() -> None:
+    """The C modules are loaded by ``sip._speedups`` alone, by name (``twin``): no module
+    imports one, nor the ``_c`` package that holds it."""
+    for module in ORDER:
+        if PACKAGE.joinpath(*module.split(".")).with_suffix(".c").exists():
+            continue
+        c_imports = [m for m in imports(module)[0] if "_c" in m.split(".")]
+        assert not c_imports, f"{module} imports {c_imports}: load it with sip._speedups.twin"
 
 
 def test_the_glue_asks_the_core_and_does_not_parse() -> None:

@@ -16,7 +16,7 @@ from sipresponder import native
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 PROBE = (
     "import sipresponder.sip.parser as p; from sipresponder.native import build; "
-    "print(p.__file__); print(build()); print(p._SCAN is not None)"
+    "print(p.__file__); print(build()); print(p._c_usual_headers is not None)"
 )
 
 
@@ -65,11 +65,41 @@ def test_a_c_module_older_than_its_source_is_stale(tmp_path: Path) -> None:
     package = checkout(tmp_path, source_age=20, ext_age=10)
     now = 1_700_000_000.0
     sip = package / "sip"
-    for path, age in ((sip / "_scan.c", 10), (sip / f"_scan{SUFFIX}", 20)):
+    (sip / "_c").mkdir()
+    for path, age in ((sip / "_c" / "headers.c", 10), (sip / "_c" / f"headers{SUFFIX}", 20)):
         path.write_text("")
         os.utime(path, (now - age, now - age))
-    assert set(native.extensions(package)) == {"sip.parser", "sip._scan"}
-    assert native.stale(package) == ["sip._scan"]
+    assert set(native.extensions(package)) == {"sip.parser", "sip._c.headers"}
+    assert native.stale(package) == ["sip._c.headers"]
+
+
+def test_a_c_module_is_found_in_the_c_package_of_its_layer() -> None:
+    for name in native.C_MODULES:
+        package, folder, module = name.split(".")
+        assert folder == "_c"
+        source = native.path_of(name, ".c")
+        assert source == native.PACKAGE_DIR / package / "_c" / f"{module}.c"
+        assert source.is_file() and source.with_suffix(".pyi").is_file()
+
+
+def test_the_pure_core_refuses_every_c_module() -> None:
+    # Built or not, importing one fails while the sources run: twin() then returns None.
+    code = (
+        "import importlib, sipresponder.native as n\n"
+        "for name in n.C_MODULES:\n"
+        "    try:\n"
+        "        importlib.import_module('sipresponder.' + name)\n"
+        "    except ImportError as exc:\n"
+        "        print('refused', name, 'pure-Python core runs' in str(exc))\n"
+        "    else:\n"
+        "        print('imported', name)\n"
+    )
+    environ = os.environ | {"SIPRESPONDER_PURE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"refused {name} True" for name in native.C_MODULES]
 
 
 def test_pure_is_honoured() -> None:
@@ -88,7 +118,7 @@ def test_the_compiled_core_is_used_when_current() -> None:
     path, build, scan = probe()
     assert path.endswith(SUFFIX)
     assert build == "compiled with mypyc"
-    assert scan == str("sip._scan" in native.extensions())
+    assert scan == str("sip._c.headers" in native.extensions())
 
 
 def test_pure_is_asked_for_by_any_value_but_empty_or_0() -> None:

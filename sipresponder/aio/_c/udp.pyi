@@ -1,4 +1,4 @@
-"""The UDP socket calls of the per-datagram path in C (``_udp.c``)."""
+"""The UDP socket calls of the per-datagram path in C (``udp.c``)."""
 
 from typing import Any
 

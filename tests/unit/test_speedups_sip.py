@@ -1,17 +1,22 @@
-"""The parser's loops in C (``sipresponder/sip/_scan.c``) do exactly what the Python functions
-they stand for do: the header scanner as ``parser._usual_headers`` (the same count, map,
-later lines and errors, for any text), ``decimal`` as ``message._decimal``, the TCP
-framer's ``frame_head`` as ``framer._frame_head``, ``via_params`` as
-``message._python_via_params``, ``party`` as ``uri.check_name_addr`` with
-``message.tag_of``, ``request_line`` as ``parser._python_request_line``, and ``to_tag``
-as ``responses._make_to_tag`` (hashlib's BLAKE2s).
+"""The C functions of ``sip`` (``sipresponder/sip/_c/``) do exactly what their Python twins
+do: the header scanner as ``parser._py_usual_headers`` (the same count, map, later lines and
+errors, for any text), ``decimal`` as ``message._py_decimal``, the TCP framer's
+``frame_head`` as ``framer._py_frame_head``, ``via_params`` as ``message._py_via_params``,
+``party`` as ``parser._py_party`` (``uri.check_name_addr`` with ``message.tag_of``),
+``request_line`` as ``parser._py_request_line``, and ``to_tag`` as ``responses._py_to_tag``
+(hashlib's BLAKE2s).
 
-The C module is loaded from its file, so that these tests run in the pure-Python test run
-too (where the package itself ignores it); they are skipped where it was not built.
+The ``compare_<name>`` functions are those comparisons, given the Python function and the C
+one: tests/unit/test_speedups.py runs each for its entry of ``sip/_speedups.py``'s
+``TWINS``.  The tests here are what only the C functions do: refuse bad arguments, keep
+their cache, decline input.  The C modules are loaded from their files, so that these tests
+run in the pure-Python test run too (where the package itself ignores them); they are
+skipped where they were not built.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,16 +25,21 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from required import missing_core
 
-from sipresponder.sip import framer, message, parser, responses, uri
+from sipresponder.sip import message, parser, responses, uri
 from sipresponder.sip.message import Headers
 
-SCAN = load_c_module("sip._scan")
+#: A Python function or its C twin.
+Fn = Callable[..., Any]
+
+SCAN = load_c_module("sip._c.headers")
+FRAMER = load_c_module("sip._c.framer")
+TAG = load_c_module("sip._c.tag")
 
 
 @pytest.fixture(autouse=True)
 def _c_scanner_built() -> None:
-    if SCAN is None:
-        missing_core("the C scanner is not built here")
+    if SCAN is None or FRAMER is None or TAG is None:
+        missing_core("the C modules of sip are not built here")
 
 
 START = "INVITE sip:bob@192.0.2.1 SIP/2.0\r\n"
@@ -81,18 +91,24 @@ def header_blocks(draw: st.DrawFn) -> str:
     return "".join(text + end for text, end in lines)
 
 
-def run(scan: Any, text: str, pos: int, end: int) -> tuple[object, ...]:
-    """Everything one scanner returns and fills in."""
+def run(scan: Fn, python: bool, text: str, pos: int, end: int) -> tuple[object, ...]:
+    """Everything one scanner returns and fills in (the C one takes the parser's ``_KEYS``,
+    the map of the headers and ``_again`` besides)."""
     headers = Headers()
     errors: list[tuple[int, str]] = []
-    if scan is parser._usual_headers:
+    if python:
         count = scan(text, pos, end, headers, errors)
     else:
         count = scan(text, pos, end, parser._KEYS, headers._map, headers, errors, parser._again)
     return count, list(headers._map.items()), headers._more, errors
 
 
-def both(block: str, tail: str = "\r\n") -> tuple[tuple[object, ...], tuple[object, ...]]:
+def both(
+    block: str,
+    tail: str = "\r\n",
+    py: Fn = parser._py_usual_headers,
+    c: Fn | None = None,
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
     """The Python function's result and the C one's, for the header lines ``block``,
     read up to the blank line as ``_parse_usual`` does."""
     text = START + block + tail
@@ -100,8 +116,10 @@ def both(block: str, tail: str = "\r\n") -> tuple[tuple[object, ...], tuple[obje
     end = text.find("\r\n\r\n", pos - 2)
     if end < pos:
         end = len(text)
-    assert SCAN is not None
-    return run(parser._usual_headers, text, pos, end), run(SCAN.usual_headers, text, pos, end)
+    if c is None:
+        assert SCAN is not None
+        c = SCAN.usual_headers
+    return run(py, True, text, pos, end), run(c, False, text, pos, end)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -109,9 +127,9 @@ def both(block: str, tail: str = "\r\n") -> tuple[tuple[object, ...], tuple[obje
 @example("Via: a\r\nv: b\r\nFrom: x\r\nf: y\r\n", "\r\n")  # later lines, and an error
 @example("Via: \x1c a \x0b\r\n", "\r\n")  # str.strip's own blanks at both ends
 @example("Via:\r\n", "\r\n")  # an empty value
-def test_the_c_scanner_reads_header_lines_as_the_python_function(block: str, tail: str) -> None:
-    python, c = both(block, tail)
-    assert c == python
+def compare_usual_headers(py: Fn, c: Fn, block: str, tail: str) -> None:
+    python, c_result = both(block, tail, py, c)
+    assert c_result == python
 
 
 def test_the_usual_request_is_read_whole() -> None:
@@ -200,9 +218,8 @@ def test_bad_arguments_are_refused_not_read() -> None:
 @example("007", 3)
 @example("9" * 19, 25)  # beyond a long long's certain range: Python's own conversion
 @example("99999999999", 10)  # one digit too many
-def test_the_c_decimal_reads_numbers_as_the_python_function(text: str, digits: int) -> None:
-    assert SCAN is not None
-    assert SCAN.decimal(text, digits) == message._decimal(text, digits)
+def compare_decimal(py: Fn, c: Fn, text: str, digits: int) -> None:
+    assert c(text, digits) == py(text, digits)
 
 
 def test_the_c_decimal_refuses_bad_arguments() -> None:
@@ -269,26 +286,23 @@ def framed(draw: st.DrawFn) -> tuple[bytes, int, int]:
 @example((b"OPTIONS sip:a SIP/2.0\r\nl: x\r\n\r\n", 0, 31))  # just fits, bad: 400
 @example((b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\n\r\nx", 0, 32))  # a body that just fits
 @example((b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\n\r\nx", 0, 31))  # ... and one that does not
-def test_the_c_framer_measures_messages_as_the_python_function(
-    case: tuple[bytes, int, int],
-) -> None:
-    assert SCAN is not None
+def compare_frame_head(py: Fn, c: Fn, case: tuple[bytes, int, int]) -> None:
     data, pos, size = case
-    python = framer._frame_head(data, pos, size)
-    assert SCAN.frame_head(data, pos, size) == python
-    assert SCAN.frame_head(bytearray(data), pos, size) == python
+    python = py(data, pos, size)
+    assert c(data, pos, size) == python
+    assert c(bytearray(data), pos, size) == python
 
 
 def test_the_c_framer_refuses_bad_arguments() -> None:
-    assert SCAN is not None
+    assert FRAMER is not None
     with pytest.raises(ValueError):
-        SCAN.frame_head(b"abc", 4, 100)  # past the buffer
+        FRAMER.frame_head(b"abc", 4, 100)  # past the buffer
     with pytest.raises(ValueError):
-        SCAN.frame_head(b"abc", -1, 100)
+        FRAMER.frame_head(b"abc", -1, 100)
     with pytest.raises(TypeError):
-        SCAN.frame_head("text", 0, 100)
+        FRAMER.frame_head("text", 0, 100)
     with pytest.raises(TypeError):
-        SCAN.frame_head(b"abc", 0)
+        FRAMER.frame_head(b"abc", 0)
 
 
 ascii_text = st.text(st.characters(max_codepoint=127), max_size=140)
@@ -307,33 +321,32 @@ ascii_text = st.text(st.characters(max_codepoint=127), max_size=140)
 @example(b"", "a@b", None, 1)  # no key: BLAKE2s unkeyed
 @example(b"s" * 32, "a@b", "t", -1)  # the longest key it takes
 @example(b"s" * 33, "a@b", "t", 1)  # one byte too long: left to Python
-def test_the_c_to_tag_is_the_python_hash(
-    secret: bytes, call_id: str, from_tag: str | None, cseq_num: int
+def compare_to_tag(
+    py: Fn, c: Fn, secret: bytes, call_id: str, from_tag: str | None, cseq_num: int
 ) -> None:
-    assert SCAN is not None
-    tag = SCAN.to_tag(secret, call_id, from_tag, cseq_num)
+    tag = c(secret, call_id, from_tag, cseq_num)
     ascii_ = call_id.isascii() and (from_tag is None or from_tag.isascii())
     fits = len(secret) <= 32 and -(2**63) <= cseq_num < 2**63
     if ascii_ and fits:
-        assert tag == responses._make_to_tag(secret, call_id, from_tag, cseq_num)
+        assert tag == py(secret, call_id, from_tag, cseq_num)
     else:
         assert tag is None  # the Python function decides
 
 
 def test_the_c_to_tag_leaves_long_input_to_python() -> None:
-    assert SCAN is not None
-    assert SCAN.to_tag(b"k", "a" * 2000, "t", 1) is None
+    assert TAG is not None
+    assert TAG.to_tag(b"k", "a" * 2000, "t", 1) is None
     assert len(responses.make_to_tag(b"k", "a" * 2000, "t", 1)) == 16
 
 
 def test_the_c_to_tag_refuses_bad_arguments() -> None:
-    assert SCAN is not None
+    assert TAG is not None
     with pytest.raises(TypeError):
-        SCAN.to_tag("k", "a", "t", 1)
+        TAG.to_tag("k", "a", "t", 1)
     with pytest.raises(TypeError):
-        SCAN.to_tag(b"k", "a", "t")
+        TAG.to_tag(b"k", "a", "t")
     with pytest.raises(TypeError):
-        SCAN.to_tag(b"k", "a", 5, 1)
+        TAG.to_tag(b"k", "a", 5, 1)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -350,11 +363,10 @@ def test_the_c_to_tag_refuses_bad_arguments() -> None:
 @example("; Branch = z9 ;RPORT;received=")
 @example(";a;;b")  # an empty name in the middle
 @example(";\x1c=1")  # str.strip's blank \x1c: a name that strips to nothing
-def test_the_c_via_params_reads_as_the_python_function(raw: str) -> None:
-    assert SCAN is not None
-    got = SCAN.via_params(raw)
+def compare_via_params(py: Fn, c: Fn, raw: str) -> None:
+    got = c(raw)
     if raw.isascii():
-        assert got == message._python_via_params(raw)
+        assert got == py(raw)
     else:
         assert got is None
 
@@ -385,10 +397,10 @@ def test_the_c_via_params_refuses_bad_arguments() -> None:
 @example("<sip:a@b>;tag=a b")  # a tag with a blank: the patterns decide
 @example("<x>")  # no URI inside the brackets
 @example("<sip:a@b")  # no closing bracket
-def test_the_c_party_reads_from_and_to_as_the_python_functions(value: str) -> None:
-    assert SCAN is not None
-    got = SCAN.party(value)
-    python = (uri.check_name_addr(value), message.tag_of(value))
+def compare_party(py: Fn, c: Fn, value: str) -> None:
+    got = c(value)
+    python = py(value)
+    assert python == (uri.check_name_addr(value), message.tag_of(value))
     if got is not None:
         assert got == python
     else:
@@ -441,13 +453,10 @@ def test_the_c_party_decides_the_usual_spellings() -> None:
 @example(" sip:a SIP/2.0")  # no method
 @example("REGISTER sip:2001:db8::10 SIP/2.0")  # RFC 5118 §4.2: left to Python, a 400
 @example("OPTIONS sip:[2001:db8::10]:5060 SIP/2.0")  # left to Python, well-formed
-def test_the_c_request_line_reads_what_the_python_function_finds_nothing_wrong_in(
-    line: str,
-) -> None:
-    assert SCAN is not None
+def compare_request_line(py: Fn, c: Fn, line: str) -> None:
     errors: list[tuple[int, str]] = []
-    python = parser._python_request_line(line, errors)
-    got = SCAN.request_line(line)
+    python = py(line, errors)
+    got = c(line)
     if got is not None:  # C never takes a line that the Python function finds wrong
         assert line.isascii() and not errors and got == python
     elif line.isascii() and not errors:

@@ -1,4 +1,5 @@
-/* The UDP socket calls of the per-datagram path in C, loaded by ``udp.py``.
+/* The UDP socket calls of the per-datagram path in C, for ``aio/udp.py`` (loaded through
+   ``sip/_speedups.py``).
 
    ``recv_batch`` reads every datagram waiting on a socket, up to a count, in one
    ``recvmmsg`` call; ``send_batch`` sends a list of datagrams in one ``sendmmsg`` call,
@@ -13,8 +14,10 @@
    the last destination is kept as its socket address.
 
    Only the compiled core uses this module (``native.C_MODULES``); the sources run
-   asyncio's own datagram transport, and tests/unit/test_udp.py compares these functions
-   with the socket module's on real loopback sockets.
+   asyncio's own datagram transport.  ``aio/udp.py`` defines the same three functions in
+   Python (``_py_recv_batch``, ``_py_send_to``, ``_py_send_batch``), and
+   tests/unit/test_speedups_udp.py runs the same tests against both, on real loopback
+   sockets, and compares them with each other and with the socket module's calls.
 
    Bounds: at most ``MAX_BATCH`` datagrams read a call, each into a slot of ``SLOT``
    bytes (a UDP payload is at most 65,507 bytes over IPv4 and 65,527 over IPv6, so
@@ -485,12 +488,12 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_udp",
-    "The UDP socket calls of the per-datagram path in C (see _udp.c).", -1, methods,
+    PyModuleDef_HEAD_INIT, "sipresponder.aio._c.udp",
+    "The UDP socket calls of the per-datagram path in C (see udp.c).", -1, methods,
 };
 
 PyMODINIT_FUNC
-PyInit__udp(void)
+PyInit_udp(void)
 {
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)

@@ -1,18 +1,17 @@
-/* Loops of the per-message path in C, loaded through ``message.c_function``.
+/* The parser's loops in C, loaded through ``sip/_speedups.py``: the header scanner and the
+   readers of the request line, Via parameters, From/To and numbers.
 
-   ``usual_headers`` does what ``sipresponder/sip/parser.py``'s ``_usual_headers`` does, on
-   the same arguments, with the same result: it is that function's loop without the
+   ``usual_headers`` does what ``sipresponder/sip/parser.py``'s ``_py_usual_headers`` does,
+   on the same arguments, with the same result: it is that function's loop without the
    interpreter's cost per line (about a third of the parse of a request, compiled by
    mypyc, went to the loop's string searches, slices and lookups).  ``decimal`` does what
-   ``message._decimal`` does, ``frame_head`` what ``framer._frame_head`` does (the TCP
-   framer's regex, set and method calls took a ninth of an OPTIONS over TCP),
-   ``via_params`` what ``message._python_via_params`` does (3.6k instructions a Via),
-   ``party`` what ``uri.check_name_addr`` and ``message.tag_of`` do for a From or
-   To in the usual spelling, ``request_line`` what ``parser._python_request_line`` does
-   for a line with nothing wrong in it, and ``to_tag`` what ``responses._make_to_tag`` does (hashlib's keyed BLAKE2s, with its
-   object, copy and hex string, took 6k instructions per tag).  The Python functions stay
-   the definitions: the pure-Python core runs them, and property tests feed both the same
-   input and compare everything they return and fill in (tests/unit/test_scan.py).
+   ``message._py_decimal`` does, ``via_params`` what ``message._py_via_params`` does
+   (3.6k instructions a Via), ``party`` what ``parser._py_party`` (``uri.check_name_addr``
+   and ``message.tag_of``) does for a From or To in the usual spelling, and
+   ``request_line`` what ``parser._py_request_line`` does for a line with nothing wrong in
+   it.  The Python functions stay the definitions: the pure-Python core runs them, and
+   property tests feed both the same input and compare everything they return and fill in
+   (tests/unit/test_speedups.py).
 
    Only a text of ASCII characters is scanned by ``usual_headers`` (the usual request);
    for any other the result is -2 and the caller runs the Python function.  Nothing is
@@ -21,8 +20,6 @@
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Names as spelled -> their key: a small cache of ``keys`` (the parser's ``_KEYS``) that
@@ -219,7 +216,7 @@ usual_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* decimal(text, digits) -> int | None
 
-   ``message.decimal``: ``text`` as a number when it is 1 to ``digits`` ASCII digits, else
+   ``message._py_decimal``: ``text`` as a number when it is 1 to ``digits`` ASCII digits, else
    None.  Leading zeros are allowed, as ``int()`` allows them. */
 static PyObject *
 decimal(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -252,293 +249,6 @@ decimal(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(value);
 }
 
-/* The framer's codes (framer.FRAME_*). */
-#define FRAME_WAIT (-1)
-#define FRAME_TOO_LARGE (-2)
-#define FRAME_BAD_LENGTH (-3)
-
-static int
-is_blank(char c)  /* what bytes.strip() strips, but for CR and LF (a value has none) */
-{
-    return c == ' ' || c == '\t' || c == '\x0b' || c == '\x0c';
-}
-
-static char
-lower(char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-}
-
-/* frame_head(buf, pos, max_size) -> int
-
-   ``framer._frame_head``: the length of the message at buf[pos] from the end of its
-   header section (the first CRLF CRLF) and its Content-Length lines, or a FRAME_ code.
-   The lines are those the parser's regex ``\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)``
-   (case-insensitive) finds in buf[pos:end + 2]: every one found must carry the same
-   value, 1 to 9 ASCII digits once blanks are stripped. */
-static PyObject *
-frame_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "frame_head takes a buffer and two ints");
-        return NULL;
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t max_size = pos == -1 && PyErr_Occurred() ? -1 : PyLong_AsSsize_t(args[2]);
-    if (max_size == -1 && PyErr_Occurred()) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    const char *s = (const char *)view.buf;
-    Py_ssize_t size = view.len;
-    if (pos < 0 || pos > size) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "frame_head: pos out of the buffer");
-        return NULL;
-    }
-    Py_ssize_t result;
-    /* The header section's end: the first CR LF CR LF at or after pos. */
-    Py_ssize_t end = -1;
-    for (Py_ssize_t i = pos; size - i >= 4;) {
-        const char *cr = memchr(s + i, '\r', (size_t)(size - i - 3));
-        if (cr == NULL)
-            break;
-        i = cr - s;
-        if (s[i + 1] == '\n' && s[i + 2] == '\r' && s[i + 3] == '\n') {
-            end = i;
-            break;
-        }
-        i++;
-    }
-    if (end < 0) {
-        result = size - pos > max_size ? FRAME_TOO_LARGE : FRAME_WAIT;
-        goto done;
-    }
-    Py_ssize_t head_len = end + 4 - pos;
-    if (head_len > max_size) {
-        result = FRAME_TOO_LARGE;
-        goto done;
-    }
-    /* Every Content-Length line in buf[pos:limit]: each one starts right after an LF. */
-    Py_ssize_t limit = end + 2;
-    Py_ssize_t value_at = -1, value_len = 0;  /* the first value, stripped */
-    int bad = 0;
-    for (Py_ssize_t i = pos; i < limit;) {
-        const char *lf = memchr(s + i, '\n', (size_t)(limit - i));
-        if (lf == NULL)
-            break;
-        Py_ssize_t j = lf - s + 1;  /* the line's first character */
-        i = j;
-        static const char long_name[] = "content-length";
-        Py_ssize_t k = 0;
-        while (k < 14 && j + k < limit && lower(s[j + k]) == long_name[k])
-            k++;
-        if (k == 14)
-            j += 14;
-        else if (j < limit && lower(s[j]) == 'l')
-            j += 1;
-        else
-            continue;
-        while (j < limit && (s[j] == ' ' || s[j] == '\t'))
-            j++;
-        if (j >= limit || s[j] != ':')
-            continue;
-        j++;
-        while (j < limit && (s[j] == ' ' || s[j] == '\t'))
-            j++;
-        Py_ssize_t v = j;
-        while (j < limit && s[j] != '\r' && s[j] != '\n')
-            j++;
-        i = j;  /* the regex goes on after its match */
-        Py_ssize_t a = v, b = j;
-        while (a < b && is_blank(s[a]))
-            a++;
-        while (b > a && is_blank(s[b - 1]))
-            b--;
-        if (value_at < 0) {
-            value_at = a;
-            value_len = b - a;
-        }
-        else if (b - a != value_len || memcmp(s + a, s + value_at, (size_t)value_len) != 0)
-            bad = 1;  /* two different values */
-    }
-    Py_ssize_t length = 0;  /* none: the parser answers 400 "Missing Content-Length" */
-    if (value_at >= 0) {
-        if (bad || value_len < 1 || value_len > 9) {
-            result = FRAME_BAD_LENGTH;
-            goto done;
-        }
-        for (Py_ssize_t k = 0; k < value_len; k++) {
-            char c = s[value_at + k];
-            if (c < '0' || c > '9') {
-                result = FRAME_BAD_LENGTH;
-                goto done;
-            }
-            length = length * 10 + (c - '0');
-        }
-    }
-    result = head_len + length > max_size ? FRAME_TOO_LARGE : head_len + length;
-done:
-    PyBuffer_Release(&view);
-    return PyLong_FromSsize_t(result);
-}
-
-/* BLAKE2s (RFC 7693), enough of it for ``to_tag``: keyed, an 8-byte digest. */
-static const uint32_t blake2s_iv[8] = {
-    0x6A09E667u, 0xBB67AE85u, 0x3C6EF372u, 0xA54FF53Au,
-    0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u,
-};
-
-static const uint8_t blake2s_sigma[10][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
-    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
-    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
-    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
-    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
-    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
-    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
-    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
-    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
-};
-
-#define ROTR32(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-#define B2S_G(a, b, c, d, x, y)      \
-    do {                             \
-        a = a + b + (x);             \
-        d = ROTR32(d ^ a, 16);       \
-        c = c + d;                   \
-        b = ROTR32(b ^ c, 12);       \
-        a = a + b + (y);             \
-        d = ROTR32(d ^ a, 8);        \
-        c = c + d;                   \
-        b = ROTR32(b ^ c, 7);        \
-    } while (0)
-
-/* RFC 7693 §3.2: compress one 64-byte block into h; t counts the bytes so far. */
-static void
-blake2s_compress(uint32_t h[8], const uint8_t block[64], uint32_t t, int last)
-{
-    uint32_t m[16], v[16];
-    for (int i = 0; i < 16; i++)
-        m[i] = (uint32_t)block[4 * i] | (uint32_t)block[4 * i + 1] << 8 |
-               (uint32_t)block[4 * i + 2] << 16 | (uint32_t)block[4 * i + 3] << 24;
-    for (int i = 0; i < 8; i++) {
-        v[i] = h[i];
-        v[i + 8] = blake2s_iv[i];
-    }
-    v[12] ^= t;  /* the counter's high word stays 0: a tag's input is short */
-    if (last)
-        v[14] = ~v[14];
-    for (int r = 0; r < 10; r++) {
-        const uint8_t *s = blake2s_sigma[r];
-        B2S_G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-        B2S_G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-        B2S_G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-        B2S_G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-        B2S_G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-        B2S_G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-        B2S_G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-        B2S_G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
-    }
-    for (int i = 0; i < 8; i++)
-        h[i] ^= v[i] ^ v[i + 8];
-}
-
-/* The state after the key's block, for the last key seen (a process has one or two). */
-static uint8_t keyed_secret[32];
-static Py_ssize_t keyed_length = -1;  /* -1: none yet */
-static uint32_t keyed_state[8];
-
-/* Longest tag input (Call-ID, From tag, CSeq number) done here; longer ones in Python. */
-#define TAG_INPUT 1024
-
-/* to_tag(secret, call_id, from_tag, cseq_num) -> str | None
-
-   ``responses.make_to_tag``: the 16 hex digits of BLAKE2s-64 keyed with ``secret`` over
-   ``call_id \0 from_tag \0 cseq_num``.  None (the Python function runs) for a key longer
-   than BLAKE2s takes, text that is not all ASCII, or an input longer than TAG_INPUT. */
-static PyObject *
-to_tag(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyUnicode_Check(args[1]) ||
-        !(args[2] == Py_None || PyUnicode_Check(args[2])) || !PyLong_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "to_tag takes bytes, a str, a str or None, an int");
-        return NULL;
-    }
-    Py_ssize_t key_length = PyBytes_GET_SIZE(args[0]);
-    PyObject *call_id = args[1], *from_tag = args[2];
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(call_id) < 0 || (from_tag != Py_None && PyUnicode_READY(from_tag) < 0))
-        return NULL;
-#endif
-    if (key_length > 32 || !PyUnicode_IS_ASCII(call_id) ||
-        (from_tag != Py_None && !PyUnicode_IS_ASCII(from_tag)))
-        Py_RETURN_NONE;
-    int overflow = 0;
-    long long cseq = PyLong_AsLongLongAndOverflow(args[3], &overflow);
-    if (overflow)
-        Py_RETURN_NONE;
-    if (cseq == -1 && PyErr_Occurred())
-        return NULL;
-    Py_ssize_t id_length = PyUnicode_GET_LENGTH(call_id);
-    Py_ssize_t tag_length = from_tag == Py_None ? 0 : PyUnicode_GET_LENGTH(from_tag);
-    if (id_length + tag_length > TAG_INPUT - 32)
-        Py_RETURN_NONE;
-    uint8_t input[TAG_INPUT + 64];  /* room for the zeros of the last block */
-    Py_ssize_t n = 0;
-    memcpy(input, PyUnicode_1BYTE_DATA(call_id), (size_t)id_length);
-    n += id_length;
-    input[n++] = 0;
-    if (tag_length)
-        memcpy(input + n, PyUnicode_1BYTE_DATA(from_tag), (size_t)tag_length);
-    n += tag_length;
-    input[n++] = 0;
-    n += snprintf((char *)input + n, 24, "%lld", cseq);
-
-    const char *key = PyBytes_AS_STRING(args[0]);
-    if (key_length != keyed_length || memcmp(key, keyed_secret, (size_t)key_length) != 0) {
-        /* RFC 7693 §2.5 and §3.3: the parameter block's first word (digest 8 bytes, the
-           key's length, fanout 1, depth 1), then the key zero-padded as the first block. */
-        uint8_t block[64] = {0};
-        for (int i = 0; i < 8; i++)
-            keyed_state[i] = blake2s_iv[i];
-        keyed_state[0] ^= 0x01010000u ^ ((uint32_t)key_length << 8) ^ 8u;
-        if (key_length) {
-            memcpy(block, key, (size_t)key_length);
-            blake2s_compress(keyed_state, block, 64, 0);
-        }
-        memcpy(keyed_secret, key, (size_t)key_length);
-        keyed_length = key_length;
-    }
-    uint32_t h[8];
-    memcpy(h, keyed_state, sizeof h);
-    uint32_t t = key_length ? 64 : 0;
-    Py_ssize_t at = 0;
-    while (n - at > 64) {  /* every block but the last */
-        t += 64;
-        blake2s_compress(h, input + at, t, 0);
-        at += 64;
-    }
-    memset(input + n, 0, (size_t)(64 - (n - at)));
-    t += (uint32_t)(n - at);
-    blake2s_compress(h, input + at, t, 1);
-    static const char hex[] = "0123456789abcdef";
-    PyObject *out = PyUnicode_New(16, 127);
-    if (out == NULL)
-        return NULL;
-    Py_UCS1 *o = PyUnicode_1BYTE_DATA(out);
-    for (int i = 0; i < 8; i++) {
-        uint8_t byte = (uint8_t)(h[i / 4] >> (8 * (i % 4)));
-        o[2 * i] = (Py_UCS1)hex[byte >> 4];
-        o[2 * i + 1] = (Py_UCS1)hex[byte & 15];
-    }
-    return out;
-}
-
 /* What str.strip() strips from an ASCII text: its whitespace, \x1c-\x1f included. */
 static int
 is_space(Py_UCS1 c)
@@ -564,7 +274,7 @@ one_ascii_str(PyObject *const *args, Py_ssize_t nargs, const char *error)
 
 /* via_params(raw) -> (params, flaw) | None
 
-   ``message._via_params`` for an ASCII ``raw`` (None for any other: the Python function
+   ``message._py_via_params`` for an ASCII ``raw`` (None for any other: the Python function
    reads it): ``;name=value;name`` -> [(name in lower case, value or None)], and
    "Empty Via Parameter" when a name is empty once stripped (else None). */
 static PyObject *
@@ -663,7 +373,7 @@ is_token(Py_UCS1 c)
 
 /* party(value) -> (well_formed, tag) | None
 
-   ``parser._party``'s two readings of a From or To value in the usual spelling:
+   ``parser._py_party``'s two readings of a From or To value in the usual spelling:
    ``uri.check_name_addr(value)`` and ``message.tag_of(value)``.  None — the Python
    functions decide — for text that is not ASCII, and where ``tag_of`` would go on to its
    patterns: a ``;tag=`` whose value is not all token characters, or no ``;tag=`` but
@@ -736,7 +446,7 @@ party(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* request_line(line) -> (method, uri, version) | None
 
-   ``parser._request_line`` for a line it finds nothing wrong with: three parts between
+   ``parser._py_request_line`` for a line it finds nothing wrong with: three parts between
    single spaces, none empty, the method all token characters and the Request-URI not
    in angle brackets, with at most two colons (a scheme's and a port's: a URI with more
    may hold an IPv6 host without its brackets, which the Python function looks into).
@@ -799,30 +509,26 @@ request_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef methods[] = {
     {"usual_headers", (PyCFunction)(void (*)(void))usual_headers, METH_FASTCALL,
-     "The parser's _usual_headers for an ASCII text (-2 for any other)."},
+     "parser._py_usual_headers for an ASCII text (-2 for any other)."},
     {"decimal", (PyCFunction)(void (*)(void))decimal, METH_FASTCALL,
-     "message.decimal: text as a number when it is 1 to digits ASCII digits, else None."},
-    {"frame_head", (PyCFunction)(void (*)(void))frame_head, METH_FASTCALL,
-     "framer._frame_head: the length of the message at buf[pos], or a FRAME_ code."},
+     "message._py_decimal: text as a number when it is 1 to digits ASCII digits, else None."},
     {"via_params", (PyCFunction)(void (*)(void))via_params, METH_FASTCALL,
-     "message._via_params for an ASCII text (else None)."},
+     "message._py_via_params for an ASCII text (else None)."},
     {"request_line", (PyCFunction)(void (*)(void))request_line, METH_FASTCALL,
-     "parser._request_line for a line with nothing wrong in it (else None)."},
+     "parser._py_request_line for a line with nothing wrong in it (else None)."},
     {"party", (PyCFunction)(void (*)(void))party, METH_FASTCALL,
-     "parser._party's check_name_addr and tag_of, in the usual spelling (else None)."},
-    {"to_tag", (PyCFunction)(void (*)(void))to_tag, METH_FASTCALL,
-     "responses.make_to_tag for an ASCII input and a key BLAKE2s takes (else None)."},
+     "parser._py_party: check_name_addr and tag_of, in the usual spelling (else None)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "sipresponder.sip._scan",
-    "Loops of the per-message path in C: headers, Via, From/To, numbers, framing, To tags.",
+    PyModuleDef_HEAD_INIT, "sipresponder.sip._c.headers",
+    "The parser's loops in C: header lines, request line, Via, From/To, numbers.",
     -1, methods,
 };
 
 PyMODINIT_FUNC
-PyInit__scan(void)
+PyInit_headers(void)
 {
     return PyModule_Create(&module);
 }

@@ -1,0 +1,3 @@
+"""The TCP framer's head scan in C (``framer.c``), twin of ``framer._py_frame_head``."""
+
+def frame_head(buf: bytes | bytearray, pos: int, max_size: int, /) -> int: ...

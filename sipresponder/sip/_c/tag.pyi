@@ -1,0 +1,3 @@
+"""The To tag's keyed hash in C (``tag.c``), twin of ``responses._py_to_tag``."""
+
+def to_tag(secret: bytes, call_id: str, from_tag: str | None, cseq_num: int, /) -> str | None: ...
