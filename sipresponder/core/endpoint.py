@@ -186,9 +186,10 @@ class Endpoint:
             key = None
         else:
             key = transaction_key(req)
-        txn = None if key is None else table.get(key)
+        txn = None if key is None else table.transactions.get(key)
         absorbed = txn is None and method == "INVITE" and table.absorbs(key, now)
-        recorder.incoming(req, flow, now, txn is not None or absorbed)
+        if self.journal is not None:
+            recorder.incoming(req, flow, now, txn is not None or absorbed)
         branch = req.branch
         if txn is None and not absorbed and not (branch and branch.startswith(MAGIC_COOKIE)):
             verdicts.no_magic_cookie(req, now)
@@ -236,7 +237,7 @@ class Endpoint:
             send_trying = stateful = False
         # In a dialog (BYE, re-INVITE) the To tag is already there and every response
         # keeps it (§8.2.6.2): no tag of ours to work out.
-        tag = req.to_tag or self._tag(req)
+        tag = req.to_tag or make_to_tag(self.secret, req.call_id or "", req.from_tag, req.cseq_num)
         dest = reply_to(req, flow)
         answers = Answers(req, to_tag=tag, source=source, local=answering(req, flow))
         wall = now + recorder.wall_offset
@@ -249,8 +250,9 @@ class Endpoint:
             # Stateless (§8.2.7): a retransmission is answered identically, since the To
             # tag and every byte of the response follow from the request alone.
             out = [(build(step), flow, dest) for step in plan.steps]
-            for data, _, _ in out:
-                recorder.outgoing(data, flow, dest, req.call_id, method, req.cseq_num, now)
+            if self.journal is not None:
+                for data, _, _ in out:
+                    recorder.outgoing(data, flow, dest, req.call_id, method, req.cseq_num, now)
             self.stats["responses_sent"] += len(out)
             codes = tuple(step.code for step in plan.steps)
             if method == "INVITE":
