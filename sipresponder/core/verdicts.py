@@ -72,7 +72,7 @@ class Verdicts:
         self._calls: dict[str, int] = {}
         self._limit = max(1, calls)
         #: How many remembered calls are refused (``_refused``): none, nothing to look up.
-        self._refused = 0
+        self._refused_calls = 0
         self._window = (-1, 0)
         self._noticed: set[tuple[str, str]] = set()
 
@@ -122,18 +122,18 @@ class Verdicts:
     def invite(self, call_id: str, cseq: int) -> None:
         """A new INVITE of a call: pending until ``answered``.  Only a refused call needs
         to know (its BYE is judged), so nothing is looked up while there is none."""
-        if not self._refused:
+        if not self._refused_calls:
             return
         calls = self._calls
         known = calls.get(call_id)
         if known is not None and _refused(known):
             calls[call_id] = known | _PENDING
-            self._refused -= 1
+            self._refused_calls -= 1
 
     def answered(self, call_id: str, cseq: int, final: int) -> None:
         """An INVITE got its final response."""
         calls = self._calls
-        if final < 300 and not self._refused:
+        if final < 300 and not self._refused_calls:
             # Nothing refused to forget: the established call is written without a look.
             self._put(call_id, cseq << _CSEQ_SHIFT | _ESTABLISHED | final)
             return
@@ -144,10 +144,10 @@ class Verdicts:
                 return  # an older INVITE's answer: the call has moved on
             established |= known & _ESTABLISHED
             if _refused(known):
-                self._refused -= 1
+                self._refused_calls -= 1
         value = cseq << _CSEQ_SHIFT | established | (final & _FINAL)
         if _refused(value):
-            self._refused += 1
+            self._refused_calls += 1
         self._put(call_id, value)
 
     def _put(self, call_id: str, value: int) -> None:
@@ -158,7 +158,7 @@ class Verdicts:
         if len(calls) >= 2 * self._limit:
             kept = dict(itertools.islice(calls.items(), self._limit, None))
             self._calls = kept
-            self._refused = sum(1 for v in kept.values() if _refused(v))
+            self._refused_calls = sum(1 for v in kept.values() if _refused(v))
 
     def answered_at_once(self, call_id: str, cseq: int, final: int) -> None:
         """An INVITE answered with no transaction (stateless, shed, refused)."""
@@ -286,7 +286,7 @@ class Verdicts:
 
     def bye(self, req: Request, now: float) -> None:
         """RFC 3261 §15: a BYE belongs to a dialog; after a failed INVITE there is none."""
-        if not self._refused:
+        if not self._refused_calls:
             return  # no refused call remembered: nothing to look up
         known = self._calls.get(req.call_id or "")
         if known is None or not _refused(known):
