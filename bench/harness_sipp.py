@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from harness_parse import cpu_pcts, fmt_int, fmt_pcts, parse_stat_csv, stat_epoch, stat_int
 from harness_procs import LOOPBACK, free_port, listen_overflows, machine_busy, reap, spawn, stop
-from harness_targets import SCENARIOS, TRANSPORTS, Flow, Settings, Target, TargetError
+from harness_targets import SCENARIOS, TRANSPORTS, Flow, Settings, Target, TargetError, pinned
 
 #: CPU used by the rest of the machine (% of one core) from which a run is disturbed.
 DISTURBED = 15
@@ -135,7 +135,7 @@ def client_command(
     ]
     if calls is not None:
         cmd += ["-m", str(calls)]
-    return cmd
+    return pinned(s, 1, cmd)
 
 
 def run_ceiling(

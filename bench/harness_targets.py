@@ -111,6 +111,13 @@ class Settings:
     workdir: Path
     #: Every target does the stateless duties of RFC 3261 §8.2.7 (--stateless).
     stateless: bool = False
+    #: --pin: the target on CPU 0 and SIPp on CPU 1, so neither is moved under the other.
+    pin: bool = False
+
+
+def pinned(settings: Settings, cpu: int, cmd: list[str]) -> list[str]:
+    """``cmd`` under ``taskset -c cpu`` with --pin (children inherit it); else as it is."""
+    return ["taskset", "-c", str(cpu), *cmd] if settings.pin else cmd
 
 
 class Target:
@@ -137,7 +144,7 @@ class Target:
         self.log = s.workdir / f"{tag}.target.err"
         with open(out, "wb") as fo, open(self.log, "wb") as fe:
             self.proc = spawn(
-                self.command(flow, transport, self.port),
+                pinned(s, 0, self.command(flow, transport, self.port)),
                 stdin=subprocess.DEVNULL,
                 stdout=fo,
                 stderr=fe,

@@ -246,6 +246,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.10,
         help="with --sustain: the RSS growth allowed from 10 s to the end (0.10)",
     )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="the target on CPU 0 and SIPp on CPU 1 (taskset), so that the scheduler moves "
+        "neither onto the other's core: to see whether that matters (on the 2-core "
+        "reference machine it did not)",
+    )
     args = p.parse_args(argv)
     args.flows_given = args.flows is not None
     if args.sustain is not None:
@@ -328,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         responder_args=shlex.split(args.responder_args),
         workdir=workdir,
         stateless=args.stateless,
+        pin=args.pin,
     )
     targets: dict[str, Target] = {
         "responder": Responder(settings),

@@ -481,3 +481,18 @@ def test_stateless_options(targets: ModuleType, report: ModuleType, run: ModuleT
     assert report.table_title(True).startswith("Stateless")
     assert targets.FLOWS["busy"].describe(True) == "INVITE → 486, ACK (ignored)"
     assert targets.FLOWS["options"].describe(True) == targets.FLOWS["options"].describe()
+
+
+def test_pin_puts_the_target_and_sipp_on_cores_of_their_own(
+    targets: ModuleType, sipp: ModuleType, tmp_path: object
+) -> None:
+    busy = targets.FLOWS["busy"]
+    for pin in (False, True):
+        settings = _settings(targets, tmp_path, pin=pin)
+        cmd = sipp.client_command(settings, busy, 5080, "u1", "t", rate=100, limit=10, calls=1)
+        target = targets.pinned(settings, 0, ["python", "-m", "sipresponder"])
+        if pin:
+            assert cmd[:3] == ["taskset", "-c", "1"] and cmd[3] == "/usr/bin/sipp"
+            assert target == ["taskset", "-c", "0", "python", "-m", "sipresponder"]
+        else:
+            assert cmd[0] == "/usr/bin/sipp" and target[0] == "python"
