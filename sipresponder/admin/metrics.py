@@ -77,6 +77,11 @@ class EndpointCollector(Collector):
         for name, key, help_text in (
             ("parse_errors", "parse_errors", "Messages that could not be accepted as requests"),
             ("retransmissions", "retransmissions", "Retransmitted requests received"),
+            (
+                "resent",
+                "resent",
+                "Final responses resent on a timer: Timer G, or a 2xx until its ACK",
+            ),
             ("dropped", "dropped", "Messages dropped without an answer"),
             ("overload", "overload", "New requests answered 503 while overloaded"),
             ("draining", "draining", "New requests answered 503 during a graceful stop"),

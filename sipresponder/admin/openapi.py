@@ -59,6 +59,7 @@ OPENAPI: dict[str, Any] = {
                         "sipresponder_absorbers_evicted_total{timer}, "
                         "sipresponder_violations_total{rule}, "
                         "sipresponder_parse_errors_total, sipresponder_retransmissions_total, "
+                        "sipresponder_resent_total, "
                         "sipresponder_dropped_total, sipresponder_overload_total, "
                         "sipresponder_draining_total, sipresponder_ignored_total{reason}, "
                         "sipresponder_blocked_sources_total, sipresponder_held_total, "

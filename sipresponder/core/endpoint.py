@@ -343,12 +343,15 @@ class Endpoint:
 
     def _fire(self, txn: ServerTransaction, now: float, out: list[Send]) -> None:
         """Run a transaction's due timers and collect what they send."""
+        resent = txn.resent
         try:
             txn.on_timer(now)
         except Exception:
             self.stats["internal_errors"] += 1
             log.exception("internal error in a transaction timer; transaction dropped")
             txn.abort()
+        if txn.resent != resent:
+            self.stats["resent"] += txn.resent - resent
         self._after(txn, out)
 
     def _after(self, txn: ServerTransaction, out: list[Send]) -> None:

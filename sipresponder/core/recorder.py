@@ -26,6 +26,7 @@ STATS: Final = (
     "parse_errors",
     "dropped",
     "retransmissions",
+    "resent",
     "acks",
     "stray_acks",
     "recognised_acks",

@@ -122,6 +122,7 @@ class ServerTransaction:
         "reliable",
         "reported",
         "request",
+        "resent",
         "retx_interval",
         "scheduled",
         "slot_index",
@@ -176,6 +177,8 @@ class ServerTransaction:
         self.t_prov: float | None = None
         self.t_retx: float | None = None
         self.retx_interval = 0.0
+        #: Final responses resent on Timer G or the 2xx's timer (not for a copy received).
+        self.resent = 0
         self.t_end: float | None = None
         #: The deadline the owner's timer wheel filed it under (None: in no slot), and
         #: its place in that slot's list: set through ``filed``, ``moved`` and ``unfiled``.
@@ -319,6 +322,7 @@ class ServerTransaction:
             # Timer G (§17.2.1) or the 2xx retransmission (§13.3.1.4): T1 doubling to T2.
             assert self.final is not None
             self.outbox.append(self.final)
+            self.resent += 1
             self.retx_interval = min(self.retx_interval * 2, self.timers.t2)
             self.t_retx = now + self.retx_interval
         if self.t_end is not None and self.t_end <= now:

@@ -199,6 +199,7 @@ def test_collector_reads_the_endpoint_counters() -> None:
     assert m[("sipresponder_in_flight_transactions", ())] == 1  # the INVITE awaits its ACK
     assert m[("sipresponder_violations_total", (("rule", "RFC 3261 §8.1.1.7"),))] == 1
     assert m[("sipresponder_retransmissions_total", ())] == 1
+    assert m[("sipresponder_resent_total", ())] == 0  # no timer has run yet
     assert m[("sipresponder_parse_errors_total", ())] == 2
     assert m[("sipresponder_dropped_total", ())] == 1
     assert m[("sipresponder_handling_seconds_count", ())] == 1

@@ -89,6 +89,8 @@ def test_busy_without_ack_is_retransmitted_then_dropped() -> None:
     out = advance(ep, 60.0)
     assert set(codes(out)) == {486} and len(out) >= 5
     assert ep.table.transactions == {}
+    # Timer G's resends are counted apart from the first 486 (and from copies received).
+    assert ep.stats["resent"] == len(out) and ep.stats["retransmissions"] == 0
 
 
 def test_default_invite_plan_and_2xx_ack() -> None:
@@ -117,6 +119,7 @@ def test_2xx_retransmitted_until_ack() -> None:
     ack = request("ACK", "200", branch="z9hG4bK-ack", cseq="1 ACK")
     ep.receive(ack, UDP, 2.0)
     assert advance(ep, 60.0) == []
+    assert ep.stats["resent"] == 2  # at T1 and 2·T1 (0.5 s, 1.5 s): the ACK stopped them
 
 
 def test_retransmitted_invite_gets_latest_provisional_then_final() -> None:
