@@ -55,6 +55,7 @@ COMPILED = (
     "sip.sdp",
     "sip.responses",
     "core.plans",
+    "core.calls",
     "core.journal",
     "core.absorbers",
     "core.transaction",

@@ -6,7 +6,8 @@ response we send, into a journal ``Entry`` stamped with wall-clock time, and a v
 into a ``Violation``; and counts requests by method and the responses plans build by
 method and code, for metrics.  It holds the offset from the endpoint's clock to the wall clock,
 which the glue sets.  It decides nothing: the endpoint says what happened, the verdicts
-what was wrong.  Sans-IO; imports ``sip`` and ``journal``.
+what was wrong, the faults what was done wrong on purpose.  Sans-IO; imports ``sip``,
+``calls`` and ``journal``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Final
 from ..sip.message import Request
 from ..sip.responses import KNOWN_METHODS
 from ..sip.uri import hostport, plain_ip
+from .calls import Entry, FaultedEntry, FaultNote, Violation
 from .flow import Flow
-from .journal import Entry, Journal, Violation
+from .journal import Journal
 
 #: The endpoint's counters (``stats``), for metrics and the test report.
 STATS: Final = (
@@ -138,6 +140,51 @@ class Recorder:
                 status,
             )
         )
+
+    def faulted(
+        self,
+        data: bytes,
+        flow: Flow,
+        dest: tuple[str, int],
+        call_id: str,
+        method: str,
+        cseq: int,
+        status: int,
+        now: float,
+        fault: str,
+    ) -> None:
+        """A response of a transaction with faults: ``status`` is what the plan meant
+        (the bytes may be broken on purpose), ``fault`` what was done to it ("" for
+        nothing)."""
+        journal = self.journal
+        if journal is None:
+            return
+        if not fault:  # its bytes are as built: read as any other response's
+            self.outgoing(data, flow, dest, call_id, method, cseq, now)
+            return
+        journal.record(
+            FaultedEntry(
+                now + self.wall_offset,
+                flow.transport,
+                flow.local_text,
+                flow.remote_text if dest == flow.remote else hostport(plain_ip(dest[0]), dest[1]),
+                data,
+                call_id,
+                method,
+                cseq,
+                status,
+                fault,
+            )
+        )
+
+    def fault(
+        self, call_id: str, method: str, cseq: int, now: float, kind: str, message: str
+    ) -> None:
+        """Something done wrong on purpose that no response of ours shows."""
+        if self.journal is not None:
+            self.journal.fault(
+                FaultNote(now + self.wall_offset, call_id, kind, message, method, cseq)
+            )
 
     def violation(
         self, call_id: str, method: str, cseq: int, now: float, rule: str, message: str

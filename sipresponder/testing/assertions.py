@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, TypeAlias, runtime_checkable
 
-from ..core.journal import Call
+from ..core.calls import Call
 
 #: A test on a call, for ``wait_for_call(predicate=...)``.
 Predicate: TypeAlias = Callable[[Call], bool]

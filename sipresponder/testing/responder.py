@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from ..aio.server import Server, read_rules
+from ..core.calls import Call, Violation
 from ..core.config import Config
 from ..core.flow import TransactionRecord
-from ..core.journal import Call, Journal, Violation
+from ..core.journal import Journal
 from ..core.rules import RuleSet
 from ..core.rules_loader import load_rules
 from ..errors import ConfigError, RulesError

@@ -16,8 +16,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from ..core.calls import Call, Violation
 from ..core.config import Config
-from ..core.journal import Call, Journal, Violation
+from ..core.journal import Journal
 from ..core.rules import RuleSet
 from .assertions import Predicate
 from .responder import Responder, RulesLike, make_rules
