@@ -81,6 +81,16 @@ class PlanError(ValueError):
     """A plan that cannot be followed; the message says why."""
 
 
+class FaultSpecError(ValueError):
+    """A ``faults:`` list that cannot be used: ``field`` is where in the list (``[2].omit``,
+    ``probability``; "" for the list itself), ``problem`` what is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
 class SdpError(ValueError):
     """The offer is not a usable session description."""
 

@@ -4,7 +4,7 @@ What belongs here: ``Plan`` and ``Step`` (frozen), ``parse_plan`` for the Reques
 part (``486``, ``180-486``, ``180-2s-486``, ``180-1500ms-486``, keypad ``180486``) and the
 default plans.  A plan is a list of response codes, each with its time offset from the
 request; it is validated here, once, so the transaction layer can trust it.  Imports
-``codes`` only.
+``codes``, and ``faults`` for the model of a step's faults.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import PlanError
 from ..sip.codes import is_valid_code
+from .faults import Faults
 
 #: The longest total delay a plan may ask for, in seconds.
 MAX_PLAN_DELAY = 3600.0
@@ -31,6 +32,7 @@ class Step:
     the same name; ``body`` (with ``content_type``) is sent as is; ``sdp`` is ``answer``,
     ``offer`` or ``none`` to override the default SDP of the response.  Header values and
     the body may hold placeholders (``{call_id}``...), filled per request by the endpoint.
+    ``faults`` is what is done wrong to this response on purpose (``faults``).
     """
 
     code: int
@@ -40,6 +42,7 @@ class Step:
     body: str | None = None
     content_type: str | None = None
     sdp: str | None = None
+    faults: Faults | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ What belongs here: the rule model (``Text``, ``HeaderMatch``, ``Match``, ``Choic
 placeholders), and what the responder does with it at run time: matching a request, the
 weighted choice of a plan, filling placeholders from the request, the one-line summaries.
 Turning a document into the model, with its refusals, is ``rules_loader``'s.  Pure, and
-no YAML: imports ``message``, ``uri``, ``plans`` and ``auth``.
+no YAML: imports ``message``, ``uri``, ``plans``, ``faults`` and ``auth``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..sip.message import Request
 from ..sip.uri import uri_host, uri_of, uri_user
 from .auth import AuthSpec
+from .faults import Faults
 from .plans import Plan
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -168,6 +169,10 @@ class Rule:
     name: str = ""
     auth: AuthSpec | None = None
     line: int | None = None
+    #: What is done wrong on purpose to every request it answers (or a share of them).
+    faults: Faults | None = None
+    #: It or a step of one of its plans has faults: each request draws them.
+    faulty: bool = False
 
     @property
     def weighted(self) -> bool:
@@ -196,6 +201,7 @@ class Rule:
             (f"{c.weight:g}: " if self.weighted else "") + describe_plan(c.plan)
             for c in self.choices
         )
+        faults = "" if self.faults is None else f" with faults {self.faults.describe()}"
         auth = ""
         if self.auth is not None:
             users = ", ".join(_usernames(self.auth))
@@ -204,7 +210,7 @@ class Rule:
                 f"({'407' if self.auth.proxy else '401'}, realm {self.auth.realm!r}, "
                 f"users {users})"
             )
-        return f"{label}: {what}{auth} -> {plans}"
+        return f"{label}: {what}{auth} -> {plans}{faults}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +232,7 @@ class RuleSet:
         if self.default is not None:
             lines.append(self.default.summary())
         if self.seed is not None:
-            lines.append(f"seed {self.seed}: weighted choices are reproducible")
+            lines.append(f"seed {self.seed}: weighted choices and fault draws are reproducible")
         return lines
 
 
@@ -242,6 +248,8 @@ def describe_plan(plan: Plan) -> str:
         text = str(step.code)
         if step.at > previous:
             text = f"{step.at - previous:g}s-{text}"
+        if step.faults is not None:
+            text += f" [{step.faults.describe()}]"
         previous = step.at
         out.append(text)
     return "-".join(out)

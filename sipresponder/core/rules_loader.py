@@ -6,8 +6,8 @@ checking every field against the schema, and refusing at load time what would br
 protocol (a header the server owns, ACK or CANCEL matched, a 2xx to INVITE without SDP),
 each refusal one line naming the file, the rule (index and line), the field and the
 problem (``RulesError``).  Pure: the shell reads the file and passes its text.  Imports
-``errors``, ``codes``, ``message``, ``digest``, ``plans``, ``auth`` and ``rules``, whose model it
-builds.  Used by the shell (``aio``, ``admin``, ``testing``), never per message.
+``errors``, ``codes``, ``message``, ``digest``, ``faults``, ``plans``, ``auth`` and ``rules``,
+whose model it builds.  Used by the shell (``aio``, ``admin``, ``testing``), never per message.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Any
 
 import yaml
 
-from ..errors import PlanError, RulesError
+from ..errors import FaultSpecError, PlanError, RulesError
 from ..sip.codes import is_valid_code, reason_phrase
 from ..sip.digest import ALGORITHMS
 from ..sip.message import header_key
 from .auth import AuthSpec
+from .faults import Faults, nonsense, parse_faults
 from .plans import MAX_PLAN_DELAY, Plan, Step, parse_plan, validate
 from .rules import (
     PLACEHOLDER_RE,
@@ -42,8 +43,8 @@ _DELAY_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*")
 _METHOD_RE = re.compile(r"[A-Za-z]+")
 
 _TOP_KEYS = ("rules", "default", "seed")
-_RULE_KEYS = ("name", "match", "plan", "choose", "auth")
-_DEFAULT_KEYS = ("name", "plan", "choose", "auth")
+_RULE_KEYS = ("name", "match", "plan", "choose", "auth", "faults", "fault_probability")
+_DEFAULT_KEYS = ("name", "plan", "choose", "auth", "faults", "fault_probability")
 _MATCH_KEYS = (
     "method",
     "user",
@@ -67,6 +68,8 @@ _STEP_KEYS = (
     "contact",
     "reason_header",
     "warning",
+    "faults",
+    "fault_probability",
 )
 _AUTH_KEYS = ("realm", "users", "algorithm", "qop", "check_uri", "proxy", "nonce_lifetime")
 _SDP_MODES = ("answer", "offer", "none")
@@ -181,7 +184,16 @@ def _rule(raw: Any, index: int, where: _Where, *, default: bool = False) -> Rule
     for choice in choices:
         _check_sdp_rules(choice.plan, match, where)
     auth = _auth(raw["auth"], where) if "auth" in raw else None
-    return Rule(index, match, choices, str(name), auth, where.line)
+    faults = _faults(raw, "", where, on_step=False)
+    if faults is not None:
+        codes = [[step.code for step in choice.plan.steps] for choice in choices]
+        problem = nonsense(faults, match.methods, codes)
+        if problem:
+            raise where.fail("faults", problem)
+    faulty = faults is not None or any(
+        step.faults is not None for choice in choices for step in choice.plan.steps
+    )
+    return Rule(index, match, choices, str(name), auth, where.line, faults, faulty)
 
 
 def _match(raw: Any, where: _Where) -> Match:
@@ -404,7 +416,22 @@ def _step(raw: Any, fieldname: str, where: _Where, previous_at: float) -> Step:
         _check_placeholders(body, f"{fieldname}.body", where)
         if content_type is None:
             content_type = "text/plain"
-    return Step(code, at, reason, tuple(headers), body, content_type, sdp)
+    faults = _faults(raw, f"{fieldname}.", where, on_step=True)
+    return Step(code, at, reason, tuple(headers), body, content_type, sdp, faults)
+
+
+def _faults(raw: dict[Any, Any], prefix: str, where: _Where, *, on_step: bool) -> Faults | None:
+    """A rule's or a step's ``faults`` (with ``fault_probability``), or None."""
+    if "faults" not in raw:
+        if "fault_probability" in raw:
+            raise where.fail(f"{prefix}fault_probability", "given without 'faults'")
+        return None
+    try:
+        return parse_faults(raw["faults"], raw.get("fault_probability"), on_step=on_step)
+    except FaultSpecError as exc:
+        if exc.field == "probability":
+            raise where.fail(f"{prefix}fault_probability", exc.problem) from None
+        raise where.fail(f"{prefix}faults{exc.field}", exc.problem) from None
 
 
 def _headers(raw: Any, fieldname: str, where: _Where) -> list[tuple[str, str]]:

@@ -41,9 +41,11 @@ ORDER = [
     # ─── core: the sans-IO responder ───
     "core",
     "core.auth",
+    "core.faults",
     "core.plans",
     "core.rules",
     "core.rules_loader",
+    "core.calls",
     "core.journal",
     "core.absorbers",
     "core.transaction",

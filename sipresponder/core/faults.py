@@ -1,0 +1,486 @@
+"""Faults: what the responder does wrong on purpose, so a client's handling of it shows.
+
+What belongs here: the model of a rule's or a step's ``faults:`` list (``Faults``), read
+from plain data (``parse_faults``); the draw of which lists apply to one request
+(``FaultPlan``, reproducible from the rules' seed and the arrival order); and what a
+transaction with faults does to its responses — ``FaultBuilder`` mangles each one as it is
+built (a changed or missing To tag, headers or SDP left out, padding, a broken message),
+``FaultState.shape`` sends it as many times, and in the order, the faults say, and names
+what was done for the journal.  What the endpoint does with a request (drop its first
+copies, leave out the 100, pay no heed to its ACK) it reads from ``Faults``.
+
+Every response this module touches is one we built ourselves: its lines end in CRLF, its
+header names are in their full form.  Sans-IO, no clock, no randomness of its own.
+Imports ``sip`` only: ``plans`` imports it (a step carries its faults).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from ..errors import FaultSpecError
+from ..sip.message import header_key
+
+#: Kinds that act on the request or the transaction: a rule's list only.
+PLAN_KINDS: Final = ("no_trying", "drop_requests", "ignore_ack", "final_first")
+#: Kinds that act on a response: a rule's list (every response) or a step's (that one).
+RESPONSE_KINDS: Final = ("duplicate", "to_tag", "omit", "malformed", "oversize")
+KINDS: Final = PLAN_KINDS + RESPONSE_KINDS
+#: ``malformed:`` values.
+MALFORMED: Final = ("status_line", "content_length", "truncate", "garbage")
+#: ``omit:`` values besides header names.
+OMIT_PARTS: Final = ("to_tag", "sdp")
+#: Bounds of the numbers a kind takes.
+MAX_DROPS: Final = 10
+MAX_DUPLICATES: Final = 10
+MIN_OVERSIZE: Final = 200
+#: The largest UDP payload over IPv4 is 65,507 bytes; a response padded to more than this
+#: could not go out over UDP at all.
+MAX_OVERSIZE: Final = 65_000
+#: The harmless header ``oversize`` pads with (an extension header: ignored, §8.1.3.2 and
+#: §7.3 of RFC 3261, by a client that does not know it).
+PADDING_HEADER: Final = "X-Padding"
+#: What ``malformed: content_length`` adds to the true length.
+EXTRA_LENGTH: Final = 100
+#: Requests whose first copies ``drop_requests`` drops, held at most (the oldest goes):
+#: over TCP no copy follows, so an entry may wait for nothing.
+MAX_DROPPING: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """One ``faults:`` list: which kinds, with their values, and the share of requests it
+    applies to.  ``items`` keeps them as written, for summaries and the journal."""
+
+    items: tuple[str, ...]
+    probability: float = 1.0
+    no_trying: bool = False
+    drop_requests: int = 0
+    ignore_ack: bool = False
+    final_first: bool = False
+    duplicate: int = 0
+    change_to_tag: bool = False
+    #: Header keys (lower case, compact forms expanded), ``to_tag`` and ``sdp``.
+    omit: tuple[str, ...] = ()
+    malformed: str = ""
+    oversize: int = 0
+
+    @property
+    def mangles(self) -> bool:
+        """It changes the bytes of a response (not only how often or when it goes)."""
+        return bool(self.change_to_tag or self.omit or self.malformed or self.oversize)
+
+    def describe(self) -> str:
+        text = ", ".join(self.items)
+        if self.probability < 1.0:
+            text += f" ({self.probability:g} of requests)"
+        return text
+
+
+def parse_faults(raw: Any, probability: Any = None, *, on_step: bool = False) -> Faults:
+    """A ``faults:`` list (and its ``fault_probability``) from plain data; raises
+    ``FaultSpecError`` naming the item (``[i]`` or ``[i].kind``) and the problem."""
+    if isinstance(raw, str | dict):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise FaultSpecError("", "must be a list of fault kinds (a name, or kind: value)")
+    values: dict[str, Any] = {}
+    items: list[str] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            kind, value, given = item, None, False
+        elif isinstance(item, dict):
+            keys = [k for k in item if k != "__line__"]
+            if len(keys) != 1:
+                raise FaultSpecError(f"[{i}]", "a mapping must have one key: the kind")
+            kind, value, given = keys[0], item[keys[0]], True
+        else:
+            raise FaultSpecError(f"[{i}]", "must be a kind's name, or kind: value")
+        if kind not in KINDS:
+            raise FaultSpecError(f"[{i}]", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+        if on_step and kind in PLAN_KINDS:
+            raise FaultSpecError(
+                f"[{i}].{kind}", "acts on the whole transaction: give it in the rule's faults"
+            )
+        if kind in values:
+            raise FaultSpecError(f"[{i}].{kind}", "given twice")
+        values[kind] = _value(kind, value, given, f"[{i}].{kind}")
+        items.append(kind if not given or value is True else f"{kind}: {_shown(value)}")
+    return Faults(
+        tuple(items),
+        _probability(probability),
+        no_trying=bool(values.get("no_trying", False)),
+        drop_requests=int(values.get("drop_requests", 0)),
+        ignore_ack=bool(values.get("ignore_ack", False)),
+        final_first=bool(values.get("final_first", False)),
+        duplicate=int(values.get("duplicate", 0)),
+        change_to_tag="to_tag" in values,
+        omit=tuple(values.get("omit", ())),
+        malformed=str(values.get("malformed", "")),
+        oversize=int(values.get("oversize", 0)),
+    )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def _probability(raw: Any) -> float:
+    if raw is None:
+        return 1.0
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw <= 1:
+        raise FaultSpecError("probability", "must be a number above 0, up to 1")
+    return float(raw)
+
+
+def _count(value: Any, default: int, low: int, high: int, field: str, what: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FaultSpecError(field, f"must be a whole number of {what} from {low} to {high}")
+    return value
+
+
+def _value(kind: str, value: Any, given: bool, field: str) -> Any:
+    """The checked value of one kind (``given``: it came as ``kind: value``)."""
+    if kind in ("no_trying", "ignore_ack", "final_first"):
+        if given and value is not True:
+            raise FaultSpecError(field, "takes no value (write the kind's name alone)")
+        return True
+    if kind == "drop_requests":
+        return _count(value, 1, 1, MAX_DROPS, field, "copies")
+    if kind == "duplicate":
+        return _count(value, 1, 1, MAX_DUPLICATES, field, "copies")
+    if kind == "to_tag":
+        if given and value != "change":
+            raise FaultSpecError(field, "the one value is 'change'")
+        return "change"
+    if kind == "oversize":
+        if not given:
+            raise FaultSpecError(field, "give the size in bytes, e.g. oversize: 4000")
+        return _count(value, 0, MIN_OVERSIZE, MAX_OVERSIZE, field, "bytes")
+    if kind == "malformed":
+        if value not in MALFORMED:
+            raise FaultSpecError(field, f"must be one of: {', '.join(MALFORMED)}")
+        return value
+    # omit
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise FaultSpecError(field, "give a list: header names, to_tag, sdp")
+    parts: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not name or not _is_token(name):
+            raise FaultSpecError(field, f"{name!r} is not a header name, to_tag or sdp")
+        parts.append(name if name in OMIT_PARTS else header_key(name))
+    return tuple(dict.fromkeys(parts))
+
+
+def _is_token(name: str) -> bool:
+    return name.isascii() and all(c.isalnum() or c in "-_.!%*+`'~" for c in name)
+
+
+def nonsense(faults: Faults, methods: frozenset[str] | None, codes: list[list[int]]) -> str:
+    """Why ``faults`` (a rule's) make no sense for what it answers, or "".  ``methods``:
+    the rule's (None: any); ``codes``: each of its plans' response codes."""
+    invite_only = [
+        kind
+        for kind, on in (("no_trying", faults.no_trying), ("ignore_ack", faults.ignore_ack))
+        if on
+    ]
+    if invite_only and methods is not None and "INVITE" not in methods:
+        return f"{invite_only[0]} acts on an INVITE, and the rule matches no INVITE"
+    for plan in codes:
+        if faults.final_first and (plan[-1] < 200 or len(plan) < 2):
+            return "final_first needs a plan with provisionals and a final response"
+        if faults.change_to_tag and plan[-1] < 200:
+            return "to_tag: change acts on the final response, and a plan has none"
+    return ""
+
+
+# ------------------------------------------------------------------ the draw
+
+
+class FaultyStep(Protocol):
+    """What this module reads of a plan's step (``plans.Step``)."""
+
+    @property
+    def code(self) -> int: ...
+
+    @property
+    def faults(self) -> Faults | None: ...
+
+
+def chance(seed: bytes, salt: str) -> float:
+    """A fraction in [0, 1) that follows from the seed and ``salt`` alone."""
+    digest = hashlib.blake2b(salt.encode(), key=seed[:64], digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class FaultPlan:
+    """The faults one request drew: the rule's list (or None) and those of its plan's
+    steps that apply, by the identity of the step's list."""
+
+    __slots__ = ("faults", "steps")
+
+    def __init__(self, faults: Faults | None, steps: dict[int, Faults]) -> None:
+        self.faults = faults
+        self.steps = steps
+
+    @staticmethod
+    def draw(
+        faults: Faults | None,
+        steps: Sequence[FaultyStep],
+        draw: Callable[[str, float], bool],
+    ) -> FaultPlan | None:
+        """Which of the rule's and the plan's steps' lists apply (``draw(salt,
+        probability)`` says for each); None when none does."""
+        chosen = faults if faults is not None and draw("rule", faults.probability) else None
+        drawn: dict[int, Faults] = {}
+        for i, step in enumerate(steps):
+            own = step.faults
+            if own is not None and draw(f"step {i}", own.probability):
+                drawn[id(own)] = own
+        if chosen is None and not drawn:
+            return None
+        return FaultPlan(chosen, drawn)
+
+    def for_step(self, step: FaultyStep) -> tuple[Faults, ...]:
+        """The lists that act on the response ``step`` builds."""
+        listed = step.faults
+        own = None if listed is None else self.steps.get(id(listed))
+        if self.faults is None:
+            return () if own is None else (own,)
+        return (self.faults,) if own is None else (self.faults, own)
+
+    def describe(self) -> list[str]:
+        out = [] if self.faults is None else list(self.faults.items)
+        for faults in self.steps.values():
+            out.extend(faults.items)
+        return out
+
+
+def drop_first(dropping: dict[Hashable, list[Any]], key: Hashable, drops: int, choice: Any) -> None:
+    """The first copy of a request was dropped on purpose: ``drops`` copies in all will
+    be, then the request gets ``choice`` (what its first copy drew).  ``dropping`` (the
+    endpoint's, a plain dict by transaction key) holds at most ``MAX_DROPPING``, the
+    oldest first out."""
+    if len(dropping) >= MAX_DROPPING:
+        del dropping[next(iter(dropping))]
+    dropping[key] = [1, drops, choice]
+
+
+def drop_again(dropping: dict[Hashable, list[Any]], key: Hashable) -> tuple[int, Any]:
+    """Another copy of a request in ``dropping``: (its number, None) when it is dropped
+    too; else (its number, the choice kept), and the request leaves ``dropping``."""
+    entry = dropping[key]
+    copy = entry[0] + 1
+    if copy <= entry[1]:
+        entry[0] = copy
+        return copy, None
+    del dropping[key]
+    return copy, entry[2]
+
+
+# ------------------------------------------------------------- the responses
+
+
+class FaultState:
+    """What one transaction with faults sends, and how: the responses its builder made
+    (with what was done to each), the provisionals held back by ``final_first``, and the
+    ACKs it paid no heed to."""
+
+    __slots__ = ("built", "final_first", "held", "ignored_acks", "plan", "released")
+
+    def __init__(self, plan: FaultPlan) -> None:
+        self.plan = plan
+        rule = plan.faults
+        self.final_first = rule is not None and rule.final_first
+        #: (bytes, code, label, extra copies) of each response built, in order.
+        self.built: list[tuple[bytes, int, str, int]] = []
+        self.held: list[bytes] = []
+        self.released = False
+        self.ignored_acks = 0
+
+    @property
+    def ignore_ack(self) -> bool:
+        rule = self.plan.faults
+        return rule is not None and rule.ignore_ack
+
+    def note(self, data: bytes, code: int, label: str, copies: int) -> None:
+        self.built.append((data, code, label, copies))
+
+    def _find(self, data: bytes) -> tuple[int, str, int]:
+        for built, code, label, copies in self.built:
+            if built is data:
+                return code, label, copies
+        digits = data[8:11]  # not built here (it never is): read off a status line
+        return (int(digits) if digits.isdigit() else 0), "", 0
+
+    def shape(self, outbox: list[bytes]) -> list[tuple[bytes, int, str]]:
+        """What goes out for ``outbox``, in order: each response with the code the plan
+        meant and what was done to it ("" for nothing) — extra copies, and provisionals
+        held back until the final response."""
+        out: list[tuple[bytes, int, str]] = []
+        for data in outbox:
+            code, label, copies = self._find(data)
+            if self.final_first and not self.released:
+                if code < 200:
+                    if not any(held is data for held in self.held):
+                        self.held.append(data)
+                    continue
+                self.released = True
+                out.append((data, code, label))
+                for held in self.held:
+                    held_code, held_label, _ = self._find(held)
+                    late = "final_first: after the final"
+                    out.append((held, held_code, f"{held_label}, {late}" if held_label else late))
+                self.held = []
+                continue
+            out.append((data, code, label))
+            out.extend((data, code, "duplicate") for _ in range(copies))
+        return out
+
+    @property
+    def holding(self) -> bool:
+        """Provisionals were built but held back: the client has heard none."""
+        return self.final_first and not self.released
+
+
+class FaultBuilder:
+    """The transaction's ``build`` for a request with faults: the inner builder's bytes,
+    then what the faults that act on that response do to them, noted in ``state``."""
+
+    __slots__ = ("inner", "state", "to_tag")
+
+    def __init__(self, inner: Callable[[Any], bytes], state: FaultState, to_tag: str) -> None:
+        self.inner = inner
+        self.state = state
+        self.to_tag = to_tag
+
+    def __call__(self, step: FaultyStep) -> bytes:
+        data = self.inner(step)
+        lists = self.state.plan.for_step(step)
+        labels: list[str] = []
+        copies = 0
+        final = step.code >= 200
+        for faults in lists:
+            if faults.mangles:
+                data = mangle(data, faults, self.to_tag, final=final, labels=labels)
+            copies = max(copies, faults.duplicate)
+        if copies:
+            labels.append(f"duplicate: {copies}")
+        self.state.note(data, step.code, ", ".join(labels), copies)
+        return data
+
+
+def other_tag(tag: str) -> str:
+    """Another To tag, following from ours (so a retransmission carries the same one)."""
+    return hashlib.blake2b(f"{tag}:changed".encode(), digest_size=8).hexdigest()
+
+
+def mangle(data: bytes, faults: Faults, to_tag: str, *, final: bool, labels: list[str]) -> bytes:
+    """``data`` (a response we built) as ``faults`` would have it, in this order: the To tag
+    changed (a final response), parts left out, padding, then broken.  What was done is
+    appended to ``labels``."""
+    if faults.change_to_tag and final and to_tag:
+        changed = _replace_tag(data, to_tag, other_tag(to_tag))
+        if changed is not data:
+            data = changed
+            labels.append("to_tag: changed")
+    if faults.omit:
+        data = _omit(data, faults.omit, to_tag, labels)
+    if faults.oversize and len(data) < faults.oversize:
+        data = _pad(data, faults.oversize)
+        labels.append(f"oversize: {len(data)} bytes")
+    if faults.malformed:
+        data = _break(data, faults.malformed)
+        labels.append(f"malformed: {faults.malformed}")
+    return data
+
+
+def _split(data: bytes) -> tuple[list[bytes], bytes]:
+    """Status line and header lines (without CRLF), and the body."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data.split(b"\r\n"), b""
+    return data[:end].split(b"\r\n"), data[end + 4 :]
+
+
+def _join(lines: list[bytes], body: bytes) -> bytes:
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _name(line: bytes) -> str:
+    colon = line.find(b":")
+    return header_key(line[:colon].strip().decode("latin-1")) if colon > 0 else ""
+
+
+def _replace_tag(data: bytes, old: str, new: str) -> bytes:
+    lines, body = _split(data)
+    for i, line in enumerate(lines):
+        if _name(line) == "to":
+            mark = f";tag={old}".encode()
+            if mark in line:
+                lines[i] = line.replace(mark, f";tag={new}".encode())
+                return _join(lines, body)
+    return data
+
+
+def _omit(data: bytes, parts: tuple[str, ...], to_tag: str, labels: list[str]) -> bytes:
+    lines, body = _split(data)
+    kept = [lines[0]]
+    done: list[str] = []
+    drop_sdp = "sdp" in parts and bool(body)
+    for line in lines[1:]:
+        name = _name(line)
+        if name in parts:
+            done.append(name)
+            continue
+        if drop_sdp and name == "content-type":
+            continue
+        if "to_tag" in parts and name == "to" and to_tag:
+            mark = f";tag={to_tag}".encode()
+            if mark in line:
+                line = line.replace(mark, b"")
+                done.append("to_tag")
+        kept.append(line)
+    if drop_sdp:
+        body = b""
+        done.append("sdp")
+        kept = [b"Content-Length: 0" if _name(line) == "content-length" else line for line in kept]
+    if done:
+        labels.append("omit: " + ", ".join(part for part in parts if part in done))
+    return _join(kept, body)
+
+
+def _pad(data: bytes, size: int) -> bytes:
+    lines, body = _split(data)
+    line = f"{PADDING_HEADER}: ".encode()
+    room = size - len(data) - len(line) - 2
+    if room < 1:
+        return data
+    return _join([*lines, line + b"x" * room], body)
+
+
+def _break(data: bytes, how: str) -> bytes:
+    if how == "status_line":
+        # "SIP/2.0 486 Busy Here" -> "SIP/2.0 4x6 Busy Here": no longer a status code.
+        return data[:9] + b"x" + data[10:] if len(data) > 11 else data
+    if how == "content_length":
+        lines, body = _split(data)
+        out = [
+            f"Content-Length: {len(body) + EXTRA_LENGTH}".encode()
+            if _name(line) == "content-length"
+            else line
+            for line in lines
+        ]
+        return _join(out, body)
+    if how == "truncate":
+        return data[: len(data) // 2]
+    # garbage: as many bytes, none of them SIP (no CR, no LF, none ASCII)
+    return bytes(0x80 + (i * 37) % 128 for i in range(len(data)))
