@@ -316,6 +316,19 @@ OPENAPI: dict[str, Any] = {
                     "cseq": {"type": "integer"},
                 },
             },
+            "FaultNote": {
+                "type": "object",
+                "description": "Something the responder did wrong on purpose (a rule's "
+                "faults) that no message of its own shows",
+                "properties": {
+                    "time": {"type": "number"},
+                    "call_id": {"type": "string"},
+                    "kind": {"type": "string", "example": "drop_requests"},
+                    "message": {"type": "string"},
+                    "method": {"type": "string"},
+                    "cseq": {"type": "integer"},
+                },
+            },
             "Call": {
                 "type": "object",
                 "properties": {
@@ -330,6 +343,7 @@ OPENAPI: dict[str, Any] = {
                     "acked": {"type": "boolean"},
                     "transactions": {"type": "array", "items": _ref("Transaction")},
                     "violations": {"type": "array", "items": _ref("Violation")},
+                    "faults": {"type": "array", "items": _ref("FaultNote")},
                 },
             },
             "Message": {
@@ -348,6 +362,11 @@ OPENAPI: dict[str, Any] = {
                     "uri": {"type": "string"},
                     "branch": {"type": "string"},
                     "retransmission": {"type": "boolean"},
+                    "fault": {
+                        "type": "string",
+                        "description": "what a rule's faults did to it, when they did",
+                        "example": "duplicate",
+                    },
                     "raw": {"type": "string"},
                 },
             },

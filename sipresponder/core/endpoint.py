@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Final, cast
+from collections.abc import Hashable
+from typing import Any, Final, cast
 
 from ..errors import FramingError, ParseError
 from ..sip.message import Request, Response
@@ -22,9 +23,11 @@ from ..sip.responses import NO_EXTRAS, Answers, Extras, build_response, make_to_
 from ..sip.serializer import serialize_response
 from .auth import NonceSigner
 from .config import Config
+from .faults import FaultBuilder, FaultPlan, FaultState, drop_again, drop_first
 from .flow import Flow, Reporter, Send, TransactionRecord, answering, reply_to
 from .journal import Journal
 from .planner import Builder, Planner, final_only
+from .plans import Plan
 from .recorder import Recorder
 from .rules import RuleSet
 from .table import TransactionTable
@@ -74,6 +77,8 @@ class Endpoint:
         self.stats = self.recorder.stats
         self._last_now = 0.0
         self.verdicts = Verdicts(self.timers, self.stats, self.recorder)
+        #: Requests whose first copies a fault drops (``drop_requests``), by key.
+        self.dropping: dict[Hashable, list[Any]] = {}
 
     @property
     def rules(self) -> RuleSet | None:
@@ -188,8 +193,11 @@ class Endpoint:
             key = transaction_key(req)
         txn = None if key is None else table.transactions.get(key)
         absorbed = txn is None and method == "INVITE" and table.absorbs(key, now)
+        dropping = self.dropping
+        # A copy of a request whose first copies a fault dropped (``drop_requests``).
+        dropped = bool(dropping) and txn is None and key in dropping
         if self.journal is not None:
-            recorder.incoming(req, flow, now, txn is not None or absorbed)
+            recorder.incoming(req, flow, now, txn is not None or absorbed or dropped)
         branch = req.branch
         if txn is None and not absorbed and not (branch and branch.startswith(MAGIC_COOKIE)):
             verdicts.no_magic_cookie(req, now)
@@ -225,11 +233,38 @@ class Endpoint:
 
         source = flow.remote
         planner = self.planner
-        plan, extras, send_trying, stateful = planner.choose(
-            req, flow.transport, flow.remote[0], now + recorder.wall_offset
-        )
-        if planner.verdict is not None:
-            verdicts.digest(planner.verdict, req, flow, now)
+        if dropped:
+            # Its first copies were dropped on purpose: this one too, or it gets what
+            # the first drew.
+            copy, kept = drop_again(dropping, key)
+            if kept is None:
+                recorder.fault(
+                    req.call_id or "",
+                    method,
+                    req.cseq_num,
+                    now,
+                    "drop_requests",
+                    f"copy {copy} of the request dropped",
+                )
+                return []
+            plan, extras, send_trying, stateful, faults = cast(
+                tuple[Plan, Extras, bool, bool, FaultPlan | None], kept
+            )
+        else:
+            plan, extras, send_trying, stateful = planner.choose(
+                req, flow.transport, flow.remote[0], now + recorder.wall_offset
+            )
+            if planner.verdict is not None:
+                verdicts.digest(planner.verdict, req, flow, now)
+            faults = planner.faults
+            if faults is not None:
+                if self.stateless:
+                    faults = None  # --stateless keeps no transaction for a fault to act in
+                else:
+                    trying = self._before(req, key, now, faults, plan, extras, send_trying)
+                    if trying is None:
+                        return []  # the first copy, dropped
+                    send_trying = trying
         if self.stateless:
             # Only the last response of the plan, at once: no 100, no provisionals, no
             # delays, no retransmissions (RFC 3261 §8.2.7).
@@ -265,17 +300,20 @@ class Endpoint:
             self.stats["overload"] += 1
             reason = "Service Unavailable (too many transactions)"
             return self._answer_now(req, flow, 503, tag, reason, 5)
-        txn = table.open(
-            key,
-            req,
-            plan,
-            build,
-            reliable=flow.reliable,
-            flow=(flow, dest),
-            peer=flow.peer,
-            to_tag=tag,
-            weight=weight,
-        )
+        if faults is None:
+            txn = table.open(
+                key,
+                req,
+                plan,
+                build,
+                reliable=flow.reliable,
+                flow=(flow, dest),
+                peer=flow.peer,
+                to_tag=tag,
+                weight=weight,
+            )
+        else:
+            txn = self._open_faulted(key, req, plan, build, flow, dest, tag, weight, faults)
         expires = None
         if method == "INVITE":
             verdicts.invite(txn.call_id, txn.cseq_num)
@@ -284,6 +322,67 @@ class Endpoint:
         out = []
         self._after(txn, out)
         return out
+
+    def _before(
+        self,
+        req: Request,
+        key: Hashable,
+        now: float,
+        faults: FaultPlan,
+        plan: Plan,
+        extras: Extras,
+        send_trying: bool,
+    ) -> bool | None:
+        """What a rule's faults do before a transaction starts: drop the first copy of the
+        request (None), or leave out the 100 Trying (False); else ``send_trying``."""
+        rule = faults.faults
+        if rule is None:
+            return send_trying
+        call_id, method, cseq = req.call_id or "", req.method, req.cseq_num
+        if rule.drop_requests:
+            choice = (plan, extras, send_trying, True, faults)
+            drop_first(self.dropping, key, rule.drop_requests, choice)
+            self.recorder.fault(
+                call_id,
+                method,
+                cseq,
+                now,
+                "drop_requests",
+                f"copy 1 of the request dropped ({rule.drop_requests} will be)",
+            )
+            return None
+        if rule.no_trying and send_trying:
+            self.recorder.fault(call_id, method, cseq, now, "no_trying", "no 100 Trying sent")
+            return False
+        return send_trying
+
+    def _open_faulted(
+        self,
+        key: Hashable,
+        req: Request,
+        plan: Plan,
+        build: Builder,
+        flow: Flow,
+        dest: tuple[str, int],
+        tag: str,
+        weight: int,
+        faults: FaultPlan,
+    ) -> ServerTransaction:
+        """A new transaction whose responses a rule's faults act on."""
+        state = FaultState(faults)
+        txn = self.table.open(
+            key,
+            req,
+            plan,
+            FaultBuilder(build, state, tag),
+            reliable=flow.reliable,
+            flow=(flow, dest),
+            peer=flow.peer,
+            to_tag=tag,
+            weight=weight,
+        )
+        txn.fault = state
+        return txn
 
     def _answer_now(
         self,
@@ -325,6 +424,20 @@ class Endpoint:
         if txn is None:
             verdicts.stray_ack(req, req.to_tag == self._tag(req), now)
             return
+        fault = txn.fault
+        if fault is not None and fault.ignore_ack:
+            # As if it never came: the final response keeps being resent until Timer H
+            # (a non-2xx) or 64*T1 (a 2xx, RFC 3261 §13.3.1.4).
+            fault.ignored_acks += 1
+            self.recorder.fault(
+                req.call_id or "",
+                "ACK",
+                req.cseq_num,
+                now,
+                "ignore_ack",
+                f"ACK {fault.ignored_acks} paid no heed",
+            )
+            return
         accepted = txn.state is State.ACCEPTED
         txn.ack(now)
         if not table.acknowledged(txn, accepted, now):
@@ -360,12 +473,30 @@ class Endpoint:
         if outbox:
             flow, dest = cast(tuple[Flow, tuple[str, int]], txn.flow)
             recorder = self.recorder
-            for data in outbox:
-                out.append((data, flow, dest))
-                recorder.outgoing(
-                    data, flow, dest, txn.call_id, txn.method, txn.cseq_num, self._last_now
-                )
-            self.stats["responses_sent"] += len(outbox)
+            fault = txn.fault
+            if fault is not None:
+                shaped = fault.shape(outbox)
+                for data, code, label in shaped:
+                    out.append((data, flow, dest))
+                    recorder.faulted(
+                        data,
+                        flow,
+                        dest,
+                        txn.call_id,
+                        txn.method,
+                        txn.cseq_num,
+                        code,
+                        self._last_now,
+                        label,
+                    )
+                self.stats["responses_sent"] += len(shaped)
+            else:
+                for data in outbox:
+                    out.append((data, flow, dest))
+                    recorder.outgoing(
+                        data, flow, dest, txn.call_id, txn.method, txn.cseq_num, self._last_now
+                    )
+                self.stats["responses_sent"] += len(outbox)
             txn.sent()
         final = txn.final
         if final is not None and txn.take_report():
@@ -375,7 +506,7 @@ class Endpoint:
             if txn.invite:
                 self.verdicts.answered(txn.call_id, txn.cseq_num, txn.final_code or 0)
         self.table.settle(txn)
-        if txn.end is End.NO_ACK:
+        if txn.end is End.NO_ACK and (txn.fault is None or not txn.fault.ignored_acks):
             self.verdicts.no_ack(txn, self._last_now)
 
     def _reject(self, exc: ParseError, flow: Flow) -> list[Send]:

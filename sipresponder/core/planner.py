@@ -7,8 +7,9 @@ matching rule (after its Digest check, RFC 3261 §22), else what the user part d
 Also what a plan becomes on the way out: its final response alone (``final_only``, for
 ``--stateless``), and a rule step's overrides with the request's placeholders filled in
 (``step_extras``), and ``Builder``, which renders a plan's steps for one request.
-Sans-IO: the caller passes the time and the wall-clock time.  Imports ``auth``,
-``message``, ``plans``, ``responses``, ``rules``, ``sdp`` and ``uri``.
+Which of a rule's faults a request draws is chosen here too (``draw_faults``), and left
+in ``faults``.  Sans-IO: the caller passes the time and the wall-clock time.  Imports
+``auth``, ``faults``, ``message``, ``plans``, ``responses``, ``rules``, ``sdp`` and ``uri``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..sip.responses import KNOWN_METHODS, NO_EXTRAS, SUPPORTED_OPTIONS, Answers
 from ..sip.sdp import check_offer
 from ..sip.uri import plain_ip, uri_of, uri_scheme, uri_user
 from .auth import AuthSpec, NonceSigner, Verdict, challenges, verify
+from .faults import FaultPlan, chance
 from .flow import Flow
 from .plans import Plan, Step, default_plan, dial_plan
 from .rules import Rule, RuleSet, fill, placeholder_values
@@ -50,6 +52,9 @@ class Planner:
         self._seed = secret
         #: The Digest verdict of the request last chosen for, or None.
         self.verdict: Verdict | None = None
+        #: The faults the request last chosen for drew, or None.
+        self.faults: FaultPlan | None = None
+        self._fault_draws: dict[int, int] = {}
 
     def choose(
         self, req: Request, transport: str, source: str, wall: float
@@ -60,6 +65,7 @@ class Planner:
         socket gave it, ``wall`` the wall-clock time (for nonces).  ``verdict`` then holds the
         Digest verdict the request drew, if any."""
         self.verdict = None
+        self.faults = None
         method = req.method
         reject = _rejection(req)
         if reject is not None:
@@ -80,6 +86,9 @@ class Planner:
             # A weighted pick is not a function of the request: keep the transaction, so
             # a retransmission gets the same answer.
             stateful = rule.weighted
+            if rule.faulty:
+                self.faults = self.draw_faults(rule, plan)
+                stateful = stateful or self.faults is not None
         elif req.to_tag is not None and method == "INVITE":
             plan = Plan((Step(200),), "re-INVITE")  # in-dialog: no ringing
         else:
@@ -136,10 +145,24 @@ class Planner:
         digest = hashlib.blake2b(data, key=self._seed, digest_size=8).digest()
         return rule.pick(int.from_bytes(digest, "big") / 2**64)
 
+    def draw_faults(self, rule: Rule, plan: Plan) -> FaultPlan | None:
+        """Which of the rule's and its plan's fault lists the request gets: each applies
+        to its ``fault_probability`` share of requests, reproducibly from the seed and
+        the order in which the rule's requests came."""
+        count = self._fault_draws.get(rule.index, 0)
+        self._fault_draws[rule.index] = count + 1
+        seed = self._seed
+
+        def draw(salt: str, probability: float) -> bool:
+            return probability >= 1.0 or chance(seed, f"{rule.index}:{count}:{salt}") < probability
+
+        return FaultPlan.draw(rule.faults, plan.steps, draw)
+
     def set_rules(self, rules: RuleSet | None) -> None:
         """Use these rules for new transactions; those in flight keep their plan."""
         self.rules = rules
         self._picks = {}
+        self._fault_draws = {}
         seed = rules.seed if rules is not None else None
         self._seed = self.secret if seed is None else str(seed).encode()
 

@@ -6,7 +6,8 @@ transaction state machines with Timers G, H, I, J, the 2xx retransmission of the
 ``Expires`` (§13.3.1) and the ring limit.  A transaction never reads a clock: every entry
 point takes ``now`` and ``next_deadline`` tells the caller when to call ``on_timer``.  It
 builds no messages either: it is given ``build(step) -> bytes`` and appends what is to be
-sent to ``outbox``.  Imports ``message`` and ``plans`` only.
+sent to ``outbox``.  Imports ``message``, ``plans`` and ``faults`` (the type of what its
+owner keeps in ``fault``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..sip.message import Request, decimal
+from .faults import FaultState
 from .plans import Plan, Step
 
 MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -108,6 +110,7 @@ class ServerTransaction:
         "cseq_num",
         "end",
         "expire_code",
+        "fault",
         "final",
         "flow",
         "invite",
@@ -186,6 +189,8 @@ class ServerTransaction:
         self.slot_index = 0
         #: For an INVITE: the key its 2xx's ACK will be found by (given by the owner).
         self.ack_key: Hashable = ack_key
+        #: What it does wrong on purpose (``faults``), for the owner; None for nothing.
+        self.fault: FaultState | None = None
         self.method = request.method
         self.uri = request.uri
         self.call_id = request.call_id or ""

@@ -198,7 +198,10 @@ class Verdicts:
             return
         t1, t2 = self.timers.t1, self.timers.t2
         n = txn.copies - 1
-        heard = txn.provisional_at is not None and now - txn.provisional_at > t1 / 2
+        heard_at = txn.provisional_at
+        if txn.fault is not None and txn.fault.holding:
+            heard_at = None  # final_first: its provisionals are built, held back, unheard
+        heard = heard_at is not None and now - heard_at > t1 / 2
         if txn.invite:
             if heard:
                 self.violate(

@@ -17,7 +17,7 @@ from required import missing
 from sipprocs import SIPP, Responder, StartResponder, start_responder
 
 
-def _stop_and_check(responder: Responder) -> None:
+def stop_and_check(responder: Responder) -> None:
     if responder.stopped:
         return
     code = responder.stop()
@@ -36,7 +36,7 @@ def responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Responder]:
     try:
         yield server
     finally:
-        _stop_and_check(server)
+        stop_and_check(server)
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def start_responder_with(tmp_path: Path) -> Iterator[StartResponder]:
         errors = []
         for server in started:
             try:
-                _stop_and_check(server)
+                stop_and_check(server)
             except AssertionError as exc:
                 errors.append(str(exc))
         assert not errors, "\n".join(errors)

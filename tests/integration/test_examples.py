@@ -43,6 +43,7 @@ EXAMPLE_SCENARIOS = {
     "flaky-trunk": "uac_flaky",
     "early-media": "uac_early_media",
     "slow-answer": "uac_slow_answer",
+    "lossy-network": "uac_call",
 }
 
 
@@ -377,6 +378,31 @@ def test_slow_answer_takes_five_seconds(
     assert b"\r\nm=audio " in answer.msg.body
     responder.wait_for_log("BYE ")
     assert [codes for _, codes in transactions(responder, "INVITE")] == ["100 180 200"]
+
+
+# ------------------------------------------------------------- lossy network
+
+LOSSY_CALLS = 30
+
+
+@pytest.mark.sipp
+def test_lossy_network_is_survived_by_a_client_that_retransmits(
+    sipp_binary: str, start_responder_with: StartResponder, tmp_path: Path
+) -> None:
+    responder = start_example(start_responder_with, "lossy-network", "--log-rate", "100000")
+    args = ("-m", str(LOSSY_CALLS), "-l", "10", "-r", "10")
+    result, trace = sipp_ok(responder, "uac_call", "1000", "udp", tmp_path, *args)
+    invites, byes = sent(trace, "INVITE"), sent(trace, "BYE")
+    # Each request whose first copy was dropped was sent again (500 ms later, T1), and the
+    # call went through: about a third of each (binomial, n = 30: 2 to 18 either way).
+    resent_invites, resent_byes = len(invites) - LOSSY_CALLS, len(byes) - LOSSY_CALLS
+    assert 2 <= resent_invites <= 18 and 2 <= resent_byes <= 18, result.report()
+    wait_for_count(responder, " BYE ", LOSSY_CALLS)
+    assert len(transactions(responder, "INVITE")) == LOSSY_CALLS
+    # seed: 3 -> a fresh responder drops the copies of the same calls (by arrival order).
+    again = start_example(start_responder_with, "lossy-network", "--log-rate", "100000")
+    _, trace = sipp_ok(again, "uac_call", "1000", "udp", tmp_path / "again", *args)
+    assert len(sent(trace, "INVITE")) - LOSSY_CALLS == resent_invites
 
 
 # -------------------------------------------------------- found on the way

@@ -1,0 +1,261 @@
+"""Faults against the real process: a rules file's ``faults:`` on the wire, over UDP and TCP,
+with raw sockets (which see every byte and every copy) and SIPp (a client that retransmits
+on its own timers), and what the admin API's journal says was done on purpose."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import stop_and_check
+from sipclient import RECV_TIMEOUT, Req, UdpClient, client, new_id
+from sipprocs import Responder, StartResponder, run_sipp, start_responder
+
+RULES = """\
+rules:
+  - match: {user: silent}
+    faults: [no_trying]
+    plan: [{code: 180, after: 1s}, 486]
+  - match: {user: lossy}
+    faults: [{drop_requests: 2}]
+    plan: 180-486
+  - match: {method: INVITE, user: lossycall}
+    faults: [{drop_requests: 2}]
+    plan: 200
+  - match: {user: deaf}
+    faults: [ignore_ack]
+    plan: 486
+  - match: {user: twice}
+    faults: [duplicate]
+    plan: [180, 486]
+  - match: {user: backwards}
+    faults: [final_first]
+    plan: [180, {code: 486, after: 500ms}]
+  - match: {user: retag}
+    faults: [{to_tag: change}]
+    plan: [180, 200]
+  - match: {user: big}
+    faults: [{oversize: 3000}]
+    plan: 486
+  - match: {user: bare}
+    plan:
+      - 180
+      - code: 486
+        faults: [{omit: [Contact, to_tag]}]
+  - match: {user: broken}
+    faults: [{malformed: garbage}]
+    plan: 486
+"""
+
+SDP_OFFER = (
+    b"v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 49170 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+SDP_HEADERS = [("Content-Type", "application/sdp")]
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Responder]:
+    """One responder with ``RULES`` and the admin API, for the module."""
+    workdir = tmp_path_factory.mktemp("faults")
+    rules = workdir / "faults.yaml"
+    rules.write_text(RULES, "utf-8")
+    server = start_responder(workdir, "--rules", str(rules), "--admin", "127.0.0.1:0")
+    try:
+        yield server
+    finally:
+        stop_and_check(server)
+
+
+def call_json(server: Responder, call_id: str) -> dict[str, Any]:
+    """The admin API's view of one call, with its messages."""
+    url = f"{server.admin_url}/api/calls/{urllib.parse.quote(call_id)}?messages=1"
+    deadline = time.monotonic() + RECV_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=RECV_TIMEOUT) as resp:
+                data: dict[str, Any] = json.loads(resp.read())
+                return data
+        except urllib.error.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def statuses(msgs: list[Any]) -> list[int]:
+    return [m.status for m in msgs]
+
+
+def drain(c: Any, timeout: float = 0.6) -> list[Any]:
+    """Every message that comes until ``timeout`` passes with none."""
+    out = []
+    while (msg := c.recv(timeout)) is not None:
+        out.append(msg)
+    return out
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_no_trying(faulty: Responder, transport: str) -> None:
+    with client(transport, faulty.addr) as c:
+        req = Req("INVITE", "silent")
+        c.send(req)
+        started = time.monotonic()
+        ringing = c.expect_any(3.0)
+        assert ringing.status == 180 and time.monotonic() - started > 0.8  # no 100 first
+        c.expect(486)
+    faults = call_json(faulty, req.call_id)["faults"]
+    assert [(f["kind"], f["message"]) for f in faults] == [("no_trying", "no 100 Trying sent")]
+
+
+def test_drop_requests_answers_the_client_s_retransmission(faulty: Responder) -> None:
+    with UdpClient(faulty.addr) as c:
+        req = Req("INVITE", "lossy")
+        for _ in range(2):
+            c.send(req)
+            c.expect_silence(0.4)
+        c.send(req)
+        assert statuses(c.expect_codes([100, 180, 486])) == [100, 180, 486]
+    call = call_json(faulty, req.call_id)
+    assert [f["kind"] for f in call["faults"]] == ["drop_requests", "drop_requests"]
+    assert call["transactions"][0]["retransmissions"] >= 1
+
+
+def test_drop_requests_with_sipp_s_own_timer_a(
+    faulty: Responder, sipp_binary: str, tmp_path: Path
+) -> None:
+    del sipp_binary  # the fixture skips (or fails under CI) without sipp
+    # SIPp retransmits the INVITE (retrans="500") at 0.5 s and 1.5 s, T1 doubling: the
+    # third copy is answered, and the call passes.
+    prefix = f"lossy-{new_id()}"
+    result = run_sipp(
+        faulty, "uac_call", "lossycall", "udp", tmp_path, ["-cid_str", f"{prefix}-%u"]
+    )
+    assert result.returncode == 0, result.report()
+    call = call_json(faulty, f"{prefix}-1")
+    assert [f["kind"] for f in call["faults"]] == ["drop_requests"] * 2
+    assert call["transactions"][0]["retransmissions"] == 2  # the third copy was answered
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_duplicate(faulty: Responder, transport: str) -> None:
+    with client(transport, faulty.addr) as c:
+        req = Req("INVITE", "twice")
+        c.send(req)
+        msgs = c.expect_codes([100, 100, 180, 180, 486, 486])
+        assert msgs[4].raw == msgs[5].raw
+        c.send(req.ack(msgs[4].to_tag))
+    call = call_json(faulty, req.call_id)
+    sent = [(m["status"], m.get("fault", "")) for m in call["messages"] if m["direction"] == "out"]
+    assert sent[-2:] == [(486, "duplicate: 1"), (486, "duplicate")]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_final_first(faulty: Responder, transport: str) -> None:
+    with client(transport, faulty.addr) as c:
+        req = Req("INVITE", "backwards")
+        c.send(req)
+        msgs = c.expect_codes([486, 100, 180], 3.0)
+        c.send(req.ack(msgs[0].to_tag))
+
+
+def test_ignore_ack_resends_the_final_on_timer_g(faulty: Responder) -> None:
+    with UdpClient(faulty.addr) as c:
+        req = Req("INVITE", "deaf")
+        c.send(req)
+        busy = c.expect_codes([100, 486])[1]
+        c.send(req.ack(busy.to_tag))
+        # T1 = 0.5 s, then 1 s, 2 s: three copies within 4 s, each ACKed in vain.
+        for _ in range(3):
+            again = c.expect(486, 3.0)
+            assert again.raw == busy.raw
+            c.send(req.ack(busy.to_tag))
+    call = call_json(faulty, req.call_id)
+    assert [f["kind"] for f in call["faults"]][:4] == ["ignore_ack"] * 4
+
+
+def test_to_tag_change(faulty: Responder) -> None:
+    with UdpClient(faulty.addr) as c:
+        req = Req("INVITE", "retag", headers=SDP_HEADERS, body=SDP_OFFER)
+        c.send(req)
+        _, ringing, ok = c.expect_codes([100, 180, 200])
+        assert ringing.to_tag and ok.to_tag and ringing.to_tag != ok.to_tag
+        c.send(req.ack_2xx(ok.to_tag))
+        c.expect_silence(0.7)  # the ACK with the 2xx's tag stopped its retransmissions
+
+
+def test_oversize_over_udp_is_larger_than_the_mtu(faulty: Responder) -> None:
+    with UdpClient(faulty.addr) as c:
+        req = Req("INVITE", "big")
+        c.send(req)
+        trying, busy = c.expect_codes([100, 486])
+        assert len(trying.raw) == len(busy.raw) == 3000 > 1500
+        assert set(busy["X-Padding"]) == {"x"}
+        c.send(req.ack(busy.to_tag))
+
+
+def test_a_step_s_omit_acts_on_its_response(faulty: Responder) -> None:
+    with UdpClient(faulty.addr) as c:
+        req = Req("INVITE", "bare")
+        c.send(req)
+        _, ringing, busy = c.expect_codes([100, 180, 486])
+        assert ringing.get("Contact") and ringing.to_tag
+        assert busy.get("Contact") is None and busy.to_tag is None
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_malformed_garbage(faulty: Responder, transport: str) -> None:
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        if transport == "udp":
+            sock.bind(("127.0.0.1", 0))
+        else:
+            sock.connect(faulty.addr)
+        req = Req("INVITE", "broken")
+        data = req.encode(transport, sock.getsockname(), faulty.addr)
+        if transport == "udp":
+            sock.sendto(data, faulty.addr)
+        else:
+            sock.sendall(data)
+        got: list[bytes] = []
+        sock.settimeout(RECV_TIMEOUT)
+        got.append(sock.recv(65535))
+        sock.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):
+            while chunk := sock.recv(65535):
+                got.append(chunk)
+    wire = b"".join(got)
+    # The 100 and the 486, each as long as it was, and not a byte of SIP left in them.
+    assert wire and all(b >= 0x80 for b in wire)
+    call = call_json(faulty, req.call_id)
+    sent = [m for m in call["messages"] if m["direction"] == "out"]
+    assert [m["status"] for m in sent][:2] == [100, 486]
+    assert all(m["fault"] == "malformed: garbage" for m in sent)
+    if transport == "udp":  # a datagram each (Timer G resends the 486: no ACK can come)
+        assert [len(d) for d in got] == [m["size"] for m in sent][: len(got)]
+    else:
+        assert len(sent) == 2 and len(wire) == sent[0]["size"] + sent[1]["size"]
+
+
+def test_a_rule_without_faults_is_untouched(
+    start_responder_with: StartResponder, tmp_path: Path
+) -> None:
+    rules = tmp_path / "plain.yaml"
+    rules.write_text("rules:\n  - match: {user: x}\n    plan: 486\n", "utf-8")
+    server = start_responder_with("--rules", str(rules), "--admin", "127.0.0.1:0")
+    with UdpClient(server.addr) as c:
+        req = Req("INVITE", "x")
+        c.send(req)
+        busy = c.expect_codes([100, 486])[1]
+        c.send(req.ack(busy.to_tag))
+        c.expect_silence(0.7)
+    call = call_json(server, req.call_id)
+    assert call["faults"] == [] and all("fault" not in m for m in call["messages"])

@@ -1,0 +1,212 @@
+"""The endpoint with a rules file's faults, on the scripted clock: what goes out, when, and
+what the journal says was done on purpose."""
+
+from __future__ import annotations
+
+from helpers import SDP_OFFER, request
+from test_endpoint import UDP, advance, codes, responses
+
+from sipresponder.core.config import Config
+from sipresponder.core.endpoint import Endpoint
+from sipresponder.core.faults import other_tag
+from sipresponder.core.journal import Journal
+from sipresponder.core.rules_loader import load_rules
+
+RULES = """\
+seed: 7
+rules:
+  - match: {user: silent}
+    faults: [no_trying]
+    plan: [{code: 180, after: 1s}, 486]
+  - match: {user: lossy}
+    faults: [{drop_requests: 2}]
+    plan: 486
+  - match: {user: deaf}
+    faults: [ignore_ack]
+    plan: 486
+  - match: {user: deaf200}
+    faults: [ignore_ack]
+    plan: 200
+  - match: {user: twice}
+    faults: [duplicate]
+    plan: [180, 486]
+  - match: {user: backwards}
+    faults: [final_first]
+    plan: [180, {code: 486, after: 1s}]
+  - match: {user: retag}
+    faults: [{to_tag: change}]
+    plan: [180, 200]
+  - match: {user: bare}
+    plan:
+      - 180
+      - code: 200
+        faults: [{omit: [Contact, sdp]}]
+  - match: {user: half}
+    faults: [duplicate]
+    fault_probability: 0.5
+    plan: 486
+"""
+
+
+def make(text: str = RULES, **kw: object) -> tuple[Endpoint, Journal]:
+    journal = Journal()
+    config = Config(secret=b"k", **kw)  # type: ignore[arg-type]
+    return Endpoint(config, rules=load_rules(text), journal=journal), journal
+
+
+def invite(user: str, i: int = 1, sdp: bool = False) -> bytes:
+    extra = [("Content-Type", "application/sdp")] if sdp else None
+    return request(
+        "INVITE",
+        user,
+        branch=f"z9hG4bK-{i}",
+        call_id=f"c{i}",
+        extra=extra,
+        body=SDP_OFFER if sdp else b"",
+    )
+
+
+def ack(user: str, to: str, i: int = 1, branch: str | None = None) -> bytes:
+    return request(
+        "ACK", user, branch=branch or f"z9hG4bK-{i}", call_id=f"c{i}", cseq="1 ACK", to=to
+    )
+
+
+def test_no_trying_leaves_the_100_out_and_says_so() -> None:
+    ep, journal = make()
+    assert ep.receive(invite("silent"), UDP, 0.0) == []
+    assert codes(advance(ep, 1.0)) == [180, 486]
+    call = journal.get("c1")
+    assert call is not None and call.codes == [180, 486]
+    assert [(f.kind, f.message) for f in call.faults] == [("no_trying", "no 100 Trying sent")]
+    assert "fault: no_trying: no 100 Trying sent" in call.ladder()
+
+
+def test_drop_requests_answers_the_third_copy() -> None:
+    ep, journal = make()
+    assert ep.receive(invite("lossy"), UDP, 0.0) == []
+    assert ep.receive(invite("lossy"), UDP, 0.5) == []
+    assert codes(ep.receive(invite("lossy"), UDP, 1.5)) == [100, 486]
+    assert codes(ep.receive(invite("lossy"), UDP, 1.6)) == [486]  # a fourth: Completed's
+    call = journal.get("c1")
+    assert call is not None
+    assert [f.message for f in call.faults] == [
+        "copy 1 of the request dropped (2 will be)",
+        "copy 2 of the request dropped",
+    ]
+    assert len(ep.dropping) == 0 and len(ep.table.transactions) == 1
+
+
+def test_a_dropped_request_waits_for_its_copies() -> None:
+    ep, _ = make()
+    assert ep.receive(invite("lossy"), UDP, 0.0) == []
+    # Held until the copies come (over TCP none does: the client's Timer B ends it).
+    assert len(ep.dropping) == 1 and ep.table.transactions == {}
+    assert advance(ep, 60.0) == [] and len(ep.dropping) == 1
+
+
+def test_ignore_ack_keeps_timer_g_running_until_timer_h_and_judges_nothing() -> None:
+    ep, journal = make()
+    out = ep.receive(invite("deaf"), UDP, 0.0)
+    busy = responses(out)[-1]
+    assert ep.receive(ack("deaf", busy.header("To") or ""), UDP, 0.1) == []
+    resent = advance(ep, 40.0)
+    assert set(codes(resent)) == {486} and len(resent) >= 7  # Timer G: T1 doubling to T2
+    assert ep.table.transactions == {}  # Timer H ended it
+    call = journal.get("c1")
+    assert call is not None and [f.kind for f in call.faults] == ["ignore_ack"]
+    assert call.violations == [] and ep.stats["violations"] == 0  # no "no ACK" verdict
+
+
+def test_ignore_ack_after_a_2xx_resends_it_for_64_t1() -> None:
+    ep, _ = make()
+    out = ep.receive(invite("deaf200", sdp=True), UDP, 0.0)
+    ok = responses(out)[-1]
+    assert ok.status == 200
+    assert ep.receive(ack("deaf200", ok.header("To") or "", branch="z9hG4bK-a"), UDP, 0.1) == []
+    resent = advance(ep, 40.0)
+    assert set(codes(resent)) == {200} and len(resent) >= 9
+    assert ep.stats["resent"] == len(resent) and ep.stats["violations"] == 0
+
+
+def test_duplicate_sends_each_response_again_and_marks_the_copies() -> None:
+    ep, journal = make()
+    out = ep.receive(invite("twice"), UDP, 0.0)
+    assert codes(out) == [100, 100, 180, 180, 486, 486]
+    assert out[1][0] is out[0][0]  # byte-identical
+    call = journal.get("c1")
+    assert call is not None
+    out_entries = [e for e in call.entries if e.direction == "out"]
+    assert [(e.status, e.fault, e.retransmission) for e in out_entries] == [
+        (100, "duplicate: 1", False),
+        (100, "duplicate", True),
+        (180, "duplicate: 1", False),
+        (180, "duplicate", True),
+        (486, "duplicate: 1", False),
+        (486, "duplicate", True),
+    ]
+    assert out_entries[1].to_dict()["fault"] == "duplicate"
+    assert "[fault: duplicate]" in call.ladder()
+
+
+def test_final_first_sends_the_provisionals_after_the_final() -> None:
+    ep, _ = make()
+    assert ep.receive(invite("backwards"), UDP, 0.0) == []
+    # A copy of the INVITE while held: Timer A goes on (no provisional was heard), and no
+    # verdict says the client should have stopped.
+    assert ep.receive(invite("backwards"), UDP, 0.5) == []
+    assert codes(advance(ep, 1.0)) == [486, 100, 180]
+    assert ep.stats["violations"] == 0
+
+
+def test_to_tag_change_gives_the_2xx_another_tag() -> None:
+    ep, _ = make()
+    ringing, ok = responses(ep.receive(invite("retag", sdp=True), UDP, 0.0))[1:]
+    tag_180 = (ringing.header("To") or "").split(";tag=")[1]
+    tag_200 = (ok.header("To") or "").split(";tag=")[1]
+    assert tag_200 == other_tag(tag_180) != tag_180
+    # The ACK carries the 2xx's tag, as it should: the 2xx's transaction ends.
+    assert ep.receive(ack("retag", ok.header("To") or "", branch="z9hG4bK-a"), UDP, 0.1) == []
+    assert ep.table.accepted == {}
+
+
+def test_a_step_fault_acts_on_its_response_alone() -> None:
+    ep, journal = make()
+    ringing, ok = responses(ep.receive(invite("bare", sdp=True), UDP, 0.0))[1:]
+    assert ringing.header("Contact") is not None
+    assert ok.header("Contact") is None and ok.body == b""
+    call = journal.get("c1")
+    assert call is not None
+    assert [e.fault for e in call.entries if e.direction == "out"] == [
+        "",
+        "",
+        "omit: contact, sdp",
+    ]
+
+
+def test_fault_probability_applies_to_its_share_reproducibly() -> None:
+    def run() -> list[bool]:
+        ep, _ = make()
+        return [len(ep.receive(invite("half", i), UDP, i * 0.01)) == 4 for i in range(200)]
+
+    first = run()
+    assert 70 < sum(first) < 130
+    assert run() == first  # the seed and the arrival order decide
+    other, _ = make(RULES.replace("seed: 7", "seed: 8"))
+    assert [len(other.receive(invite("half", i), UDP, i * 0.01)) == 4 for i in range(200)] != first
+
+
+def test_stateless_pays_no_heed_to_faults() -> None:
+    ep, journal = make(stateless=True)
+    assert codes(ep.receive(invite("twice"), UDP, 0.0)) == [486]
+    call = journal.get("c1")
+    assert call is not None and call.faults == []
+
+
+def test_a_rule_without_faults_journals_nothing_of_them() -> None:
+    ep, journal = make()
+    assert codes(ep.receive(invite("486"), UDP, 0.0)) == [100, 486]  # dialled: no rule
+    call = journal.get("c1")
+    assert call is not None and call.faults == []
+    assert all(e.fault == "" for e in call.entries)
+    assert "fault" not in call.entries[0].to_dict()
