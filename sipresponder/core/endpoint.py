@@ -429,6 +429,7 @@ class Endpoint:
             # As if it never came: the final response keeps being resent until Timer H
             # (a non-2xx) or 64*T1 (a 2xx, RFC 3261 §13.3.1.4).
             fault.ignored_acks += 1
+            fault.acked_since = True
             self.recorder.fault(
                 req.call_id or "",
                 "ACK",
@@ -476,6 +477,9 @@ class Endpoint:
             fault = txn.fault
             if fault is not None:
                 shaped = fault.shape(outbox)
+                if shaped:
+                    codes = [code for _, code, _ in shaped]
+                    self.verdicts.fault_sent(txn, fault, codes, self._last_now)
                 for data, code, label in shaped:
                     out.append((data, flow, dest))
                     recorder.faulted(

@@ -294,7 +294,19 @@ class FaultState:
     (with what was done to each), the provisionals held back by ``final_first``, and the
     ACKs it paid no heed to."""
 
-    __slots__ = ("built", "final_first", "held", "ignored_acks", "plan", "released")
+    __slots__ = (
+        "acked_since",
+        "built",
+        "final_first",
+        "final_sends",
+        "final_tag",
+        "held",
+        "ignored_acks",
+        "judged",
+        "plan",
+        "released",
+        "sent_any",
+    )
 
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
@@ -305,6 +317,16 @@ class FaultState:
         self.held: list[bytes] = []
         self.released = False
         self.ignored_acks = 0
+        #: The To tag the final response went out with, when a fault changed it ("":
+        #: left out); None when it is the transaction's own.
+        self.final_tag: str | None = None
+        #: What the verdicts on the client's answer to the faults read and keep: whether
+        #: anything went out yet, how often the final did, whether an ACK came since the
+        #: last time, and the verdicts already given (one of each kind a transaction).
+        self.sent_any = False
+        self.final_sends = 0
+        self.acked_since = False
+        self.judged: set[str] = set()
 
     @property
     def ignore_ack(self) -> bool:
@@ -371,6 +393,10 @@ class FaultBuilder:
         for faults in lists:
             if faults.mangles:
                 data = mangle(data, faults, self.to_tag, final=final, labels=labels)
+                if final and "to_tag: changed" in labels:
+                    self.state.final_tag = other_tag(self.to_tag)
+                if final and "to_tag" in faults.omit:
+                    self.state.final_tag = ""
             copies = max(copies, faults.duplicate)
         if copies:
             labels.append(f"duplicate: {copies}")

@@ -3,17 +3,19 @@
 What belongs here: ``Verdicts``, told by the endpoint what came (a retransmission, an
 ACK, a BYE, a Digest answer) and what was answered, and judging it — Timer A and E
 intervals (RFC 3261 §17.1.1.2, §17.1.2.2), the ACK's To tag and CSeq (§17.1.1.3,
-§13.2.2.4), a BYE without a dialog (§15), a missing ACK (Timer H, 64·T1).  A violation is
-counted by rule, handed to the recorder for the journal and logged at WARNING, at most
-``LOG_RATE`` lines a second; an oddity that is no violation (a missing Max-Forwards, an
-RFC 2069 Digest answer) is logged once per kind and source.
+§13.2.2.4), a BYE without a dialog (§15), a missing ACK (Timer H, 64·T1), and what the
+client did about a rule's faults (``fault_sent``: no retransmission without a 100, a
+resent final response not ACKed again, the provisionals' To tag used after the 2xx's).
+A violation is counted by rule, handed to the recorder for the journal and logged at
+WARNING, at most ``LOG_RATE`` lines a second; an oddity that is no violation (a missing
+Max-Forwards, an RFC 2069 Digest answer) is logged once per kind and source.
 
 It needs no journal: what it must remember of a call — its last INVITE's CSeq number and
 final status, and whether any INVITE of it got a 2xx — it keeps itself, packed in one int
 per call (no object to allocate or for the garbage collector to visit), for the last
 ``CALLS`` to twice ``CALLS`` calls: when twice is reached, the older half goes at once
 (about 150 bytes a call).  Sans-IO; imports ``sip``,
-``recorder``, ``transaction`` and ``auth``.
+``recorder``, ``transaction``, ``faults`` and ``auth``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Final
 
 from ..sip.message import Request
 from .auth import Verdict
+from .faults import FaultState
 from .flow import Flow
 from .recorder import Recorder
 from .transaction import ServerTransaction, Timers
@@ -45,6 +48,14 @@ _CSEQ_SHIFT: Final = 12
 _PENDING: Final = 1 << 11
 _ESTABLISHED: Final = 1 << 10
 _FINAL: Final = _ESTABLISHED - 1
+
+
+def _once(fault: FaultState, kind: str) -> bool:
+    """True the first time a verdict of ``kind`` is given on this transaction."""
+    if kind in fault.judged:
+        return False
+    fault.judged.add(kind)
+    return True
 
 
 def _refused(value: int) -> bool:
@@ -75,6 +86,9 @@ class Verdicts:
         self._refused_calls = 0
         self._window = (-1, 0)
         self._noticed: set[tuple[str, str]] = set()
+        #: Calls whose 2xx a fault gave another To tag than the provisionals': Call-ID ->
+        #: (the provisionals' tag, the 2xx's), at most ``CALLS``, the oldest first out.
+        self._retagged: dict[str, tuple[str, str]] = {}
 
     # ---------------------------------------------------------------- telling
 
@@ -237,13 +251,21 @@ class Verdicts:
             )
             return
         rule = "RFC 3261 §17.1.1.3" if final >= 300 else "RFC 3261 §13.2.2.4"
-        if req.to_tag != txn.to_tag:
-            self.violate(
-                req,
-                now,
-                rule,
-                f"the ACK's To tag {req.to_tag or '(none)'} is not the {final}'s {txn.to_tag}",
-            )
+        expected = txn.to_tag
+        fault = txn.fault
+        if fault is not None and fault.final_tag is not None:
+            expected = fault.final_tag  # changed on purpose ("": left out, nothing to match)
+        if expected and req.to_tag != expected:
+            if expected != txn.to_tag and req.to_tag == txn.to_tag:
+                message = (
+                    f"to_tag: change: the ACK carries the provisionals' To tag {txn.to_tag}, "
+                    f"not the {final}'s {expected}"
+                )
+            else:
+                message = (
+                    f"the ACK's To tag {req.to_tag or '(none)'} is not the {final}'s {expected}"
+                )
+            self.violate(req, now, rule, message)
         if req.cseq_num != txn.cseq_num:
             self.violate(
                 req,
@@ -288,7 +310,18 @@ class Verdicts:
             )
 
     def bye(self, req: Request, now: float) -> None:
-        """RFC 3261 §15: a BYE belongs to a dialog; after a failed INVITE there is none."""
+        """RFC 3261 §15: a BYE belongs to a dialog; after a failed INVITE there is none.
+        §12.1.2: the dialog's remote tag is the 2xx's, whatever a provisional said."""
+        if self._retagged:
+            tags = self._retagged.get(req.call_id or "")
+            if tags is not None and req.to_tag == tags[0]:
+                self.violate(
+                    req,
+                    now,
+                    "RFC 3261 §12.1.2",
+                    f"to_tag: change: the BYE carries the provisionals' To tag {tags[0]}, not "
+                    f"the 2xx's {tags[1]}, which made the dialog",
+                )
         if not self._refused_calls:
             return  # no refused call remembered: nothing to look up
         known = self._calls.get(req.call_id or "")
@@ -301,6 +334,53 @@ class Verdicts:
             "RFC 3261 §15",
             f"BYE for a call that never got a 2xx (its INVITE got {final})",
         )
+
+    def fault_sent(
+        self, txn: ServerTransaction, fault: FaultState, codes: list[int], now: float
+    ) -> None:
+        """Responses of a transaction with faults went out (``codes``, copies included):
+        what the client did about the faults so far, judged once per kind."""
+        rule = fault.plan.faults
+        if not fault.sent_any:
+            fault.sent_any = True
+            if rule is not None and rule.no_trying and txn.invite and not txn.reliable:
+                waited = now - txn.start_time
+                t1 = self.timers.t1
+                if txn.copies == 1 and waited >= 1.5 * t1 and _once(fault, "no_trying"):
+                    self.violation(
+                        txn.call_id,
+                        txn.method,
+                        txn.cseq_num,
+                        now,
+                        "RFC 3261 §17.1.1.2",
+                        f"no_trying: the INVITE was not retransmitted in the {waited * 1000:.0f} "
+                        f"ms before the first response (Timer A fires at T1, {t1 * 1000:.0f} ms)",
+                    )
+        final = max(codes)
+        if final < 200:
+            return
+        if fault.final_tag and txn.invite and final < 300:
+            retagged = self._retagged
+            if len(retagged) >= self._limit:
+                del retagged[next(iter(retagged))]
+            retagged[txn.call_id] = (txn.to_tag, fault.final_tag)
+        if (
+            fault.final_sends
+            and not fault.acked_since
+            and fault.ignored_acks
+            and _once(fault, "ignore_ack")
+        ):
+            self.violation(
+                txn.call_id,
+                txn.method,
+                txn.cseq_num,
+                now,
+                "RFC 3261 §17.1.1.2" if final >= 300 else "RFC 3261 §13.2.2.4",
+                f"ignore_ack: the {final} came again, {now - txn.start_time:.2f} s in, and the "
+                "copy before it got no ACK: each copy of a final response is ACKed",
+            )
+        fault.final_sends += 1
+        fault.acked_since = False
 
     def no_ack(self, txn: ServerTransaction, now: float) -> None:
         """An INVITE's final response was never acknowledged (Timer H, or 64·T1 for a

@@ -112,8 +112,13 @@ def test_no_trying(faulty: Responder, transport: str) -> None:
         ringing = c.expect_any(3.0)
         assert ringing.status == 180 and time.monotonic() - started > 0.8  # no 100 first
         c.expect(486)
-    faults = call_json(faulty, req.call_id)["faults"]
-    assert [(f["kind"], f["message"]) for f in faults] == [("no_trying", "no 100 Trying sent")]
+    call = call_json(faulty, req.call_id)
+    assert [(f["kind"], f["message"]) for f in call["faults"]] == [
+        ("no_trying", "no 100 Trying sent")
+    ]
+    # This client waited a second without retransmitting: over UDP, a verdict (Timer A).
+    rules = [v["rule"] for v in call["violations"]]
+    assert rules == (["RFC 3261 §17.1.1.2"] if transport == "udp" else [])
 
 
 def test_drop_requests_answers_the_client_s_retransmission(faulty: Responder) -> None:
@@ -180,6 +185,7 @@ def test_ignore_ack_resends_the_final_on_timer_g(faulty: Responder) -> None:
             c.send(req.ack(busy.to_tag))
     call = call_json(faulty, req.call_id)
     assert [f["kind"] for f in call["faults"]][:4] == ["ignore_ack"] * 4
+    assert call["violations"] == []  # every copy was ACKed, as it should be
 
 
 def test_to_tag_change(faulty: Responder) -> None:

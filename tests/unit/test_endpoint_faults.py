@@ -4,7 +4,7 @@ what the journal says was done on purpose."""
 from __future__ import annotations
 
 from helpers import SDP_OFFER, request
-from test_endpoint import UDP, advance, codes, responses
+from test_endpoint import TCP, UDP, advance, codes, responses
 
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
@@ -33,7 +33,7 @@ rules:
   - match: {user: backwards}
     faults: [final_first]
     plan: [180, {code: 486, after: 1s}]
-  - match: {user: retag}
+  - match: {method: INVITE, user: retag}
     faults: [{to_tag: change}]
     plan: [180, 200]
   - match: {user: bare}
@@ -75,11 +75,30 @@ def ack(user: str, to: str, i: int = 1, branch: str | None = None) -> bytes:
 def test_no_trying_leaves_the_100_out_and_says_so() -> None:
     ep, journal = make()
     assert ep.receive(invite("silent"), UDP, 0.0) == []
+    assert ep.receive(invite("silent"), UDP, 0.5) == []  # Timer A: the client resends
     assert codes(advance(ep, 1.0)) == [180, 486]
     call = journal.get("c1")
     assert call is not None and call.codes == [180, 486]
     assert [(f.kind, f.message) for f in call.faults] == [("no_trying", "no 100 Trying sent")]
     assert "fault: no_trying: no 100 Trying sent" in call.ladder()
+    assert call.violations == []
+
+
+def test_no_trying_judges_a_client_that_waits_without_retransmitting() -> None:
+    ep, journal = make()
+    assert ep.receive(invite("silent"), UDP, 0.0) == []
+    assert codes(advance(ep, 1.0)) == [180, 486]
+    call = journal.get("c1")
+    assert call is not None and [v.rule for v in call.violations] == ["RFC 3261 §17.1.1.2"]
+    assert call.violations[0].message == (
+        "no_trying: the INVITE was not retransmitted in the 1000 ms before the first "
+        "response (Timer A fires at T1, 500 ms)"
+    )
+    # Over TCP nothing is retransmitted: nothing to judge.
+    ep, journal = make()
+    assert ep.receive(invite("silent"), TCP, 0.0) == []
+    advance(ep, 1.0)
+    assert ep.stats["violations"] == 0
 
 
 def test_drop_requests_answers_the_third_copy() -> None:
@@ -105,28 +124,65 @@ def test_a_dropped_request_waits_for_its_copies() -> None:
     assert advance(ep, 60.0) == [] and len(ep.dropping) == 1
 
 
-def test_ignore_ack_keeps_timer_g_running_until_timer_h_and_judges_nothing() -> None:
+def resends_acked(ep: Endpoint, user: str, to: str, until: float, *, every: bool) -> list[int]:
+    """Run the timers to ``until``; the client ACKs each copy that comes (``every``) or
+    none.  -> the codes of the copies."""
+    seen: list[int] = []
+    now = 0.1
+    while (deadline := ep.next_deadline()) is not None and deadline <= until:
+        now = deadline
+        out = ep.handle_timers(now)
+        seen += codes(out)
+        if out and every:
+            branch = "z9hG4bK-1" if seen[-1] >= 300 else "z9hG4bK-a"
+            assert ep.receive(ack(user, to, branch=branch), UDP, now + 0.01) == []
+    return seen
+
+
+def test_ignore_ack_keeps_timer_g_running_until_timer_h() -> None:
     ep, journal = make()
     out = ep.receive(invite("deaf"), UDP, 0.0)
-    busy = responses(out)[-1]
-    assert ep.receive(ack("deaf", busy.header("To") or ""), UDP, 0.1) == []
-    resent = advance(ep, 40.0)
-    assert set(codes(resent)) == {486} and len(resent) >= 7  # Timer G: T1 doubling to T2
+    to = responses(out)[-1].header("To") or ""
+    assert ep.receive(ack("deaf", to), UDP, 0.1) == []
+    resent = resends_acked(ep, "deaf", to, 40.0, every=True)
+    assert set(resent) == {486} and len(resent) >= 7  # Timer G: T1 doubling to T2
     assert ep.table.transactions == {}  # Timer H ended it
     call = journal.get("c1")
-    assert call is not None and [f.kind for f in call.faults] == ["ignore_ack"]
-    assert call.violations == [] and ep.stats["violations"] == 0  # no "no ACK" verdict
+    assert call is not None and {f.kind for f in call.faults} == {"ignore_ack"}
+    assert len(call.faults) == len(resent) + 1  # every ACK, paid no heed
+    # A client that ACKed every copy did right; nor is "no ACK" held against it.
+    assert call.violations == [] and ep.stats["violations"] == 0
+
+
+def test_ignore_ack_judges_a_client_that_acks_only_the_first_copy() -> None:
+    ep, journal = make()
+    out = ep.receive(invite("deaf"), UDP, 0.0)
+    to = responses(out)[-1].header("To") or ""
+    assert ep.receive(ack("deaf", to), UDP, 0.1) == []
+    assert len(resends_acked(ep, "deaf", to, 40.0, every=False)) >= 7
+    call = journal.get("c1")
+    assert call is not None and len(call.violations) == 1  # once, not per copy
+    assert call.violations[0].rule == "RFC 3261 §17.1.1.2"
+    assert call.violations[0].message.startswith("ignore_ack: the 486 came again, 1.50 s in")
 
 
 def test_ignore_ack_after_a_2xx_resends_it_for_64_t1() -> None:
-    ep, _ = make()
+    ep, journal = make()
     out = ep.receive(invite("deaf200", sdp=True), UDP, 0.0)
     ok = responses(out)[-1]
     assert ok.status == 200
-    assert ep.receive(ack("deaf200", ok.header("To") or "", branch="z9hG4bK-a"), UDP, 0.1) == []
-    resent = advance(ep, 40.0)
-    assert set(codes(resent)) == {200} and len(resent) >= 9
+    to = ok.header("To") or ""
+    assert ep.receive(ack("deaf200", to, branch="z9hG4bK-a"), UDP, 0.1) == []
+    resent = resends_acked(ep, "deaf200", to, 40.0, every=True)
+    assert set(resent) == {200} and len(resent) >= 9
     assert ep.stats["resent"] == len(resent) and ep.stats["violations"] == 0
+    ep, journal = make()
+    ep.receive(invite("deaf200", sdp=True), UDP, 0.0)
+    resends_acked(ep, "deaf200", to, 40.0, every=False)  # never ACKed at all
+    call = journal.get("c1")
+    assert call is not None
+    assert [v.rule for v in call.violations] == ["RFC 3261 §13.2.2.4"]
+    assert "ignore_ack" not in call.violations[0].message  # the plain "no ACK" verdict
 
 
 def test_duplicate_sends_each_response_again_and_marks_the_copies() -> None:
@@ -168,6 +224,30 @@ def test_to_tag_change_gives_the_2xx_another_tag() -> None:
     # The ACK carries the 2xx's tag, as it should: the 2xx's transaction ends.
     assert ep.receive(ack("retag", ok.header("To") or "", branch="z9hG4bK-a"), UDP, 0.1) == []
     assert ep.table.accepted == {}
+    bye = request(
+        "BYE", "retag", branch="z9hG4bK-b", call_id="c1", cseq="2 BYE", to=ok.header("To")
+    )
+    assert codes(ep.receive(bye, UDP, 1.0)) == [200]
+    assert ep.stats["violations"] == 0
+
+
+def test_to_tag_change_judges_a_client_that_keeps_the_provisionals_tag() -> None:
+    ep, journal = make()
+    ringing, ok = responses(ep.receive(invite("retag", sdp=True), UDP, 0.0))[1:]
+    old_to = ringing.header("To") or ""
+    assert ep.receive(ack("retag", old_to, branch="z9hG4bK-a"), UDP, 0.1) == []
+    bye = request("BYE", "retag", branch="z9hG4bK-b", call_id="c1", cseq="2 BYE", to=old_to)
+    ep.receive(bye, UDP, 1.0)
+    call = journal.get("c1")
+    assert call is not None
+    assert [v.rule for v in call.violations] == ["RFC 3261 §13.2.2.4", "RFC 3261 §12.1.2"]
+    assert (ok.header("To") or "").split(";tag=")[1] in call.violations[0].message
+    assert call.violations[0].message.startswith(
+        "to_tag: change: the ACK carries the provisionals'"
+    )
+    assert call.violations[1].message.startswith(
+        "to_tag: change: the BYE carries the provisionals'"
+    )
 
 
 def test_a_step_fault_acts_on_its_response_alone() -> None:
