@@ -196,6 +196,22 @@ def file_document(path: str) -> Any:
     return jsonable(document)
 
 
+def scenario_update(body: Any) -> tuple[str, str]:
+    """``{"state": ..., "key": ...}`` (the key "" when left out: a ``global`` scenario's)
+    -> (state, key); ``ApiError`` 400 names the bad field."""
+    if not isinstance(body, dict):
+        raise ApiError(400, 'send {"state": STATE, "key": KEY}', field="body")
+    unknown = sorted(set(body) - {"state", "key"})
+    if unknown:
+        raise ApiError(400, f"unknown field {unknown[0]!r} (state, key)", field=unknown[0])
+    state, key = body.get("state"), body.get("key", "")
+    if not isinstance(state, str) or not state.strip():
+        raise ApiError(400, "state: give the state's name", field="state")
+    if not isinstance(key, str):
+        raise ApiError(400, "key: must be text (a user, host:port, a header's value)", field="key")
+    return state.strip(), key
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(
         data,
@@ -255,6 +271,9 @@ class Admin:
                 web.get("/api/rules", self.get_rules),
                 web.put("/api/rules", self.put_rules),
                 web.delete("/api/rules", self.reset_rules),
+                web.get("/api/scenarios", self.get_scenarios),
+                web.put("/api/scenarios/{name}", self.put_scenario),
+                web.delete("/api/scenarios", self.reset_scenarios),
             ]
         )
         self._runner: web.AppRunner | None = None
@@ -417,6 +436,30 @@ class Admin:
         self._remember_file_rules()
         log.info("rules reset through the admin API: %s", _count(rules) if rules else "none")
         return _json(self._rules_body())
+
+    async def get_scenarios(self, request: web.Request) -> web.Response:
+        return _json({"scenarios": self._scenarios()})
+
+    async def put_scenario(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            body = json.loads(await request.read() or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "the body is not JSON", field="syntax") from None
+        state, key = scenario_update(body)
+        self.endpoint.planner.scenarios.set_state(name, key, state)
+        log.info("scenario %r (key %r) set to %r through the admin API", name, key, state)
+        return _json({"scenarios": self._scenarios()})
+
+    async def reset_scenarios(self, request: web.Request) -> web.Response:
+        self.endpoint.planner.scenarios.clear()
+        log.info("scenarios and sequences reset through the admin API")
+        return _json({"scenarios": self._scenarios()})
+
+    def _scenarios(self) -> list[dict[str, Any]]:
+        rules = self.endpoint.rules
+        names = rules.scenario_names if rules is not None else []
+        return self.endpoint.planner.scenarios.listing(names)
 
     def _remember_file_rules(self) -> None:
         path = self.server.config.rules_file

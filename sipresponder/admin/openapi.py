@@ -23,6 +23,10 @@ def _error(description: str) -> dict[str, Any]:
 
 _UNAUTHORIZED = {"401": _error("a token is set and the request lacks it")}
 _RULES_OK = {"200": _content(_ref("Rules"), "the rules in use"), **_UNAUTHORIZED}
+_SCENARIOS_OK = {
+    "200": _content(_ref("Scenarios"), "every scenario and sequence, by key"),
+    **_UNAUTHORIZED,
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -193,6 +197,46 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/api/scenarios": {
+            "get": {
+                "summary": "The state of every scenario the rules name, by key, and the "
+                "position of every sequence (responses:), by rule and key",
+                "responses": _SCENARIOS_OK,
+            },
+            "delete": {
+                "summary": "Every scenario back to 'started', every sequence to its first plan",
+                "responses": _SCENARIOS_OK,
+            },
+        },
+        "/api/scenarios/{name}": {
+            "put": {
+                "summary": "Put a scenario in a state, for one key",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["state"],
+                                "properties": {
+                                    "state": {"type": "string", "example": "registered"},
+                                    "key": {
+                                        "type": "string",
+                                        "description": "whose state: a From user, "
+                                        'host:port, a header\'s value; "" (the default) '
+                                        "for a global scenario",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {**_SCENARIOS_OK, "400": _error("the body was refused")},
+            },
+        },
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -314,6 +358,26 @@ OPENAPI: dict[str, Any] = {
                     "message": {"type": "string"},
                     "method": {"type": "string"},
                     "cseq": {"type": "integer"},
+                },
+            },
+            "Scenarios": {
+                "type": "object",
+                "properties": {
+                    "scenarios": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "description": "a scenario's state for a key (key null: no "
+                            "request has moved it yet), or a sequence's position",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "key": {"type": "string", "nullable": True},
+                                "state": {"type": "string"},
+                                "rule": {"type": "integer"},
+                                "position": {"type": "integer"},
+                            },
+                        },
+                    }
                 },
             },
             "FaultNote": {

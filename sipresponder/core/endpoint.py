@@ -252,7 +252,7 @@ class Endpoint:
             )
         else:
             plan, extras, send_trying, stateful = planner.choose(
-                req, flow.transport, flow.remote[0], now + recorder.wall_offset
+                req, flow.transport, flow.remote[0], now + recorder.wall_offset, flow.remote_text
             )
             if planner.verdict is not None:
                 verdicts.digest(planner.verdict, req, flow, now)

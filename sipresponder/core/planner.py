@@ -8,8 +8,10 @@ Also what a plan becomes on the way out: its final response alone (``final_only`
 ``--stateless``), and a rule step's overrides with the request's placeholders filled in
 (``step_extras``), and ``Builder``, which renders a plan's steps for one request.
 Which of a rule's faults a request draws is chosen here too (``draw_faults``), and left
-in ``faults``.  Sans-IO: the caller passes the time and the wall-clock time.  Imports
-``auth``, ``faults``, ``message``, ``plans``, ``responses``, ``rules``, ``sdp`` and ``uri``.
+in ``faults``; and each new request moves its rule's sequence and scenario (``scenarios``:
+their positions and states, by key).  Sans-IO: the caller passes the time and the
+wall-clock time.  Imports ``auth``, ``faults``, ``message``, ``plans``, ``responses``,
+``rules``, ``scenarios``, ``sdp`` and ``uri``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .faults import FaultPlan, chance
 from .flow import Flow
 from .plans import Plan, Step, default_plan, dial_plan
 from .rules import Rule, RuleSet, fill, placeholder_values
+from .scenarios import Scenarios
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +58,11 @@ class Planner:
         #: The faults the request last chosen for drew, or None.
         self.faults: FaultPlan | None = None
         self._fault_draws: dict[int, int] = {}
+        #: The rules' sequence positions and scenario states, by key.
+        self.scenarios = Scenarios()
 
     def choose(
-        self, req: Request, transport: str, source: str, wall: float
+        self, req: Request, transport: str, source: str, wall: float, peer: str = ""
     ) -> tuple[Plan, Extras, bool, bool]:
         """The plan for a request: an RFC rejection, else the first matching rule (after its
         Digest check), else what the user part dials.  -> (plan, extras, send 100 first,
@@ -73,8 +78,12 @@ class Planner:
             return Plan((Step(code),), str(code)), extras, False, False
         stateful = False
         rule = None
-        if self.rules is not None:
-            rule = self.rules.find(req, transport, plain_ip(source))
+        rules = self.rules
+        if rules is not None:
+            if rules.scenarios:
+                rule = self._in_state(rules, req, transport, plain_ip(source), peer)
+            else:
+                rule = rules.find(req, transport, plain_ip(source))
         if rule is not None:
             if rule.auth is not None:
                 denied = self._authenticate(rule.auth, req, wall)
@@ -82,10 +91,13 @@ class Planner:
                     # Stateful: a retransmission must get this very challenge again
                     # (§17.2.2), and a fresh nonce would differ.
                     return Plan((denied,), "auth"), NO_EXTRAS, False, True
-            plan = self.pick(rule)
-            # A weighted pick is not a function of the request: keep the transaction, so
-            # a retransmission gets the same answer.
-            stateful = rule.weighted
+            if rule.sequence is None and rule.scenario is None:
+                plan = self.pick(rule)
+            else:
+                plan = self._move(rule, req, peer)
+            # A weighted pick, a sequence, a scenario: the answer is no function of the
+            # request alone; keep the transaction, so a retransmission gets the same.
+            stateful = rule.stateful
             if rule.faulty:
                 self.faults = self.draw_faults(rule, plan)
                 stateful = stateful or self.faults is not None
@@ -145,6 +157,33 @@ class Planner:
         digest = hashlib.blake2b(data, key=self._seed, digest_size=8).digest()
         return rule.pick(int.from_bytes(digest, "big") / 2**64)
 
+    def _in_state(
+        self, rules: RuleSet, req: Request, transport: str, source_ip: str, peer: str
+    ) -> Rule | None:
+        """The first matching rule whose scenario, if it has one, is in its ``when``."""
+        for rule in rules.matching(req, transport, source_ip):
+            spec = rule.scenario
+            if spec is None or spec.when is None:
+                return rule
+            if self.scenarios.state(spec.name, rule.key.of(req, peer)) == spec.when:
+                return rule
+        return None
+
+    def _move(self, rule: Rule, req: Request, peer: str) -> Plan:
+        """The plan of a rule with a sequence or a scenario, which this new request
+        moves: the sequence to its next plan, the scenario to the state it sets."""
+        key = rule.key.of(req, peer)
+        sequence = rule.sequence
+        if sequence is None:
+            plan = self.pick(rule)
+        else:
+            position = self.scenarios.advance(rule.index, key)
+            plan = rule.choices[sequence.index(position)].plan
+        spec = rule.scenario
+        if spec is not None and spec.set is not None:
+            self.scenarios.set_state(spec.name, key, spec.set)
+        return plan
+
     def draw_faults(self, rule: Rule, plan: Plan) -> FaultPlan | None:
         """Which of the rule's and its plan's fault lists the request gets: each applies
         to its ``fault_probability`` share of requests, reproducibly from the seed and
@@ -163,6 +202,7 @@ class Planner:
         self.rules = rules
         self._picks = {}
         self._fault_draws = {}
+        self.scenarios.clear()
         seed = rules.seed if rules is not None else None
         self._seed = self.secret if seed is None else str(seed).encode()
 

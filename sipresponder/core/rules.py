@@ -5,7 +5,7 @@ What belongs here: the rule model (``Text``, ``HeaderMatch``, ``Match``, ``Choic
 placeholders), and what the responder does with it at run time: matching a request, the
 weighted choice of a plan, filling placeholders from the request, the one-line summaries.
 Turning a document into the model, with its refusals, is ``rules_loader``'s.  Pure, and
-no YAML: imports ``message``, ``uri``, ``plans``, ``faults`` and ``auth``.
+no YAML: imports ``message``, ``uri``, ``plans``, ``faults``, ``scenarios`` and ``auth``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..sip.uri import uri_host, uri_of, uri_user
 from .auth import AuthSpec
 from .faults import Faults
 from .plans import Plan
+from .scenarios import FROM_USER, KeySpec, ScenarioSpec, Sequence
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -173,10 +174,22 @@ class Rule:
     faults: Faults | None = None
     #: It or a step of one of its plans has faults: each request draws them.
     faulty: bool = False
+    #: ``responses:``: the n-th request gets the n-th of ``choices``' plans.
+    sequence: Sequence | None = None
+    #: ``scenario:``: it answers only in a state of its scenario, and may move it.
+    scenario: ScenarioSpec | None = None
+    #: Whose sequence position and scenario state a request moves.
+    key: KeySpec = FROM_USER
+
+    @property
+    def stateful(self) -> bool:
+        """Its answer depends on what came before (weights, a sequence, a scenario): a
+        retransmission must find its transaction, not draw again."""
+        return len(self.choices) > 1 or self.sequence is not None or self.scenario is not None
 
     @property
     def weighted(self) -> bool:
-        return len(self.choices) > 1
+        return len(self.choices) > 1 and self.sequence is None
 
     def pick(self, fraction: float) -> Plan:
         """The plan for a uniform ``fraction`` in [0, 1): weighted choice."""
@@ -197,10 +210,23 @@ class Rule:
         if self.line is not None:
             label += f" (line {self.line})"
         what = self.match.describe() if self.index else "anything no rule matched"
-        plans = " | ".join(
-            (f"{c.weight:g}: " if self.weighted else "") + describe_plan(c.plan)
-            for c in self.choices
-        )
+        if self.sequence is not None:
+            counts: dict[int, int] = {}
+            for index in self.sequence.slots:
+                counts[index] = counts.get(index, 0) + 1
+            plans = "in turn: " + ", ".join(
+                describe_plan(c.plan) + (f" x{counts[i]}" if counts.get(i, 1) > 1 else "")
+                for i, c in enumerate(self.choices)
+            )
+            plans += f", then {'from the first' if self.sequence.cycle else 'the last'}"
+            plans += f" (per {self.key})"
+        else:
+            plans = " | ".join(
+                (f"{c.weight:g}: " if self.weighted else "") + describe_plan(c.plan)
+                for c in self.choices
+            )
+        if self.scenario is not None:
+            plans += f"; {self.scenario.describe()} (per {self.key})"
         faults = "" if self.faults is None else f" with faults {self.faults.describe()}"
         auth = ""
         if self.auth is not None:
@@ -219,6 +245,8 @@ class RuleSet:
     default: Rule | None = None
     seed: int | None = None
     source: str = "<rules>"
+    #: A rule answers only in a state of its scenario: finding one reads the states.
+    scenarios: bool = False
 
     def find(self, req: Request, transport: str, source_ip: str) -> Rule | None:
         """The first rule that matches, else the default rule, else ``None``."""
@@ -226,6 +254,21 @@ class RuleSet:
             if rule.match(req, transport, source_ip):
                 return rule
         return self.default
+
+    def matching(self, req: Request, transport: str, source_ip: str) -> list[Rule]:
+        """Every rule that matches, in order, then the default rule: for rules whose
+        scenario state decides too (``find`` when none has a scenario)."""
+        found = [rule for rule in self.rules if rule.match(req, transport, source_ip)]
+        if self.default is not None:
+            found.append(self.default)
+        return found
+
+    @property
+    def scenario_names(self) -> list[str]:
+        names = [r.scenario.name for r in self.rules if r.scenario is not None]
+        if self.default is not None and self.default.scenario is not None:
+            names.append(self.default.scenario.name)
+        return list(dict.fromkeys(names))
 
     def summary(self) -> list[str]:
         lines = [rule.summary() for rule in self.rules]

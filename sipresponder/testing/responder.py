@@ -264,11 +264,32 @@ class Responder:
         self.server.endpoint.set_rules(ruleset)
 
     def reset(self) -> None:
-        """Forget every call and go back to the rules the responder was made with."""
+        """Forget every call and go back to the rules the responder was made with (every
+        scenario back to ``started``, every sequence to its first plan)."""
         server = self.server
         assert server.journal is not None
         server.journal.clear()
         server.endpoint.set_rules(self._initial_rules)
+
+    # --------------------------------------------------------------- scenarios
+
+    def scenarios(self) -> list[dict[str, Any]]:
+        """The state of every scenario the rules name, by key, and the position of every
+        sequence (``responses:``), by rule and key — as ``GET /api/scenarios``."""
+        rules = self.rules
+        names = rules.scenario_names if rules is not None else []
+        return self.server.endpoint.planner.scenarios.listing(names)
+
+    def set_scenario(self, name: str, state: str, key: str = "") -> None:
+        """Put scenario ``name`` in ``state`` for ``key`` (whose it is: a From user,
+        ``host:port``, a header's value; "" for a ``global`` scenario)."""
+        if not state:
+            raise ValueError("give the state's name")
+        self.server.endpoint.planner.scenarios.set_state(name, key, state)
+
+    def reset_scenarios(self) -> None:
+        """Every scenario back to ``started``, every sequence to its first plan."""
+        self.server.endpoint.planner.scenarios.clear()
 
     # ----------------------------------------------------------------- journal
 

@@ -14,7 +14,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..core.calls import Call, Violation
 from ..core.config import Config
@@ -183,6 +183,15 @@ class ThreadedResponder:
 
     def reset(self) -> None:
         self._call(self._responder.reset)
+
+    def scenarios(self) -> list[dict[str, Any]]:
+        return self._call(self._responder.scenarios)
+
+    def set_scenario(self, name: str, state: str, key: str = "") -> None:
+        self._call(lambda: self._responder.set_scenario(name, state, key))
+
+    def reset_scenarios(self) -> None:
+        self._call(self._responder.reset_scenarios)
 
     @property
     def journal(self) -> Journal:

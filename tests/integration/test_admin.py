@@ -313,6 +313,8 @@ def test_openapi_and_json_errors(start_responder_with: StartResponder) -> None:
         "/api/calls/{call_id}",
         "/api/journal",
         "/api/rules",
+        "/api/scenarios",
+        "/api/scenarios/{name}",
     }
     for path, ops in doc["paths"].items():
         if "get" in ops:
@@ -382,3 +384,46 @@ def test_a_sipp_call_in_the_journal(
         "486 Busy Here",
         "ACK sip:180-486@127.0.0.1:" + str(server.port),
     ]
+
+
+def test_scenarios_are_read_set_and_reset(start_responder_with: StartResponder) -> None:
+    server, api = start(start_responder_with)
+    document = {
+        "rules": [
+            {
+                "match": {"method": "OPTIONS", "user": "gate"},
+                "scenario": {"name": "door", "when": "open", "set": "closed"},
+                "plan": 200,
+            },
+            {"match": {"method": "OPTIONS", "user": "gate"}, "plan": 403},
+            {"match": {"method": "OPTIONS", "user": "seq"}, "responses": [486, 200]},
+        ]
+    }
+    assert api.put_rules(document).status == 200
+    assert api.ok("/api/scenarios") == {
+        "scenarios": [{"name": "door", "key": None, "state": "started"}]
+    }
+    with UdpClient(server.addr) as c:
+        assert c.request(Req("OPTIONS", "gate"), 403).status == 403
+        reply = api.call("PUT", "/api/scenarios/door", b'{"state": "open", "key": "test"}')
+        assert reply.status == 200, reply
+        # The rule answers while its scenario is open, and closes it again.
+        assert c.request(Req("OPTIONS", "gate"), 200).status == 200
+        assert c.request(Req("OPTIONS", "gate"), 403).status == 403
+        assert c.request(Req("OPTIONS", "seq"), 486).status == 486
+    listing = api.ok("/api/scenarios")["scenarios"]
+    assert {"name": "door", "key": "test", "state": "closed"} in listing
+    assert {"rule": 3, "key": "test", "position": 1} in listing
+    reply = api.call("DELETE", "/api/scenarios")
+    assert reply.status == 200 and reply.json == {
+        "scenarios": [{"name": "door", "key": None, "state": "started"}]
+    }
+    for body, field in (
+        (b"{}", "state"),
+        (b'{"state": "x", "key": 5}', "key"),
+        (b'{"state": "x", "when": "y"}', "when"),
+        (b"[1]", "body"),
+        (b"not json", "syntax"),
+    ):
+        reply = api.call("PUT", "/api/scenarios/door", body)
+        assert reply.status == 400 and reply.json["field"] == field, reply

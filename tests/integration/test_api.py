@@ -445,3 +445,46 @@ async def test_an_open_tcp_connection_is_closed_on_exit() -> None:
     finally:
         await sip.stop()
         await wait_until(lambda: open_sockets() == sockets_before)
+
+
+FLAKY_REGISTRAR = [
+    {"match": {"method": "OPTIONS", "user": "reg"}, "responses": [{"plan": 503, "repeat": 2}, 200]},
+    {
+        "match": {"method": "OPTIONS", "user": "gate"},
+        "scenario": {"name": "door", "when": "open"},
+        "key": "global",
+        "plan": 200,
+    },
+    {"match": {"method": "OPTIONS", "user": "gate"}, "plan": 403},
+]
+
+
+@pytest.mark.asyncio
+async def test_sequences_and_scenarios_through_the_python_api() -> None:
+    async with Responder(FLAKY_REGISTRAR) as sip:
+        server = addr(sip)
+        got = [await asyncio.to_thread(options, server, "reg") for _ in range(4)]
+        assert got == [503, 503, 200, 200]
+        assert {"rule": 1, "key": "test", "position": 4} in sip.scenarios()
+        assert {"name": "door", "key": None, "state": "started"} in sip.scenarios()
+        assert await asyncio.to_thread(options, server, "gate") == 403
+        sip.set_scenario("door", "open")  # key "" : the global scenario's
+        assert await asyncio.to_thread(options, server, "gate") == 200
+        sip.reset_scenarios()
+        assert await asyncio.to_thread(options, server, "gate") == 403
+        assert await asyncio.to_thread(options, server, "reg") == 503  # from the first again
+        sip.set_scenario("door", "open")
+        sip.reset()  # resets scenarios and sequences too
+        assert sip.scenarios() == [{"name": "door", "key": None, "state": "started"}]
+        with pytest.raises(ValueError, match="state"):
+            sip.set_scenario("door", "")
+
+
+def test_scenarios_through_the_threaded_api() -> None:
+    with ThreadedResponder(FLAKY_REGISTRAR) as sip:
+        server = addr(sip)
+        sip.set_scenario("door", "open")
+        assert options(server, "gate") == 200
+        assert {"name": "door", "key": "", "state": "open"} in sip.scenarios()
+        sip.reset_scenarios()
+        assert options(server, "gate") == 403

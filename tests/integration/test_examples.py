@@ -28,7 +28,7 @@ from examplekit import (
     wait_for_count,
 )
 from sipclient import RECV_TIMEOUT, Msg, Req, TcpClient, UdpClient, client
-from sipprocs import StartResponder
+from sipprocs import StartResponder, run_sipp
 
 from sipresponder.sip.digest import credentials
 
@@ -44,6 +44,7 @@ EXAMPLE_SCENARIOS = {
     "early-media": "uac_early_media",
     "slow-answer": "uac_slow_answer",
     "lossy-network": "uac_call",
+    "flaky-registrar": "uac_register_flaky",
 }
 
 
@@ -403,6 +404,27 @@ def test_lossy_network_is_survived_by_a_client_that_retransmits(
     again = start_example(start_responder_with, "lossy-network", "--log-rate", "100000")
     _, trace = sipp_ok(again, "uac_call", "1000", "udp", tmp_path / "again", *args)
     assert len(sent(trace, "INVITE")) - LOSSY_CALLS == resent_invites
+
+
+# ----------------------------------------------------------- flaky registrar
+
+
+@pytest.mark.sipp
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_flaky_registrar_fails_twice_then_accepts_each_user(
+    sipp_binary: str, start_responder_with: StartResponder, tmp_path: Path, transport: str
+) -> None:
+    responder = start_example(start_responder_with, "flaky-registrar")
+    _, trace = sipp_ok(responder, "uac_register_flaky", "alice", transport, tmp_path / "alice")
+    assert [t.status for t in trace if not t.sent] == [503, 503, 200]
+    assert all(t.msg["Retry-After"] == "5" for t in received(trace, 503))
+    # Another user starts a sequence of its own...
+    _, trace = sipp_ok(responder, "uac_register_flaky", "bob", transport, tmp_path / "bob")
+    assert [t.status for t in trace if not t.sent] == [503, 503, 200]
+    # ... and alice's stays on its last plan: her next REGISTER gets 200 at once.
+    (tmp_path / "again").mkdir()
+    result = run_sipp(responder, "uac_register_flaky", "alice", transport, tmp_path / "again")
+    assert result.returncode != 0 and "200" in result.errors, result.report()
 
 
 # -------------------------------------------------------- found on the way
