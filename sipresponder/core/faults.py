@@ -124,6 +124,45 @@ def parse_faults(raw: Any, probability: Any = None, *, on_step: bool = False) ->
     )
 
 
+#: Dial-the-code's faults: ``*`` and a digit for the kind, then digits for its value
+#: (``486*4`` duplicates each response, ``200*42`` twice, ``180486*1*4`` both).
+DIALLED: Final[dict[str, tuple[str, Any]]] = {
+    "1": ("no_trying", None),
+    "2": ("drop_requests", 1),
+    "3": ("ignore_ack", None),
+    "4": ("duplicate", 1),
+    "5": ("final_first", None),
+    "6": ("to_tag", "change"),
+    "7": ("malformed", None),
+    "8": ("oversize", 4000),
+    "9": ("omit", ["to_tag"]),
+}
+#: ``*7``'s values: ``*71`` to ``*74``.
+DIALLED_MALFORMED: Final = {str(i + 1): how for i, how in enumerate(MALFORMED)}
+
+
+def dialled_faults(parts: list[str]) -> Faults:
+    """The faults of a dialled plan's ``*`` parts (``["4", "1"]`` for ``486*4*1``);
+    ``FaultSpecError`` when one is not a keypad fault."""
+    items: list[Any] = []
+    for part in parts:
+        if not part or not part.isascii() or not part.isdigit() or part[0] not in DIALLED:
+            raise FaultSpecError(f"*{part}", "not a fault: * then a digit from 1 to 9")
+        kind, default = DIALLED[part[0]]
+        rest = part[1:]
+        if kind == "malformed":
+            if rest not in DIALLED_MALFORMED:
+                raise FaultSpecError(f"*{part}", "*7 takes 1 to 4: *71 to *74")
+            items.append({kind: DIALLED_MALFORMED[rest]})
+        elif rest and isinstance(default, int):
+            items.append({kind: int(rest)})
+        elif rest:
+            raise FaultSpecError(f"*{part}", f"*{part[0]} takes no digits after it")
+        else:
+            items.append(kind if default is None else {kind: default})
+    return parse_faults(items)
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(str(v) for v in value) + "]"

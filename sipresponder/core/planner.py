@@ -105,6 +105,9 @@ class Planner:
             plan = Plan((Step(200),), "re-INVITE")  # in-dialog: no ringing
         else:
             plan = _dialled(req.uri) or default_plan(method)
+            if plan.faults is not None:  # dialled: 486*4
+                self.faults = FaultPlan(plan.faults, {})
+                stateful = True
         final = plan.final
         if final is not None and 200 <= final < 300 and method in ("INVITE", "UPDATE"):
             accept = req.headers.first("accept")

@@ -13,9 +13,9 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..errors import PlanError
+from ..errors import FaultSpecError, PlanError
 from ..sip.codes import is_valid_code
-from .faults import Faults
+from .faults import Faults, dialled_faults
 
 #: The longest total delay a plan may ask for, in seconds.
 MAX_PLAN_DELAY = 3600.0
@@ -51,6 +51,8 @@ class Plan:
 
     steps: tuple[Step, ...]
     text: str = ""
+    #: Dialled faults (``486*4``): what is done wrong on purpose to the whole plan.
+    faults: Faults | None = None
 
     @property
     def final(self) -> int | None:
@@ -139,8 +141,12 @@ def dial_plan(user: str | None) -> Plan | None:
     if not user or not user[0].isdigit():
         return None
     try:
-        return parse_plan(user)
-    except PlanError:
+        if "*" not in user:
+            return parse_plan(user)
+        text, *parts = user.split("*")
+        plan = parse_plan(text)
+        return Plan(plan.steps, user, dialled_faults(parts))
+    except (PlanError, FaultSpecError):
         return None
 
 

@@ -265,3 +265,14 @@ def test_a_rule_without_faults_is_untouched(
         c.expect_silence(0.7)
     call = call_json(server, req.call_id)
     assert call["faults"] == [] and all("fault" not in m for m in call["messages"])
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_a_dialled_fault(faulty: Responder, transport: str) -> None:
+    with client(transport, faulty.addr) as c:
+        req = Req("INVITE", "180486*1*4")  # no 100, each response twice
+        c.send(req)
+        msgs = c.expect_codes([180, 180, 486, 486])
+        c.send(req.ack(msgs[2].to_tag))
+    call = call_json(faulty, req.call_id)
+    assert [f["kind"] for f in call["faults"]] == ["no_trying"]

@@ -290,3 +290,20 @@ def test_a_rule_without_faults_journals_nothing_of_them() -> None:
     assert call is not None and call.faults == []
     assert all(e.fault == "" for e in call.entries)
     assert "fault" not in call.entries[0].to_dict()
+
+
+def test_dialled_faults() -> None:
+    ep, journal = make()
+    out = ep.receive(invite("486*4"), UDP, 0.0)
+    assert codes(out) == [100, 100, 486, 486]
+    assert codes(ep.receive(invite("180486*1", 2), UDP, 0.0)) == [180, 486]
+    assert ep.receive(invite("486*22", 3), UDP, 0.0) == []  # *2: the first copies dropped
+    assert ep.receive(invite("486*22", 3), UDP, 0.5) == []
+    assert codes(ep.receive(invite("486*22", 3), UDP, 1.5)) == [100, 486]
+    data = ep.receive(invite("486*9*8", 4), UDP, 0.0)[-1][0]
+    busy = responses([(data, UDP, ("192.0.2.1", 5062))])[0]
+    assert busy.header("To") == "<sip:486*9*8@127.0.0.1>" and len(data) == 4000
+    call = journal.get("c4")
+    assert call is not None and call.entries[-1].fault == "omit: to_tag, oversize: 4000 bytes"
+    # Not a keypad fault: not a plan either, so the default plan answers.
+    assert codes(ep.receive(invite("486*0", 5), UDP, 0.0)) == [100, 180, 200]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from typing import Any
 
@@ -16,6 +17,7 @@ from sipresponder.core.faults import (
     Faults,
     FaultState,
     chance,
+    dialled_faults,
     drop_again,
     drop_first,
     mangle,
@@ -23,7 +25,7 @@ from sipresponder.core.faults import (
     other_tag,
     parse_faults,
 )
-from sipresponder.core.plans import Step
+from sipresponder.core.plans import Step, dial_plan
 from sipresponder.core.rules_loader import load_rules
 from sipresponder.errors import FaultSpecError, ParseError, RulesError
 from sipresponder.sip.message import Response
@@ -326,3 +328,24 @@ def test_dropped_requests_are_bounded_and_give_back_the_first_choice() -> None:
 
 def test_faults_is_a_value() -> None:
     assert parse_faults("duplicate") == Faults(("duplicate",), duplicate=1)
+
+
+def test_dialled_faults_are_a_keypad_s_digits() -> None:
+    assert dialled_faults(["4"]).items == ("duplicate: 1",)
+    assert dialled_faults(["43", "1"]).items == ("duplicate: 3", "no_trying")
+    assert dialled_faults(["74"]).malformed == "garbage"
+    assert dialled_faults(["8"]).oversize == 4000 and dialled_faults(["81500"]).oversize == 1500
+    assert dialled_faults(["9"]).omit == ("to_tag",) and dialled_faults(["6"]).change_to_tag
+    for bad, problem in (
+        ("0", "a digit from 1 to 9"),
+        ("", "a digit"),
+        ("7", "*71 to *74"),
+        ("12", "takes no digits"),
+        ("4x", "a digit"),
+    ):
+        with pytest.raises(FaultSpecError, match=re.escape(problem)):
+            dialled_faults([bad])
+    plan = dial_plan("180486*4")
+    assert plan is not None and [s.code for s in plan.steps] == [180, 486]
+    assert plan.faults == dialled_faults(["4"]) and str(plan) == "180486*4"
+    assert dial_plan("486*0") is None and dial_plan("486*41") is not None
