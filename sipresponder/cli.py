@@ -489,6 +489,8 @@ def _check(config: Config) -> int:
         return 2
     for line in rules.summary():
         print(line)
+    for line in rules.warnings:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
     count = len(rules.rules)
     default = " and a default" if rules.default else ""
     print(f"{config.rules_file}: OK, {count} rule{'' if count == 1 else 's'}{default}")

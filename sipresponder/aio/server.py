@@ -32,6 +32,7 @@ from ..sip.uri import hostport
 from .journal_file import JournalFile
 from .transport import Driver, TcpConnection
 from .udp import DatagramSocket, UdpProtocol, udp_calls
+from .wire import WireSender
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ def read_rules(path: str) -> RuleSet:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise RulesError(f"{path}: cannot read: {reason}") from None
-    return load_rules(text, path)
+    rules = load_rules(text, path)
+    for line in rules.warnings:
+        log.warning("%s", line)
+    return rules
 
 
 class Server:
@@ -82,6 +86,7 @@ class Server:
         self._tcp: asyncio.Server | None = None
         self._closing: asyncio.Server | None = None
         self._driver: Driver | None = None
+        self._wire: WireSender | None = None
 
     @property
     def driver(self) -> Driver | None:
@@ -123,6 +128,8 @@ class Server:
         # Digest nonces carry wall-clock time, so that any instance can check their age.
         self.endpoint.recorder.wall_offset = time.time() - loop.time()
         self._driver = Driver(self.endpoint, loop, self.guard)
+        self._wire = WireSender(self._driver)
+        self._driver.wire = self._wire
         if self.config.overload_lag > 0:
             self._driver.watch_lag(self.config.overload_lag)
         family = _family(self.config.host)
@@ -271,6 +278,8 @@ class Server:
         self._stop_listening_tcp()
         if self._driver is not None:
             self._driver.close()
+        if self._wire is not None:
+            self._wire.close()
 
     def _stop_listening_tcp(self) -> None:
         """Refuse new TCP connections; those accepted stay (``wait_closed`` waits)."""

@@ -54,6 +54,9 @@ class Driver:
         #: Open TCP connections, closed with the driver (none may outlive the server).
         self.connections: set[TcpConnection] = set()
         self._sweep_handle: asyncio.TimerHandle | None = None
+        #: Sends a response that a fault says how to send (``core.faults.Wire``:
+        #: ``wire.WireSender``); None sends it as plain bytes.
+        self.wire: Callable[[Any, Flow, tuple[str, int]], None] | None = None
 
     def receive(self, data: bytes, flow: Flow, now: float | None = None) -> None:
         """Feed one message to the endpoint and send what comes out."""
@@ -82,6 +85,11 @@ class Driver:
         cap = self.cap
         for data, flow, dest in out:
             conn: Any = flow.conn
+            if type(data) is not bytes and self.wire is not None:
+                # A fault's: another port, pieces, a reset or a close (``wire``).
+                if flow.transport != "udp" or cap is None or cap.may_send(dest[0], len(data)):
+                    self.wire(data, flow, dest)
+                continue
             if flow.transport == "udp":
                 if cap is not None and not cap.may_send(dest[0], len(data)):
                     continue  # anti-amplification: counted and logged by the guard
@@ -333,6 +341,10 @@ class TcpConnection(asyncio.Protocol):
             self._handle_items(items)
         finally:
             self._uncork()
+
+    def flush(self) -> None:
+        """Write now what the batch being handled was answered so far."""
+        self._uncork()
 
     def _uncork(self) -> None:
         """Write what the batch so far was answered (before the end of a batch too, when

@@ -369,7 +369,7 @@ class Endpoint:
         faults: FaultPlan,
     ) -> ServerTransaction:
         """A new transaction whose responses a rule's faults act on."""
-        state = FaultState(faults)
+        state = FaultState(faults, flow.reliable)
         txn = self.table.open(
             key,
             req,
@@ -480,8 +480,9 @@ class Endpoint:
                 if shaped:
                     codes = [code for _, code, _ in shaped]
                     self.verdicts.fault_sent(txn, fault, codes, self._last_now)
-                for data, code, label in shaped:
+                for data in fault.wire(shaped):
                     out.append((data, flow, dest))
+                for data, code, label in shaped:
                     recorder.faulted(
                         data,
                         flow,

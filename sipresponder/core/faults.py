@@ -25,9 +25,32 @@ from ..errors import FaultSpecError
 from ..sip.message import header_key
 
 #: Kinds that act on the request or the transaction: a rule's list only.
-PLAN_KINDS: Final = ("no_trying", "drop_requests", "ignore_ack", "final_first")
+PLAN_KINDS: Final = (
+    "no_trying",
+    "drop_requests",
+    "ignore_ack",
+    "final_first",
+    "reset_after",
+    "close_after",
+    "coalesce",
+)
 #: Kinds that act on a response: a rule's list (every response) or a step's (that one).
-RESPONSE_KINDS: Final = ("duplicate", "to_tag", "omit", "malformed", "oversize")
+RESPONSE_KINDS: Final = (
+    "duplicate",
+    "to_tag",
+    "omit",
+    "malformed",
+    "oversize",
+    "wrong_source_port",
+    "split_writes",
+)
+#: Kinds that act over TCP alone, and over UDP alone.
+TCP_KINDS: Final = ("reset_after", "close_after", "split_writes", "coalesce")
+UDP_KINDS: Final = ("wrong_source_port",)
+#: ``split_writes``: the pieces one response is cut into, at most (a smaller size is
+#: raised to fit), and the longest interval between two.
+MAX_PIECES: Final = 300
+MAX_INTERVAL: Final = 10.0
 KINDS: Final = PLAN_KINDS + RESPONSE_KINDS
 #: ``malformed:`` values.
 MALFORMED: Final = ("status_line", "content_length", "truncate", "garbage")
@@ -67,6 +90,22 @@ class Faults:
     omit: tuple[str, ...] = ()
     malformed: str = ""
     oversize: int = 0
+    wrong_source_port: bool = False
+    #: ``provisional`` or ``final``: the TCP connection is reset (RST) after that one.
+    reset_after: str = ""
+    #: ``final``: the TCP connection is closed (FIN) after the final response.
+    close_after: str = ""
+    #: (bytes a piece, seconds between two): one message sent over TCP in slow pieces.
+    split_writes: tuple[int, float] | None = None
+    #: The plan's responses go in one TCP write, once the final is there.
+    coalesce: bool = False
+
+    @property
+    def wire(self) -> bool:
+        """It acts on how a response goes on the wire (the glue does it)."""
+        return bool(
+            self.wrong_source_port or self.reset_after or self.close_after or self.split_writes
+        )
 
     @property
     def mangles(self) -> bool:
@@ -121,6 +160,11 @@ def parse_faults(raw: Any, probability: Any = None, *, on_step: bool = False) ->
         omit=tuple(values.get("omit", ())),
         malformed=str(values.get("malformed", "")),
         oversize=int(values.get("oversize", 0)),
+        wrong_source_port=bool(values.get("wrong_source_port", False)),
+        reset_after=str(values.get("reset_after", "")),
+        close_after=str(values.get("close_after", "")),
+        split_writes=values.get("split_writes"),
+        coalesce=bool(values.get("coalesce", False)),
     )
 
 
@@ -187,7 +231,17 @@ def _count(value: Any, default: int, low: int, high: int, field: str, what: str)
 
 def _value(kind: str, value: Any, given: bool, field: str) -> Any:
     """The checked value of one kind (``given``: it came as ``kind: value``)."""
-    if kind in ("no_trying", "ignore_ack", "final_first"):
+    if kind == "reset_after":
+        if value not in ("provisional", "final"):
+            raise FaultSpecError(field, "must be provisional or final")
+        return value
+    if kind == "close_after":
+        if value != "final":
+            raise FaultSpecError(field, "the one value is 'final'")
+        return value
+    if kind == "split_writes":
+        return _split_writes(value, field)
+    if kind in ("no_trying", "ignore_ack", "final_first", "wrong_source_port", "coalesce"):
         if given and value is not True:
             raise FaultSpecError(field, "takes no value (write the kind's name alone)")
         return True
@@ -219,6 +273,41 @@ def _value(kind: str, value: Any, given: bool, field: str) -> Any:
     return tuple(dict.fromkeys(parts))
 
 
+def _split_writes(value: Any, field: str) -> tuple[int, float]:
+    """``{size: BYTES, interval: 200ms}`` -> (bytes, seconds)."""
+    if not isinstance(value, dict):
+        raise FaultSpecError(field, "give {size: BYTES, interval: 200ms}")
+    for key in value:
+        if key not in ("size", "interval", "__line__"):
+            raise FaultSpecError(f"{field}.{key}", "unknown field (size, interval)")
+    size = value.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 65_000:
+        raise FaultSpecError(f"{field}.size", "must be a whole number of bytes, 1 to 65000")
+    interval = _seconds(value.get("interval", "200ms"))
+    if interval is None or not 0 < interval <= MAX_INTERVAL:
+        raise FaultSpecError(
+            f"{field}.interval", f"must be a delay like 200ms, up to {MAX_INTERVAL:g}s"
+        )
+    return size, interval
+
+
+def _seconds(raw: Any) -> float | None:
+    """``200ms``, ``1.5s`` or a number of seconds; None when it is none of them."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return float(raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            if text.endswith("ms"):
+                return float(text[:-2]) / 1000
+            return float(text[:-1] if text.endswith("s") else text)
+        except ValueError:
+            return None
+    return None
+
+
 def _is_token(name: str) -> bool:
     return name.isascii() and all(c.isalnum() or c in "-_.!%*+`'~" for c in name)
 
@@ -233,11 +322,27 @@ def nonsense(faults: Faults, methods: frozenset[str] | None, codes: list[list[in
     ]
     if invite_only and methods is not None and "INVITE" not in methods:
         return f"{invite_only[0]} acts on an INVITE, and the rule matches no INVITE"
+    ends = faults.reset_after == "final" or faults.close_after
     for plan in codes:
+        if ends and plan[-1] < 200:
+            kind = "reset_after" if faults.reset_after == "final" else "close_after"
+            return f"{kind}: final acts after the final response, and a plan has none"
         if faults.final_first and (plan[-1] < 200 or len(plan) < 2):
             return "final_first needs a plan with provisionals and a final response"
         if faults.change_to_tag and plan[-1] < 200:
             return "to_tag: change acts on the final response, and a plan has none"
+    return ""
+
+
+def transport_warning(faults: Faults, transports: frozenset[str] | None) -> str:
+    """A warning when a fault acts over one transport and the rule matches the other too
+    ("" when none): not a refusal, the fault just does nothing there."""
+    on = [k for k in TCP_KINDS if getattr(faults, k)]
+    if on and (transports is None or "udp" in transports):
+        return f"{on[0]} acts over TCP only; requests over UDP get no such fault"
+    on = [k for k in UDP_KINDS if getattr(faults, k)]
+    if on and (transports is None or "tcp" in transports):
+        return f"{on[0]} acts over UDP only; requests over TCP get no such fault"
     return ""
 
 
@@ -328,14 +433,34 @@ def drop_again(dropping: dict[Hashable, list[Any]], key: Hashable) -> tuple[int,
 # ------------------------------------------------------------- the responses
 
 
+class Wire(bytes):
+    """A response that goes on the wire the way a fault says, which the glue does: from
+    another port of ours (UDP), in slow pieces, then a reset or a close of the TCP
+    connection.  Plain ``bytes`` for everything else."""
+
+    other_port = False
+    #: (bytes a piece, seconds between two), or None.
+    pieces: tuple[int, float] | None = None
+    #: "reset" (RST) or "close" (FIN) of the TCP connection once it is written, or "".
+    after = ""
+
+
+#: What ``FaultState`` keeps of each response built: its bytes, the code the plan
+#: meant, what was done to it, its extra copies, and whether it goes from another port
+#: and in what pieces.
+Built = tuple[bytes, int, str, int, bool, "tuple[int, float] | None"]
+
+
 class FaultState:
     """What one transaction with faults sends, and how: the responses its builder made
-    (with what was done to each), the provisionals held back by ``final_first``, and the
-    ACKs it paid no heed to."""
+    (with what was done to each), the provisionals held back (``final_first``, and over
+    TCP ``coalesce``), and the ACKs it paid no heed to."""
 
     __slots__ = (
         "acked_since",
         "built",
+        "coalesce",
+        "ended",
         "final_first",
         "final_sends",
         "final_tag",
@@ -344,17 +469,21 @@ class FaultState:
         "judged",
         "plan",
         "released",
+        "reliable",
         "sent_any",
     )
 
-    def __init__(self, plan: FaultPlan) -> None:
+    def __init__(self, plan: FaultPlan, reliable: bool = False) -> None:
         self.plan = plan
+        self.reliable = reliable
         rule = plan.faults
         self.final_first = rule is not None and rule.final_first
-        #: (bytes, code, label, extra copies) of each response built, in order.
-        self.built: list[tuple[bytes, int, str, int]] = []
+        self.coalesce = reliable and rule is not None and rule.coalesce
+        self.built: list[Built] = []
         self.held: list[bytes] = []
         self.released = False
+        #: A reset or close was asked for: nothing more goes on that connection.
+        self.ended = False
         self.ignored_acks = 0
         #: The To tag the final response went out with, when a fault changed it ("":
         #: left out); None when it is the transaction's own.
@@ -372,44 +501,90 @@ class FaultState:
         rule = self.plan.faults
         return rule is not None and rule.ignore_ack
 
-    def note(self, data: bytes, code: int, label: str, copies: int) -> None:
-        self.built.append((data, code, label, copies))
+    @property
+    def holding(self) -> bool:
+        """Provisionals were built but held back: the client has heard none."""
+        return self.final_first and not self.released
 
-    def _find(self, data: bytes) -> tuple[int, str, int]:
-        for built, code, label, copies in self.built:
-            if built is data:
-                return code, label, copies
+    def note(
+        self,
+        data: bytes,
+        code: int,
+        label: str,
+        copies: int,
+        other_port: bool = False,
+        split: tuple[int, float] | None = None,
+    ) -> None:
+        self.built.append((data, code, label, copies, other_port, split))
+
+    def _find(self, data: bytes) -> Built:
+        for built in self.built:
+            if built[0] is data:
+                return built
         digits = data[8:11]  # not built here (it never is): read off a status line
-        return (int(digits) if digits.isdigit() else 0), "", 0
+        return (data, int(digits) if digits.isdigit() else 0, "", 0, False, None)
 
     def shape(self, outbox: list[bytes]) -> list[tuple[bytes, int, str]]:
         """What goes out for ``outbox``, in order: each response with the code the plan
         meant and what was done to it ("" for nothing) — extra copies, and provisionals
         held back until the final response."""
         out: list[tuple[bytes, int, str]] = []
+        holds = self.final_first or self.coalesce
         for data in outbox:
-            code, label, copies = self._find(data)
-            if self.final_first and not self.released:
+            _, code, label, copies, _, _ = self._find(data)
+            if holds and not self.released:
                 if code < 200:
                     if not any(held is data for held in self.held):
                         self.held.append(data)
                     continue
                 self.released = True
-                out.append((data, code, label))
+                if self.final_first:
+                    out.append((data, code, label))
+                late = "final_first: after the final" if self.final_first else "coalesce"
                 for held in self.held:
-                    held_code, held_label, _ = self._find(held)
-                    late = "final_first: after the final"
+                    _, held_code, held_label, _, _, _ = self._find(held)
                     out.append((held, held_code, f"{held_label}, {late}" if held_label else late))
+                if self.coalesce:
+                    out.append((data, code, f"{label}, coalesce" if label else "coalesce"))
                 self.held = []
                 continue
             out.append((data, code, label))
             out.extend((data, code, "duplicate") for _ in range(copies))
         return out
 
-    @property
-    def holding(self) -> bool:
-        """Provisionals were built but held back: the client has heard none."""
-        return self.final_first and not self.released
+    def wire(self, shaped: list[tuple[bytes, int, str]]) -> list[bytes]:
+        """The bytes to send for ``shaped``: as they are, or as ``Wire`` where a fault acts
+        on how they go (another port over UDP; over TCP slow pieces, a reset or a close
+        after one, or the plan's responses in one write)."""
+        rule = self.plan.faults
+        if self.ended:
+            return []  # the connection was reset or closed on purpose: nothing follows
+        out: list[bytes] = []
+        for data, code, _ in shaped:
+            _, _, _, _, other_port, split = self._find(data)
+            after = ""
+            if self.reliable and rule is not None and not self.ended:
+                final = code >= 200
+                if rule.reset_after == ("final" if final else "provisional"):
+                    after = "reset"
+                elif rule.close_after and final:
+                    after = "close"
+            if (other_port and not self.reliable) or (self.reliable and (split or after)):
+                wire = Wire(data)
+                wire.other_port = other_port and not self.reliable
+                wire.pieces = split if self.reliable else None
+                wire.after = after
+                data = wire
+            out.append(data)
+            if after:
+                self.ended = True
+                break
+        if self.coalesce and len(out) > 1:
+            joined = Wire(b"".join(out))
+            last = out[-1]
+            joined.after = last.after if isinstance(last, Wire) else ""
+            out = [joined]
+        return out
 
 
 class FaultBuilder:
@@ -439,7 +614,22 @@ class FaultBuilder:
             copies = max(copies, faults.duplicate)
         if copies:
             labels.append(f"duplicate: {copies}")
-        self.state.note(data, step.code, ", ".join(labels), copies)
+        rule = self.state.plan.faults
+        if self.state.reliable and rule is not None and "end" not in self.state.judged:
+            if rule.reset_after == ("final" if final else "provisional"):
+                labels.append(f"reset_after: {rule.reset_after}")
+                self.state.judged.add("end")
+            elif rule.close_after and final:
+                labels.append("close_after: final")
+                self.state.judged.add("end")
+        other_port = any(f.wrong_source_port for f in lists)
+        split = next((f.split_writes for f in lists if f.split_writes), None)
+        reliable = self.state.reliable
+        if other_port and not reliable:
+            labels.append("wrong_source_port")
+        if split and reliable:
+            labels.append(f"split_writes: {split[0]} bytes every {split[1] * 1000:g} ms")
+        self.state.note(data, step.code, ", ".join(labels), copies, other_port, split)
         return data
 
 

@@ -247,6 +247,8 @@ class RuleSet:
     source: str = "<rules>"
     #: A rule answers only in a state of its scenario: finding one reads the states.
     scenarios: bool = False
+    #: What is allowed but will not do what it says everywhere (``--check`` prints it).
+    warnings: tuple[str, ...] = ()
 
     def find(self, req: Request, transport: str, source_ip: str) -> Rule | None:
         """The first rule that matches, else the default rule, else ``None``."""

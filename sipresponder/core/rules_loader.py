@@ -24,7 +24,7 @@ import yaml
 from ..sip.digest import ALGORITHMS
 from ..sip.message import header_key
 from .auth import AuthSpec
-from .faults import nonsense
+from .faults import nonsense, transport_warning
 from .plans import Plan
 from .plans_loader import Where, check_keys, choose_list, faults_of, plan_of, responses_list
 from .rules import (
@@ -121,7 +121,22 @@ def load_rules(text: str, source: str = "<rules>") -> RuleSet:
         raise where.fail("seed", "must be a whole number")
     every = [*rules, *([] if default is None else [default])]
     scenarios = any(r.scenario is not None and r.scenario.when is not None for r in every)
-    return RuleSet(tuple(rules), default, seed, source, scenarios)
+    return RuleSet(tuple(rules), default, seed, source, scenarios, _warnings(every, source))
+
+
+def _warnings(rules: list[Rule], source: str) -> tuple[str, ...]:
+    """A line for each rule with a fault that acts over one transport only, when the
+    rule matches the other too."""
+    out = []
+    for rule in rules:
+        lists = [rule.faults] + [s.faults for c in rule.choices for s in c.plan.steps]
+        for faults in lists:
+            text = "" if faults is None else transport_warning(faults, rule.match.transports)
+            if text:
+                label = "default rule" if rule.index == 0 else f"rule {rule.index}"
+                out.append(f"{source}: {label} (line {rule.line}): faults: {text}")
+                break
+    return tuple(out)
 
 
 def _rule(raw: Any, index: int, where: Where, *, default: bool = False) -> Rule:

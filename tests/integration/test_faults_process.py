@@ -54,6 +54,21 @@ rules:
   - match: {user: broken}
     faults: [{malformed: garbage}]
     plan: 486
+  - match: {user: otherport, transport: udp}
+    faults: [wrong_source_port]
+    plan: 486
+  - match: {user: resetfinal, transport: tcp}
+    faults: [{reset_after: final}]
+    plan: [180, 486]
+  - match: {user: closefinal, transport: tcp}
+    faults: [{close_after: final}]
+    plan: 486
+  - match: {user: slow, transport: tcp}
+    faults: [{split_writes: {size: 40, interval: 50ms}}]
+    plan: 486
+  - match: {user: together, transport: tcp}
+    faults: [coalesce]
+    plan: [180, {code: 486, after: 300ms}]
 """
 
 SDP_OFFER = (
@@ -276,3 +291,92 @@ def test_a_dialled_fault(faulty: Responder, transport: str) -> None:
         c.send(req.ack(msgs[2].to_tag))
     call = call_json(faulty, req.call_id)
     assert [f["kind"] for f in call["faults"]] == ["no_trying"]
+
+
+# --------------------------------------------------------------- on the wire
+
+
+def test_wrong_source_port(faulty: Responder) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(RECV_TIMEOUT)
+        req = Req("INVITE", "otherport")
+        sock.sendto(req.encode("udp", sock.getsockname(), faulty.addr), faulty.addr)
+        sources = {sock.recvfrom(65535)[1] for _ in range(2)}  # the 100 and the 486
+    # Both from one port of ours, and not the one the INVITE went to.
+    assert len(sources) == 1 and next(iter(sources))[0] == "127.0.0.1"
+    assert next(iter(sources))[1] != faulty.port
+    call = call_json(faulty, req.call_id)
+    assert {m.get("fault") for m in call["messages"] if m["direction"] == "out"} == {
+        "wrong_source_port"
+    }
+
+
+def tcp_read(sock: socket.socket, seconds: float) -> tuple[list[tuple[float, bytes]], str]:
+    """What comes within ``seconds``, chunk by chunk with its time; and how it ended:
+    "eof", "reset" or "open"."""
+    chunks: list[tuple[float, bytes]] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65535)
+        except TimeoutError:
+            return chunks, "open"
+        except ConnectionResetError:
+            return chunks, "reset"
+        if not data:
+            return chunks, "eof"
+        chunks.append((time.monotonic(), data))
+    return chunks, "open"
+
+
+def tcp_invite(faulty: Responder, user: str) -> tuple[socket.socket, Req]:
+    sock = socket.create_connection(faulty.addr, timeout=RECV_TIMEOUT)
+    req = Req("INVITE", user)
+    sock.sendall(req.encode("tcp", sock.getsockname(), faulty.addr))
+    return sock, req
+
+
+def test_reset_after_final(faulty: Responder) -> None:
+    sock, _ = tcp_invite(faulty, "resetfinal")
+    with sock:
+        chunks, end = tcp_read(sock, 3.0)
+    wire = b"".join(data for _, data in chunks)
+    # The 486 went before the reset (on loopback it is read before the RST is seen).
+    assert end == "reset" and wire.count(b"SIP/2.0 ") == 3 and b"SIP/2.0 486" in wire
+
+
+def test_close_after_final(faulty: Responder) -> None:
+    sock, _ = tcp_invite(faulty, "closefinal")
+    with sock:
+        chunks, end = tcp_read(sock, 3.0)
+    wire = b"".join(data for _, data in chunks)
+    assert end == "eof" and b"SIP/2.0 100" in wire and b"SIP/2.0 486" in wire
+
+
+def test_split_writes(faulty: Responder) -> None:
+    sock, req = tcp_invite(faulty, "slow")
+    with sock:
+        chunks, _ = tcp_read(sock, 1.0 + 0.05 * 40)
+        sock.sendall(req.ack(None).encode("tcp", sock.getsockname(), faulty.addr))
+    wire = b"".join(data for _, data in chunks)
+    assert wire.count(b"SIP/2.0 ") == 2 and wire.endswith(b"\r\n\r\n")
+    # 40 bytes every 50 ms: many reads, spread over (pieces - 1) x 50 ms at least.
+    pieces = -(-len(wire) // 40)
+    assert len(chunks) >= pieces // 2 and chunks[-1][0] - chunks[0][0] >= (pieces // 2 - 2) * 0.05
+
+
+def test_coalesce(faulty: Responder) -> None:
+    sock, _ = tcp_invite(faulty, "together")
+    started = time.monotonic()
+    with sock:
+        chunks, _ = tcp_read(sock, 1.5)
+    # Nothing before the 486 is due; then the 100, the 180 and the 486 in one segment.
+    assert chunks and chunks[0][0] - started >= 0.25
+    first = chunks[0][1]
+    assert [line[:11] for line in first.split(b"\r\n") if line.startswith(b"SIP/2.0")] == [
+        b"SIP/2.0 100",
+        b"SIP/2.0 180",
+        b"SIP/2.0 486",
+    ]

@@ -16,6 +16,7 @@ from sipresponder.core.faults import (
     FaultPlan,
     Faults,
     FaultState,
+    Wire,
     chance,
     dialled_faults,
     drop_again,
@@ -24,6 +25,7 @@ from sipresponder.core.faults import (
     nonsense,
     other_tag,
     parse_faults,
+    transport_warning,
 )
 from sipresponder.core.plans import Step, dial_plan
 from sipresponder.core.rules_loader import load_rules
@@ -349,3 +351,94 @@ def test_dialled_faults_are_a_keypad_s_digits() -> None:
     assert plan is not None and [s.code for s in plan.steps] == [180, 486]
     assert plan.faults == dialled_faults(["4"]) and str(plan) == "180486*4"
     assert dial_plan("486*0") is None and dial_plan("486*41") is not None
+
+
+# ------------------------------------------------------------- on the wire
+
+
+def test_the_wire_kinds_parse_and_warn() -> None:
+    f = parse_faults([{"reset_after": "final"}, "coalesce", {"split_writes": {"size": 64}}])
+    assert f.reset_after == "final" and f.coalesce and f.split_writes == (64, 0.2) and f.wire
+    assert parse_faults(
+        [{"split_writes": {"size": 8, "interval": "1.5s"}}], on_step=True
+    ).split_writes == (8, 1.5)
+    for raw, problem in (
+        ([{"reset_after": "early"}], "provisional or final"),
+        ([{"close_after": "provisional"}], "'final'"),
+        ([{"split_writes": 64}], "{size: BYTES"),
+        ([{"split_writes": {"size": 0}}], "1 to 65000"),
+        ([{"split_writes": {"size": 9, "interval": "11s"}}], "up to 10s"),
+        ([{"split_writes": {"size": 9, "pace": 1}}], "unknown field"),
+        ([{"wrong_source_port": 1}], "takes no value"),
+    ):
+        with pytest.raises(FaultSpecError, match=re.escape(problem)):
+            parse_faults(raw)
+    with pytest.raises(FaultSpecError, match="rule's faults"):
+        parse_faults(["coalesce"], on_step=True)
+    assert transport_warning(parse_faults("coalesce"), None).startswith(
+        "coalesce acts over TCP only"
+    )
+    assert transport_warning(parse_faults("coalesce"), frozenset({"tcp"})) == ""
+    assert transport_warning(parse_faults("wrong_source_port"), frozenset({"udp"})) == ""
+    assert "over UDP only" in transport_warning(parse_faults("wrong_source_port"), None)
+    assert "close_after: final acts after" in nonsense(
+        parse_faults({"close_after": "final"}), None, [[180]]
+    )
+
+
+def test_the_wire_says_how_each_response_goes() -> None:
+    def state(raw: list[object], reliable: bool) -> tuple[FaultState, FaultBuilder]:
+        s = FaultState(FaultPlan(parse_faults(raw), {}), reliable)
+        return s, FaultBuilder(lambda step: response(step.code, sdp=False), s, TAG)
+
+    s, build = state(["wrong_source_port"], reliable=False)
+    (sent,) = s.wire(s.shape([build(Step(486))]))
+    assert isinstance(sent, Wire) and sent.other_port and sent.after == ""
+    s, build = state(["wrong_source_port"], reliable=True)  # over TCP: nothing to do
+    assert type(s.wire(s.shape([build(Step(486))]))[0]) is bytes
+    s, build = state([{"reset_after": "provisional"}], reliable=True)
+    sent = s.wire(s.shape([build(Step(100)), build(Step(180))]))
+    assert len(sent) == 1 and isinstance(sent[0], Wire) and sent[0].after == "reset"
+    assert s.wire(s.shape([build(Step(486))])) == []  # nothing after the reset
+    s, build = state([{"close_after": "final"}, {"split_writes": {"size": 100}}], reliable=True)
+    trying, busy = s.wire(s.shape([build(Step(100)), build(Step(486))]))
+    assert isinstance(trying, Wire) and trying.pieces == (100, 0.2) and trying.after == ""
+    assert isinstance(busy, Wire) and busy.after == "close"
+    s, build = state(["coalesce", {"reset_after": "final"}], reliable=True)
+    first = [build(Step(100)), build(Step(180))]
+    assert s.wire(s.shape(first)) == []  # held until the final
+    busy = build(Step(486))
+    shaped = s.shape([busy])
+    assert [(code, label) for _, code, label in shaped] == [
+        (100, "coalesce"),
+        (180, "coalesce"),
+        (486, "reset_after: final, coalesce"),
+    ]
+    (joined,) = s.wire(shaped)
+    assert joined == first[0] + first[1] + busy and isinstance(joined, Wire)
+    assert joined.after == "reset"
+
+
+def test_a_fault_for_one_transport_on_a_rule_for_both_is_a_warning() -> None:
+    rules = load_rules(
+        """\
+rules:
+  - match: {method: INVITE}
+    faults: [coalesce]
+    plan: 486
+  - match: {method: INVITE, transport: tcp}
+    faults: [coalesce]
+    plan: 486
+  - match: {method: OPTIONS}
+    plan:
+      - code: 200
+        faults: [wrong_source_port]
+""",
+        "lab.yaml",
+    )
+    assert rules.warnings == (
+        "lab.yaml: rule 1 (line 2): faults: coalesce acts over TCP only; requests over UDP "
+        "get no such fault",
+        "lab.yaml: rule 3 (line 8): faults: wrong_source_port acts over UDP only; requests "
+        "over TCP get no such fault",
+    )

@@ -68,6 +68,7 @@ ORDER = [
     "aio.logs",
     "aio.journal_file",
     "aio.transport",
+    "aio.wire",
     "aio.udp",
     "aio.server",
     "aio.workers",
