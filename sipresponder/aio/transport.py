@@ -54,7 +54,7 @@ class Driver:
         #: Open TCP connections, closed with the driver (none may outlive the server).
         self.connections: set[TcpConnection] = set()
         self._sweep_handle: asyncio.TimerHandle | None = None
-        #: Sends a response that a fault says how to send (``core.faults.Wire``:
+        #: Sends a response that a fault says how to send (``core.shaping.Wire``:
         #: ``wire.WireSender``); None sends it as plain bytes.
         self.wire: Callable[[Any, Flow, tuple[str, int]], None] | None = None
 

@@ -16,8 +16,9 @@ import socket
 import struct
 from typing import Any, Final, cast
 
-from ..core.faults import MAX_PIECES, Wire
+from ..core.faults import MAX_PIECES
 from ..core.flow import Flow
+from ..core.shaping import Wire
 from .transport import Driver, TcpConnection
 
 log = logging.getLogger(__name__)

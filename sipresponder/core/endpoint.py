@@ -23,13 +23,14 @@ from ..sip.responses import NO_EXTRAS, Answers, Extras, build_response, make_to_
 from ..sip.serializer import serialize_response
 from .auth import NonceSigner
 from .config import Config
-from .faults import FaultBuilder, FaultPlan, FaultState, drop_again, drop_first
+from .faults import FaultPlan, drop_again, drop_first
 from .flow import Flow, Reporter, Send, TransactionRecord, answering, reply_to
 from .journal import Journal
 from .planner import Builder, Planner, final_only
 from .plans import Plan
 from .recorder import Recorder
 from .rules import RuleSet
+from .shaping import FaultBuilder, FaultState
 from .table import TransactionTable
 from .transaction import MAGIC_COOKIE, End, ServerTransaction, State, expires_of, transaction_key
 from .verdicts import Verdicts

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..sip.message import Request, decimal
-from .faults import FaultState
 from .plans import Plan, Step
+from .shaping import FaultState
 
 MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
 TRYING: Final = Step(100)

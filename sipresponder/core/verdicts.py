@@ -26,9 +26,9 @@ from typing import Final
 
 from ..sip.message import Request
 from .auth import Verdict
-from .faults import FaultState
 from .flow import Flow
 from .recorder import Recorder
+from .shaping import FaultState
 from .transaction import ServerTransaction, Timers
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from test_endpoint import TCP, UDP, advance, codes, responses
 
 from sipresponder.core.config import Config
 from sipresponder.core.endpoint import Endpoint
-from sipresponder.core.faults import other_tag
 from sipresponder.core.journal import Journal
 from sipresponder.core.rules_loader import load_rules
+from sipresponder.core.shaping import other_tag
 
 RULES = """\
 seed: 7

@@ -12,23 +12,19 @@ from helpers import SDP_OFFER, request
 from sipresponder.core.faults import (
     EXTRA_LENGTH,
     MAX_DROPPING,
-    FaultBuilder,
     FaultPlan,
     Faults,
-    FaultState,
-    Wire,
     chance,
     dialled_faults,
     drop_again,
     drop_first,
-    mangle,
     nonsense,
-    other_tag,
     parse_faults,
     transport_warning,
 )
 from sipresponder.core.plans import Step, dial_plan
 from sipresponder.core.rules_loader import load_rules
+from sipresponder.core.shaping import FaultBuilder, FaultState, Wire, mangle, other_tag
 from sipresponder.errors import FaultSpecError, ParseError, RulesError
 from sipresponder.sip.message import Response
 from sipresponder.sip.parser import parse_message

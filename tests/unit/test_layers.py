@@ -42,6 +42,7 @@ ORDER = [
     "core",
     "core.auth",
     "core.faults",
+    "core.shaping",
     "core.scenarios",
     "core.plans",
     "core.rules",
