@@ -54,6 +54,7 @@ COMPILED = (
     "sip.serializer",
     "sip.sdp",
     "sip.responses",
+    "core.hangup",
     "core.plans",
     "core.calls",
     "core.journal",

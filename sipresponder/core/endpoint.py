@@ -25,6 +25,7 @@ from .auth import NonceSigner
 from .config import Config
 from .faults import FaultPlan, drop_again, drop_first
 from .flow import Flow, Reporter, Send, TransactionRecord, answering, reply_to
+from .hangup import FIRST_CSEQ, Dialog, Hangups
 from .journal import Journal
 from .planner import Builder, Planner, final_only
 from .plans import Plan
@@ -80,6 +81,8 @@ class Endpoint:
         self.verdicts = Verdicts(self.timers, self.stats, self.recorder)
         #: Requests whose first copies a fault drops (``drop_requests``), by key.
         self.dropping: dict[Hashable, list[Any]] = {}
+        #: BYEs of ours (``bye_after``; a 2xx whose ACKs a fault ignored), due and sent.
+        self.hangups = Hangups(self.timers.t1, self.timers.t2)
 
     @property
     def rules(self) -> RuleSet | None:
@@ -107,6 +110,8 @@ class Endpoint:
             except ParseError as exc:
                 return self._reject(exc, flow)
             if isinstance(msg, Response):
+                if self.hangups.busy and self._answer_to_bye(msg, data, flow, now):
+                    return []
                 self.stats["dropped"] += 1
                 self.verdicts.notice(
                     "response", flow, f"dropped a {msg.status} response: we send no requests"
@@ -150,11 +155,42 @@ class Endpoint:
             for txn in fired:
                 if not txn.terminated:
                     self._fire(txn, now, out)
+        if self.hangups.busy:
+            self._hangups_due(now, out)
         return out
 
     def next_deadline(self) -> float | None:
         """When ``handle_timers`` has something to do next, or None."""
-        return self.table.next_deadline()
+        deadline = self.table.next_deadline()
+        if self.hangups.busy:
+            hangup = self.hangups.next_deadline()
+            if hangup is not None and (deadline is None or hangup < deadline):
+                return hangup
+        return deadline
+
+    def _hangups_due(self, now: float, out: list[Send]) -> None:
+        """Send the BYEs of ours that are due (new, or resent on Timer E); judge those
+        Timer F gave up on."""
+        sends, gave_up = self.hangups.due(now)
+        recorder = self.recorder
+        for bye in sends:
+            out.append((bye.data, bye.flow, bye.dest))
+            recorder.request_out(
+                bye.data, bye.flow, bye.dest, bye.uri, bye.call_id, FIRST_CSEQ, now, bye.copies > 1
+            )
+        for bye in gave_up:
+            self.verdicts.bye_answered(bye.call_id, bye.why, 0, now)
+
+    def _answer_to_bye(self, resp: Response, data: bytes, flow: Flow, now: float) -> bool:
+        """A client's response to a BYE of ours: journaled and judged; False when it
+        answers nothing of ours."""
+        bye = self.hangups.response(resp)
+        if bye is None:
+            return False
+        self.recorder.response_in(data, flow, bye.call_id, "BYE", FIRST_CSEQ, resp.status, now)
+        if bye.answered:
+            self.verdicts.bye_answered(bye.call_id, bye.why, bye.answered, now)
+        return True
 
     def end_pending(self, now: float, code: int = 503) -> list[Send]:
         """Graceful stop, drain time over: every request still unanswered gets ``code``."""
@@ -357,6 +393,15 @@ class Endpoint:
             return False
         return send_trying
 
+    def _hang_up(self, txn: ServerTransaction, fault: FaultState, at: float, why: str) -> None:
+        """Send a BYE in the dialog of ``txn``'s 2xx at ``at``."""
+        dialog = fault.dialog
+        if dialog is None:
+            return
+        fault.dialog = None  # once
+        flow, dest = cast(tuple[Flow, tuple[str, int]], txn.flow)
+        self.hangups.schedule(dialog, flow, dest, flow.reliable, at, why)
+
     def _open_faulted(
         self,
         key: Hashable,
@@ -371,6 +416,13 @@ class Endpoint:
     ) -> ServerTransaction:
         """A new transaction whose responses a rule's faults act on."""
         state = FaultState(faults, flow.reliable)
+        rule = faults.faults
+        if (
+            req.method == "INVITE"
+            and rule is not None
+            and (rule.bye_after is not None or rule.ignore_ack)
+        ):
+            state.dialog = Dialog.of(req, tag)
         txn = self.table.open(
             key,
             req,
@@ -441,6 +493,10 @@ class Endpoint:
             )
             return
         accepted = txn.state is State.ACCEPTED
+        if accepted and fault is not None:
+            rule = fault.plan.faults
+            if rule is not None and rule.bye_after is not None:
+                self._hang_up(txn, fault, now + rule.bye_after, "bye_after")
         txn.ack(now)
         if not table.acknowledged(txn, accepted, now):
             self._after(txn, [])
@@ -512,8 +568,13 @@ class Endpoint:
             if txn.invite:
                 self.verdicts.answered(txn.call_id, txn.cseq_num, txn.final_code or 0)
         self.table.settle(txn)
-        if txn.end is End.NO_ACK and (txn.fault is None or not txn.fault.ignored_acks):
-            self.verdicts.no_ack(txn, self._last_now)
+        if txn.end is End.NO_ACK:
+            fault = txn.fault
+            if fault is None or not fault.ignored_acks:
+                self.verdicts.no_ack(txn, self._last_now)
+            if fault is not None and fault.ignore_ack and (txn.final_code or 0) < 300:
+                # RFC 3261 §13.3.1.4: no ACK for 64*T1: the session is ended with a BYE.
+                self._hang_up(txn, fault, self._last_now, "no ACK heeded for the 2xx")
 
     def _reject(self, exc: ParseError, flow: Flow) -> list[Send]:
         """A request we could not accept: answer it statelessly when it can be addressed."""

@@ -30,6 +30,7 @@ PLAN_KINDS: Final = (
     "reset_after",
     "close_after",
     "coalesce",
+    "bye_after",
 )
 #: Kinds that act on a response: a rule's list (every response) or a step's (that one).
 RESPONSE_KINDS: Final = (
@@ -48,6 +49,8 @@ UDP_KINDS: Final = ("wrong_source_port",)
 #: raised to fit), and the longest interval between two.
 MAX_PIECES: Final = 300
 MAX_INTERVAL: Final = 10.0
+#: ``bye_after``: the longest wait before the responder hangs up.
+MAX_BYE_AFTER: Final = 3600.0
 KINDS: Final = PLAN_KINDS + RESPONSE_KINDS
 #: ``malformed:`` values.
 MALFORMED: Final = ("status_line", "content_length", "truncate", "garbage")
@@ -96,6 +99,8 @@ class Faults:
     split_writes: tuple[int, float] | None = None
     #: The plan's responses go in one TCP write, once the final is there.
     coalesce: bool = False
+    #: Seconds after the ACK of a 2xx when the responder hangs up (sends BYE); None: never.
+    bye_after: float | None = None
 
     @property
     def wire(self) -> bool:
@@ -162,6 +167,7 @@ def parse_faults(raw: Any, probability: Any = None, *, on_step: bool = False) ->
         close_after=str(values.get("close_after", "")),
         split_writes=values.get("split_writes"),
         coalesce=bool(values.get("coalesce", False)),
+        bye_after=values.get("bye_after"),
     )
 
 
@@ -238,6 +244,11 @@ def _value(kind: str, value: Any, given: bool, field: str) -> Any:
         return value
     if kind == "split_writes":
         return _split_writes(value, field)
+    if kind == "bye_after":
+        seconds = _seconds(value) if given else None
+        if seconds is None or not 0 <= seconds <= MAX_BYE_AFTER:
+            raise FaultSpecError(field, f"give a delay like 5s or 500ms, up to {MAX_BYE_AFTER:g}s")
+        return seconds
     if kind in ("no_trying", "ignore_ack", "final_first", "wrong_source_port", "coalesce"):
         if given and value is not True:
             raise FaultSpecError(field, "takes no value (write the kind's name alone)")
@@ -314,7 +325,11 @@ def nonsense(faults: Faults, methods: frozenset[str] | None, codes: list[list[in
     the rule's (None: any); ``codes``: each of its plans' response codes."""
     invite_only = [
         kind
-        for kind, on in (("no_trying", faults.no_trying), ("ignore_ack", faults.ignore_ack))
+        for kind, on in (
+            ("no_trying", faults.no_trying),
+            ("ignore_ack", faults.ignore_ack),
+            ("bye_after", faults.bye_after is not None),
+        )
         if on
     ]
     if invite_only and methods is not None and "INVITE" not in methods:
@@ -326,6 +341,8 @@ def nonsense(faults: Faults, methods: frozenset[str] | None, codes: list[list[in
             return f"{kind}: final acts after the final response, and a plan has none"
         if faults.final_first and (plan[-1] < 200 or len(plan) < 2):
             return "final_first needs a plan with provisionals and a final response"
+        if faults.bye_after is not None and not 200 <= plan[-1] < 300:
+            return "bye_after hangs up a call answered with a 2xx, and a plan has none"
         if faults.change_to_tag and plan[-1] < 200:
             return "to_tag: change acts on the final response, and a plan has none"
     return ""

@@ -132,6 +132,7 @@ class Recorder:
                 "out",
                 flow.transport,
                 flow.local_text,
+                # inline, not _dest_text: this runs for every response
                 flow.remote_text if dest == flow.remote else hostport(plain_ip(dest[0]), dest[1]),
                 data,
                 call_id or "",
@@ -167,13 +168,75 @@ class Recorder:
                 now + self.wall_offset,
                 flow.transport,
                 flow.local_text,
-                flow.remote_text if dest == flow.remote else hostport(plain_ip(dest[0]), dest[1]),
+                _dest_text(flow, dest),
                 data,
                 call_id,
                 method,
                 cseq,
                 status,
                 fault,
+            )
+        )
+
+    def request_out(
+        self,
+        data: bytes,
+        flow: Flow,
+        dest: tuple[str, int],
+        uri: str,
+        call_id: str,
+        cseq: int,
+        now: float,
+        retransmission: bool,
+    ) -> None:
+        """A BYE of ours (``hangup``), as it went."""
+        if self.journal is None:
+            return
+        remote = _dest_text(flow, dest)
+        self.journal.record(
+            Entry(
+                now + self.wall_offset,
+                "out",
+                flow.transport,
+                flow.local_text,
+                remote,
+                data,
+                call_id,
+                "BYE",
+                cseq,
+                None,
+                "",
+                uri,
+                "",
+                retransmission,
+            )
+        )
+
+    def response_in(
+        self,
+        data: bytes,
+        flow: Flow,
+        call_id: str,
+        method: str,
+        cseq: int,
+        status: int,
+        now: float,
+    ) -> None:
+        """A client's answer to a request of ours."""
+        if self.journal is None:
+            return
+        self.journal.record(
+            Entry(
+                now + self.wall_offset,
+                "in",
+                flow.transport,
+                flow.remote_text,
+                flow.local_text,
+                data,
+                call_id,
+                method,
+                cseq,
+                status,
             )
         )
 
@@ -194,3 +257,8 @@ class Recorder:
             self.journal.violation(
                 Violation(now + self.wall_offset, call_id, rule, message, method, cseq)
             )
+
+
+def _dest_text(flow: Flow, dest: tuple[str, int]) -> str:
+    """Where a message of ours went, as text: the flow's peer, unless sent elsewhere."""
+    return flow.remote_text if dest == flow.remote else hostport(plain_ip(dest[0]), dest[1])

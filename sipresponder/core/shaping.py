@@ -19,6 +19,7 @@ from typing import Any
 
 from ..sip.message import header_key
 from .faults import EXTRA_LENGTH, PADDING_HEADER, FaultPlan, Faults, FaultyStep
+from .hangup import Dialog
 
 
 class Wire(bytes):
@@ -48,6 +49,7 @@ class FaultState:
         "acked_since",
         "built",
         "coalesce",
+        "dialog",
         "ended",
         "final_first",
         "final_sends",
@@ -72,6 +74,8 @@ class FaultState:
         self.released = False
         #: A reset or close was asked for: nothing more goes on that connection.
         self.ended = False
+        #: What a BYE of ours needs (``bye_after``, or ``ignore_ack`` after a 2xx).
+        self.dialog: Dialog | None = None
         self.ignored_acks = 0
         #: The To tag the final response went out with, when a fault changed it ("":
         #: left out); None when it is the transaction's own.

@@ -27,6 +27,7 @@ from typing import Final
 from ..sip.message import Request
 from .auth import Verdict
 from .flow import Flow
+from .hangup import FIRST_CSEQ
 from .recorder import Recorder
 from .shaping import FaultState
 from .transaction import ServerTransaction, Timers
@@ -381,6 +382,18 @@ class Verdicts:
             )
         fault.final_sends += 1
         fault.acked_since = False
+
+    def bye_answered(self, call_id: str, why: str, status: int, now: float) -> None:
+        """A client's final answer to a BYE of ours: §15.1.2, a BYE in its dialog gets 2xx
+        (0: none came, Timer F)."""
+        if 200 <= status < 300:
+            return
+        message = (
+            f"our BYE ({why}) got no final response within 64*T1 ({64 * self.timers.t1:g} s)"
+            if status == 0
+            else f"our BYE ({why}) was answered {status}: a BYE in its dialog gets a 2xx"
+        )
+        self.violation(call_id, "BYE", FIRST_CSEQ, now, "RFC 3261 §15.1.2", message)
 
     def no_ack(self, txn: ServerTransaction, now: float) -> None:
         """An INVITE's final response was never acknowledged (Timer H, or 64·T1 for a

@@ -45,6 +45,7 @@ EXAMPLE_SCENARIOS = {
     "slow-answer": "uac_slow_answer",
     "lossy-network": "uac_call",
     "flaky-registrar": "uac_register_flaky",
+    "hangs-up": "uac_remote_bye",
 }
 
 
@@ -425,6 +426,23 @@ def test_flaky_registrar_fails_twice_then_accepts_each_user(
     (tmp_path / "again").mkdir()
     result = run_sipp(responder, "uac_register_flaky", "alice", transport, tmp_path / "again")
     assert result.returncode != 0 and "200" in result.errors, result.report()
+
+
+# ------------------------------------------------------------------ hangs up
+
+
+@pytest.mark.sipp
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_hangs_up_five_seconds_after_the_ack(
+    sipp_binary: str, start_responder_with: StartResponder, tmp_path: Path, transport: str
+) -> None:
+    responder = start_example(start_responder_with, "hangs-up")
+    result, trace = sipp_ok(responder, "uac_remote_bye", "1000", transport, tmp_path)
+    ack = sent(trace, "ACK")[0]
+    bye = next(t for t in trace if not t.sent and t.msg.start.startswith("BYE "))
+    assert 4.95 <= bye.at - ack.at < 6.5, bye.at - ack.at
+    assert bye.msg["CSeq"] == "1 BYE" and bye.msg["Max-Forwards"] == "70"
+    assert result.elapsed >= 5.0
 
 
 # -------------------------------------------------------- found on the way

@@ -66,6 +66,9 @@ rules:
   - match: {user: slow, transport: tcp}
     faults: [{split_writes: {size: 40, interval: 50ms}}]
     plan: 486
+  - match: {method: INVITE, user: hangsup}
+    faults: [{bye_after: 300ms}]
+    plan: 200
   - match: {user: together, transport: tcp}
     faults: [coalesce]
     plan: [180, {code: 486, after: 300ms}]
@@ -380,3 +383,28 @@ def test_coalesce(faulty: Responder) -> None:
         b"SIP/2.0 180",
         b"SIP/2.0 486",
     ]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_bye_after_comes_in_the_dialog_on_the_same_flow(faulty: Responder, transport: str) -> None:
+    with client(transport, faulty.addr) as c:
+        contact = [("Contact", f"<sip:test@127.0.0.1:{c.local[1]};transport={transport}>")]
+        req = Req("INVITE", "hangsup", headers=contact + SDP_HEADERS, body=SDP_OFFER)
+        c.send(req)
+        ok = c.expect_codes([100, 200])[1]
+        c.send(req.ack_2xx(ok.to_tag))
+        bye = c.expect_any(3.0)
+        assert bye.start.startswith(f"BYE sip:test@127.0.0.1:{c.local[1]}")
+        assert bye["From"] == ok["To"] and f"tag={req.from_tag}" in bye["To"]
+        reply = "\r\n".join(
+            [
+                "SIP/2.0 200 OK",
+                *(f"{h}: {bye[h]}" for h in ("Via", "From", "To", "Call-ID", "CSeq")),
+            ]
+        )
+        c.send((reply + "\r\nContent-Length: 0\r\n\r\n").encode())
+        c.expect_silence(0.7)  # answered: no Timer E copy
+    call = call_json(faulty, req.call_id)
+    assert call["violations"] == []
+    byes = [(m["direction"], m.get("status")) for m in call["messages"] if m["method"] == "BYE"]
+    assert byes == [("out", None), ("in", 200)]

@@ -3,6 +3,8 @@ what the journal says was done on purpose."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from helpers import SDP_OFFER, request
 from test_endpoint import TCP, UDP, advance, codes, responses
 
@@ -11,6 +13,8 @@ from sipresponder.core.endpoint import Endpoint
 from sipresponder.core.journal import Journal
 from sipresponder.core.rules_loader import load_rules
 from sipresponder.core.shaping import other_tag
+from sipresponder.sip.message import Request
+from sipresponder.sip.parser import parse_message
 
 RULES = """\
 seed: 7
@@ -26,6 +30,9 @@ rules:
     plan: 486
   - match: {user: deaf200}
     faults: [ignore_ack]
+    plan: 200
+  - match: {method: INVITE, user: hangs-up}
+    faults: [{bye_after: 5s}]
     plan: 200
   - match: {user: twice}
     faults: [duplicate]
@@ -131,7 +138,7 @@ def resends_acked(ep: Endpoint, user: str, to: str, until: float, *, every: bool
     now = 0.1
     while (deadline := ep.next_deadline()) is not None and deadline <= until:
         now = deadline
-        out = ep.handle_timers(now)
+        out = [sent for sent in ep.handle_timers(now) if not sent[0].startswith(b"BYE ")]
         seen += codes(out)
         if out and every:
             branch = "z9hG4bK-1" if seen[-1] >= 300 else "z9hG4bK-a"
@@ -307,3 +314,103 @@ def test_dialled_faults() -> None:
     assert call is not None and call.entries[-1].fault == "omit: to_tag, oversize: 4000 bytes"
     # Not a keypad fault: not a plan either, so the default plan answers.
     assert codes(ep.receive(invite("486*0", 5), UDP, 0.0)) == [100, 180, 200]
+
+
+CONTACT = [("Contact", "<sip:caller@192.0.2.1:5062>"), ("Content-Type", "application/sdp")]
+
+
+def bye_of(out: list[Any]) -> Request:
+    byes = [parse_message(data) for data, _, _ in out if data.startswith(b"BYE ")]
+    assert len(byes) == 1, out
+    assert isinstance(byes[0], Request)
+    return byes[0]
+
+
+def answer(bye: Request, status: int) -> bytes:
+    """The client's response to our BYE: its Via, From, To, Call-ID and CSeq copied."""
+    lines = [f"SIP/2.0 {status} Whatever"]
+    lines += [
+        f"{name}: {bye.headers.first(name)}" for name in ("via", "from", "to", "call-id", "cseq")
+    ]
+    return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def test_bye_after_hangs_up_in_the_dialog_after_the_ack() -> None:
+    ep, journal = make()
+    rr = [("Record-Route", "<sip:p2.example;lr>, <sip:p1.example;lr>")]
+    req = request("INVITE", "hangs-up", call_id="c1", extra=CONTACT + rr, body=SDP_OFFER)
+    ok = responses(ep.receive(req, UDP, 0.0))[-1]
+    assert ok.status == 200
+    assert ep.receive(ack("hangs-up", ok.header("To") or "", branch="z9hG4bK-a"), UDP, 0.1) == []
+    assert ep.next_deadline() == 5.1  # 5 s after the ACK
+    bye = bye_of(ep.handle_timers(5.1))
+    assert bye.uri == "sip:caller@192.0.2.1:5062"  # the INVITE's Contact: the remote target
+    assert bye.headers.get_all("route") == ["<sip:p2.example;lr>", "<sip:p1.example;lr>"]
+    assert bye.from_ == ok.header("To") and bye.to == "<sip:caller@192.0.2.1>;tag=ft1"
+    assert bye.call_id == "c1" and bye.cseq == "1 BYE" and bye.headers.first("max-forwards") == "70"
+    assert (bye.top_via.branch or "").startswith("z9hG4bK")
+    # Over UDP, Timer E resends it until an answer: T1, then 2·T1.
+    assert bye_of(ep.handle_timers(5.6)).raw == bye.raw
+    assert ep.receive(answer(bye, 200), UDP, 5.7) == []
+    assert ep.handle_timers(60.0) == [] and not ep.hangups.busy
+    call = journal.get("c1")
+    assert call is not None and call.violations == [] and ep.stats["dropped"] == 0
+    byes = [(e.direction, e.method, e.status) for e in call.entries if e.method == "BYE"]
+    assert byes == [("out", "BYE", None), ("out", "BYE", None), ("in", "BYE", 200)]
+    assert call.entries[-2].retransmission and not call.entries[-3].retransmission
+
+
+def test_a_bye_of_ours_refused_or_unanswered_is_a_verdict() -> None:
+    ep, journal = make()
+    for i in (1, 2):
+        req = request(
+            "INVITE",
+            "hangs-up",
+            branch=f"z9hG4bK-{i}",
+            call_id=f"c{i}",
+            extra=CONTACT,
+            body=SDP_OFFER,
+        )
+        ok = responses(ep.receive(req, UDP, 0.0))[-1]
+        ep.receive(ack("hangs-up", ok.header("To") or "", i, branch=f"z9hG4bK-a{i}"), UDP, 0.1)
+    out = ep.handle_timers(5.1)
+    first, second = (parse_message(data) for data, _, _ in out)
+    assert isinstance(first, Request) and isinstance(second, Request)
+    assert ep.receive(answer(first, 481), UDP, 5.2) == []
+    advance(ep, 60.0)  # no answer to the second: Timer F
+    one, two = journal.get("c1"), journal.get("c2")
+    assert one is not None and two is not None
+    assert [v.message for v in one.violations] == [
+        "our BYE (bye_after) was answered 481: a BYE in its dialog gets a 2xx"
+    ]
+    assert [v.message for v in two.violations] == [
+        "our BYE (bye_after) got no final response within 64*T1 (32 s)"
+    ]
+
+
+def test_ignore_ack_after_a_2xx_ends_with_a_bye() -> None:
+    ep, journal = make()
+    req = request("INVITE", "deaf200", call_id="c1", extra=CONTACT, body=SDP_OFFER)
+    ok = responses(ep.receive(req, UDP, 0.0))[-1]
+    sent: list[bytes] = []
+    now = 0.0
+    while (deadline := ep.next_deadline()) is not None and deadline <= 33.0:
+        now = deadline
+        for data, _, _ in ep.handle_timers(now):
+            sent.append(data)
+            if data.startswith(b"SIP/2.0 200"):
+                ep.receive(ack("deaf200", ok.header("To") or "", branch="z9hG4bK-a"), UDP, now)
+    byes = [data for data in sent if data.startswith(b"BYE ")]
+    # After 64*T1 of unheeded ACKs (§13.3.1.4), one BYE (and Timer E's copy of it).
+    assert len(set(byes)) == 1 and now >= 32.0
+    call = journal.get("c1")
+    assert call is not None and call.violations == []  # every copy was ACKed
+
+
+def test_a_response_to_nothing_of_ours_is_still_dropped() -> None:
+    ep, _ = make()
+    stray = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-x\r\n"
+        b"CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert ep.receive(stray, UDP, 0.0) == [] and ep.stats["dropped"] == 1

@@ -438,3 +438,16 @@ rules:
         "lab.yaml: rule 3 (line 8): faults: wrong_source_port acts over UDP only; requests "
         "over TCP get no such fault",
     )
+
+
+def test_bye_after_reads_a_delay_and_wants_a_2xx_to_an_invite() -> None:
+    assert parse_faults([{"bye_after": "5s"}]).bye_after == 5.0
+    assert parse_faults([{"bye_after": "250ms"}]).bye_after == 0.25
+    assert parse_faults([{"bye_after": 0}]).bye_after == 0.0
+    for raw in (["bye_after"], [{"bye_after": "soon"}], [{"bye_after": 7200}]):
+        with pytest.raises(FaultSpecError, match="a delay like 5s"):
+            parse_faults(raw)
+    f = parse_faults([{"bye_after": "1s"}])
+    assert "bye_after hangs up a call answered with a 2xx" in nonsense(f, None, [[180, 486]])
+    assert nonsense(f, frozenset({"OPTIONS"}), [[200]]).startswith("bye_after acts on an INVITE")
+    assert nonsense(f, frozenset({"INVITE"}), [[180, 200]]) == ""

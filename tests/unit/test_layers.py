@@ -41,6 +41,7 @@ ORDER = [
     # ─── core: the sans-IO responder ───
     "core",
     "core.auth",
+    "core.hangup",
     "core.faults",
     "core.shaping",
     "core.scenarios",
