@@ -494,6 +494,11 @@ class Endpoint:
             return
         accepted = txn.state is State.ACCEPTED
         if accepted and fault is not None:
+            if fault.forks:
+                # fork: an ACK for each 2xx; the transaction stays until 64*T1, resending
+                # those not ACKed yet, so that the verdicts see every ACK and BYE.
+                fault.fork_acked.add(req.to_tag or "")
+                return
             rule = fault.plan.faults
             if rule is not None and rule.bye_after is not None:
                 self._hang_up(txn, fault, now + rule.bye_after, "bye_after")
@@ -570,7 +575,9 @@ class Endpoint:
         self.table.settle(txn)
         if txn.end is End.NO_ACK:
             fault = txn.fault
-            if fault is None or not fault.ignored_acks:
+            if fault is not None and fault.forks:
+                self.verdicts.fork_end(txn, fault, self._last_now)
+            elif fault is None or not fault.ignored_acks:
                 self.verdicts.no_ack(txn, self._last_now)
             if fault is not None and fault.ignore_ack and (txn.final_code or 0) < 300:
                 # RFC 3261 §13.3.1.4: no ACK for 64*T1: the session is ended with a BYE.

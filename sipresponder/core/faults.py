@@ -31,6 +31,7 @@ PLAN_KINDS: Final = (
     "close_after",
     "coalesce",
     "bye_after",
+    "fork",
 )
 #: Kinds that act on a response: a rule's list (every response) or a step's (that one).
 RESPONSE_KINDS: Final = (
@@ -49,6 +50,8 @@ UDP_KINDS: Final = ("wrong_source_port",)
 #: raised to fit), and the longest interval between two.
 MAX_PIECES: Final = 300
 MAX_INTERVAL: Final = 10.0
+#: ``fork``: the most 2xx responses, each with its own To tag.
+MAX_FORKS: Final = 10
 #: ``bye_after``: the longest wait before the responder hangs up.
 MAX_BYE_AFTER: Final = 3600.0
 KINDS: Final = PLAN_KINDS + RESPONSE_KINDS
@@ -101,6 +104,8 @@ class Faults:
     coalesce: bool = False
     #: Seconds after the ACK of a 2xx when the responder hangs up (sends BYE); None: never.
     bye_after: float | None = None
+    #: The 2xx goes out this many times, each with its own To tag (2 to ``MAX_FORKS``).
+    fork: int = 0
 
     @property
     def wire(self) -> bool:
@@ -168,6 +173,7 @@ def parse_faults(raw: Any, probability: Any = None, *, on_step: bool = False) ->
         split_writes=values.get("split_writes"),
         coalesce=bool(values.get("coalesce", False)),
         bye_after=values.get("bye_after"),
+        fork=int(values.get("fork", 0)),
     )
 
 
@@ -244,6 +250,8 @@ def _value(kind: str, value: Any, given: bool, field: str) -> Any:
         return value
     if kind == "split_writes":
         return _split_writes(value, field)
+    if kind == "fork":
+        return _count(value if given else None, 2, 2, MAX_FORKS, field, "2xx responses")
     if kind == "bye_after":
         seconds = _seconds(value) if given else None
         if seconds is None or not 0 <= seconds <= MAX_BYE_AFTER:
@@ -329,6 +337,7 @@ def nonsense(faults: Faults, methods: frozenset[str] | None, codes: list[list[in
             ("no_trying", faults.no_trying),
             ("ignore_ack", faults.ignore_ack),
             ("bye_after", faults.bye_after is not None),
+            ("fork", faults.fork > 0),
         )
         if on
     ]
@@ -343,6 +352,8 @@ def nonsense(faults: Faults, methods: frozenset[str] | None, codes: list[list[in
             return "final_first needs a plan with provisionals and a final response"
         if faults.bye_after is not None and not 200 <= plan[-1] < 300:
             return "bye_after hangs up a call answered with a 2xx, and a plan has none"
+        if faults.fork and not 200 <= plan[-1] < 300:
+            return "fork sends the 2xx from several forks, and a plan has no 2xx"
         if faults.change_to_tag and plan[-1] < 200:
             return "to_tag: change acts on the final response, and a plan has none"
     return ""

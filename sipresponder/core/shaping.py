@@ -54,6 +54,8 @@ class FaultState:
         "final_first",
         "final_sends",
         "final_tag",
+        "fork_acked",
+        "forks",
         "held",
         "ignored_acks",
         "judged",
@@ -76,6 +78,10 @@ class FaultState:
         self.ended = False
         #: What a BYE of ours needs (``bye_after``, or ``ignore_ack`` after a 2xx).
         self.dialog: Dialog | None = None
+        #: ``fork``: each 2xx (its To tag, its bytes), the first the transaction's own,
+        #: and the tags an ACK came for.
+        self.forks: list[tuple[str, bytes]] = []
+        self.fork_acked: set[str] = set()
         self.ignored_acks = 0
         #: The To tag the final response went out with, when a fault changed it ("":
         #: left out); None when it is the transaction's own.
@@ -140,9 +146,22 @@ class FaultState:
                     out.append((data, code, f"{label}, coalesce" if label else "coalesce"))
                 self.held = []
                 continue
+            if self.forks and data is self.forks[0][1]:
+                # fork: every 2xx not ACKed yet, each a dialog of its own (§13.2.2.4).
+                total = len(self.forks)
+                for i, (tag, fork) in enumerate(self.forks, start=1):
+                    if tag not in self.fork_acked:
+                        note = f"fork {i} of {total}"
+                        out.append((fork, code, f"{label}, {note}" if label else note))
+                continue
             out.append((data, code, label))
             out.extend((data, code, "duplicate") for _ in range(copies))
         return out
+
+    @property
+    def forks_acked(self) -> bool:
+        """``fork``: every 2xx got its ACK."""
+        return all(tag in self.fork_acked for tag, _ in self.forks)
 
     def wire(self, shaped: list[tuple[bytes, int, str]]) -> list[bytes]:
         """The bytes to send for ``shaped``: as they are, or as ``Wire`` where a fault acts
@@ -207,6 +226,12 @@ class FaultBuilder:
         if copies:
             labels.append(f"duplicate: {copies}")
         rule = self.state.plan.faults
+        if rule is not None and rule.fork and 200 <= step.code < 300 and not self.state.forks:
+            first = self.state.final_tag or self.to_tag
+            self.state.forks = [(first, data)] + [
+                (fork_tag(first, i), _replace_tag(data, first, fork_tag(first, i)))
+                for i in range(1, rule.fork)
+            ]
         if self.state.reliable and rule is not None and "end" not in self.state.judged:
             if rule.reset_after == ("final" if final else "provisional"):
                 labels.append(f"reset_after: {rule.reset_after}")
@@ -223,6 +248,11 @@ class FaultBuilder:
             labels.append(f"split_writes: {split[0]} bytes every {split[1] * 1000:g} ms")
         self.state.note(data, step.code, ", ".join(labels), copies, other_port, split)
         return data
+
+
+def fork_tag(tag: str, index: int) -> str:
+    """The To tag of the ``index``-th extra 2xx of ``fork`` (1 for the second)."""
+    return hashlib.blake2b(f"{tag}:fork:{index}".encode(), digest_size=8).hexdigest()
 
 
 def other_tag(tag: str) -> str:

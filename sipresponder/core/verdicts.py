@@ -90,6 +90,8 @@ class Verdicts:
         #: Calls whose 2xx a fault gave another To tag than the provisionals': Call-ID ->
         #: (the provisionals' tag, the 2xx's), at most ``CALLS``, the oldest first out.
         self._retagged: dict[str, tuple[str, str]] = {}
+        #: Calls a ``fork`` answered: Call-ID -> the To tags of the BYEs that came.
+        self._forked: dict[str, set[str]] = {}
 
     # ---------------------------------------------------------------- telling
 
@@ -256,6 +258,8 @@ class Verdicts:
         fault = txn.fault
         if fault is not None and fault.final_tag is not None:
             expected = fault.final_tag  # changed on purpose ("": left out, nothing to match)
+        if fault is not None and any(tag == req.to_tag for tag, _ in fault.forks):
+            expected = req.to_tag or ""  # fork: the ACK of one of the 2xx
         if expected and req.to_tag != expected:
             if expected != txn.to_tag and req.to_tag == txn.to_tag:
                 message = (
@@ -313,6 +317,10 @@ class Verdicts:
     def bye(self, req: Request, now: float) -> None:
         """RFC 3261 §15: a BYE belongs to a dialog; after a failed INVITE there is none.
         §12.1.2: the dialog's remote tag is the 2xx's, whatever a provisional said."""
+        if self._forked:
+            byes = self._forked.get(req.call_id or "")
+            if byes is not None:
+                byes.add(req.to_tag or "")
         if self._retagged:
             tags = self._retagged.get(req.call_id or "")
             if tags is not None and req.to_tag == tags[0]:
@@ -360,6 +368,11 @@ class Verdicts:
         final = max(codes)
         if final < 200:
             return
+        if fault.forks and txn.call_id not in self._forked:
+            forked = self._forked
+            if len(forked) >= self._limit:
+                del forked[next(iter(forked))]
+            forked[txn.call_id] = set()
         if fault.final_tag and txn.invite and final < 300:
             retagged = self._retagged
             if len(retagged) >= self._limit:
@@ -394,6 +407,29 @@ class Verdicts:
             else f"our BYE ({why}) was answered {status}: a BYE in its dialog gets a 2xx"
         )
         self.violation(call_id, "BYE", FIRST_CSEQ, now, "RFC 3261 §15.1.2", message)
+
+    def fork_end(self, txn: ServerTransaction, fault: FaultState, now: float) -> None:
+        """``fork``, 64*T1 after the 2xx: each 2xx ACKed, each dialog but one ended with
+        a BYE (RFC 3261 §13.2.2.4)."""
+        tags = [tag for tag, _ in fault.forks]
+        unacked = [tag for tag in tags if tag not in fault.fork_acked]
+        byes = self._forked.pop(txn.call_id, set())
+        kept = [tag for tag in tags if tag not in byes]
+        problems = []
+        if unacked:
+            problems.append(
+                f"fork: {len(unacked)} of the {len(tags)} 2xx got no ACK (To tags "
+                f"{', '.join(unacked)}): each 2xx is ACKed"
+            )
+        if len(kept) > 1:
+            problems.append(
+                f"fork: {len(kept)} of the {len(tags)} dialogs were not ended with a BYE "
+                f"(To tags {', '.join(kept)}): a UAC that keeps one call ends the others"
+            )
+        for message in problems:
+            self.violation(
+                txn.call_id, txn.method, txn.cseq_num, now, "RFC 3261 §13.2.2.4", message
+            )
 
     def no_ack(self, txn: ServerTransaction, now: float) -> None:
         """An INVITE's final response was never acknowledged (Timer H, or 64·T1 for a

@@ -427,3 +427,17 @@ def test_scenarios_are_read_set_and_reset(start_responder_with: StartResponder) 
     ):
         reply = api.call("PUT", "/api/scenarios/door", body)
         assert reply.status == 400 and reply.json["field"] == field, reply
+
+
+def test_faults_come_through_put_rules(start_responder_with: StartResponder) -> None:
+    server, api = start(start_responder_with)
+    document = {"rules": [{"match": {"user": "silent"}, "faults": ["no_trying"], "plan": 486}]}
+    reply = api.put_rules(document)
+    assert reply.status == 200 and reply.json["rules"][0].endswith("with faults no_trying")
+    with UdpClient(server.addr) as c:
+        req = Req("INVITE", "silent")
+        busy = c.request(req, 486)  # no 100 first
+        c.send(req.ack(busy.to_tag))
+    bad = api.put_rules({"rules": [{"match": {"user": "x"}, "faults": ["fork"], "plan": 486}]})
+    assert bad.status == 400 and bad.json["field"] == "faults"
+    assert "fork sends the 2xx from several forks" in bad.json["problem"]

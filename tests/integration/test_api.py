@@ -488,3 +488,13 @@ def test_scenarios_through_the_threaded_api() -> None:
         assert {"name": "door", "key": "", "state": "open"} in sip.scenarios()
         sip.reset_scenarios()
         assert options(server, "gate") == 403
+
+
+@pytest.mark.asyncio
+async def test_faults_come_through_set_rules() -> None:
+    async with Responder() as sip:
+        sip.set_rules([{"match": {"user": "twice"}, "faults": [{"duplicate": 1}], "plan": 486}])
+        assert await asyncio.to_thread(options, addr(sip), "twice") == 486
+        (call,) = sip.calls()
+        sent = [(e.status, e.fault) for e in call.entries if e.direction == "out"]
+        assert sent == [(486, "duplicate: 1"), (486, "duplicate")]

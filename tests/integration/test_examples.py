@@ -46,6 +46,7 @@ EXAMPLE_SCENARIOS = {
     "lossy-network": "uac_call",
     "flaky-registrar": "uac_register_flaky",
     "hangs-up": "uac_remote_bye",
+    "forking-proxy": "uac_fork",
 }
 
 
@@ -443,6 +444,24 @@ def test_hangs_up_five_seconds_after_the_ack(
     assert 4.95 <= bye.at - ack.at < 6.5, bye.at - ack.at
     assert bye.msg["CSeq"] == "1 BYE" and bye.msg["Max-Forwards"] == "70"
     assert result.elapsed >= 5.0
+
+
+# ------------------------------------------------------------- forking proxy
+
+
+@pytest.mark.sipp
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_forking_proxy_two_dialogs_each_acked(
+    sipp_binary: str, start_responder_with: StartResponder, tmp_path: Path, transport: str
+) -> None:
+    responder = start_example(start_responder_with, "forking-proxy")
+    _, trace = sipp_ok(responder, "uac_fork", "1000", transport, tmp_path)
+    oks = [t for t in received(trace, 200) if t.msg["CSeq"] == "1 INVITE"]
+    tags = {t.msg.to_tag for t in oks}
+    assert len(tags) == 2, [t.msg["To"] for t in oks]
+    acks = sent(trace, "ACK")
+    assert {t.msg.to_tag for t in acks} == tags  # an ACK for each 2xx
+    assert {t.msg.to_tag for t in sent(trace, "BYE")} == tags
 
 
 # -------------------------------------------------------- found on the way

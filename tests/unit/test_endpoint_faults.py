@@ -31,6 +31,9 @@ rules:
   - match: {user: deaf200}
     faults: [ignore_ack]
     plan: 200
+  - match: {method: INVITE, user: forked}
+    faults: [{fork: 3}]
+    plan: [180, 200]
   - match: {method: INVITE, user: hangs-up}
     faults: [{bye_after: 5s}]
     plan: 200
@@ -414,3 +417,56 @@ def test_a_response_to_nothing_of_ours_is_still_dropped() -> None:
         b"CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
     )
     assert ep.receive(stray, UDP, 0.0) == [] and ep.stats["dropped"] == 1
+
+
+def fork_call(ep: Endpoint) -> list[Any]:
+    req = request("INVITE", "forked", call_id="c1", extra=CONTACT, body=SDP_OFFER)
+    return responses(ep.receive(req, UDP, 0.0))
+
+
+def test_fork_sends_a_2xx_per_fork_and_resends_those_not_acked() -> None:
+    ep, journal = make()
+    got = fork_call(ep)
+    assert [r.status for r in got] == [100, 180, 200, 200, 200]
+    tags = [(r.header("To") or "").split(";tag=")[1] for r in got[2:]]
+    assert len(set(tags)) == 3 and tags[0] == (got[1].header("To") or "").split(";tag=")[1]
+    assert got[2].body == got[3].body and b"m=audio" in got[4].body
+    # The client ACKs the second fork only: the others keep coming, on the 2xx's timer.
+    to = got[3].header("To") or ""
+    assert ep.receive(ack("forked", to, branch="z9hG4bK-a2"), UDP, 0.1) == []
+    again = responses(ep.handle_timers(0.5))
+    assert sorted((r.header("To") or "") for r in again) == sorted(
+        [got[2].header("To") or "", got[4].header("To") or ""]
+    )
+    call = journal.get("c1")
+    assert call is not None
+    labels = [e.fault for e in call.entries if e.direction == "out" and e.status == 200]
+    assert labels[:3] == ["fork 1 of 3", "fork 2 of 3", "fork 3 of 3"]
+
+
+def test_fork_a_client_that_acks_each_and_ends_the_extra_dialogs_does_right() -> None:
+    ep, journal = make()
+    got = fork_call(ep)
+    for i, ok in enumerate(got[2:]):
+        ep.receive(ack("forked", ok.header("To") or "", branch=f"z9hG4bK-a{i}"), UDP, 0.1)
+    for i, ok in enumerate(got[3:]):  # keeps the first, ends the other two
+        bye = request(
+            "BYE", "forked", branch=f"z9hG4bK-b{i}", call_id="c1", cseq="2 BYE", to=ok.header("To")
+        )
+        assert codes(ep.receive(bye, UDP, 0.2)) == [200]
+    assert [r for r in advance(ep, 40.0)] == []  # every 2xx was ACKed: nothing resent
+    call = journal.get("c1")
+    assert call is not None and call.violations == [] and ep.table.transactions == {}
+
+
+def test_fork_judges_a_client_that_acks_one_and_ends_none() -> None:
+    ep, journal = make()
+    got = fork_call(ep)
+    ep.receive(ack("forked", got[2].header("To") or "", branch="z9hG4bK-a"), UDP, 0.1)
+    advance(ep, 40.0)
+    call = journal.get("c1")
+    assert call is not None
+    assert [v.message.split(" (")[0] for v in call.violations] == [
+        "fork: 2 of the 3 2xx got no ACK",
+        "fork: 3 of the 3 dialogs were not ended with a BYE",
+    ]

@@ -451,3 +451,13 @@ def test_bye_after_reads_a_delay_and_wants_a_2xx_to_an_invite() -> None:
     assert "bye_after hangs up a call answered with a 2xx" in nonsense(f, None, [[180, 486]])
     assert nonsense(f, frozenset({"OPTIONS"}), [[200]]).startswith("bye_after acts on an INVITE")
     assert nonsense(f, frozenset({"INVITE"}), [[180, 200]]) == ""
+
+
+def test_fork_counts_2xx_and_wants_a_2xx_to_an_invite() -> None:
+    assert parse_faults("fork").fork == 2 and parse_faults([{"fork": 4}]).fork == 4
+    for bad in (1, 11, "two"):
+        with pytest.raises(FaultSpecError, match="from 2 to 10"):
+            parse_faults([{"fork": bad}])
+    f = parse_faults("fork")
+    assert nonsense(f, None, [[180, 486]]).startswith("fork sends the 2xx from several forks")
+    assert nonsense(f, frozenset({"REGISTER"}), [[200]]).startswith("fork acts on an INVITE")
