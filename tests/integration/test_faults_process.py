@@ -69,6 +69,18 @@ rules:
   - match: {method: INVITE, user: hangsup}
     faults: [{bye_after: 300ms}]
     plan: 200
+  - match: {user: bad-status}
+    faults: [{malformed: status_line}]
+    plan: 486
+  - match: {user: bad-length}
+    faults: [{malformed: content_length}]
+    plan: 486
+  - match: {user: bad-cut}
+    faults: [{malformed: truncate}]
+    plan: 486
+  - match: {user: resetearly, transport: tcp}
+    faults: [{reset_after: provisional}]
+    plan: [180, {code: 486, after: 1s}]
   - match: {user: together, transport: tcp}
     faults: [coalesce]
     plan: [180, {code: 486, after: 300ms}]
@@ -408,3 +420,63 @@ def test_bye_after_comes_in_the_dialog_on_the_same_flow(faulty: Responder, trans
     assert call["violations"] == []
     byes = [(m["direction"], m.get("status")) for m in call["messages"] if m["method"] == "BYE"]
     assert byes == [("out", None), ("in", 200)]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize(
+    ("user", "check"),
+    [
+        ("bad-status", lambda wire: wire.startswith(b"SIP/2.0 1x0 Trying\r\n")),
+        ("bad-length", lambda wire: b"Content-Length: 100\r\n" in wire),
+        ("bad-cut", lambda wire: b"\r\n\r\n" not in wire[:40] and wire.startswith(b"SIP/2.0 10")),
+    ],
+    ids=["status_line", "content_length", "truncate"],
+)
+def test_malformed_over_each_transport(
+    faulty: Responder, transport: str, user: str, check: Any
+) -> None:
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        if transport == "udp":
+            sock.bind(("127.0.0.1", 0))
+        else:
+            sock.connect(faulty.addr)
+        req = Req("INVITE", user)
+        data = req.encode(transport, sock.getsockname(), faulty.addr)
+        if transport == "udp":
+            sock.sendto(data, faulty.addr)
+        else:
+            sock.sendall(data)
+        sock.settimeout(RECV_TIMEOUT)
+        first = sock.recv(65535)
+    assert check(first), first[:120]
+    call = call_json(faulty, req.call_id)
+    sent = [m for m in call["messages"] if m["direction"] == "out"]
+    assert sent[0]["status"] == 100 and sent[0]["fault"].startswith("malformed: ")
+
+
+def test_omit_oversize_and_to_tag_over_tcp(faulty: Responder) -> None:
+    with client("tcp", faulty.addr) as c:
+        req = Req("INVITE", "big")
+        c.send(req)
+        trying, busy = c.expect_codes([100, 486])
+        assert len(trying.raw) == len(busy.raw) == 3000
+        c.send(req.ack(busy.to_tag))
+        req = Req("INVITE", "bare")
+        c.send(req)
+        _, ringing, busy = c.expect_codes([100, 180, 486])
+        assert ringing.to_tag and busy.to_tag is None and busy.get("Contact") is None
+        req = Req("INVITE", "retag", headers=SDP_HEADERS, body=SDP_OFFER)
+        c.send(req)
+        _, ringing, ok = c.expect_codes([100, 180, 200])
+        assert ringing.to_tag != ok.to_tag
+        c.send(req.ack_2xx(ok.to_tag))
+
+
+def test_reset_after_provisional(faulty: Responder) -> None:
+    sock, _ = tcp_invite(faulty, "resetearly")
+    with sock:
+        chunks, end = tcp_read(sock, 3.0)
+    wire = b"".join(data for _, data in chunks)
+    # The 100 (the first provisional) went, then the reset: no 180, no 486.
+    assert end == "reset" and wire.startswith(b"SIP/2.0 100") and b"SIP/2.0 486" not in wire
