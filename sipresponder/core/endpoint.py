@@ -399,6 +399,10 @@ class Endpoint:
         if dialog is None:
             return
         fault.dialog = None  # once
+        if fault.final_tag and txn.to_tag:
+            # to_tag: change: the 2xx's tag made the dialog, not the provisionals'.
+            local = dialog.local.replace(f";tag={txn.to_tag}", f";tag={fault.final_tag}")
+            dialog = dataclasses.replace(dialog, local=local)
         flow, dest = cast(tuple[Flow, tuple[str, int]], txn.flow)
         self.hangups.schedule(dialog, flow, dest, flow.reliable, at, why)
 

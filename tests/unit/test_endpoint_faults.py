@@ -37,6 +37,9 @@ rules:
   - match: {method: INVITE, user: hangs-up}
     faults: [{bye_after: 5s}]
     plan: 200
+  - match: {method: INVITE, user: retag-and-hang-up}
+    faults: [{bye_after: 0s}, {to_tag: change}]
+    plan: [180, 200]
   - match: {user: twice}
     faults: [duplicate]
     plan: [180, 486]
@@ -470,3 +473,12 @@ def test_fork_judges_a_client_that_acks_one_and_ends_none() -> None:
         "fork: 2 of the 3 2xx got no ACK",
         "fork: 3 of the 3 dialogs were not ended with a BYE",
     ]
+
+
+def test_bye_after_a_changed_to_tag_comes_from_the_2xx_s_tag() -> None:
+    ep, _ = make()
+    req = request("INVITE", "retag-and-hang-up", call_id="c1", extra=CONTACT, body=SDP_OFFER)
+    ok = responses(ep.receive(req, UDP, 0.0))[-1]
+    ep.receive(ack("retag-and-hang-up", ok.header("To") or "", branch="z9hG4bK-a"), UDP, 0.1)
+    bye = bye_of(ep.handle_timers(0.1))
+    assert bye.from_ == ok.header("To")
