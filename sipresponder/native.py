@@ -67,6 +67,7 @@ COMPILED = (
     "core.planner",
     "core.recorder",
     "core.verdicts",
+    "core.faulting",
     "core.endpoint",
     "aio.logs",
     "aio.transport",

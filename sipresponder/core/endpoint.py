@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Hashable
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from ..errors import FramingError, ParseError
 from ..sip.message import Request, Response
@@ -23,15 +22,12 @@ from ..sip.responses import NO_EXTRAS, Answers, Extras, build_response, make_to_
 from ..sip.serializer import serialize_response
 from .auth import NonceSigner
 from .config import Config
-from .faults import FaultPlan, drop_again, drop_first
+from .faulting import Faulting
 from .flow import Flow, Reporter, Send, TransactionRecord, answering, reply_to
-from .hangup import FIRST_CSEQ, Dialog, Hangups
 from .journal import Journal
 from .planner import Builder, Planner, final_only
-from .plans import Plan
 from .recorder import Recorder
 from .rules import RuleSet
-from .shaping import FaultBuilder, FaultState
 from .table import TransactionTable
 from .transaction import MAGIC_COOKIE, End, ServerTransaction, State, expires_of, transaction_key
 from .verdicts import Verdicts
@@ -79,10 +75,8 @@ class Endpoint:
         self.stats = self.recorder.stats
         self._last_now = 0.0
         self.verdicts = Verdicts(self.timers, self.stats, self.recorder)
-        #: Requests whose first copies a fault drops (``drop_requests``), by key.
-        self.dropping: dict[Hashable, list[Any]] = {}
-        #: BYEs of ours (``bye_after``; a 2xx whose ACKs a fault ignored), due and sent.
-        self.hangups = Hangups(self.timers.t1, self.timers.t2)
+        #: What is done for requests with faults (drops, shaped sends, our BYEs).
+        self.faulting = Faulting(self.timers, self.table, self.recorder, self.verdicts, self.stats)
 
     @property
     def rules(self) -> RuleSet | None:
@@ -110,7 +104,8 @@ class Endpoint:
             except ParseError as exc:
                 return self._reject(exc, flow)
             if isinstance(msg, Response):
-                if self.hangups.busy and self._answer_to_bye(msg, data, flow, now):
+                faulting = self.faulting
+                if faulting.hangups.busy and faulting.answer(msg, data, flow, now):
                     return []
                 self.stats["dropped"] += 1
                 self.verdicts.notice(
@@ -155,42 +150,19 @@ class Endpoint:
             for txn in fired:
                 if not txn.terminated:
                     self._fire(txn, now, out)
-        if self.hangups.busy:
-            self._hangups_due(now, out)
+        if self.faulting.hangups.busy:
+            self.faulting.due(now, out)
         return out
 
     def next_deadline(self) -> float | None:
         """When ``handle_timers`` has something to do next, or None."""
         deadline = self.table.next_deadline()
-        if self.hangups.busy:
-            hangup = self.hangups.next_deadline()
+        hangups = self.faulting.hangups
+        if hangups.busy:
+            hangup = hangups.next_deadline()
             if hangup is not None and (deadline is None or hangup < deadline):
                 return hangup
         return deadline
-
-    def _hangups_due(self, now: float, out: list[Send]) -> None:
-        """Send the BYEs of ours that are due (new, or resent on Timer E); judge those
-        Timer F gave up on."""
-        sends, gave_up = self.hangups.due(now)
-        recorder = self.recorder
-        for bye in sends:
-            out.append((bye.data, bye.flow, bye.dest))
-            recorder.request_out(
-                bye.data, bye.flow, bye.dest, bye.uri, bye.call_id, FIRST_CSEQ, now, bye.copies > 1
-            )
-        for bye in gave_up:
-            self.verdicts.bye_answered(bye.call_id, bye.why, 0, now)
-
-    def _answer_to_bye(self, resp: Response, data: bytes, flow: Flow, now: float) -> bool:
-        """A client's response to a BYE of ours: journaled and judged; False when it
-        answers nothing of ours."""
-        bye = self.hangups.response(resp)
-        if bye is None:
-            return False
-        self.recorder.response_in(data, flow, bye.call_id, "BYE", FIRST_CSEQ, resp.status, now)
-        if bye.answered:
-            self.verdicts.bye_answered(bye.call_id, bye.why, bye.answered, now)
-        return True
 
     def end_pending(self, now: float, code: int = 503) -> list[Send]:
         """Graceful stop, drain time over: every request still unanswered gets ``code``."""
@@ -230,7 +202,7 @@ class Endpoint:
             key = transaction_key(req)
         txn = None if key is None else table.transactions.get(key)
         absorbed = txn is None and method == "INVITE" and table.absorbs(key, now)
-        dropping = self.dropping
+        dropping = self.faulting.dropping
         # A copy of a request whose first copies a fault dropped (``drop_requests``).
         dropped = bool(dropping) and txn is None and key in dropping
         if self.journal is not None:
@@ -273,20 +245,10 @@ class Endpoint:
         if dropped:
             # Its first copies were dropped on purpose: this one too, or it gets what
             # the first drew.
-            copy, kept = drop_again(dropping, key)
+            kept = self.faulting.again(req, key, now)
             if kept is None:
-                recorder.fault(
-                    req.call_id or "",
-                    method,
-                    req.cseq_num,
-                    now,
-                    "drop_requests",
-                    f"copy {copy} of the request dropped",
-                )
                 return []
-            plan, extras, send_trying, stateful, faults = cast(
-                tuple[Plan, Extras, bool, bool, FaultPlan | None], kept
-            )
+            plan, extras, send_trying, stateful, faults = kept
         else:
             plan, extras, send_trying, stateful = planner.choose(
                 req, flow.transport, flow.remote[0], now + recorder.wall_offset, flow.remote_text
@@ -298,7 +260,7 @@ class Endpoint:
                 if self.stateless:
                     faults = None  # --stateless keeps no transaction for a fault to act in
                 else:
-                    trying = self._before(req, key, now, faults, plan, extras, send_trying)
+                    trying = self.faulting.before(req, key, now, faults, plan, extras, send_trying)
                     if trying is None:
                         return []  # the first copy, dropped
                     send_trying = trying
@@ -350,7 +312,7 @@ class Endpoint:
                 weight=weight,
             )
         else:
-            txn = self._open_faulted(key, req, plan, build, flow, dest, tag, weight, faults)
+            txn = self.faulting.open(key, req, plan, build, flow, dest, tag, weight, faults)
         expires = None
         if method == "INVITE":
             verdicts.invite(txn.call_id, txn.cseq_num)
@@ -359,87 +321,6 @@ class Endpoint:
         out = []
         self._after(txn, out)
         return out
-
-    def _before(
-        self,
-        req: Request,
-        key: Hashable,
-        now: float,
-        faults: FaultPlan,
-        plan: Plan,
-        extras: Extras,
-        send_trying: bool,
-    ) -> bool | None:
-        """What a rule's faults do before a transaction starts: drop the first copy of the
-        request (None), or leave out the 100 Trying (False); else ``send_trying``."""
-        rule = faults.faults
-        if rule is None:
-            return send_trying
-        call_id, method, cseq = req.call_id or "", req.method, req.cseq_num
-        if rule.drop_requests:
-            choice = (plan, extras, send_trying, True, faults)
-            drop_first(self.dropping, key, rule.drop_requests, choice)
-            self.recorder.fault(
-                call_id,
-                method,
-                cseq,
-                now,
-                "drop_requests",
-                f"copy 1 of the request dropped ({rule.drop_requests} will be)",
-            )
-            return None
-        if rule.no_trying and send_trying:
-            self.recorder.fault(call_id, method, cseq, now, "no_trying", "no 100 Trying sent")
-            return False
-        return send_trying
-
-    def _hang_up(self, txn: ServerTransaction, fault: FaultState, at: float, why: str) -> None:
-        """Send a BYE in the dialog of ``txn``'s 2xx at ``at``."""
-        dialog = fault.dialog
-        if dialog is None:
-            return
-        fault.dialog = None  # once
-        if fault.final_tag and txn.to_tag:
-            # to_tag: change: the 2xx's tag made the dialog, not the provisionals'.
-            local = dialog.local.replace(f";tag={txn.to_tag}", f";tag={fault.final_tag}")
-            dialog = dataclasses.replace(dialog, local=local)
-        flow, dest = cast(tuple[Flow, tuple[str, int]], txn.flow)
-        self.hangups.schedule(dialog, flow, dest, flow.reliable, at, why)
-
-    def _open_faulted(
-        self,
-        key: Hashable,
-        req: Request,
-        plan: Plan,
-        build: Builder,
-        flow: Flow,
-        dest: tuple[str, int],
-        tag: str,
-        weight: int,
-        faults: FaultPlan,
-    ) -> ServerTransaction:
-        """A new transaction whose responses a rule's faults act on."""
-        state = FaultState(faults, flow.reliable)
-        rule = faults.faults
-        if (
-            req.method == "INVITE"
-            and rule is not None
-            and (rule.bye_after is not None or rule.ignore_ack)
-        ):
-            state.dialog = Dialog.of(req, tag)
-        txn = self.table.open(
-            key,
-            req,
-            plan,
-            FaultBuilder(build, state, tag),
-            reliable=flow.reliable,
-            flow=(flow, dest),
-            peer=flow.peer,
-            to_tag=tag,
-            weight=weight,
-        )
-        txn.fault = state
-        return txn
 
     def _answer_now(
         self,
@@ -482,30 +363,9 @@ class Endpoint:
             verdicts.stray_ack(req, req.to_tag == self._tag(req), now)
             return
         fault = txn.fault
-        if fault is not None and fault.ignore_ack:
-            # As if it never came: the final response keeps being resent until Timer H
-            # (a non-2xx) or 64*T1 (a 2xx, RFC 3261 §13.3.1.4).
-            fault.ignored_acks += 1
-            fault.acked_since = True
-            self.recorder.fault(
-                req.call_id or "",
-                "ACK",
-                req.cseq_num,
-                now,
-                "ignore_ack",
-                f"ACK {fault.ignored_acks} paid no heed",
-            )
-            return
+        if fault is not None and self.faulting.ack(req, txn, fault, now):
+            return  # the faults took it (ignore_ack, fork)
         accepted = txn.state is State.ACCEPTED
-        if accepted and fault is not None:
-            if fault.forks:
-                # fork: an ACK for each 2xx; the transaction stays until 64*T1, resending
-                # those not ACKed yet, so that the verdicts see every ACK and BYE.
-                fault.fork_acked.add(req.to_tag or "")
-                return
-            rule = fault.plan.faults
-            if rule is not None and rule.bye_after is not None:
-                self._hang_up(txn, fault, now + rule.bye_after, "bye_after")
         txn.ack(now)
         if not table.acknowledged(txn, accepted, now):
             self._after(txn, [])
@@ -542,25 +402,8 @@ class Endpoint:
             recorder = self.recorder
             fault = txn.fault
             if fault is not None:
-                shaped = fault.shape(outbox)
-                if shaped:
-                    codes = [code for _, code, _ in shaped]
-                    self.verdicts.fault_sent(txn, fault, codes, self._last_now)
-                for data in fault.wire(shaped):
-                    out.append((data, flow, dest))
-                for data, code, label in shaped:
-                    recorder.faulted(
-                        data,
-                        flow,
-                        dest,
-                        txn.call_id,
-                        txn.method,
-                        txn.cseq_num,
-                        code,
-                        self._last_now,
-                        label,
-                    )
-                self.stats["responses_sent"] += len(shaped)
+                sent = self.faulting.send(txn, fault, flow, dest, out, self._last_now)
+                self.stats["responses_sent"] += sent
             else:
                 for data in outbox:
                     out.append((data, flow, dest))
@@ -579,13 +422,10 @@ class Endpoint:
         self.table.settle(txn)
         if txn.end is End.NO_ACK:
             fault = txn.fault
-            if fault is not None and fault.forks:
-                self.verdicts.fork_end(txn, fault, self._last_now)
-            elif fault is None or not fault.ignored_acks:
+            if fault is None:
                 self.verdicts.no_ack(txn, self._last_now)
-            if fault is not None and fault.ignore_ack and (txn.final_code or 0) < 300:
-                # RFC 3261 §13.3.1.4: no ACK for 64*T1: the session is ended with a BYE.
-                self._hang_up(txn, fault, self._last_now, "no ACK heeded for the 2xx")
+            else:
+                self.faulting.no_ack(txn, fault, self._last_now)
 
     def _reject(self, exc: ParseError, flow: Flow) -> list[Send]:
         """A request we could not accept: answer it statelessly when it can be addressed."""

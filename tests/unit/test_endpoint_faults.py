@@ -126,15 +126,15 @@ def test_drop_requests_answers_the_third_copy() -> None:
         "copy 1 of the request dropped (2 will be)",
         "copy 2 of the request dropped",
     ]
-    assert len(ep.dropping) == 0 and len(ep.table.transactions) == 1
+    assert len(ep.faulting.dropping) == 0 and len(ep.table.transactions) == 1
 
 
 def test_a_dropped_request_waits_for_its_copies() -> None:
     ep, _ = make()
     assert ep.receive(invite("lossy"), UDP, 0.0) == []
     # Held until the copies come (over TCP none does: the client's Timer B ends it).
-    assert len(ep.dropping) == 1 and ep.table.transactions == {}
-    assert advance(ep, 60.0) == [] and len(ep.dropping) == 1
+    assert len(ep.faulting.dropping) == 1 and ep.table.transactions == {}
+    assert advance(ep, 60.0) == [] and len(ep.faulting.dropping) == 1
 
 
 def resends_acked(ep: Endpoint, user: str, to: str, until: float, *, every: bool) -> list[int]:
@@ -358,7 +358,7 @@ def test_bye_after_hangs_up_in_the_dialog_after_the_ack() -> None:
     # Over UDP, Timer E resends it until an answer: T1, then 2·T1.
     assert bye_of(ep.handle_timers(5.6)).raw == bye.raw
     assert ep.receive(answer(bye, 200), UDP, 5.7) == []
-    assert ep.handle_timers(60.0) == [] and not ep.hangups.busy
+    assert ep.handle_timers(60.0) == [] and not ep.faulting.hangups.busy
     call = journal.get("c1")
     assert call is not None and call.violations == [] and ep.stats["dropped"] == 0
     byes = [(e.direction, e.method, e.status) for e in call.entries if e.method == "BYE"]

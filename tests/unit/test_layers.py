@@ -61,6 +61,7 @@ ORDER = [
     "core.planner",
     "core.recorder",
     "core.verdicts",
+    "core.faulting",
     "core.endpoint",
     # ─── sans-IO line: above it, no I/O ───
     # ─── aio: the asyncio glue ───
