@@ -59,6 +59,7 @@ class FaultState:
         "held",
         "ignored_acks",
         "judged",
+        "on_wire",
         "plan",
         "released",
         "reliable",
@@ -71,6 +72,10 @@ class FaultState:
         rule = plan.faults
         self.final_first = rule is not None and rule.final_first
         self.coalesce = reliable and rule is not None and rule.coalesce
+        #: Some list acts on how responses go on the wire: ``wire`` has work to do.
+        self.on_wire = self.coalesce or any(
+            faults.wire for faults in (rule, *plan.steps.values()) if faults is not None
+        )
         self.built: list[Built] = []
         self.held: list[bytes] = []
         self.released = False
@@ -158,15 +163,12 @@ class FaultState:
             out.extend((data, code, "duplicate") for _ in range(copies))
         return out
 
-    @property
-    def forks_acked(self) -> bool:
-        """``fork``: every 2xx got its ACK."""
-        return all(tag in self.fork_acked for tag, _ in self.forks)
-
     def wire(self, shaped: list[tuple[bytes, int, str]]) -> list[bytes]:
         """The bytes to send for ``shaped``: as they are, or as ``Wire`` where a fault acts
         on how they go (another port over UDP; over TCP slow pieces, a reset or a close
         after one, or the plan's responses in one write)."""
+        if not self.on_wire:
+            return [data for data, _, _ in shaped]
         rule = self.plan.faults
         if self.ended:
             return []  # the connection was reset or closed on purpose: nothing follows
