@@ -247,20 +247,28 @@ def test_a_step_s_omit_acts_on_its_response(faulty: Responder) -> None:
         assert busy.get("Contact") is None and busy.to_tag is None
 
 
+def raw_invite(faulty: Responder, transport: str, user: str) -> tuple[socket.socket, Req]:
+    """An INVITE to ``user`` from a plain socket (bound over UDP, connected over TCP),
+    which reads whatever comes back, broken or not."""
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    sock = socket.socket(socket.AF_INET, kind)
+    if transport == "udp":
+        sock.bind(("127.0.0.1", 0))
+    else:
+        sock.connect(faulty.addr)
+    req = Req("INVITE", user)
+    data = req.encode(transport, sock.getsockname(), faulty.addr)
+    if transport == "udp":
+        sock.sendto(data, faulty.addr)
+    else:
+        sock.sendall(data)
+    return sock, req
+
+
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_malformed_garbage(faulty: Responder, transport: str) -> None:
-    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        if transport == "udp":
-            sock.bind(("127.0.0.1", 0))
-        else:
-            sock.connect(faulty.addr)
-        req = Req("INVITE", "broken")
-        data = req.encode(transport, sock.getsockname(), faulty.addr)
-        if transport == "udp":
-            sock.sendto(data, faulty.addr)
-        else:
-            sock.sendall(data)
+    sock, req = raw_invite(faulty, transport, "broken")
+    with sock:
         got: list[bytes] = []
         sock.settimeout(RECV_TIMEOUT)
         got.append(sock.recv(65535))
@@ -435,18 +443,8 @@ def test_bye_after_comes_in_the_dialog_on_the_same_flow(faulty: Responder, trans
 def test_malformed_over_each_transport(
     faulty: Responder, transport: str, user: str, check: Any
 ) -> None:
-    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        if transport == "udp":
-            sock.bind(("127.0.0.1", 0))
-        else:
-            sock.connect(faulty.addr)
-        req = Req("INVITE", user)
-        data = req.encode(transport, sock.getsockname(), faulty.addr)
-        if transport == "udp":
-            sock.sendto(data, faulty.addr)
-        else:
-            sock.sendall(data)
+    sock, req = raw_invite(faulty, transport, user)
+    with sock:
         sock.settimeout(RECV_TIMEOUT)
         first = sock.recv(65535)
     assert check(first), first[:120]
