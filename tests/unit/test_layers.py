@@ -40,6 +40,10 @@ ORDER = [
     "sip.digest",
     # ─── core: the sans-IO responder ───
     "core",
+    "core.codecs",
+    "core.audio",
+    "core.rtp",
+    "core.rtpstats",
     "core.auth",
     "core.hangup",
     "core.faults",
