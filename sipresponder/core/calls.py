@@ -12,7 +12,7 @@ what each costs against the journal's byte bound.  The ring that holds them is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ..sip.uri import uri_user
 
@@ -24,6 +24,15 @@ ENTRY_COST: Final = 512
 CALL_COST: Final = 768
 TRANSACTION_COST: Final = 320
 VIOLATION_COST: Final = 320
+#: A media session kept with its call (its figures, DTMF digits and decoder state): a
+#: bound on it, not a measure.
+MEDIA_COST: Final = 8192
+
+
+class MediaView(Protocol):
+    """A media session as the journal shows it (``media.MediaSession``)."""
+
+    def summary(self) -> dict[str, Any]: ...
 
 
 class Entry:
@@ -283,6 +292,7 @@ class Call:
 
     __slots__ = (
         "_faults",
+        "_media",
         "bytes",
         "call_id",
         "dropped_entries",
@@ -302,6 +312,8 @@ class Call:
         self.violations: list[Violation] = []
         #: Made with the call's first fault note: most calls have none.
         self._faults: list[FaultNote] | None = None
+        #: Made with the call's first media session: most calls of a load test have none.
+        self._media: list[MediaView] | None = None
         self.dropped_entries = 0
         #: What the journal counts for this call against ``--journal-bytes``.
         self.bytes = CALL_COST + len(call_id)
@@ -318,6 +330,16 @@ class Call:
         if self._faults is None:
             self._faults = []
         self._faults.append(note)
+
+    @property
+    def media(self) -> list[dict[str, Any]]:
+        """The call's media streams and what came on them (live while the call is up)."""
+        return [] if self._media is None else [m.summary() for m in self._media]
+
+    def add_media(self, session: MediaView) -> None:
+        if self._media is None:
+            self._media = []
+        self._media.append(session)
 
     @property
     def first_request(self) -> Transaction | None:
@@ -380,6 +402,7 @@ class Call:
             "transactions": [t.to_dict() for t in self.transactions],
             "violations": [v.to_dict() for v in self.violations],
             "faults": [f.to_dict() for f in self.faults],
+            "media": self.media,
         }
         if messages:
             out["messages"] = [e.to_dict(raw) for e in self.entries]
@@ -404,6 +427,12 @@ class Call:
             lines.append(
                 f"  +{e.time - t0:8.3f}s  {peer:>{width}} {arrow} responder  "
                 f"{e.summary}  [CSeq {e.cseq} {e.method}]{note}"
+            )
+        for m in self.media:
+            lines.append(
+                f"  media: {m['codec']} {m['mode']}, port {m['port']}, client {m['client']}: "
+                f"{m['packets_in']} packets in, {m['packets_out']} out, loss {m['loss']:.1%}, "
+                f"jitter {m['jitter_ms']} ms" + (f", DTMF {m['dtmf']!r}" if m["dtmf"] else "")
             )
         for f in self.faults:
             lines.append(f"  fault: {f}")

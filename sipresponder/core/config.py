@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .mediaplan import ECHO, MediaMode
 from .transaction import Timers
 
 TRANSPORTS = ("udp", "tcp")
@@ -161,6 +162,29 @@ class Config:
     """With the cap on, bytes a second a source not yet verified may be sent at most,
     whatever it sent (0: no such bound, the factor alone)."""
 
+    media: MediaMode = ECHO
+    """What an answered call's media session does unless a rule or the dialled code
+    says otherwise: echo, tone, silence, play, record, or ``none`` (no session: the SDP
+    names a port nobody listens on, and nothing of the media layer runs)."""
+
+    rtp_ports: tuple[int, int] = (20000, 29999)
+    """The ports media sessions take, low and high: an even port for RTP, the next for
+    RTCP (RFC 3550 §11).  With ``--workers`` each worker takes its share."""
+
+    max_media_sessions: int = 1000
+    """Media sessions at once (each two sockets; also capped by the ports and the
+    open-file limit); a call answered beyond it gets no session."""
+
+    media_timeout: float = 60.0
+    """Seconds a media session may go without a packet from the client before it ends."""
+
+    media_max_duration: float = 3600.0
+    """Seconds a media session lasts at most, whatever the signalling does."""
+
+    rtp_wait: float = 5.0
+    """The verdict "no RTP from the client" is given when none came this many seconds
+    after the ACK."""
+
     drain_timeout: float = 5.0
     """Seconds a graceful stop (SIGTERM, SIGINT) lets transactions in flight finish their
     plan; what still rings then gets 503.  0 stops at once."""
@@ -221,6 +245,20 @@ class Config:
             )
         if self.max_absorbers < 1:
             raise ConfigError("--max-absorbers: must be at least 1")
+        low, high = self.rtp_ports
+        if not (1024 <= low < high <= 65535):
+            raise ConfigError(
+                f"--rtp-ports: {low}-{high} is not a range of ports from 1024 to 65535"
+            )
+        if not 1 <= self.max_media_sessions <= 100_000:
+            raise ConfigError("--max-media-sessions: must be from 1 to 100000")
+        for flag, seconds in (
+            ("--media-timeout", self.media_timeout),
+            ("--media-max-duration", self.media_max_duration),
+            ("--rtp-wait", self.rtp_wait),
+        ):
+            if not (math.isfinite(seconds) and 0 < seconds <= 86400):
+                raise ConfigError(f"{flag}: {seconds:g} is not in 0-86400 seconds")
         for flag, value, least in (
             ("--max-headers", self.max_headers, 16),
             ("--max-header-line", self.max_header_line, 256),

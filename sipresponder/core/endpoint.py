@@ -25,6 +25,8 @@ from .config import Config
 from .faulting import Faulting
 from .flow import Flow, Reporter, Send, TransactionRecord, answering, reply_to
 from .journal import Journal
+from .mediahand import MediaHand
+from .mediatable import MediaTable
 from .planner import Builder, Planner, final_only
 from .recorder import Recorder
 from .rules import RuleSet
@@ -77,6 +79,14 @@ class Endpoint:
         self.verdicts = Verdicts(self.timers, self.stats, self.recorder)
         #: What is done for requests with faults (drops, shaped sends, our BYEs).
         self.faulting = Faulting(self.timers, self.table, self.recorder, self.verdicts, self.stats)
+        #: The calls' media sessions (``use_media``); None: no media, nothing runs.
+        self.media: MediaHand | None = None
+
+    def use_media(self, table: MediaTable) -> MediaHand:
+        """Give answered calls media sessions from ``table`` (the glue binds its ports),
+        in the mode ``--media`` names unless a rule or the dialled code names another."""
+        self.media = MediaHand(table, self.config.media, self.recorder, self.verdicts)
+        return self.media
 
     @property
     def rules(self) -> RuleSet | None:
@@ -230,6 +240,8 @@ class Endpoint:
             return []
         if method == "BYE":
             verdicts.bye(req, now)
+            if self.media is not None:
+                self.media.ended(req.call_id or "", now, "bye")
         assert key is not None
         if (self.shedding or self.draining) and req.to_tag is None:
             # RFC 3261 §21.5.4: 503 with Retry-After at once and no state, rather than
@@ -277,6 +289,11 @@ class Endpoint:
         wall = now + recorder.wall_offset
         by_code = recorder.codes(counted)
         build = Builder(answers, extras, by_code, flow, self.signer, self.realm, wall)
+        media = self.media
+        if media is not None and method == "INVITE":
+            build.media = media
+            build.media_mode = plan.media
+            build.now = now
 
         if self.stateless or (
             method != "INVITE" and plan.immediate and not plan.rings and not stateful
@@ -349,6 +366,8 @@ class Endpoint:
 
     def _ack(self, req: Request, now: float) -> None:
         self.stats["acks"] += 1
+        if self.media is not None:
+            self.media.acked(req.call_id or "", now)
         table = self.table
         key = transaction_key(req)
         txn = table.get(key)
@@ -379,6 +398,8 @@ class Endpoint:
             self.verdicts.early_cancel(req, now)
         if target is not None and target.cancel(now):
             self._after(target, out)
+            if self.media is not None and target.invite:
+                self.media.ended(target.call_id, now, "cancel")
         return out
 
     def _fire(self, txn: ServerTransaction, now: float, out: list[Send]) -> None:
@@ -421,6 +442,8 @@ class Endpoint:
                 self.verdicts.answered(txn.call_id, txn.cseq_num, txn.final_code or 0)
         self.table.settle(txn)
         if txn.end is End.NO_ACK:
+            if self.media is not None and txn.invite:
+                self.media.ended(txn.call_id, self._last_now, "no ack")
             fault = txn.fault
             if fault is None:
                 self.verdicts.no_ack(txn, self._last_now)

@@ -17,12 +17,14 @@ from typing import Any, Final
 from .calls import (
     CALL_COST,
     ENTRY_COST,
+    MEDIA_COST,
     TRANSACTION_COST,
     VIOLATION_COST,
     Call,
     Entry,
     FaultedEntry,
     FaultNote,
+    MediaView,
     Transaction,
     Violation,
 )
@@ -242,6 +244,28 @@ class Journal:
         call = self._note(note.call_id, note.time, len(note.message))
         if call is not None:
             call.add_fault(note)
+            for update in self.on_update:
+                update(call)
+
+    def media(self, call_id: str, session: MediaView, time: float) -> None:
+        """A media session of the call: its figures are read from it when shown."""
+        call = self._call(call_id, time)
+        if call is None:
+            return
+        if self.bytes + MEDIA_COST <= self.max_bytes or self._make_room(call, MEDIA_COST):
+            call.bytes += MEDIA_COST
+            self.bytes += MEDIA_COST
+            call.add_media(session)
+            for update in self.on_update:
+                update(call)
+
+    def media_done(self, call_id: str, session: MediaView) -> None:
+        """A media session is over: its figures go to the journal file, and watchers are
+        told."""
+        if self.sink is not None:
+            self.sink({"type": "media", "call_id": call_id, **session.summary()})
+        call = self._calls.get(call_id)
+        if call is not None:
             for update in self.on_update:
                 update(call)
 

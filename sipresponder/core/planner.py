@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
-from typing import Final
+from typing import Final, Protocol
 
 from ..errors import SdpError
 from ..sip.message import Request
@@ -30,11 +30,30 @@ from ..sip.uri import plain_ip, uri_of, uri_scheme, uri_user
 from .auth import AuthSpec, NonceSigner, Verdict, challenges, verify
 from .faults import FaultPlan, chance
 from .flow import Flow
+from .mediaplan import MediaMode
 from .plans import Plan, Step, default_plan, dial_plan
 from .rules import Rule, RuleSet, fill, placeholder_values
 from .scenarios import Scenarios
 
 log = logging.getLogger(__name__)
+
+
+class MediaHand(Protocol):
+    """What a builder asks of the endpoint's media (``mediahand.MediaHand``)."""
+
+    def answer(
+        self,
+        req: Request,
+        code: int,
+        mode: MediaMode | None,
+        host: str,
+        tag: str,
+        signalling: str,
+        now: float,
+    ) -> bytes | None: ...
+
+    def ended(self, call_id: str, now: float, why: str) -> None: ...
+
 
 #: URI schemes we answer (§8.2.2.1); others get 416.
 SCHEMES: Final = frozenset({"sip", "sips", "tel"})
@@ -218,7 +237,19 @@ class Builder:
     real nonce in a dialled 401/407 (RFC 3261 §22.1).  Counts each response by code in
     ``by_code`` (the endpoint's counter for the request's method)."""
 
-    __slots__ = ("answers", "by_code", "extras", "flow", "realm", "signer", "values", "wall")
+    __slots__ = (
+        "answers",
+        "by_code",
+        "extras",
+        "flow",
+        "media",
+        "media_mode",
+        "now",
+        "realm",
+        "signer",
+        "values",
+        "wall",
+    )
 
     def __init__(
         self,
@@ -240,6 +271,11 @@ class Builder:
         self.wall = wall
         #: The request's placeholders, filled in when a step first needs them.
         self.values: dict[str, str] | None = None
+        #: Set by the endpoint when media is on: the hand that opens the call's session
+        #: with its answer, the plan's media mode, and the request's arrival.
+        self.media: MediaHand | None = None
+        self.media_mode: MediaMode | None = None
+        self.now = 0.0
 
     def __call__(self, step: Step) -> bytes:
         extras = self.extras
@@ -259,9 +295,38 @@ class Builder:
                     answers.req, flow.transport, flow.remote, local.hostport
                 )
             extras = step_extras(step, extras, values)
+        media = self.media
+        if media is not None:
+            extras = self._media(media, step, extras)
         by_code = self.by_code
         by_code[code] = by_code.get(code, 0) + 1
         return self.answers.render(code, extras)
+
+    def _media(self, media: MediaHand, step: Step, extras: Extras) -> Extras:
+        """An INVITE's 2xx or 183 names its media session's port in its SDP; a final
+        non-2xx ends a session early media opened."""
+        answers = self.answers
+        req = answers.req
+        code = step.code
+        if req.method != "INVITE" or code < 180:
+            return extras
+        if code >= 300:
+            media.ended(req.call_id or "", self.now, "rejected")
+            return extras
+        if extras.body is not None or extras.sdp == "none" or (code < 200 and code != 183):
+            return extras
+        sdp = media.answer(
+            req,
+            code,
+            step.media or self.media_mode,
+            answers.local.host,
+            answers.to_tag or "",
+            self.flow.remote[0],
+            self.now,
+        )
+        if sdp is None:
+            return extras
+        return dataclasses.replace(extras, body=sdp, content_type="application/sdp")
 
 
 def _rejection(req: Request) -> tuple[int, Extras] | None:

@@ -13,9 +13,10 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..errors import FaultSpecError, PlanError
+from ..errors import ConfigError, FaultSpecError, PlanError
 from ..sip.codes import is_valid_code
 from .faults import Faults, dialled_faults
+from .mediaplan import MediaMode, dialled_media
 
 #: The longest total delay a plan may ask for, in seconds.
 MAX_PLAN_DELAY = 3600.0
@@ -32,7 +33,8 @@ class Step:
     the same name; ``body`` (with ``content_type``) is sent as is; ``sdp`` is ``answer``,
     ``offer`` or ``none`` to override the default SDP of the response.  Header values and
     the body may hold placeholders (``{call_id}``...), filled per request by the endpoint.
-    ``faults`` is what is done wrong to this response on purpose (``faults``).
+    ``faults`` is what is done wrong to this response on purpose (``faults``); ``media``
+    what the call's media session does when this response answers it (``mediaplan``).
     """
 
     code: int
@@ -43,6 +45,7 @@ class Step:
     content_type: str | None = None
     sdp: str | None = None
     faults: Faults | None = None
+    media: MediaMode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class Plan:
     text: str = ""
     #: Dialled faults (``486*4``): what is done wrong on purpose to the whole plan.
     faults: Faults | None = None
+    #: The media of a call answered by this plan (dialled ``*0N``, or the rule's).
+    media: MediaMode | None = None
 
     @property
     def final(self) -> int | None:
@@ -145,8 +150,17 @@ def dial_plan(user: str | None) -> Plan | None:
             return parse_plan(user)
         text, *parts = user.split("*")
         plan = parse_plan(text)
-        return Plan(plan.steps, user, dialled_faults(parts))
-    except (PlanError, FaultSpecError):
+        media = [p for p in parts if p.startswith("0")]
+        faults = [p for p in parts if not p.startswith("0")]
+        if len(media) > 1:
+            return None
+        return Plan(
+            plan.steps,
+            user,
+            dialled_faults(faults) if faults else None,
+            dialled_media(media[0][1:]) if media else None,
+        )
+    except (PlanError, FaultSpecError, ConfigError):
         return None
 
 

@@ -12,12 +12,14 @@ its ``__line__``).  Imports ``errors``, ``codes``, ``message``, ``faults``, ``pl
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
-from ..errors import FaultSpecError, PlanError, RulesError
+from ..errors import ConfigError, FaultSpecError, PlanError, RulesError
 from ..sip.codes import is_valid_code, reason_phrase
 from ..sip.message import header_key
 from .faults import Faults, parse_faults
+from .mediaplan import MediaMode, parse_media
 from .plans import MAX_PLAN_DELAY, Plan, Step, parse_plan, validate
 from .rules import PLACEHOLDER_RE, PLACEHOLDERS, PROTECTED, Choice
 from .scenarios import THEN, Sequence
@@ -38,6 +40,7 @@ _STEP_KEYS = (
     "warning",
     "faults",
     "fault_probability",
+    "media",
 )
 _SDP_MODES = ("answer", "offer", "none")
 
@@ -207,7 +210,21 @@ def _step(raw: Any, fieldname: str, where: Where, previous_at: float) -> Step:
         if content_type is None:
             content_type = "text/plain"
     faults = faults_of(raw, f"{fieldname}.", where, on_step=True)
-    return Step(code, at, reason, tuple(headers), body, content_type, sdp, faults)
+    media = media_of(raw, f"{fieldname}.", where)
+    return Step(code, at, reason, tuple(headers), body, content_type, sdp, faults, media)
+
+
+def media_of(raw: dict[Any, Any], prefix: str, where: Where) -> MediaMode | None:
+    """A rule's or a step's ``media`` (``mediaplan``), or None; a ``play`` or ``record``
+    path is taken from the rules file's folder."""
+    if "media" not in raw:
+        return None
+    base = None if where.source.startswith("<") else Path(where.source).parent
+    try:
+        return parse_media(raw["media"], "media", base)
+    except ConfigError as exc:
+        field, _, problem = str(exc).partition(": ")
+        raise where.fail(prefix + field, problem) from None
 
 
 def faults_of(raw: dict[Any, Any], prefix: str, where: Where, *, on_step: bool) -> Faults | None:

@@ -17,7 +17,7 @@ from typing import Final
 from ..sip.message import Request
 from ..sip.responses import KNOWN_METHODS
 from ..sip.uri import hostport, plain_ip
-from .calls import Entry, FaultedEntry, FaultNote, Violation
+from .calls import Entry, FaultedEntry, FaultNote, MediaView, Violation
 from .flow import Flow
 from .journal import Journal
 
@@ -248,6 +248,16 @@ class Recorder:
             self.journal.fault(
                 FaultNote(now + self.wall_offset, call_id, kind, message, method, cseq)
             )
+
+    def media(self, call_id: str, session: MediaView, now: float) -> None:
+        """A media session opened for the call."""
+        if self.journal is not None:
+            self.journal.media(call_id, session, now + self.wall_offset)
+
+    def media_done(self, call_id: str, session: MediaView) -> None:
+        """A media session is over (its figures are final)."""
+        if self.journal is not None:
+            self.journal.media_done(call_id, session)
 
     def violation(
         self, call_id: str, method: str, cseq: int, now: float, rule: str, message: str

@@ -14,6 +14,7 @@ per message.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -26,7 +27,15 @@ from ..sip.message import header_key
 from .auth import AuthSpec
 from .faults import nonsense, transport_warning
 from .plans import Plan
-from .plans_loader import Where, check_keys, choose_list, faults_of, plan_of, responses_list
+from .plans_loader import (
+    Where,
+    check_keys,
+    choose_list,
+    faults_of,
+    media_of,
+    plan_of,
+    responses_list,
+)
 from .rules import (
     Choice,
     HeaderMatch,
@@ -53,6 +62,7 @@ _RULE_KEYS = (
     "auth",
     "faults",
     "fault_probability",
+    "media",
 )
 _DEFAULT_KEYS = tuple(k for k in _RULE_KEYS if k != "match")
 _MATCH_KEYS = (
@@ -177,6 +187,13 @@ def _rule(raw: Any, index: int, where: Where, *, default: bool = False) -> Rule:
             raise where.fail("key", str(exc)) from None
     for choice in choices:
         _check_sdp_rules(choice.plan, match, where)
+    media = media_of(raw, "", where)
+    if media is not None:
+        # The rule's media is every plan's, unless a dialled code names another.
+        choices = tuple(
+            Choice(c.weight, dataclasses.replace(c.plan, media=c.plan.media or media))
+            for c in choices
+        )
     auth = _auth(raw["auth"], where) if "auth" in raw else None
     faults = faults_of(raw, "", where, on_step=False)
     if faults is not None:

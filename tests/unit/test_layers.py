@@ -42,6 +42,7 @@ ORDER = [
     "core",
     "core.codecs",
     "core.audio",
+    "core.mediaplan",
     "core.rtp",
     "core.rtpstats",
     "core.auth",
@@ -66,6 +67,9 @@ ORDER = [
     "core.recorder",
     "core.verdicts",
     "core.faulting",
+    "core.media",
+    "core.mediatable",
+    "core.mediahand",
     "core.endpoint",
     # ─── sans-IO line: above it, no I/O ───
     # ─── aio: the asyncio glue ───
