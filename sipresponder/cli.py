@@ -26,6 +26,7 @@ from .aio.server import Server, listener_line, read_rules
 from .aio.workers import supervise, worker_count
 from .core.config import Config
 from .core.guard import exposure_warning
+from .core.mediaplan import MediaMode, parse_media
 from .errors import ConfigError, RulesError
 from .native import build as core_build
 from .native import stale as stale_core
@@ -313,6 +314,50 @@ def build_parser() -> argparse.ArgumentParser:
         "requests get 503; a second signal stops at once (default %(default)g; 0: at once)",
     )
     p.add_argument(
+        "--media",
+        default="echo",
+        metavar="MODE",
+        help="what an answered call's media does unless a rule or the dialled code says: "
+        "echo, tone, tone:HZ, silence, play:FILE.wav, record:DIR or none "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--rtp-ports",
+        default="20000-29999",
+        metavar="LOW-HIGH",
+        help="ports of the media sessions: an even one for RTP, the next for RTCP "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--max-media-sessions",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="media sessions at once; a call answered beyond it gets none (default %(default)s)",
+    )
+    p.add_argument(
+        "--media-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="end a media session that got no packet for this long (default %(default)g)",
+    )
+    p.add_argument(
+        "--media-max-duration",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="end a media session this long after it began (default %(default)g)",
+    )
+    p.add_argument(
+        "--rtp-wait",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="the verdict 'no RTP from the client' when none came this long after the "
+        "ACK (default %(default)g)",
+    )
+    p.add_argument(
         "--workers",
         default="1",
         metavar="N",
@@ -337,9 +382,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def media_from_arg(text: str) -> MediaMode:
+    """``--media``: a mode's name, or ``tone:HZ``, ``play:FILE``, ``record:DIR``."""
+    kind, sep, value = text.partition(":")
+    if not sep:
+        return parse_media(text, "--media")
+    if kind == "tone":
+        try:
+            return parse_media({"tone": float(value)}, "--media")
+        except ValueError:
+            raise ConfigError(f"--media: tone:{value}: not a number of Hz") from None
+    return parse_media({kind: value}, "--media")
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ConfigError(f"--rtp-ports: {text!r} is not LOW-HIGH, like 20000-29999")
+    return int(low), int(high)
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     transports = tuple(t.strip().lower() for t in args.transport.split(",") if t.strip())
     return Config(
+        media=media_from_arg(args.media),
+        rtp_ports=_port_range(args.rtp_ports),
+        max_media_sessions=args.max_media_sessions,
+        media_timeout=args.media_timeout,
+        media_max_duration=args.media_max_duration,
+        rtp_wait=args.rtp_wait,
         host=args.host,
         port=args.port,
         transports=transports,

@@ -66,6 +66,21 @@ class EndpointCollector(Collector):
             evicted.add_metric([timer], table.evicted)
         yield absorbing
         yield evicted
+        media = ep.media
+        if media is not None:
+            sessions = media.table
+            yield GaugeMetricFamily(
+                "sipresponder_media_sessions",
+                "Media sessions open or lingering after their call (--max-media-sessions)",
+                value=len(sessions),
+            )
+            for key, help_text in (
+                ("opened", "Media sessions opened for answered calls"),
+                ("refused", "Answered calls that got no media session: none or no port free"),
+            ):
+                yield CounterMetricFamily(
+                    f"sipresponder_media_{key}", help_text, value=sessions.stats[key]
+                )
         violations = CounterMetricFamily(
             "sipresponder_violations",
             "Client violations of an RFC, by the rule broken",

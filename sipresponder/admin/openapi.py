@@ -61,6 +61,8 @@ OPENAPI: dict[str, Any] = {
                         "sipresponder_in_flight_transactions, "
                         "sipresponder_absorbers{timer}, "
                         "sipresponder_absorbers_evicted_total{timer}, "
+                        "sipresponder_media_sessions, sipresponder_media_opened_total, "
+                        "sipresponder_media_refused_total, "
                         "sipresponder_violations_total{rule}, "
                         "sipresponder_parse_errors_total, sipresponder_retransmissions_total, "
                         "sipresponder_resent_total, "
@@ -408,6 +410,41 @@ OPENAPI: dict[str, Any] = {
                     "transactions": {"type": "array", "items": _ref("Transaction")},
                     "violations": {"type": "array", "items": _ref("Violation")},
                     "faults": {"type": "array", "items": _ref("FaultNote")},
+                    "media": {"type": "array", "items": _ref("MediaStream")},
+                },
+            },
+            "MediaStream": {
+                "type": "object",
+                "description": "A call's media session and what came on it (docs: Media)",
+                "properties": {
+                    "mode": {"type": "string"},
+                    "port": {"type": "integer"},
+                    "codec": {"type": "string"},
+                    "payload_type": {"type": "integer"},
+                    "telephone_event": {"type": "integer", "nullable": True},
+                    "ptime": {"type": "integer"},
+                    "direction": {"type": "string"},
+                    "sdp_address": {"type": "string"},
+                    "client": {"type": "string", "nullable": True},
+                    "packets_in": {"type": "integer"},
+                    "packets_out": {"type": "integer"},
+                    "bytes_in": {"type": "integer"},
+                    "bytes_out": {"type": "integer"},
+                    "first_packet_delay": {"type": "number", "nullable": True},
+                    "loss": {"type": "number"},
+                    "lost": {"type": "integer"},
+                    "jitter_ms": {"type": "number"},
+                    "ssrc": {"type": "integer", "nullable": True},
+                    "ssrc_changes": {"type": "integer"},
+                    "timestamp_errors": {"type": "integer"},
+                    "first_marker": {"type": "boolean", "nullable": True},
+                    "dtmf": {"type": "string"},
+                    "dtmf_events": {"type": "array", "items": {"type": "object"}},
+                    "foreign_payload_types": {"type": "object"},
+                    "ignored": {"type": "integer"},
+                    "after_bye": {"type": "integer"},
+                    "ended": {"type": "string"},
+                    "note": {"type": "string"},
                 },
             },
             "Message": {

@@ -24,12 +24,14 @@ from ..core.endpoint import Endpoint
 from ..core.flow import Reporter
 from ..core.guard import Guard, is_loopback
 from ..core.journal import Journal
+from ..core.mediatable import MediaTable
 from ..core.rules import RuleSet
 from ..core.rules_loader import load_rules
 from ..core.transaction import ServerTransaction, State
 from ..errors import ConfigError, RulesError
 from ..sip.uri import hostport
 from .journal_file import JournalFile
+from .rtp import MediaDriver
 from .transport import Driver, TcpConnection
 from .udp import DatagramSocket, UdpProtocol, udp_calls
 from .wire import WireSender
@@ -87,6 +89,7 @@ class Server:
         self._closing: asyncio.Server | None = None
         self._driver: Driver | None = None
         self._wire: WireSender | None = None
+        self._media: MediaDriver | None = None
 
     @property
     def driver(self) -> Driver | None:
@@ -132,6 +135,7 @@ class Server:
         self._driver.wire = self._wire
         if self.config.overload_lag > 0:
             self._driver.watch_lag(self.config.overload_lag)
+        self._start_media(loop)
         family = _family(self.config.host)
         port = self.config.port
         attempts = _PORT_ATTEMPTS if port == 0 else 1
@@ -162,6 +166,30 @@ class Server:
                 driver.watch_connections(config.tcp_idle_timeout, config.message_timeout)
             name = sock.getsockname()
             self.listeners.append((transport, name[0], name[1]))
+
+    def _start_media(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Media sessions for answered calls: the table in the core, the sockets here."""
+        config = self.config
+        low, high = config.rtp_ports
+        # Each session holds two sockets: room for them under the open-file limit.
+        fits = (_open_files(2 * config.max_media_sessions + _FD_RESERVE) - _FD_RESERVE) // 2
+        limit = max(1, min(config.max_media_sessions, fits, (high - low + 1) // 2))
+        if limit < config.max_media_sessions:
+            log.info("media sessions: at most %d at once (the ports or the open files)", limit)
+        media = MediaDriver(loop, config.host, low, high)
+        table = MediaTable(
+            media.ports,
+            lambda: int.from_bytes(os.urandom(4), "big"),
+            limit=limit,
+            timeout=config.media_timeout,
+            longest=config.media_max_duration,
+            no_rtp_after=config.rtp_wait,
+            wall_offset=self.endpoint.recorder.wall_offset,
+        )
+        media.attach(table, self.endpoint.use_media(table))
+        self._media = media
+        assert self._driver is not None
+        self._driver.media = media
 
     def _limit_connections(self) -> None:
         """Make room for --max-connections under the open-file limit (raising the soft
@@ -280,6 +308,9 @@ class Server:
             self._driver.close()
         if self._wire is not None:
             self._wire.close()
+        if self._media is not None:
+            self._media.close()
+            self._media = None
 
     def _stop_listening_tcp(self) -> None:
         """Refuse new TCP connections; those accepted stay (``wait_closed`` waits)."""

@@ -57,6 +57,9 @@ class Driver:
         #: Sends a response that a fault says how to send (``core.shaping.Wire``:
         #: ``wire.WireSender``); None sends it as plain bytes.
         self.wire: Callable[[Any, Flow, tuple[str, int]], None] | None = None
+        #: The media glue (``rtp.MediaDriver``), told after each send: signalling may
+        #: have opened or ended a session.  None: no media.
+        self.media: Any = None
 
     def receive(self, data: bytes, flow: Flow, now: float | None = None) -> None:
         """Feed one message to the endpoint and send what comes out."""
@@ -99,6 +102,8 @@ class Driver:
                 # holds what it is answered back for one write (TcpConnection._handle).
                 conn.write(data)
         self.arm()
+        if self.media is not None:
+            self.media.kick()
 
     def arm(self) -> None:
         deadline = self.endpoint.next_deadline()

@@ -80,6 +80,7 @@ ORDER = [
     "aio.journal_file",
     "aio.transport",
     "aio.wire",
+    "aio.rtp",
     "aio.udp",
     "aio.server",
     "aio.workers",
