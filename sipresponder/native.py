@@ -54,6 +54,8 @@ COMPILED = (
     "sip.serializer",
     "sip.sdp",
     "sip.responses",
+    "core.rtp",
+    "core.rtpstats",
     "core.hangup",
     "core.plans",
     "core.calls",
@@ -68,10 +70,12 @@ COMPILED = (
     "core.recorder",
     "core.verdicts",
     "core.faulting",
+    "core.media",
     "core.endpoint",
     "aio.logs",
     "aio.transport",
     "aio.udp",
+    "aio.rtp",
 )
 #: The shared library mypyc puts the compiled modules' code in (``setup.py``'s group).
 GROUP = "compiled"

@@ -1,12 +1,13 @@
 """asyncio glue for media: the RTP and RTCP sockets of the sessions, and their timer.
 
 What belongs here: ``RtpPorts`` (the ``PortSource`` of ``core.mediatable``: binds an even
-port and the next one in ``--rtp-ports``, non-blocking, read with ``add_reader``; gives
-them back by closing them) and ``MediaDriver`` (reads each socket dry into its session,
-sends what the session returns, arms one timer for the table's next deadline, writes the
-recordings of the sessions that ended).  No media decision is made here: what to send,
-when, and to whom is the core's.  Imports ``core.mediatable``, ``core.mediahand``,
-``core.media`` and ``core.audio`` (to write a recording's WAV).
+port and the next one in ``--rtp-ports``, non-blocking; gives them back by closing them),
+``Conduit`` (one pair's sockets, read with ``add_reader`` into their session, which says
+what to send back) and ``MediaDriver`` (arms one timer for the table's next deadline,
+sends what is due, writes the recordings of the sessions that ended).  No media decision
+is made here: what to send, when, and to whom is the core's.  Imports
+``core.mediatable``, ``core.mediahand``, ``core.media`` and ``core.audio`` (to write a
+recording's WAV).
 """
 
 from __future__ import annotations
@@ -26,10 +27,89 @@ from ..core.mediatable import MediaTable, Out
 
 log = logging.getLogger(__name__)
 
-#: Datagrams read from one socket per wake-up, at most (then the loop moves on).
-READ_BATCH: Final = 64
 #: Bytes read per datagram: RTP over UDP on a LAN stays well under it.
 MAX_DATAGRAM: Final = 2048
+
+
+class Conduit:
+    """The two sockets of one session's port pair, read with ``add_reader``: one object
+    per pair, so a packet finds its socket and its session with no lookup."""
+
+    __slots__ = ("driver", "peer", "port", "rtcp", "rtp", "session")
+
+    def __init__(
+        self, port: int, rtp: socket.socket, rtcp: socket.socket, driver: MediaDriver
+    ) -> None:
+        self.port = port
+        self.rtp = rtp
+        self.rtcp = rtcp
+        self.driver = driver
+        #: Found in the table at the first packet (the session is opened after its port).
+        self.session: MediaSession | None = None
+        #: The latched client the RTP socket is connected to: the kernel then delivers
+        #: that client's packets alone (the session would ignore the others anyway), and
+        #: each read and send skips an address's conversion and a route lookup.
+        self.peer: tuple[str, int] | None = None
+
+    def read_rtp(self) -> None:
+        """One datagram per wake-up: the poller is level-triggered, so what else waits
+        wakes it again, and the common case (a packet every 20 ms) never meets the costly
+        empty read."""
+        peer = self.peer
+        try:
+            if peer is not None:
+                data = self.rtp.recv(MAX_DATAGRAM)
+                source = peer
+            else:
+                data, address = self.rtp.recvfrom(MAX_DATAGRAM)
+                source = (address[0], address[1])
+        except OSError:
+            return  # nothing after all, or an ICMP error of an earlier send
+        session = self.session or self._find()
+        if session is None:
+            return
+        out = session.rtp(data, source, self.driver.loop.time())
+        if peer is None and session.latched and session.remote is not None:
+            try:
+                self.rtp.connect(session.remote)
+                self.peer = session.remote
+            except OSError:
+                pass
+        if out:
+            self.send(False, out)
+
+    def read_rtcp(self) -> None:
+        try:
+            data, address = self.rtcp.recvfrom(MAX_DATAGRAM)
+        except OSError:
+            return
+        session = self.session or self._find()
+        if session is not None:
+            session.rtcp(data, (address[0], address[1]), self.driver.loop.time())
+
+    def _find(self) -> MediaSession | None:
+        table = self.driver.table
+        self.session = None if table is None else table.by_port.get(self.port)
+        return self.session
+
+    def send(self, rtcp: bool, datagrams: list[Datagram]) -> None:
+        sock = self.rtcp if rtcp else self.rtp
+        peer = None if rtcp else self.peer
+        for data, dest in datagrams:
+            try:
+                if dest == peer:
+                    sock.send(data)
+                else:
+                    sock.sendto(data, dest)
+            except (BlockingIOError, InterruptedError):
+                pass  # the socket's buffer is full: RTP is not resent, the packet is lost
+            except OSError as exc:
+                log.debug("media send to %s failed: %s", dest, exc)
+
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sock in (self.rtp, self.rtcp):
+            loop.remove_reader(sock.fileno())
+            sock.close()
 
 
 class RtpPorts:
@@ -45,8 +125,7 @@ class RtpPorts:
         self.high = high
         self.driver = driver
         self._next = self.low
-        #: port -> (RTP socket, RTCP socket)
-        self.bound: dict[int, tuple[socket.socket, socket.socket]] = {}
+        self.bound: dict[int, Conduit] = {}
 
     def take(self) -> int | None:
         """The next pair free in the range (in turn, so a port is not reused at once)."""
@@ -58,9 +137,10 @@ class RtpPorts:
                 continue
             pair = self._bind(port)
             if pair is not None:
-                self.bound[port] = pair
-                self.loop.add_reader(pair[0].fileno(), self.driver.read_rtp, port)
-                self.loop.add_reader(pair[1].fileno(), self.driver.read_rtcp, port)
+                conduit = Conduit(port, pair[0], pair[1], self.driver)
+                self.bound[port] = conduit
+                self.loop.add_reader(pair[0].fileno(), conduit.read_rtp)
+                self.loop.add_reader(pair[1].fileno(), conduit.read_rtcp)
                 return port
         return None
 
@@ -81,25 +161,14 @@ class RtpPorts:
         return socks[0], socks[1]
 
     def give_back(self, port: int) -> None:
-        pair = self.bound.pop(port, None)
-        if pair is None:
-            return
-        for sock in pair:
-            self.loop.remove_reader(sock.fileno())
-            sock.close()
+        conduit = self.bound.pop(port, None)
+        if conduit is not None:
+            conduit.close(self.loop)
 
     def send(self, port: int, rtcp: bool, datagrams: list[Datagram]) -> None:
-        pair = self.bound.get(port)
-        if pair is None:
-            return
-        sock = pair[1] if rtcp else pair[0]
-        for data, dest in datagrams:
-            try:
-                sock.sendto(data, dest)
-            except (BlockingIOError, InterruptedError):
-                pass  # the socket's buffer is full: RTP is not resent, the packet is lost
-            except OSError as exc:
-                log.debug("media send to %s failed: %s", dest, exc)
+        conduit = self.bound.get(port)
+        if conduit is not None:
+            conduit.send(rtcp, datagrams)
 
     def close(self) -> None:
         for port in list(self.bound):
@@ -121,39 +190,6 @@ class MediaDriver:
         """The core's table (made with ``ports``) and the endpoint's hand."""
         self.table = table
         self.hand = hand
-
-    def read_rtp(self, port: int) -> None:
-        self._read(port, False)
-
-    def read_rtcp(self, port: int) -> None:
-        self._read(port, True)
-
-    def _read(self, port: int, rtcp: bool) -> None:
-        ports = self.ports
-        pair = ports.bound.get(port)
-        table = self.table
-        if pair is None or table is None:
-            return
-        sock = pair[1] if rtcp else pair[0]
-        session = table.by_port.get(port)
-        now = self.loop.time()
-        out: list[Datagram] = []
-        for _ in range(READ_BATCH):
-            try:
-                data, source = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break  # an ICMP error of an earlier send: nothing to read
-            if session is None:
-                continue
-            address = (source[0], source[1])
-            if rtcp:
-                session.rtcp(data, address, now)
-            else:
-                out.extend(session.rtp(data, address, now))
-        if out:
-            ports.send(port, False, out)
 
     def kick(self) -> None:
         """After signalling: send the RTCP BYEs of calls that ended, arm for new ones."""
