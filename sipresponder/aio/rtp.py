@@ -35,7 +35,18 @@ class Conduit:
     """The two sockets of one session's port pair, read with ``add_reader``: one object
     per pair, so a packet finds its socket and its session with no lookup."""
 
-    __slots__ = ("driver", "peer", "port", "rtcp", "rtp", "session")
+    __slots__ = (
+        "_recv",
+        "_recvfrom",
+        "_send",
+        "driver",
+        "loop",
+        "peer",
+        "port",
+        "rtcp",
+        "rtp",
+        "session",
+    )
 
     def __init__(
         self, port: int, rtp: socket.socket, rtcp: socket.socket, driver: MediaDriver
@@ -44,6 +55,11 @@ class Conduit:
         self.rtp = rtp
         self.rtcp = rtcp
         self.driver = driver
+        self.loop = driver.loop
+        # The RTP socket's calls, bound once: no method lookup per packet.
+        self._recv = rtp.recv
+        self._recvfrom = rtp.recvfrom
+        self._send = rtp.send
         #: Found in the table at the first packet (the session is opened after its port).
         self.session: MediaSession | None = None
         #: The latched client the RTP socket is connected to: the kernel then delivers
@@ -58,25 +74,35 @@ class Conduit:
         peer = self.peer
         try:
             if peer is not None:
-                data = self.rtp.recv(MAX_DATAGRAM)
+                data = self._recv(MAX_DATAGRAM)
                 source = peer
             else:
-                data, address = self.rtp.recvfrom(MAX_DATAGRAM)
+                data, address = self._recvfrom(MAX_DATAGRAM)
                 source = (address[0], address[1])
         except OSError:
             return  # nothing after all, or an ICMP error of an earlier send
         session = self.session or self._find()
         if session is None:
             return
-        out = session.rtp(data, source, self.driver.loop.time())
-        if peer is None and session.latched and session.remote is not None:
+        out = session.rtp(data, source, self.loop.time())
+        if peer is None:
+            if session.latched and session.remote is not None:
+                try:
+                    self.rtp.connect(session.remote)
+                    self.peer = session.remote
+                except OSError:
+                    pass
+            if out:
+                self.send(False, out)
+            return
+        for packet, dest in out:
             try:
-                self.rtp.connect(session.remote)
-                self.peer = session.remote
-            except OSError:
-                pass
-        if out:
-            self.send(False, out)
+                if dest is peer or dest == peer:
+                    self._send(packet)
+                else:
+                    self.rtp.sendto(packet, dest)
+            except OSError as exc:  # a full buffer loses the packet: RTP is not resent
+                log.debug("media send to %s failed: %s", dest, exc)
 
     def read_rtcp(self) -> None:
         try:
@@ -85,7 +111,7 @@ class Conduit:
             return
         session = self.session or self._find()
         if session is not None:
-            session.rtcp(data, (address[0], address[1]), self.driver.loop.time())
+            session.rtcp(data, (address[0], address[1]), self.loop.time())
 
     def _find(self) -> MediaSession | None:
         table = self.driver.table

@@ -290,7 +290,7 @@ class Endpoint:
         by_code = recorder.codes(counted)
         build = Builder(answers, extras, by_code, flow, self.signer, self.realm, wall)
         media = self.media
-        if media is not None and method == "INVITE":
+        if media is not None and (method == "INVITE" or method == "UPDATE"):
             build.media = media
             build.media_mode = plan.media
             build.now = now

@@ -65,6 +65,9 @@ class MediaHand:
         table = self.table
         session = table.get(call_id)
         fresh = session is None
+        offered = bool(req.body) and _is_sdp(req)
+        if req.method != "INVITE" and (fresh or not offered):
+            return None  # an UPDATE's offer changes a session; only an INVITE opens one
         if session is not None:
             if session.closed_at is not None:
                 return None
@@ -76,7 +79,7 @@ class MediaHand:
             return None
         session_id = zlib.crc32(tag.encode("utf-8", "surrogateescape")) or 1
         body = req.body
-        if body and _is_sdp(req):
+        if offered:
             try:
                 sdp, stream = answer_stream(
                     body, host, session_id, port, ENCODABLE if mode.sends else None

@@ -303,12 +303,14 @@ class Builder:
         return self.answers.render(code, extras)
 
     def _media(self, media: MediaHand, step: Step, extras: Extras) -> Extras:
-        """An INVITE's 2xx or 183 names its media session's port in its SDP; a final
-        non-2xx ends a session early media opened."""
+        """An INVITE's 2xx or 183 names its media session's port in its SDP, and so does
+        the 2xx to an UPDATE with an offer (RFC 3311: hold, resume); a final non-2xx to an
+        INVITE ends a session early media opened."""
         answers = self.answers
         req = answers.req
         code = step.code
-        if req.method != "INVITE" or code < 180:
+        method = req.method
+        if code < 180 or (method == "UPDATE" and not 200 <= code < 300):
             return extras
         if code >= 300:
             media.ended(req.call_id or "", self.now, "rejected")

@@ -393,3 +393,41 @@ def test_no_free_port_answers_the_call_without_media() -> None:
     sdp = _sdp_of(ep.receive(_invite("200"), UDP, 0.0))
     assert b"m=audio 40000 " in sdp
     assert ep.media is not None and ep.media.table.stats["refused"] == 1
+
+
+def test_hold_and_resume_by_reinvite_and_update() -> None:
+    from helpers import request
+    from test_endpoint import UDP, responses
+
+    from sipresponder.sip.message import tag_of
+
+    ep = _endpoint(Ports(4))
+    out = ep.receive(_invite("200", body=OFFER.replace(b"49180", b"0")), UDP, 0.0)
+    (ok,) = [r for r in responses(out) if r.status == 200]
+    to = ok.header("to")
+    tag = tag_of(to or "")
+    assert ep.media is not None
+    session = ep.media.table.get("m-1")
+    assert session is not None and session.stream.direction == "sendrecv"
+    held = OFFER.replace(b"m=audio 49180 RTP/AVP 0\r\n", b"a=sendonly\r\n")
+    for method, cseq, body, direction in (
+        ("INVITE", 2, held, "recvonly"),  # RFC 3264 §8.4: the client holds the call
+        ("UPDATE", 3, OFFER, "sendrecv"),  # and resumes it (RFC 3311)
+    ):
+        data = request(
+            method,
+            "200",
+            call_id="m-1",
+            branch=f"z9hG4bK-{method}",
+            cseq=f"{cseq} {method}",
+            to=f"<sip:200@127.0.0.1>;tag={tag}",
+            body=body,
+            extra=[("Content-Type", "application/sdp")],
+        )
+        (answer,) = [r for r in responses(ep.receive(data, UDP, float(cseq))) if r.status == 200]
+        assert b"m=audio 20000 " in answer.body  # the same session, the same port
+        assert session.stream.direction == direction
+        packet = rtp(cseq, cseq * 160, pt=18)
+        echoed = session.rtp(packet, ("192.0.2.1", 49170), float(cseq))
+        assert bool(echoed) == (direction == "sendrecv")
+    assert ep.media.table.stats["opened"] == 1
