@@ -12,7 +12,7 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: core run test unit integration lint docs soak bench bench-micro bench-instructions fuzz sipp clients venv clean
+.PHONY: core run test unit integration lint docs soak bench bench-media bench-micro bench-instructions fuzz sipp clients venv clean
 
 run: $(CORE)
 	$(BIN)/sipresponder $(ARGS)
@@ -50,6 +50,11 @@ soak: $(CORE) sipp
 # minutes; the table is printed, the JSON goes to bench/results/latest.json.
 bench: $(CORE) sipp
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Echoed RTP streams (50 packets/s each) against the responder and SIPp's -rtp_echo:
+# loss and CPU per packet, a minute or two; JSON to bench/results/media.json.
+bench-media: $(CORE) sipp
+	$(BIN)/python bench/media.py $(BENCH_ARGS)
 
 # Parse + respond per message in the core, no sockets: seconds.
 bench-micro: $(CORE)

@@ -213,9 +213,11 @@ class Responder(Target):
             return "?"
 
     def command(self, flow: Flow, transport: str, port: int) -> list[str]:
-        # --port 0 and the defaults a user gets; the real port comes from stdout.  The
-        # one exception, --drain-timeout 0, only shortens the stop after the measurement
-        # (calls a ceiling run leaves ringing would otherwise hold it up to 5 s).
+        # --port 0 and the defaults a user gets; the real port comes from stdout.  Two
+        # exceptions: --drain-timeout 0 only shortens the stop after the measurement
+        # (calls a ceiling run leaves ringing would otherwise hold it up to 5 s), and
+        # --media none does the duties SIPp's UAS and Kamailio do: neither carries media
+        # (an echo session per call measures something else).
         return [
             sys.executable,
             "-m",
@@ -226,6 +228,8 @@ class Responder(Target):
             "INFO",
             "--drain-timeout",
             "0",
+            "--media",
+            "none",
             *self.settings.responder_args,
             *([] if self.workers is None else ["--workers", str(self.workers)]),
             *(["--stateless"] if self.settings.stateless else []),
