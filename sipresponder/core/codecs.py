@@ -449,9 +449,7 @@ class _G711:
 
     __slots__ = ("_decode", "_encode")
 
-    def __init__(
-        self, encode: Callable[[bytes], bytes], decode: Callable[[bytes], bytes]
-    ) -> None:
+    def __init__(self, encode: Callable[[bytes], bytes], decode: Callable[[bytes], bytes]) -> None:
         self._encode = encode
         self._decode = decode
 

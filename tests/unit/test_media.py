@@ -431,3 +431,61 @@ def test_hold_and_resume_by_reinvite_and_update() -> None:
         echoed = session.rtp(packet, ("192.0.2.1", 49170), float(cseq))
         assert bool(echoed) == (direction == "sendrecv")
     assert ep.media.table.stats["opened"] == 1
+
+
+# ---------------------------------------------------------------------- modes
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("loud", "'loud' is not a media mode"),
+        ("play", "play needs a path"),
+        ({"tone": 5}, "from 20 to 7000"),
+        ({"tone": True}, "from 20 to 7000"),
+        ({"play": "missing.wav"}, "missing.wav: No such file"),
+        ({"record": "missing-folder"}, "not a folder"),
+        ({"echo": 1}, "'echo' is not a media mode"),
+        ([1, 2], "must be echo, tone"),
+    ],
+)
+def test_a_bad_media_value_is_one_line_naming_the_field(value: object, problem: str) -> None:
+    from sipresponder.core.mediaplan import parse_media
+    from sipresponder.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^media") as info:
+        parse_media(value, "media")
+    assert problem in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_keypad_forms() -> None:
+    from sipresponder.core.mediaplan import dialled_media
+    from sipresponder.errors import ConfigError
+
+    assert dialled_media("0").kind == "none" and dialled_media("1").kind == "echo"
+    assert dialled_media("2").frequency == 1000.0 and dialled_media("2425").frequency == 425.0
+    assert dialled_media("3").kind == "silence"
+    for bad in ("", "4", "1x", "31", "29"):
+        with pytest.raises(ConfigError):
+            dialled_media(bad)
+
+
+def test_a_played_file_is_encoded_once_and_loops(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from sipresponder.core.audio import Tone, write_wav
+    from sipresponder.core.mediaplan import parse_media
+
+    folder = Path(str(tmp_path))
+    (folder / "prompt.wav").write_bytes(
+        write_wav(Tone(300.0, 16000).samples(16000 // 10 * 3), 16000)
+    )
+    mode = parse_media({"play": "prompt.wav"}, "media", folder)
+    frames = mode.frames("pcmu", 20)
+    assert len(frames) == 15 and mode.frames("pcmu", 20) is frames  # 0.3 s at 8 kHz, once
+    s = session(mode)
+    sent = [parse_rtp(d) for d in _play(s, 0.58)]  # 30 packets: the file twice
+    payloads = [p.payload for p in sent if p is not None]
+    assert payloads == frames + frames
+    pcm = b"".join(ulaw_decode(p) for p in payloads)
+    assert abs(dominant_frequency(pcm, 8000) - 300) <= 10
