@@ -426,6 +426,7 @@ OPENAPI: dict[str, Any] = {
                     "direction": {"type": "string"},
                     "sdp_address": {"type": "string"},
                     "client": {"type": "string", "nullable": True},
+                    "nat": {"type": "boolean"},
                     "packets_in": {"type": "integer"},
                     "packets_out": {"type": "integer"},
                     "bytes_in": {"type": "integer"},

@@ -168,8 +168,11 @@ class Server:
             self.listeners.append((transport, name[0], name[1]))
 
     def _start_media(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Media sessions for answered calls: the table in the core, the sockets here."""
+        """Media sessions for answered calls: the table in the core, the sockets here.
+        ``--stateless`` keeps nothing per call, so no media session either."""
         config = self.config
+        if config.stateless:
+            return
         low, high = config.rtp_ports
         # Each session holds two sockets: room for them under the open-file limit.
         fits = (_open_files(2 * config.max_media_sessions + _FD_RESERVE) - _FD_RESERVE) // 2

@@ -374,6 +374,11 @@ class MediaSession:
             "direction": stream.direction,
             "sdp_address": f"{stream.address}:{stream.port}",
             "client": None if not self.latched or self.remote is None else _text(self.remote),
+            # Informational, no violation: its packets came from elsewhere than its SDP
+            # said (a NAT, most often); symmetric RTP answered them there.
+            "nat": self.latched
+            and self.remote is not None
+            and self.remote != (stream.address, stream.port),
             "packets_in": self.packets_in,
             "packets_out": self.packets_out,
             "bytes_in": self.bytes_in,

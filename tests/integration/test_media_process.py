@@ -315,3 +315,18 @@ def test_pyvoip_hears_the_tone_and_its_own_echo(
     pcm = b"".join(((b - 128) << 8).to_bytes(2, "little", signed=True) for b in heard)
     # The second half: the echo's round trip and pyVoIP's buffering are behind us.
     assert abs(dominant_frequency(pcm[len(pcm) // 2 :], 8000) - hertz) <= 10
+
+
+def test_stateless_opens_no_media_session(tmp_path: Path, start_responder_with) -> None:  # type: ignore[no-untyped-def]
+    server = start_responder_with("--stateless")
+    with UdpClient(server.addr) as sip:
+        sip.send(
+            Req(
+                method="INVITE",
+                user="200",
+                headers=[("Content-Type", "application/sdp")],
+                body=offer(4000),
+            )
+        )
+        ok = sip.expect(200)  # stateless: the plan's last response alone
+    assert b"m=audio 40000 RTP/AVP 0 101" in ok.body  # the placeholder: no session

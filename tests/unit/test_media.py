@@ -70,6 +70,7 @@ def test_echo_sends_each_packet_back_with_our_header_and_their_payload() -> None
     assert [p.timestamp for p in sent] == [1000 + 160 * i for i in range(10)]
     assert [p.marker for p in sent] == [True] + [False] * 9  # RFC 3550 §5.1: the first
     assert s.packets_in == s.packets_out == 10
+    assert s.summary()["nat"] is False
 
 
 def test_echo_never_sends_more_than_it_received() -> None:
@@ -114,6 +115,7 @@ def test_latching_follows_the_client_behind_nat_and_ignores_others() -> None:
     assert s.latched and out[0][1] == natted  # RFC 4961: send where it comes from
     assert s.rtp(rtp(3, 480), CLIENT, 0.04) == []  # once latched, the others are ignored
     assert s.summary()["client"] == "127.0.0.9:41234"
+    assert s.summary()["nat"] is True  # informational: not where its SDP said
 
 
 def test_hold_stops_our_sending_but_not_the_counting() -> None:
