@@ -491,3 +491,49 @@ def test_a_played_file_is_encoded_once_and_loops(tmp_path: object) -> None:
     assert payloads == frames + frames
     pcm = b"".join(ulaw_decode(p) for p in payloads)
     assert abs(dominant_frequency(pcm, 8000) - 300) <= 10
+
+
+def test_g722_tone_and_recording_keep_their_16_khz_audio() -> None:
+    from sipresponder.core.audio import Tone
+    from sipresponder.core.codecs import G722Decoder, G722Encoder
+
+    wide = Stream(CLIENT[0], CLIENT[1], CLIENT[1] + 1, 9, "g722", 8000, None, 20, "sendrecv")
+    tone = MediaSession(
+        "c",
+        20000,
+        wide,
+        MediaMode("tone", frequency=5000.0),
+        "127.0.0.9",
+        0.0,
+        ssrc=1,
+        seq=1,
+        timestamp=0,
+    )
+    packets = [parse_rtp(d) for d in _play(tone, 0.98)]
+    # RFC 3551 §4.5.2: 160 timestamp units (an 8 kHz clock) and 160 bytes per 20 ms.
+    assert [p.timestamp for p in packets[:3] if p is not None] == [0, 160, 320]
+    assert all(p is not None and len(p.payload) == 160 for p in packets)
+    decoder = G722Decoder()
+    pcm = b"".join(decoder.decode(p.payload) for p in packets if p is not None)
+    # 5 kHz is above what 8 kHz audio can carry: it is G.722's upper band at work.
+    assert abs(dominant_frequency(pcm[len(pcm) // 2 :], 16000, 100, 7000) - 5000) <= 20
+
+    recorder = MediaSession(
+        "r",
+        20002,
+        wide,
+        MediaMode("record", directory="/nowhere"),
+        "127.0.0.9",
+        0.0,
+        ssrc=2,
+        seq=2,
+        timestamp=2,
+    )
+    encoder, source = G722Encoder(), Tone(3000.0, 16000)
+    for i in range(50):
+        payload = encoder.encode(source.samples(320))
+        recorder.rtp(build_rtp(9, i, 160 * i, 0x99, payload, marker=i == 0), CLIENT, i * 0.02)
+    assert recorder.recording_rate == 16000
+    heard = recorder.take_recording()
+    assert len(heard) == 50 * 320 * 2 and recorder.take_recording() == b""
+    assert abs(dominant_frequency(heard[len(heard) // 2 :], 16000, 100, 7000) - 3000) <= 20
