@@ -55,6 +55,7 @@ COMPILED = (
     "sip.sdp",
     "sip.responses",
     "core.rtp",
+    "core.rtcp",
     "core.rtpstats",
     "core.hangup",
     "core.plans",

@@ -31,18 +31,16 @@ from typing import Any, Final
 from ..sip.sdp import Stream
 from .codecs import codec_for
 from .mediaplan import MediaMode
-from .rtp import (
+from .rtcp import (
     SenderReport,
     build_bye,
     build_receiver_report,
-    build_rtp,
     build_sdes,
     build_sender_report,
     ntp_timestamp,
     parse_rtcp,
-    parse_rtp,
-    rewrite_header,
 )
+from .rtp import build_rtp, parse_rtp, rewrite_header
 from .rtpstats import DtmfReceiver, ReceiverStats
 
 Address = tuple[str, int]

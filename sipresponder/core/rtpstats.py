@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from .rtp import EVENT_DIGITS, ReportBlock, RtpPacket, SenderReport, middle_32, parse_event
+from .rtcp import ReportBlock, SenderReport, middle_32
+from .rtp import EVENT_DIGITS, RtpPacket, parse_event
 
 #: A.1: a new source is valid once this many packets in sequence have come.
 MIN_SEQUENTIAL: Final = 2

@@ -44,6 +44,7 @@ ORDER = [
     "core.audio",
     "core.mediaplan",
     "core.rtp",
+    "core.rtcp",
     "core.rtpstats",
     "core.auth",
     "core.hangup",

@@ -12,14 +12,8 @@ from sipresponder.core.codecs import ulaw_decode
 from sipresponder.core.media import MAX_BURST, MediaSession
 from sipresponder.core.mediaplan import ECHO, SILENCE, TONE, MediaMode
 from sipresponder.core.mediatable import LINGER, MediaTable
-from sipresponder.core.rtp import (
-    Bye,
-    SenderReport,
-    build_event,
-    build_rtp,
-    parse_rtcp,
-    parse_rtp,
-)
+from sipresponder.core.rtcp import Bye, SenderReport, parse_rtcp
+from sipresponder.core.rtp import build_event, build_rtp, parse_rtp
 from sipresponder.sip.sdp import Stream
 
 CLIENT = ("127.0.0.5", 30000)

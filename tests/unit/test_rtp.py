@@ -8,26 +8,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipresponder.core.rtp import (
-    EVENT_DIGITS,
+from sipresponder.core.rtcp import (
     Bye,
-    DtmfEvent,
     ReceiverReport,
     ReportBlock,
     Sdes,
     SenderReport,
     build_bye,
-    build_event,
     build_receiver_report,
-    build_rtp,
     build_sdes,
     build_sender_report,
-    is_rtcp,
     middle_32,
     ntp_timestamp,
     ntp_to_unix,
-    parse_event,
     parse_rtcp,
+)
+from sipresponder.core.rtp import (
+    EVENT_DIGITS,
+    DtmfEvent,
+    build_event,
+    build_rtp,
+    is_rtcp,
+    parse_event,
     parse_rtp,
     rewrite_header,
 )

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipresponder.core.rtp import RtpPacket, SenderReport, build_event, middle_32
+from sipresponder.core.rtcp import SenderReport, middle_32
+from sipresponder.core.rtp import RtpPacket, build_event
 from sipresponder.core.rtpstats import MAX_DROPOUT, MAX_SSRCS, DtmfReceiver, ReceiverStats
 
 CLOCK = 8000
