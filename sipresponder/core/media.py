@@ -5,7 +5,8 @@ echo, tone, silence, play, record — driven by ``rtp``, ``rtcp`` and ``tick`` w
 returning the datagrams to send and where; and its figures for the journal.  No sockets,
 no clock, no randomness: the glue reads and writes the sockets, the table
 (``mediatable``) passes the starting SSRC, sequence and timestamp.  Imports ``sdp`` (its
-``Stream``), ``rtp``, ``rtpstats``, ``codecs``, ``audio`` and ``mediaplan``.
+``Stream``), ``uri`` (``hostport``), ``rtp``, ``rtcp``, ``rtpstats``, ``codecs`` and
+``mediaplan``.
 
 The rules it keeps:
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ..sip.sdp import Stream
+from ..sip.uri import hostport
 from .codecs import codec_for
 from .mediaplan import MediaMode
 from .rtcp import (
@@ -371,7 +373,7 @@ class MediaSession:
             "ptime": stream.ptime,
             "direction": stream.direction,
             "sdp_address": f"{stream.address}:{stream.port}",
-            "client": None if not self.latched or self.remote is None else _text(self.remote),
+            "client": None if not self.latched or self.remote is None else hostport(*self.remote),
             # Informational, no violation: its packets came from elsewhere than its SDP
             # said (a NAT, most often); symmetric RTP answered them there.
             "nat": self.latched
@@ -402,8 +404,3 @@ class MediaSession:
         if self.note:
             out["note"] = self.note
         return out
-
-
-def _text(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

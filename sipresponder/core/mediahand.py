@@ -14,10 +14,10 @@ asks for it): with media off nothing here runs.  Imports ``sip``, ``mediatable``
 from __future__ import annotations
 
 import logging
-import zlib
 
 from ..errors import SdpError
 from ..sip.message import Request
+from ..sip.responses import is_sdp, session_id
 from ..sip.sdp import Stream, answer_stream, offer_stream
 from .codecs import ENCODABLE
 from .media import MediaSession
@@ -65,7 +65,7 @@ class MediaHand:
         table = self.table
         session = table.get(call_id)
         fresh = session is None
-        offered = bool(req.body) and _is_sdp(req)
+        offered = bool(req.body) and is_sdp(req)
         if req.method != "INVITE" and (fresh or not offered):
             return None  # an UPDATE's offer changes a session; only an INVITE opens one
         if session is not None:
@@ -77,12 +77,12 @@ class MediaHand:
         if port is None:
             log.debug("no media port free for %s: answered without media", call_id)
             return None
-        session_id = zlib.crc32(tag.encode("utf-8", "surrogateescape")) or 1
+        sid = session_id(tag)  # the one the response builder would give
         body = req.body
         if offered:
             try:
                 sdp, stream = answer_stream(
-                    body, host, session_id, port, ENCODABLE if mode.sends else None
+                    body, host, sid, port, ENCODABLE if mode.sends else None
                 )
             except SdpError:
                 stream = None
@@ -93,7 +93,7 @@ class MediaHand:
         else:
             # No offer: ours names the port; the client's answer comes in the ACK, and
             # its first packet tells where it is (latching).
-            sdp = offer_stream(host, session_id, port)
+            sdp = offer_stream(host, sid, port)
             stream = _offer_default(signalling)
         if session is None:
             session = table.open(call_id, port, stream, mode, signalling, now)
@@ -135,11 +135,6 @@ class MediaHand:
     def _judge(self, session: MediaSession, verdicts: list[tuple[str, str]], now: float) -> None:
         for rule, message in verdicts:
             self.verdicts.violation(session.call_id, "RTP", 0, now, rule, message)
-
-
-def _is_sdp(req: Request) -> bool:
-    ctype = req.headers.first("content-type")
-    return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"
 
 
 def _offer_default(signalling: str) -> Stream:

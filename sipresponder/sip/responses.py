@@ -406,7 +406,7 @@ def _own(
     elif extras.body is not None and (extras.content_type or "") == "application/sdp":
         body, content_type = extras.body, "application/sdp"
     elif mode == "offer" and not (must_sdp and req.body):
-        body = build_offer(local.host, _session_id(to_tag))
+        body = build_offer(local.host, session_id(to_tag))
     elif (
         mode == "answer"
         or must_sdp
@@ -465,15 +465,15 @@ def _register_bindings(req: Request) -> list[tuple[str, str]]:
 
 def _session(req: Request, local: Local, tag: str, *, offer_if_none: bool) -> bytes:
     """The SDP of a 183/2xx: the answer to the request's offer, else an offer of ours."""
-    session_id = _session_id(tag)
-    if req.body and _is_sdp(req):
-        return build_answer(req.body, local.host, session_id)
+    sid = session_id(tag)
+    if req.body and is_sdp(req):
+        return build_answer(req.body, local.host, sid)
     if offer_if_none:
-        return build_offer(local.host, session_id)
+        return build_offer(local.host, sid)
     return b""
 
 
-def _session_id(tag: str | None) -> int:
+def session_id(tag: str | None) -> int:
     """The SDP session id/version: stable for a request, so retransmissions match.
 
     The tag may be the request's own, with bytes that are not UTF-8 (kept as surrogate
@@ -481,6 +481,7 @@ def _session_id(tag: str | None) -> int:
     return zlib.crc32((tag or "").encode("utf-8", "surrogateescape")) or 1
 
 
-def _is_sdp(req: Request) -> bool:
+def is_sdp(req: Request) -> bool:
+    """Whether the request's body is a session description (its Content-Type)."""
     ctype = req.headers.first("content-type")
     return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"
