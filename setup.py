@@ -69,11 +69,19 @@ def compiled_extensions() -> list[Extension]:
         Extension(
             f"sipresponder.{name}",
             [f"sipresponder/{name.replace('.', '/')}.c"],
+            depends=headers_beside(name),
             extra_compile_args=["-O2"],
         )
         for name in names.C_MODULES
     ]
     return compiled + written
+
+
+def headers_beside(name: str) -> list[str]:
+    """The C headers in the folder of the C module ``name`` (``aio/_c/address.h``), which
+    it may include: a change to one rebuilds it."""
+    folder = HERE / "sipresponder" / name.rpartition(".")[0].replace(".", "/")
+    return sorted(str(h.relative_to(HERE)) for h in folder.glob("*.h"))
 
 
 class OptionalBuildExt(build_ext):

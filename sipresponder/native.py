@@ -85,7 +85,7 @@ GROUP = "compiled"
 #: module faster, whose Python function stays the definition (``sip/_speedups.py``'s
 #: ``TWINS`` pairs them).  When the sources run, importing one fails (``_SourcesFirst``),
 #: so the Python function runs too.
-C_MODULES = ("sip._c.headers", "sip._c.framer", "sip._c.tag", "aio._c.udp")
+C_MODULES = ("sip._c.headers", "sip._c.framer", "sip._c.tag", "aio._c.udp", "aio._c.rtp")
 
 #: Why the sources run instead of the extensions, when they do ("" when they don't).
 reason = ""

@@ -54,6 +54,7 @@ TWINS: Final = (
     Twin("recv_batch", "aio.udp", "aio._c.udp"),
     Twin("send_to", "aio.udp", "aio._c.udp"),
     Twin("send_batch", "aio.udp", "aio._c.udp"),
+    Twin("read_ready", "aio.rtp", "aio._c.rtp"),
 )
 
 

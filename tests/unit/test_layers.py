@@ -77,6 +77,7 @@ ORDER = [
     "aio",
     "aio._c",  # the C modules (imported only by sip._speedups)
     "aio._c.udp",  # C: the UDP socket calls, for udp
+    "aio._c.rtp",  # C: the media sockets' read, for rtp
     "aio.logs",
     "aio.journal_file",
     "aio.transport",
@@ -114,7 +115,7 @@ GLUE_USES_OF_SIP = {
     "sip.framer": {"PING", "Ping", "StreamFramer"},
     "sip.uri": {"hostport"},
     "sip.responses": {"KNOWN_METHODS"},
-    "sip._speedups": {"twin"},  # the C socket calls (udp_calls)
+    "sip._speedups": {"twin"},  # the C socket calls (udp_calls, read_ready)
 }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import test_speedups_rtp as rtp_twins
 import test_speedups_sip as sip_twins
 import test_speedups_udp as udp_twins
 from helpers import load_c_module
@@ -40,6 +41,7 @@ COMPARISONS: dict[str, Callable[[Callable[..., Any], Callable[..., Any]], None]]
     "recv_batch": udp_twins.compare_recv_batch,
     "send_to": udp_twins.compare_send_to,
     "send_batch": udp_twins.compare_send_batch,
+    "read_ready": rtp_twins.compare_read_ready,
 }
 
 

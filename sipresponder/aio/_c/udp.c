@@ -36,6 +36,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "address.h"
+
 #define MAX_BATCH 32
 #define MAX_SEND 64
 #define SLOT 65536
@@ -62,41 +64,6 @@ int_argument(PyObject *value, const char *what)
         return -1;
     }
     return (int)n;
-}
-
-/* The address tuple of a raw socket address, as the socket module makes it:
-   (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6, whose host carries
-   its scope (``fe80::1%eth0``) as getnameinfo writes it for the socket module. */
-static PyObject *
-peer_tuple(const struct sockaddr_storage *name, socklen_t length)
-{
-    char host[NI_MAXHOST];
-    if (name->ss_family == AF_INET && length >= (socklen_t)sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)name;
-        if (inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host) == NULL)
-            return PyErr_SetFromErrno(PyExc_OSError);
-        return Py_BuildValue("(si)", host, (int)ntohs(v4->sin_port));
-    }
-    if (name->ss_family == AF_INET6 && length >= (socklen_t)sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)name;
-        if (v6->sin6_scope_id == 0) {
-            if (inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host) == NULL)
-                return PyErr_SetFromErrno(PyExc_OSError);
-        } else {
-            int rc = getnameinfo((const struct sockaddr *)v6, sizeof *v6, host, sizeof host,
-                                 NULL, 0, NI_NUMERICHOST);
-            if (rc != 0) {
-                PyErr_Format(PyExc_OSError, "getnameinfo: %s", gai_strerror(rc));
-                return NULL;
-            }
-        }
-        return Py_BuildValue("(siII)", host, (int)ntohs(v6->sin6_port),
-                             (unsigned int)ntohl(v6->sin6_flowinfo),
-                             (unsigned int)v6->sin6_scope_id);
-    }
-    PyErr_Format(PyExc_OSError, "recv_batch: a datagram from address family %d",
-                 (int)name->ss_family);
-    return NULL;
 }
 
 /* recv_batch(fd, count) -> [(data, address), ...]
@@ -170,7 +137,7 @@ recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             && memcmp(&names[i], &last_name, (size_t)length) == 0) {
             peer = Py_NewRef(last_peer);
         } else {
-            peer = peer_tuple(&names[i], length);
+            peer = peer_tuple(&names[i], length, 1, "recv_batch");
             if (peer == NULL) {
                 Py_DECREF(batch);
                 return NULL;
