@@ -155,26 +155,25 @@ class Conduit:
         session = self.session or self._find()
         if session is None:
             return
-        out = session.rtp(data, source, now)
-        peer = self.peer
-        if peer is None:
-            if session.latched and session.remote is not None:
+        echo = session.receive(data, source, now)
+        if self.peer is None:
+            remote = session.remote
+            if session.latched and remote is not None:
                 try:
-                    self.rtp.connect(session.remote)
-                    self.peer = session.remote
+                    self.rtp.connect(remote)
+                    self.peer = remote
                 except OSError:
                     pass
-            if out:
-                self.send(False, out)
+            if echo is not None and remote is not None:
+                self.send(False, [(echo, remote)])
             return
-        for packet, dest in out:
+        if echo is not None:
+            # Connected to the latched client, which is where an echo goes (the session
+            # latches once).
             try:
-                if dest is peer or dest == peer:
-                    self._send(packet)
-                else:
-                    self.rtp.sendto(packet, dest)
+                self._send(echo)
             except OSError as exc:  # a full buffer loses the packet: RTP is not resent
-                log.debug("media send to %s failed: %s", dest, exc)
+                log.debug("media send to %s failed: %s", self.peer, exc)
 
     def read_rtcp(self) -> None:
         try:

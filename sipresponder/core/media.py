@@ -177,16 +177,25 @@ class MediaSession:
 
     def rtp(self, data: bytes, source: Address, now: float) -> list[Datagram]:
         """A datagram on our RTP port: counted, judged, and echoed when the mode says."""
+        echo = self.receive(data, source, now)
+        if echo is None:
+            return []
+        assert self.remote is not None
+        return [(echo, self.remote)]
+
+    def receive(self, data: bytes, source: Address, now: float) -> bytes | None:
+        """``rtp`` for the glue's per-packet path: the echo to send to ``remote`` (which
+        does not change once latched), or None."""
         if self.closed_at is not None:
             self.after_close += 1
-            return []
-        if not self._from_client(source):
+            return None
+        if not self._from_client(source[0], self.remote):
             self.ignored += 1
-            return []
+            return None
         packet = parse_rtp(data)
         if packet is None:
             self.ignored += 1
-            return []
+            return None
         if not self.latched:
             # RFC 4961: from now on, send where the client's packets come from.
             self.latched = True
@@ -203,7 +212,7 @@ class MediaSession:
             self.dtmf.receive(packet, now)
         elif pt != stream.payload_type:
             self.foreign_types[pt] = self.foreign_types.get(pt, 0) + 1
-            return []
+            return None
         self.stats.update(packet, now, len(data))
         record = self.record
         decoder = self._decoder
@@ -212,7 +221,7 @@ class MediaSession:
             self.record_limit -= len(pcm)
             record.append(pcm)
         if self.mode.kind != "echo" or not self._may_send():
-            return []
+            return None
         # Echo: our header, their payload; our timestamp keeps their spacing.
         if self._remote_ts0 is None:
             self._remote_ts0 = packet.timestamp
@@ -224,12 +233,11 @@ class MediaSession:
         self.seq = (self.seq + 1) & 0xFFFF
         self.packets_out += 1
         self.bytes_out += len(out)
-        assert self.remote is not None
-        return [(out, self.remote)]
+        return out
 
     def rtcp(self, data: bytes, source: Address, now: float) -> None:
         """A datagram on our RTCP port: an SR's time is noted for our reports."""
-        if self.closed_at is not None or not self._from_client(source, rtcp=True):
+        if self.closed_at is not None or not self._from_client(source[0], self.remote_rtcp):
             return
         for item in parse_rtcp(data):
             if isinstance(item, SenderReport):
@@ -237,11 +245,12 @@ class MediaSession:
         if self.latched and self.remote is not None and source[0] == self.remote[0]:
             self.remote_rtcp = source
 
-    def _from_client(self, source: Address, rtcp: bool = False) -> bool:
+    def _from_client(self, host: str, latched: Address | None) -> bool:
+        """Whether a packet from ``host`` is the client's: before latching, from its SDP's
+        address or its signalling's; after, from ``latched`` (the RTP or RTCP one)."""
         if self.latched:
-            latched = self.remote_rtcp if rtcp else self.remote
-            return latched is not None and source[0] == latched[0]
-        return source[0] == self.stream.address or source[0] == self.signalling
+            return latched is not None and host == latched[0]
+        return host == self.stream.address or host == self.signalling
 
     def _may_send(self) -> bool:
         return self.remote is not None and self.stream.direction in ("sendrecv", "sendonly")
