@@ -62,6 +62,7 @@ class MediaSession:
 
     __slots__ = (
         "_decoder",
+        "_echoes",
         "_frame_at",
         "_frames",
         "_next_rtcp",
@@ -120,6 +121,8 @@ class MediaSession:
         self.port = port
         self.stream = stream
         self.mode = mode
+        # Read once: the mode is an object of the uncompiled ``mediaplan``.
+        self._echoes = mode.kind == "echo"
         #: The address the call's signalling came from: its packets are listened to
         #: before latching (a client behind NAT).
         self.signalling = signalling
@@ -220,7 +223,7 @@ class MediaSession:
             pcm = decoder.decode(packet.payload) if pt == stream.payload_type else b""
             self.record_limit -= len(pcm)
             record.append(pcm)
-        if self.mode.kind != "echo" or not self._may_send():
+        if not self._echoes or not self._may_send():
             return None
         # Echo: our header, their payload; our timestamp keeps their spacing.
         if self._remote_ts0 is None:
