@@ -12,21 +12,21 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: core run test unit integration lint docs soak bench bench-media bench-micro bench-instructions fuzz sipp clients venv clean
+.PHONY: core run test unit integration lint docs soak bench bench-media bench-micro bench-instructions fuzz sipp clients tshark venv clean
 
 run: $(CORE)
 	$(BIN)/sipresponder $(ARGS)
 
 # Every test against the compiled core, then the unit tests against the pure-Python one
 # (what a machine without a C compiler runs).
-test: $(CORE) sipp clients lint
+test: $(CORE) sipp clients tshark lint
 	$(BIN)/pytest -q tests
 	SIPRESPONDER_PURE=1 $(BIN)/pytest -q tests/unit
 
 unit: $(CORE)
 	$(BIN)/pytest -q tests/unit
 
-integration: $(CORE) sipp clients
+integration: $(CORE) sipp clients tshark
 	$(BIN)/pytest -q tests/integration
 
 lint: $(STAMP)
@@ -125,6 +125,11 @@ sipp:
 # with the venv ('.[dev]').
 clients:
 	$(call need,baresip,baresip-core)
+
+# ... and read the calls they export as pcap with tshark (Debian: tshark, Wireshark's
+# command line).
+tshark:
+	$(call need,tshark,tshark)
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -13,6 +13,7 @@ only the CLI imports it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -28,6 +29,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from ..aio.server import Server, read_rules
+from ..core.calls import Entry
+from ..core.capture import PCAP_TYPE, write_pcap
 from ..core.guard import is_loopback
 from ..core.journal import Journal
 from ..core.rules import RuleSet
@@ -221,6 +224,22 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+async def _pcap(entries: list[Entry], name: str) -> web.Response:
+    """The entries as a pcap file to download.  Written in a thread: a full journal's takes
+    a while, and the event loop serves SIP meanwhile (the entries do not change)."""
+    data = await asyncio.get_running_loop().run_in_executor(None, write_pcap, entries)
+    return web.Response(
+        body=data,
+        content_type=PCAP_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _file_safe(text: str) -> str:
+    """``text`` as part of a file's name: letters, digits and ``-_.@`` kept, at most 80."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.@") else "_" for c in text)[:80]
+
+
 def error_response(status: int, message: str, **fields: Any) -> web.Response:
     headers = {}
     if status == 401:
@@ -265,6 +284,9 @@ class Admin:
                 web.get("/metrics", self.metrics),
                 web.get("/api/openapi.json", self.openapi),
                 web.get("/api/calls", self.calls),
+                web.get("/api/calls.pcap", self.calls_pcap),
+                # Before the call's own route, which would take ".../pcap" as a Call-ID.
+                web.get("/api/calls/{call_id:.+}/pcap", self.call_pcap),
                 web.get("/api/calls/{call_id:.+}", self.call),
                 web.get("/api/journal", self.journal_stats),
                 web.delete("/api/journal", self.clear_journal),
@@ -389,6 +411,18 @@ class Admin:
         if call is None:
             raise ApiError(404, f"no call with Call-ID {call_id!r} in the journal")
         return _json({**call.to_dict(messages=True), "ladder": call.ladder()})
+
+    async def call_pcap(self, request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        call = self._journal().get(call_id)
+        if call is None:
+            raise ApiError(404, f"no call with Call-ID {call_id!r} in the journal")
+        return await _pcap(list(call.entries), f"call-{_file_safe(call_id)}.pcap")
+
+    async def calls_pcap(self, request: web.Request) -> web.Response:
+        f = parse_call_filter(request.query.items())
+        calls = self._journal().calls(f.method, f.user, f.status, f.since)
+        return await _pcap([e for c in calls for e in c.entries], "calls.pcap")
 
     async def journal_stats(self, request: web.Request) -> web.Response:
         out = self.server.journal_file

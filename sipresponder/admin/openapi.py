@@ -22,6 +22,45 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _UNAUTHORIZED = {"401": _error("a token is set and the request lacks it")}
+#: The filter of ``/api/calls`` and ``/api/calls.pcap``.
+_CALL_FILTER: list[dict[str, Any]] = [
+    {
+        "name": "method",
+        "in": "query",
+        "description": "the call's first method (any case)",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "user",
+        "in": "query",
+        "description": "the Request-URI user of its first request",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "status",
+        "in": "query",
+        "description": "the final status of its INVITE (else first request)",
+        "schema": {"type": "integer", "minimum": 100, "maximum": 699},
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "description": "last activity at or after this Unix time (seconds)",
+        "schema": {"type": "number"},
+    },
+]
+_CALL_ID: dict[str, Any] = {
+    "name": "call_id",
+    "in": "path",
+    "required": True,
+    "description": "the Call-ID, percent-encoded",
+    "schema": {"type": "string"},
+}
+#: A pcap file (libpcap's classic format, raw IP packets).
+_PCAP: dict[str, Any] = {
+    "description": "a pcap file: each message an IP packet between its addresses",
+    "content": {"application/vnd.tcpdump.pcap": {"schema": {"type": "string", "format": "binary"}}},
+}
 _RULES_OK = {"200": _content(_ref("Rules"), "the rules in use"), **_UNAUTHORIZED}
 _SCENARIOS_OK = {
     "200": _content(_ref("Scenarios"), "every scenario and sequence, by key"),
@@ -90,32 +129,7 @@ OPENAPI: dict[str, Any] = {
         "/api/calls": {
             "get": {
                 "summary": "Calls in the journal, oldest first",
-                "parameters": [
-                    {
-                        "name": "method",
-                        "in": "query",
-                        "description": "the call's first method (any case)",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "user",
-                        "in": "query",
-                        "description": "the Request-URI user of its first request",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "description": "the final status of its INVITE (else first request)",
-                        "schema": {"type": "integer", "minimum": 100, "maximum": 699},
-                    },
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "description": "last activity at or after this Unix time (seconds)",
-                        "schema": {"type": "number"},
-                    },
-                ],
+                "parameters": _CALL_FILTER,
                 "responses": {
                     "200": _content(
                         {
@@ -137,17 +151,33 @@ OPENAPI: dict[str, Any] = {
         "/api/calls/{call_id}": {
             "get": {
                 "summary": "One call with its messages and its ladder",
-                "parameters": [
-                    {
-                        "name": "call_id",
-                        "in": "path",
-                        "required": True,
-                        "description": "the Call-ID, percent-encoded",
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "parameters": [_CALL_ID],
                 "responses": {
                     "200": _content(_ref("CallDetail"), "the call"),
+                    **_UNAUTHORIZED,
+                    "404": _error("no such call in the journal"),
+                    "409": _error("the journal is off (--journal-size 0)"),
+                },
+            }
+        },
+        "/api/calls.pcap": {
+            "get": {
+                "summary": "The calls' messages as a pcap file, for Wireshark or tshark",
+                "parameters": _CALL_FILTER,
+                "responses": {
+                    "200": _PCAP,
+                    "400": _error("a bad filter; 'parameter' names it"),
+                    **_UNAUTHORIZED,
+                    "409": _error("the journal is off (--journal-size 0)"),
+                },
+            }
+        },
+        "/api/calls/{call_id}/pcap": {
+            "get": {
+                "summary": "One call's messages as a pcap file, for Wireshark or tshark",
+                "parameters": [_CALL_ID],
+                "responses": {
+                    "200": _PCAP,
                     **_UNAUTHORIZED,
                     "404": _error("no such call in the journal"),
                     "409": _error("the journal is off (--journal-size 0)"),

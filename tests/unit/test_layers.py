@@ -57,6 +57,7 @@ ORDER = [
     "core.rules_loader",
     "core.calls",
     "core.journal",
+    "core.capture",
     "core.absorbers",
     "core.transaction",
     "core.wheel",
