@@ -33,6 +33,7 @@ from ..core.calls import Entry
 from ..core.capture import PCAP_TYPE, write_pcap
 from ..core.guard import is_loopback
 from ..core.journal import Journal
+from ..core.replay import sipp_scenario
 from ..core.rules import RuleSet
 from ..core.rules_loader import load_rules
 from ..errors import ApiError, ConfigError, RulesError
@@ -287,6 +288,7 @@ class Admin:
                 web.get("/api/calls.pcap", self.calls_pcap),
                 # Before the call's own route, which would take ".../pcap" as a Call-ID.
                 web.get("/api/calls/{call_id:.+}/pcap", self.call_pcap),
+                web.get("/api/calls/{call_id:.+}/sipp", self.call_sipp),
                 web.get("/api/calls/{call_id:.+}", self.call),
                 web.get("/api/journal", self.journal_stats),
                 web.delete("/api/journal", self.clear_journal),
@@ -418,6 +420,19 @@ class Admin:
         if call is None:
             raise ApiError(404, f"no call with Call-ID {call_id!r} in the journal")
         return await _pcap(list(call.entries), f"call-{_file_safe(call_id)}.pcap")
+
+    async def call_sipp(self, request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        call = self._journal().get(call_id)
+        if call is None:
+            raise ApiError(404, f"no call with Call-ID {call_id!r} in the journal")
+        return web.Response(
+            text=sipp_scenario(call),
+            content_type="application/xml",
+            headers={
+                "Content-Disposition": f'attachment; filename="call-{_file_safe(call_id)}.xml"'
+            },
+        )
 
     async def calls_pcap(self, request: web.Request) -> web.Response:
         f = parse_call_filter(request.query.items())

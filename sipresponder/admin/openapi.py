@@ -184,6 +184,21 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/calls/{call_id}/sipp": {
+            "get": {
+                "summary": "A SIPp UAC scenario (XML) that replays the call's client side",
+                "parameters": [_CALL_ID],
+                "responses": {
+                    "200": {
+                        "description": "the scenario: sipp HOST:PORT -sf call.xml -m 1",
+                        "content": {"application/xml": {"schema": {"type": "string"}}},
+                    },
+                    **_UNAUTHORIZED,
+                    "404": _error("no such call in the journal"),
+                    "409": _error("the journal is off (--journal-size 0)"),
+                },
+            }
+        },
         "/api/journal": {
             "get": {
                 "summary": "What the journal holds against its bounds, and what they let go",

@@ -221,17 +221,19 @@ def run_sipp(
     extra: Sequence[str] = (),
     timeout: float = 30.0,
 ) -> SippResult:
-    """Run one call of ``scenarios/SCENARIO.xml`` against the responder with the real sipp.
+    """Run one call of ``scenarios/SCENARIO.xml`` (or of the file ``SCENARIO``, a path
+    ending in ``.xml``) against the responder with the real sipp.
 
     ``transport`` is ``udp`` or ``tcp`` (``-t u1`` / ``-t t1``).  sipp runs in ``workdir``
     so its logs land there; the ``*_errors.log`` files are read back into the result.
     """
     mode = {"udp": "u1", "tcp": "t1"}[transport]
+    file = Path(scenario) if scenario.endswith(".xml") else SCENARIOS / f"{scenario}.xml"
     argv = [
         SIPP,
         f"{responder.host}:{responder.port}",
         "-sf",
-        str(SCENARIOS / f"{scenario}.xml"),
+        str(file),
         "-s",
         user,
         "-t",
@@ -267,7 +269,7 @@ def run_sipp(
     elapsed = time.monotonic() - start
     errors = "".join(
         f"== {p.name}\n{p.read_text('utf-8', 'replace')}\n"
-        for p in sorted(workdir.glob(f"{scenario}_*_errors.log"))
+        for p in sorted(workdir.glob(f"{file.stem}_*_errors.log"))
     )
     return SippResult(
         proc.returncode,

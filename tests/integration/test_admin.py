@@ -313,6 +313,7 @@ def test_openapi_and_json_errors(start_responder_with: StartResponder) -> None:
         "/api/calls.pcap",
         "/api/calls/{call_id}",
         "/api/calls/{call_id}/pcap",
+        "/api/calls/{call_id}/sipp",
         "/api/journal",
         "/api/rules",
         "/api/scenarios",

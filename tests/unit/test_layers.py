@@ -58,6 +58,7 @@ ORDER = [
     "core.calls",
     "core.journal",
     "core.capture",
+    "core.replay",
     "core.absorbers",
     "core.transaction",
     "core.wheel",
