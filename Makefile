@@ -12,21 +12,21 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: core run test unit integration lint docs soak bench bench-media bench-micro bench-instructions fuzz sipp clients tshark venv clean
+.PHONY: core run test unit integration lint docs soak bench bench-media bench-micro bench-instructions fuzz sipp clients tshark browser venv clean
 
 run: $(CORE)
 	$(BIN)/sipresponder $(ARGS)
 
 # Every test against the compiled core, then the unit tests against the pure-Python one
 # (what a machine without a C compiler runs).
-test: $(CORE) sipp clients tshark lint
+test: $(CORE) sipp clients tshark browser lint
 	$(BIN)/pytest -q tests
 	SIPRESPONDER_PURE=1 $(BIN)/pytest -q tests/unit
 
 unit: $(CORE)
 	$(BIN)/pytest -q tests/unit
 
-integration: $(CORE) sipp clients tshark
+integration: $(CORE) sipp clients tshark browser
 	$(BIN)/pytest -q tests/integration
 
 lint: $(STAMP)
@@ -130,6 +130,12 @@ clients:
 # command line).
 tshark:
 	$(call need,tshark,tshark)
+
+# ... and look at the admin server's web pages with a real browser: Debian's chromium,
+# driven through its chromium-driver by selenium (from the venv; nothing downloaded).
+browser:
+	$(call need,chromium,chromium)
+	$(call need,chromedriver,chromium-driver)
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .mypy_cache .ruff_cache .pytest_cache

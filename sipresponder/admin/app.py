@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from ..aio.server import Server, read_rules
-from ..core.calls import Entry
+from ..core.calls import Call, Entry
 from ..core.capture import PCAP_TYPE, write_pcap
 from ..core.guard import is_loopback
 from ..core.journal import Journal
@@ -41,6 +41,7 @@ from ..sip.uri import hostport
 from ..version import __version__
 from .metrics import EndpointCollector, GuardCollector, JournalCollector
 from .openapi import OPENAPI
+from .web import LiveCalls, is_page, page_routes
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ class CallFilter:
     user: str | None = None
     status: int | None = None
     since: float | None = None
+    #: At most this many calls, the newest (still listed oldest first).
+    limit: int | None = None
 
 
 def parse_call_filter(query: Iterable[tuple[str, str]]) -> CallFilter:
@@ -115,7 +118,9 @@ def parse_call_filter(query: Iterable[tuple[str, str]]) -> CallFilter:
     for name, value in query:
         if name not in CallFilter.__dataclass_fields__:
             raise ApiError(
-                400, f"unknown parameter {name!r}: use method, user, status, since", parameter=name
+                400,
+                f"unknown parameter {name!r}: use method, user, status, since, limit",
+                parameter=name,
             )
         if name in values:
             raise ApiError(400, f"parameter {name!r} is given twice", parameter=name)
@@ -141,7 +146,13 @@ def parse_call_filter(query: Iterable[tuple[str, str]]) -> CallFilter:
                 f"since: {values['since']!r} is not a time (Unix seconds)",
                 parameter="since",
             )
-    return CallFilter(method and method.upper(), values.get("user"), status, since)
+    limit = None
+    if "limit" in values:
+        text = values["limit"]
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1_000_000):
+            raise ApiError(400, f"limit: {text!r} is not a count (1-1000000)", parameter="limit")
+        limit = int(text)
+    return CallFilter(method and method.upper(), values.get("user"), status, since, limit)
 
 
 def rules_error(exc: RulesError) -> ApiError:
@@ -279,6 +290,9 @@ class Admin:
         self._document: tuple[RuleSet | None, Any] = (None, None)
         self._remember_file_rules()
         self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
+        #: The live feed of the web pages (``web``).
+        self.live = LiveCalls(lambda: self.server.journal)
+        self.app.add_routes(page_routes(self.live))
         self.app.add_routes(
             [
                 web.get("/healthz", self.healthz),
@@ -337,6 +351,7 @@ class Admin:
         driver = self.server.driver
         if driver is not None:
             driver.observe = None
+        self.live.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -347,7 +362,7 @@ class Admin:
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Token check, and every error as JSON: nothing escapes to aiohttp."""
         try:
-            if self.token is not None and request.path != "/healthz":
+            if self.token is not None and request.path != "/healthz" and not is_page(request.path):
                 self._authorize(request)
             response = await handler(request)
         except ApiError as exc:
@@ -359,12 +374,16 @@ class Admin:
         except Exception:
             log.exception("admin API: %s %s failed", request.method, request.path)
             response = error_response(500, "internal error (the responder logged it)")
-        log.debug("admin API: %s %s -> %d", request.method, request.path_qs, response.status)
+        shown = request.path if "token" in request.query else request.path_qs
+        log.debug("admin API: %s %s -> %d", request.method, shown, response.status)
         return response
 
     def _authorize(self, request: web.Request) -> None:
         assert self.token is not None
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if request.path == "/api/events" and not scheme and "token" in request.query:
+            # A browser's EventSource cannot send a header: the feed takes it as ?token=.
+            scheme, given = "bearer", request.query["token"]
         if scheme.lower() != "bearer" or not given:
             raise ApiError(401, "this API needs 'Authorization: Bearer TOKEN' (--admin-token)")
         # A header that is not UTF-8 arrives with surrogate escapes: compared as its bytes.
@@ -403,9 +422,13 @@ class Admin:
         return self.server.journal
 
     async def calls(self, request: web.Request) -> web.Response:
+        calls = self._calls(request)
+        return _json({"calls": [c.to_dict(messages=False) for c in calls], "count": len(calls)})
+
+    def _calls(self, request: web.Request) -> list[Call]:
         f = parse_call_filter(request.query.items())
         calls = self._journal().calls(f.method, f.user, f.status, f.since)
-        return _json({"calls": [c.to_dict(messages=False) for c in calls], "count": len(calls)})
+        return calls if f.limit is None else calls[-f.limit :]
 
     async def call(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]
@@ -435,8 +458,7 @@ class Admin:
         )
 
     async def calls_pcap(self, request: web.Request) -> web.Response:
-        f = parse_call_filter(request.query.items())
-        calls = self._journal().calls(f.method, f.user, f.status, f.since)
+        calls = self._calls(request)
         return await _pcap([e for c in calls for e in c.entries], "calls.pcap")
 
     async def journal_stats(self, request: web.Request) -> web.Response:
@@ -456,6 +478,7 @@ class Admin:
 
     async def clear_journal(self, request: web.Request) -> web.Response:
         self._journal().clear()
+        self.live.reset()
         log.info("journal cleared through the admin API")
         return web.Response(status=204)
 

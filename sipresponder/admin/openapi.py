@@ -48,6 +48,12 @@ _CALL_FILTER: list[dict[str, Any]] = [
         "description": "last activity at or after this Unix time (seconds)",
         "schema": {"type": "number"},
     },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "at most this many calls, the newest (still oldest first)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000000},
+    },
 ]
 _CALL_ID: dict[str, Any] = {
     "name": "call_id",
@@ -196,6 +202,31 @@ OPENAPI: dict[str, Any] = {
                     **_UNAUTHORIZED,
                     "404": _error("no such call in the journal"),
                     "409": _error("the journal is off (--journal-size 0)"),
+                },
+            }
+        },
+        "/api/events": {
+            "get": {
+                "summary": "The calls that change, as server-sent events (the web pages' feed)",
+                "description": "Each event 'calls' is JSON: {\"calls\": [Call, ...]} for the "
+                'calls changed in the last quarter second, or {"reset": true} when the '
+                "journal was cleared. A browser's EventSource cannot send a header: the "
+                "token may come as ?token=. A stream that does not keep up is ended.",
+                "parameters": [
+                    {
+                        "name": "token",
+                        "in": "query",
+                        "description": "the --admin-token, when no Authorization header",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "an endless text/event-stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_UNAUTHORIZED,
+                    "503": _error("too many pages open"),
                 },
             }
         },
@@ -447,6 +478,8 @@ OPENAPI: dict[str, Any] = {
                     "method": {"type": "string"},
                     "uri": {"type": "string"},
                     "user": {"type": "string"},
+                    "from": {"type": "string", "description": "its first request's From, no tag"},
+                    "transport": {"type": "string"},
                     "first": {"type": "number"},
                     "last": {"type": "number"},
                     "final_status": {"type": "integer", "nullable": True},

@@ -181,6 +181,18 @@ class FaultedEntry(Entry):
         return self._fault
 
 
+def _from_of(raw: bytes) -> str:
+    """The From header's value in a message's head (``From:`` or ``f:``), tag left out."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() in (b"from", b"f"):
+            params = value.decode("utf-8", "replace").strip().split(";")
+            kept = [p for p in params[1:] if not p.strip().lower().startswith("tag=")]
+            return ";".join([params[0], *kept])
+    return ""
+
+
 def _reason_of(raw: bytes) -> str:
     """The reason phrase of a status line, ``SIP/2.0 486 Busy Here``: read when an entry
     is shown, not for each response recorded."""
@@ -388,12 +400,25 @@ class Call:
                 return txn
         return None
 
+    @property
+    def caller(self) -> str:
+        """The From header of the call's first request, its tag left out ("" if none)."""
+        first = next((e for e in self.entries if e.direction == "in" and e.status is None), None)
+        return "" if first is None else _from_of(first.raw)
+
+    @property
+    def transport(self) -> str:
+        """The transport of the call's first message ("" before any)."""
+        return self.entries[0].transport if self.entries else ""
+
     def to_dict(self, messages: bool = False, raw: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "call_id": self.call_id,
             "method": self.method,
             "uri": self.uri,
             "user": self.user,
+            "from": self.caller,
+            "transport": self.transport,
             "first": self.first,
             "last": self.last,
             "final_status": self.final_status,

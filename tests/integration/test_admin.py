@@ -314,13 +314,14 @@ def test_openapi_and_json_errors(start_responder_with: StartResponder) -> None:
         "/api/calls/{call_id}",
         "/api/calls/{call_id}/pcap",
         "/api/calls/{call_id}/sipp",
+        "/api/events",
         "/api/journal",
         "/api/rules",
         "/api/scenarios",
         "/api/scenarios/{name}",
     }
     for path, ops in doc["paths"].items():
-        if "get" in ops:
+        if "get" in ops and path != "/api/events":  # endless
             assert api.get(path.replace("{call_id}", "x")).status in (200, 404), path
     reply = api.get("/nowhere")
     assert reply.status == 404 and "/nowhere" in reply.json["error"]

@@ -92,6 +92,7 @@ ORDER = [
     "admin",
     "admin.metrics",
     "admin.openapi",
+    "admin.web",
     "admin.app",
     # ─── testing: the Python API for tests and the pytest plugin ───
     "testing",
