@@ -13,8 +13,9 @@ The feed costs nothing while no page is open: ``LiveCalls`` watches the journal
 (a dict keyed by Call-ID), and every ``BATCH_SECONDS`` the calls noted go out as one
 event, at most ``MAX_BATCH`` of them (the rest in the next).  Each subscriber has a queue
 of at most ``QUEUE_EVENTS`` events: one that does not keep up (a slow or paused browser)
-is dropped, its stream ended; its page's EventSource reconnects and reads the list
-afresh.  So a slow browser never holds the server's memory or its event loop.
+is dropped, its connection closed (which ends a write it is stuck in); its page's
+EventSource reconnects and reads the list afresh.  So a slow browser never holds the
+server's memory or its event loop.
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ class Subscriber:
     """One open page's stream: its queue of events (each a JSON text) and whether it
     was dropped."""
 
-    __slots__ = ("dropped", "queue")
+    __slots__ = ("dropped", "queue", "transport")
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_EVENTS)
         self.dropped = False
+        #: Its connection: closed when it is dropped, which ends a write it is stuck in.
+        self.transport: asyncio.BaseTransport | None = None
 
 
 class LiveCalls:
@@ -130,6 +133,8 @@ class LiveCalls:
                 subscriber.dropped = True
                 self.dropped += 1
                 self.subscribers.discard(subscriber)
+                if subscriber.transport is not None:
+                    subscriber.transport.close()
                 log.info("admin web view: a page that did not keep up was dropped")
         if not self.subscribers:
             self.close()
@@ -147,6 +152,7 @@ class LiveCalls:
         )
         await response.prepare(request)
         subscriber = self.subscribe()
+        subscriber.transport = request.transport
         try:
             # The browser's EventSource reconnects after a second when the stream ends.
             await response.write(b"retry: 1000\n\n")

@@ -88,12 +88,19 @@ def test_a_page_that_does_not_keep_up_is_dropped_and_the_others_stay() -> None:
         journal = Journal()
         live = LiveCalls(lambda: journal)
         slow, quick = live.subscribe(), live.subscribe()
+        closed: list[bool] = []
+
+        class Transport(asyncio.BaseTransport):
+            def close(self) -> None:
+                closed.append(True)
+
+        slow.transport = Transport()
         for n in range(feed.QUEUE_EVENTS + 1):
             journal.record(invite(f"call-{n}"))
             live._flush()  # one event each, as if batches went by
             while not quick.queue.empty():
                 quick.queue.get_nowait()
-        assert slow.dropped and slow not in live.subscribers
+        assert slow.dropped and slow not in live.subscribers and closed == [True]
         assert slow.queue.qsize() == feed.QUEUE_EVENTS  # bounded
         assert not quick.dropped and live.subscribers == {quick} and live.dropped == 1
         live.unsubscribe(quick)
