@@ -12,7 +12,7 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: core run test unit integration lint docs soak bench bench-media bench-micro bench-instructions fuzz sipp clients tshark browser venv clean
+.PHONY: core run test unit integration lint docs soak bench bench-media bench-web bench-micro bench-instructions fuzz sipp clients tshark browser venv clean
 
 run: $(CORE)
 	$(BIN)/sipresponder $(ARGS)
@@ -55,6 +55,10 @@ bench: $(CORE) sipp
 # loss and CPU per packet, a minute or two; JSON to bench/results/media.json.
 bench-media: $(CORE) sipp
 	$(BIN)/python bench/media.py $(BENCH_ARGS)
+
+# The web view with a full journal (docs/benchmarks.md, "Web view").
+bench-web: $(CORE) sipp browser
+	$(BIN)/python bench/web.py $(BENCH_ARGS)
 
 # Parse + respond per message in the core, no sockets: seconds.
 bench-micro: $(CORE)

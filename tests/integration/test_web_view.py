@@ -126,6 +126,20 @@ def test_calls_appear_live_and_a_call_shows_its_ladder(
     wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.call")) == 3)
     assert api.ok("/api/calls")["count"] == 3
 
+    # The answered call had a media session: its ladder has an RTP lane.
+    browser.find_elements(By.CSS_SELECTOR, "tr.call")[1].click()
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".rtp"))
+    assert "pcmu/8000" in browser.find_element(By.CSS_SELECTOR, ".rtp").text.lower()
+    assert "RTP" in browser.find_element(By.CSS_SELECTOR, ".lanes").text
+    assert [a.text.split(" ")[0] for a in browser.find_elements(By.CSS_SELECTOR, ".arrow")][:6] == [
+        "INVITE",
+        "100",
+        "180",
+        "200",
+        "ACK",
+        "BYE",
+    ]
+
 
 def test_the_page_asks_for_the_token_once(
     browser: webdriver.Chrome, start_responder_with: StartResponder
