@@ -2,8 +2,8 @@
 and what a reader that never reads does to the server.
 
 The responder runs with ``--journal-size N+100000`` (N is 100,000 by default: room for the
-live phases' calls too) and a journal byte bound large enough to hold them, the admin server on loopback; SIPp fills the journal with N
-OPTIONS calls.  Then:
+live phases' calls too), a journal byte bound large enough to hold them, and the admin
+server on loopback; SIPp fills the journal with N OPTIONS calls.  Then:
 
 1. ``GET /api/calls?limit=500`` (what the page reads first), five times: the median;
 2. Debian's chromium, headless through chromium-driver: the calls page from navigation to
