@@ -163,8 +163,8 @@ class LiveCalls:
                     await response.write(b": keepalive\n\n")
                     continue
                 await response.write(b"event: calls\ndata: " + event.encode() + b"\n\n")
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the page went away (or was dropped: its connection closed)
         finally:
             self.unsubscribe(subscriber)
         return response
