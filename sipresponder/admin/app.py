@@ -351,7 +351,7 @@ class Admin:
         driver = self.server.driver
         if driver is not None:
             driver.observe = None
-        self.live.close()
+        self.live.end()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

@@ -21,6 +21,7 @@ server's memory or its event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -104,6 +105,15 @@ class LiveCalls:
             self._timer = None
         self._changed.clear()
 
+    def end(self) -> None:
+        """The server stops: every stream ends now (not at the runner's shutdown timeout)."""
+        for subscriber in list(self.subscribers):
+            subscriber.dropped = True
+            with contextlib.suppress(asyncio.QueueFull):
+                subscriber.queue.put_nowait("")  # wakes its handler
+        self.subscribers.clear()
+        self.close()
+
     def reset(self) -> None:
         """The journal was cleared: the pages read the list afresh."""
         self._changed.clear()
@@ -162,6 +172,8 @@ class LiveCalls:
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     continue
+                if subscriber.dropped:
+                    break
                 await response.write(b"event: calls\ndata: " + event.encode() + b"\n\n")
         except ConnectionError:
             pass  # the page went away (or was dropped: its connection closed)

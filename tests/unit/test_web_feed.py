@@ -142,3 +142,18 @@ def test_the_pages_and_their_files_are_not_the_api() -> None:
         assert "http://" not in text and "https://" not in text
         for ref in ("/static/common.js", "/static/style.css"):
             assert ref in text
+
+
+def test_the_server_stopping_ends_every_stream_at_once() -> None:
+    async def test() -> None:
+        journal = Journal()
+        live = LiveCalls(lambda: journal)
+        a, b = live.subscribe(), live.subscribe()
+        for _ in range(feed.QUEUE_EVENTS):
+            b.queue.put_nowait("{}")  # a full queue: its handler has events to wake it
+        live.end()
+        assert a.dropped and b.dropped and live.subscribers == set()
+        assert a.queue.get_nowait() == ""  # wakes the handler waiting on it
+        assert journal.on_update == []
+
+    run(test())
