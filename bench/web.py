@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -35,14 +34,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from harness_procs import proc_cpu, stop
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SCENARIO = ROOT / "scenarios" / "uac_options.xml"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -50,16 +46,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def start_responder(calls: int, log: Path) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -188,7 +174,7 @@ class Reader:
 
 def live(port: int, admin: str, pid: int, rate: int, seconds: float, workdir: Path,
          reader: Reader | None) -> dict[str, Any]:  # fmt: skip
-    cpu0, rss0 = cpu_seconds(pid), rss_mib(pid)
+    cpu0, rss0 = proc_cpu(pid), rss_mib(pid)
     load = subprocess.Popen(
         [
             shutil.which("sipp") or "sipp", f"127.0.0.1:{port}", "-sf", str(SCENARIO),
@@ -205,10 +191,10 @@ def live(port: int, admin: str, pid: int, rate: int, seconds: float, workdir: Pa
             reader.pump(start + seconds + 1)
         load.wait(seconds + 30)
     finally:
-        stop(load)  # type: ignore[arg-type]
+        stop(load)
     elapsed = time.monotonic() - start
     out: dict[str, Any] = {
-        "cpu_share": round((cpu_seconds(pid) - cpu0) / elapsed, 3),
+        "cpu_share": round((proc_cpu(pid) - cpu0) / elapsed, 3),
         "rss_mib_before": round(rss0, 1),
         "rss_mib_after": round(rss_mib(pid), 1),
     }
