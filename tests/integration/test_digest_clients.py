@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from baresipconf import write_config
 from required import missing
 from sipprocs import Responder, StartResponder, free_port, run_sipp
 from test_access import ADMIN
@@ -100,20 +101,7 @@ def baresip(server: Responder, workdir: Path, password: str, transport: str) -> 
     if binary is None:
         missing("baresip is not installed (Debian package baresip-core; make test installs it)")
     conf = workdir / "baresip"
-    conf.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    rtp = free_port()
-    (conf / "config").write_text(
-        "poll_method\t\tepoll\n"
-        f"sip_listen\t\t127.0.0.1:{port}\n"
-        "net_interface\t\t127.0.0.1\n"
-        "module_path\t\t/usr/lib/baresip/modules\n"
-        "module\t\t\tg711.so\nmodule\t\t\taufile.so\nmodule\t\t\taubridge.so\n"
-        "module\t\t\tmenu.so\nmodule\t\t\taccount.so\n"
-        "audio_player\t\taubridge,nil\naudio_alert\t\taubridge,nil\n"
-        "audio_source\t\taubridge,nil\n"
-        f"rtp_ports\t\t{rtp}-{rtp + 1}\n"
-    )
+    write_config(conf)
     params = ";transport=tcp" if transport == "tcp" else ""
     aor = f"sip:alice@{server.host}:{server.port}{params}"
     # regint=0: no REGISTER, only the call.
