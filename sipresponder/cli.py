@@ -24,6 +24,7 @@ from .admin.app import Admin
 from .aio.logs import TransactionLog, setup_logging
 from .aio.server import Server, listener_line, read_rules
 from .aio.workers import supervise, worker_count
+from .cli_tls import add_tls_arguments, tls_fields
 from .core.config import Config
 from .core.guard import exposure_warning
 from .core.mediaplan import MediaMode, parse_media
@@ -101,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="port for UDP and TCP (default %(default)s; 0 picks a free one)",
     )
     p.add_argument(
-        "--transport", default="udp,tcp", help="comma-separated transports (default %(default)s)"
+        "--transport",
+        default="udp,tcp",
+        help="comma-separated transports: udp, tcp, tls (default %(default)s)",
     )
     p.add_argument(
         "--max-ring",
@@ -379,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="event loop: uvloop when installed (auto, the default), or asyncio",
     )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    add_tls_arguments(p)
     return p
 
 
@@ -414,6 +418,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         host=args.host,
         port=args.port,
         transports=transports,
+        **tls_fields(args),
         max_ring=args.max_ring,
         max_message_size=args.max_message_size,
         max_transactions=args.max_transactions,

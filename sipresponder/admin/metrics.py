@@ -175,6 +175,7 @@ class GuardCollector(Collector):
             ("held", "held", "UDP responses not sent to an unverified source"),
             ("held_bytes", "held_bytes", "Bytes of the UDP responses held back"),
             ("verified_sources", "verified", "Sources verified (ACK with our To tag, TCP)"),
+            ("tls_handshake_failures", "tls_failed", "TLS connections closed: handshake failed"),
         ):
             yield CounterMetricFamily(f"sipresponder_{name}", help_text, value=stats[key])
         hits = CounterMetricFamily(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.config import TRANSPORTS
 from ..version import __version__
 
 
@@ -388,7 +389,7 @@ OPENAPI: dict[str, Any] = {
                         "items": {
                             "type": "object",
                             "properties": {
-                                "transport": {"type": "string", "enum": ["udp", "tcp"]},
+                                "transport": {"type": "string", "enum": list(TRANSPORTS)},
                                 "host": {"type": "string"},
                                 "port": {"type": "integer"},
                             },

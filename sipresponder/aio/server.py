@@ -1,9 +1,9 @@
 """The server: binds the listeners, owns the endpoint, starts and stops.
 
-What belongs here: ``Server(config)`` with ``start()`` (UDP and TCP on the same port;
-port 0 picks one free for both; IPv4, IPv6 and dual-stack wildcards), ``listeners`` (what
-was bound, with the real port) and ``close()``.  Socket options live here too.  No
-protocol logic.
+What belongs here: ``Server(config)`` with ``start()`` (UDP and TCP on the same port, TLS
+on its own; port 0 picks one free for UDP and TCP and one for TLS; IPv4, IPv6 and
+dual-stack wildcards), ``listeners`` (what was bound, with the real port) and ``close()``.
+Socket options live here too.  No protocol logic.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..core.config import Config
 from ..core.endpoint import Endpoint
@@ -32,6 +32,7 @@ from ..errors import ConfigError, RulesError
 from ..sip.uri import hostport
 from .journal_file import JournalFile
 from .rtp import MediaDriver
+from .tls import TlsIdentity, TlsSessions, server_context
 from .transport import Driver, TcpConnection
 from .udp import DatagramSocket, UdpProtocol, udp_calls
 from .wire import WireSender
@@ -83,10 +84,15 @@ class Server:
         self.endpoint = Endpoint(self.config, report, rules, self.journal)
         #: Access and abuse decisions per source (--allow, --rate-limit, anti-amplification).
         self.guard = Guard.from_config(self.config, loopback=is_loopback(self.config.host))
+        #: The TLS certificate and context (``tls`` among the transports), else None.
+        self.tls: TlsIdentity | None = (
+            server_context(self.config) if "tls" in config.transports else None
+        )
         self.listeners: list[tuple[str, str, int]] = []
         self._udp: asyncio.DatagramTransport | DatagramSocket | None = None
-        self._tcp: asyncio.Server | None = None
-        self._closing: asyncio.Server | None = None
+        #: The TCP and TLS listeners, and those closed but not yet waited for.
+        self._streams: list[asyncio.Server] = []
+        self._closing: list[asyncio.Server] = []
         self._driver: Driver | None = None
         self._wire: WireSender | None = None
         self._media: MediaDriver | None = None
@@ -148,7 +154,6 @@ class Server:
                     raise
         driver = self._driver
         config = self.config
-        max_size, max_write = config.max_message_size, config.max_tcp_write_buffer
         for transport, sock in socks:
             if transport == "udp":
                 calls = udp_calls()
@@ -159,13 +164,33 @@ class Server:
                         lambda: UdpProtocol(driver), sock=sock
                     )
             else:
-                self._limit_connections()
-                self._tcp = await loop.create_server(
-                    lambda: TcpConnection(driver, max_size, max_write), sock=sock
+                if not self._streams:
+                    self._limit_connections()
+                self._streams.append(
+                    await loop.create_server(self._stream_factory(transport), sock=sock)
                 )
                 driver.watch_connections(config.tcp_idle_timeout, config.message_timeout)
             name = sock.getsockname()
             self.listeners.append((transport, name[0], name[1]))
+        if self.tls is not None and self.tls.self_signed:
+            log.info(
+                "TLS: no --tls-cert, so a self-signed certificate for %s; SHA-256 fingerprint %s",
+                config.host,
+                self.tls.fingerprint,
+            )
+
+    def _stream_factory(self, transport: str) -> Callable[[], TcpConnection]:
+        """What each accepted TCP or TLS connection gets: a ``TcpConnection``, over TLS
+        with a session (``tls.TlsSession``) that it reads and writes through."""
+        driver = self._driver
+        assert driver is not None
+        config = self.config
+        max_size, max_write = config.max_message_size, config.max_tcp_write_buffer
+        if transport == "tcp":
+            return lambda: TcpConnection(driver, max_size, max_write)
+        assert self.tls is not None
+        sessions = TlsSessions(self.tls.context, self.guard)
+        return lambda: TcpConnection(driver, max_size, max_write, transport, sessions)
 
     def _start_media(self, loop: asyncio.AbstractEventLoop) -> None:
         """Media sessions for answered calls: the table in the core, the sockets here.
@@ -210,10 +235,13 @@ class Server:
             )
 
     def _bind(self, family: socket.AddressFamily, port: int) -> list[tuple[str, socket.socket]]:
-        """Bind the sockets; with port 0 the first one picks and the rest follow it."""
+        """Bind the sockets; with port 0 the first of UDP and TCP picks and the other
+        follows it.  TLS has a port of its own (``Config.listen_port``)."""
         socks: list[tuple[str, socket.socket]] = []
         try:
             for transport in self.config.transports:
+                shared = transport in ("udp", "tcp")
+                wanted = port if shared else self.config.listen_port(transport)
                 if transport == "udp":
                     sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
                 else:
@@ -228,23 +256,24 @@ class Server:
                     # --workers: the kernel spreads datagrams and connections over the
                     # workers by the peer's address and port.
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if transport == "tcp":
+                if transport != "udp":
                     # Not for UDP: there SO_REUSEADDR would let two servers share a port.
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 elif self.config.socket_buffer:
                     _size_buffers(sock, self.config.socket_buffer)
                 try:
-                    sock.bind((self.config.host, port))
+                    sock.bind((self.config.host, wanted))
                 except OSError as exc:
                     raise OSError(
                         exc.errno,
                         f"cannot listen on {transport} "
-                        f"{hostport(self.config.host, port)}: {exc.strerror}",
+                        f"{hostport(self.config.host, wanted)}: {exc.strerror}",
                     ) from None
-                if transport == "tcp":
+                if transport != "udp":
                     sock.listen(1024)
                 sock.setblocking(False)
-                port = sock.getsockname()[1]
+                if shared:
+                    port = sock.getsockname()[1]
         except BaseException:
             for _, sock in socks:
                 sock.close()
@@ -316,18 +345,16 @@ class Server:
             self._media = None
 
     def _stop_listening_tcp(self) -> None:
-        """Refuse new TCP connections; those accepted stay (``wait_closed`` waits)."""
-        if self._tcp is not None:
-            self._tcp.close()
-            self._closing = self._tcp
-            self._tcp = None
+        """Refuse new TCP and TLS connections; those accepted stay (``wait_closed``)."""
+        for listener in self._streams:
+            listener.close()
+        self._closing.extend(self._streams)
+        self._streams = []
 
     async def wait_closed(self) -> None:
-        if self._closing is not None:
-            await self._closing.wait_closed()
-            self._closing = None
-        if self._tcp is not None:
-            await self._tcp.wait_closed()
+        closing, self._closing = self._closing, []
+        for listener in closing:
+            await listener.wait_closed()
 
 
 def unfinished(transactions: Iterable[ServerTransaction]) -> int:

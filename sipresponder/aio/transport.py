@@ -161,6 +161,8 @@ class Driver:
     def watch_connections(self, idle: float, message_time: float) -> None:
         """Close TCP connections idle for ``idle`` s, or whose message (or first message)
         takes more than ``message_time`` s to arrive; looked at a few times per timeout."""
+        if self._sweep_handle is not None:
+            return  # one sweep for TCP and TLS alike
         interval = min(1.0, max(0.05, min(idle, message_time) / 4))
         what = {
             "idle": f"--tcp-idle-timeout {idle:g} s",
@@ -235,9 +237,21 @@ class TcpConnection(asyncio.Protocol):
     """One accepted TCP connection: frames the stream, answers on the same connection."""
 
     def __init__(
-        self, driver: Driver, max_size: int, max_write: int = MAX_TCP_WRITE_BUFFER
+        self,
+        driver: Driver,
+        max_size: int,
+        max_write: int = MAX_TCP_WRITE_BUFFER,
+        name: str = "tcp",
+        secure: Callable[[TcpConnection], Any] | None = None,
     ) -> None:
         self.driver = driver
+        #: The transport the flow is named by: "tcp", or "tls" with ``secure``.
+        self.name = name
+        #: Makes the connection's TLS session (``tls.TlsSessions``); None: plain TCP.
+        self.secure = secure
+        #: The TLS session (``tls.TlsSession``): what is read goes through its
+        #: ``received``, what is written through its ``wrap``.  None: plain TCP.
+        self.tls: Any = None
         self.framer = StreamFramer(max_size)
         self.max_write = max_write
         self.transport: asyncio.Transport | None = None
@@ -258,7 +272,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
         local = self.transport.get_extra_info("sockname")
-        self.flow = Flow("tcp", (peer[0], peer[1]), (local[0], local[1]), self)
+        self.flow = Flow(self.name, (peer[0], peer[1]), (local[0], local[1]), self)
         driver = self.driver
         if not driver.guard.connect(peer[0], driver.loop.time()):
             # Not allowed, its source blocked, or over a connection limit: closed at once
@@ -273,12 +287,19 @@ class TcpConnection(asyncio.Protocol):
         # and resume_writing).  A load generator that falls behind on reading is slowed
         # down, not cut off; only a peer that stops reading reaches the limit.
         self.transport.set_write_buffer_limits(high=self.max_write // 2, low=self.max_write // 8)
+        if self.secure is not None:
+            self.tls = self.secure(self)
 
     def data_received(self, data: bytes) -> None:
         assert self.flow is not None and self.transport is not None
         if self.closed:
             return
         self.watch.active = True
+        tls = self.tls
+        if tls is not None:
+            data = tls.received(data)  # the handshake, then what the records carry
+            if not data:
+                return
         items = self.framer.feed(data)
         backlog = self.backlog
         if not backlog and len(items) <= TCP_BATCH:
@@ -404,6 +425,9 @@ class TcpConnection(asyncio.Protocol):
             log.debug("response dropped: the TCP connection is gone")
             return
         self.watch.active = True
+        tls = self.tls
+        if tls is not None:
+            data = tls.wrap(data)
         transport.write(data)
         if transport.get_write_buffer_size() > self.max_write and self.flow is not None:
             host = self.flow.remote[0]

@@ -9,7 +9,10 @@ SIGTERM and SIGHUP to every worker by its PID (so a second SIGTERM cuts the work
 drain short too), and exits 0 when they all did.  The kernel
 hashes UDP datagrams and TCP connections over the workers by the peer's address and port,
 so a client's retransmissions, ACK and CANCEL reach the worker that holds its
-transaction.  No protocol logic; imports nothing from the package.
+transaction.  With TLS, every worker serves the same port (port 0: a second reserved
+one) and the same certificate: without ``--tls-cert`` the supervisor makes the
+self-signed one, in a private directory it removes when it exits.  No protocol logic;
+imports only ``tls`` (for that certificate).
 """
 
 from __future__ import annotations
@@ -17,18 +20,30 @@ from __future__ import annotations
 import os
 import secrets
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
+
+from .tls import fingerprint, self_signed
 
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
 #: Flags that take a value and that the supervisor sets per worker.
-_OWN = ("--workers", "--port", "--secret", "--admin", "--admin-token", "--journal-file")
+_OWN = (
+    "--workers",
+    "--port",
+    "--tls-port",
+    "--secret",
+    "--admin",
+    "--admin-token",
+    "--journal-file",
+)
 
 
 def worker_count(text: str) -> int:
@@ -78,85 +93,124 @@ def supervise(
     rest, values = _strip(argv)
     secret = values.get("--secret") or os.environ.get("SIPRESPONDER_SECRET") or ""
     secret = secret or secrets.token_hex(16)
-    reserve: socket.socket | None = None
-    if port == 0:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        reserve = socket.socket(family, socket.SOCK_STREAM)
-        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            reserve.bind((host, 0))
-        except OSError as exc:
-            reserve.close()
-            print(f"sipresponder: error: cannot listen on {host}: {exc.strerror}", file=sys.stderr)
-            return 2
-        port = reserve.getsockname()[1]
+    reserved: list[socket.socket] = []
+    tls = "tls" in transports
+    tls_port = values.get("--tls-port") or ("0" if port == 0 else "")
+    try:
+        if port == 0:
+            port = _reserve(host, reserved)
+        if tls and tls_port == "0":
+            tls_port = str(_reserve(host, reserved))
+    except OSError as exc:
+        for sock in reserved:
+            sock.close()
+        print(f"sipresponder: error: cannot listen on {host}: {exc.strerror}", file=sys.stderr)
+        return 2
+    shared: list[str] = ["--tls-port", tls_port] if tls and tls_port else []
+    folder = None
+    if tls and not any(a == "--tls-cert" or a.startswith("--tls-cert=") for a in rest):
+        folder = tempfile.mkdtemp(prefix="sipresponder-tls-")
+        shared += _certificate(folder, host)
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ, SIPRESPONDER_SECRET=secret)
     try:
-        for i in range(workers):
-            cmd = [
-                sys.executable,
-                "-m",
-                "sipresponder",
-                *rest,
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--reuse-port",
-                "--worker-id",
-                str(i),
-            ]
-            if i == 0 and "--admin" in values:
-                cmd += ["--admin", values["--admin"]]
-                if "--admin-token" in values:
-                    cmd += ["--admin-token", values["--admin-token"]]
-            if "--journal-file" in values:
-                suffix = "" if i == 0 else f".w{i}"
-                cmd += ["--journal-file", values["--journal-file"] + suffix]
-            procs.append(
-                subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
-            )
-        expected = len(transports)
-        first: list[str] = []
-        for i, proc in enumerate(procs):
-            lines = _ready_lines(proc, expected + (1 if i == 0 and "--admin" in values else 0))
-            if lines is None:
-                print(f"sipresponder: error: worker {i} did not start", file=sys.stderr)
-                _stop(procs, stop_timeout)
-                return 2
-            if i == 0:
-                first = lines
-    finally:
-        if reserve is not None:
-            reserve.close()
-    for line in first:
-        print(line, flush=True)
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, forward)
-    codes: dict[int, int] = {}
-    while len(codes) < len(procs):
-        for i, proc in enumerate(procs):
-            if i not in codes and proc.poll() is not None:
-                codes[i] = proc.returncode
-                if proc.returncode != 0 and len(codes) < len(procs):
-                    print(
-                        f"sipresponder: worker {i} exited with {proc.returncode}; "
-                        "stopping the others",
-                        file=sys.stderr,
-                    )
+        try:
+            for i in range(workers):
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "sipresponder",
+                    *rest,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--reuse-port",
+                    "--worker-id",
+                    str(i),
+                    *shared,
+                ]
+                if i == 0 and "--admin" in values:
+                    cmd += ["--admin", values["--admin"]]
+                    if "--admin-token" in values:
+                        cmd += ["--admin-token", values["--admin-token"]]
+                if "--journal-file" in values:
+                    suffix = "" if i == 0 else f".w{i}"
+                    cmd += ["--journal-file", values["--journal-file"] + suffix]
+                procs.append(
+                    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+                )
+            expected = len(transports)
+            first: list[str] = []
+            for i, proc in enumerate(procs):
+                lines = _ready_lines(proc, expected + (1 if i == 0 and "--admin" in values else 0))
+                if lines is None:
+                    print(f"sipresponder: error: worker {i} did not start", file=sys.stderr)
                     _stop(procs, stop_timeout)
-        time.sleep(0.1)
-    for proc in procs:
-        if proc.stdout is not None:
-            proc.stdout.close()
-    return 0 if all(code == 0 for code in codes.values()) else 1
+                    return 2
+                if i == 0:
+                    first = lines
+        finally:
+            for sock in reserved:
+                sock.close()
+        for line in first:
+            print(line, flush=True)
+
+        def forward(signum: int, frame: FrameType | None) -> None:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.kill(proc.pid, signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, forward)
+        codes: dict[int, int] = {}
+        while len(codes) < len(procs):
+            for i, proc in enumerate(procs):
+                if i not in codes and proc.poll() is not None:
+                    codes[i] = proc.returncode
+                    if proc.returncode != 0 and len(codes) < len(procs):
+                        print(
+                            f"sipresponder: worker {i} exited with {proc.returncode}; "
+                            "stopping the others",
+                            file=sys.stderr,
+                        )
+                        _stop(procs, stop_timeout)
+            time.sleep(0.1)
+        for proc in procs:
+            if proc.stdout is not None:
+                proc.stdout.close()
+        return 0 if all(code == 0 for code in codes.values()) else 1
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _reserve(host: str, reserved: list[socket.socket]) -> int:
+    """A free port, held by a bound, never-listening TCP socket until the workers listen."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    reserved.append(sock)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return int(sock.getsockname()[1])
+
+
+def _certificate(folder: str, host: str) -> list[str]:
+    """The workers' one self-signed certificate, written to ``folder``: their flags."""
+    cert, key = self_signed(host)
+    paths = []
+    for name, data in (("cert.pem", cert), ("key.pem", key)):
+        path = os.path.join(folder, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        paths.append(path)
+    print(
+        f"sipresponder: TLS: no --tls-cert, so a self-signed certificate for {host}; "
+        f"SHA-256 fingerprint {fingerprint(cert)}",
+        file=sys.stderr,
+    )
+    return ["--tls-cert", paths[0], "--tls-key", paths[1]]
 
 
 def _ready_lines(proc: subprocess.Popen[bytes], count: int) -> list[str] | None:

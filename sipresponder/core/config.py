@@ -15,7 +15,11 @@ from ..errors import ConfigError
 from .mediaplan import ECHO, MediaMode
 from .transaction import Timers
 
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
+#: What ``--transport`` listens on unless told otherwise.
+DEFAULT_TRANSPORTS = ("udp", "tcp")
+#: RFC 3261 §19.1.2: the default port of SIP over TLS.
+TLS_PORT = 5061
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
@@ -26,10 +30,27 @@ class Config:
     """Address to listen on: IPv4, IPv6 (``::1``) or a wildcard (``0.0.0.0``, ``::``)."""
 
     port: int = 5060
-    """Port for every transport; 0 picks a free one, the same for UDP and TCP."""
+    """Port for UDP and TCP; 0 picks a free one, the same for both (and a free one for
+    each other transport whose port is not given)."""
 
-    transports: tuple[str, ...] = TRANSPORTS
-    """Which of ``udp`` and ``tcp`` to listen on."""
+    transports: tuple[str, ...] = DEFAULT_TRANSPORTS
+    """Which of ``udp``, ``tcp`` and ``tls`` to listen on."""
+
+    tls_port: int | None = None
+    """Port for TLS; None: 5061, or a free one when ``port`` is 0."""
+
+    tls_cert: str | None = None
+    """PEM file of the TLS certificate (its chain may follow it); None: a self-signed one
+    is made at start for ``host`` and loopback, and its SHA-256 fingerprint logged."""
+
+    tls_key: str | None = None
+    """PEM file of the certificate's private key; None: it is in ``tls_cert``."""
+
+    tls_ca: str | None = None
+    """PEM file of the certificate authorities a client certificate is checked against."""
+
+    tls_verify_client: bool = False
+    """Mutual TLS: a client must present a certificate that ``tls_ca`` signed."""
 
     max_ring: float = 120.0
     """Seconds a request may stay without a final response before it gets 408."""
@@ -189,17 +210,50 @@ class Config:
     """Seconds a graceful stop (SIGTERM, SIGINT) lets transactions in flight finish their
     plan; what still rings then gets 503.  0 stops at once."""
 
+    def listen_port(self, transport: str) -> int:
+        """The port ``transport`` is to listen on (0: a free one)."""
+        if transport != "tls":
+            return self.port
+        if self.tls_port is not None:
+            return self.tls_port
+        return 0 if self.port == 0 else TLS_PORT
+
+    def _validate_tls(self) -> None:
+        tls = "tls" in self.transports
+        if self.tls_port is not None and not 0 <= self.tls_port <= 65535:
+            raise ConfigError(f"--tls-port: {self.tls_port} is not a port number (0-65535)")
+        for flag, value in (
+            ("--tls-port", self.tls_port is not None),
+            ("--tls-cert", self.tls_cert),
+            ("--tls-key", self.tls_key),
+            ("--tls-ca", self.tls_ca),
+            ("--tls-verify-client", self.tls_verify_client),
+        ):
+            if value and not tls:
+                raise ConfigError(
+                    f"{flag}: tls is not among --transport {','.join(self.transports)}"
+                )
+        if self.tls_key and not self.tls_cert:
+            raise ConfigError("--tls-key: give its certificate with --tls-cert")
+        if self.tls_verify_client and not self.tls_ca:
+            raise ConfigError("--tls-verify-client: give the authorities to check with --tls-ca")
+        port = self.listen_port("tls")
+        if tls and "tcp" in self.transports and port != 0 and port == self.port:
+            raise ConfigError(f"--tls-port: {port} is the TCP port too (--port)")
+
     def validate(self) -> Config:
         """Return self, or raise ``ConfigError`` naming the field and the problem."""
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port: {self.port} is not a port number (0-65535)")
+        names = ", ".join(TRANSPORTS)
         if not self.transports:
-            raise ConfigError("--transport: name at least one of udp, tcp")
+            raise ConfigError(f"--transport: name at least one of {names}")
         for t in self.transports:
             if t not in TRANSPORTS:
-                raise ConfigError(f"--transport: unknown transport {t!r} (use udp, tcp)")
+                raise ConfigError(f"--transport: unknown transport {t!r} (use {names})")
         if len(set(self.transports)) != len(self.transports):
             raise ConfigError("--transport: a transport is named twice")
+        self._validate_tls()
         if not (math.isfinite(self.max_ring) and 0 < self.max_ring <= 86400):
             raise ConfigError(f"--max-ring: {self.max_ring:g} is not in 0-86400 seconds")
         if not 1024 <= self.max_message_size <= 16 * 1024 * 1024:

@@ -46,7 +46,7 @@ class Flow:
 
     def __init__(
         self,
-        transport: str,  # "udp" | "tcp"
+        transport: str,  # "udp" | "tcp" | "tls"
         remote: tuple[str, int],
         local: tuple[str, int],
         conn: object = None,

@@ -151,6 +151,7 @@ class Guard:
             "held": 0,  # UDP datagrams not sent to an unverified source
             "held_bytes": 0,
             "verified": 0,  # sources verified
+            "tls_failed": 0,  # TLS connections closed for a failed handshake
         }
         self.max_headers = max_headers
         self.max_header_line = max_header_line

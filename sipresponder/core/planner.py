@@ -57,6 +57,11 @@ class MediaHand(Protocol):
 
 #: URI schemes we answer (§8.2.2.1); others get 416.
 SCHEMES: Final = frozenset({"sip", "sips", "tel"})
+#: Transports a SIPS Request-URI may arrive over (RFC 5630 §4: a request for a SIPS URI
+#: had rather fail than arrive without TLS).
+SECURE: Final = frozenset({"tls"})
+#: RFC 5630 §5.1.2's refusal of SIPS: 480 with warn-code 380.
+SIPS_REFUSED: Final = Extras(headers=(("Warning", '380 sipresponder "SIPS Not Allowed"'),))
 #: What an address-of-record (the To of a REGISTER) may be (§10.2).
 AORS: Final = frozenset({"sip", "sips"})
 #: Accept values that let a response carry SDP.
@@ -95,6 +100,13 @@ class Planner:
         if reject is not None:
             code, extras = reject
             return Plan((Step(code),), str(code)), extras, False, False
+        if (
+            not req.uri.startswith("sip:")
+            and transport not in SECURE
+            and uri_scheme(req.uri) == "sips"
+        ):
+            # RFC 5630 §4 and §3.1.3: refused rather than served without TLS.
+            return Plan((Step(480),), "480"), SIPS_REFUSED, False, False
         stateful = False
         rule = None
         rules = self.rules

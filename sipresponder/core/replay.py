@@ -56,6 +56,9 @@ _TAG: Final = re.compile(r";\s*tag\s*=\s*([^;>,\s]+)", re.IGNORECASE)
 _BRANCH: Final = re.compile(r";\s*branch\s*=\s*([^;,\s]+)", re.IGNORECASE)
 _TRANSPORT: Final = re.compile(r"(;\s*transport\s*=\s*)[A-Za-z]+", re.IGNORECASE)
 
+#: SIPp's ``-t`` for one socket of each transport (TLS needs a SIPp built with it).
+_SIPP_MODES = {"udp": "u1", "tcp": "t1", "tls": "l1"}
+
 
 def sipp_scenario(call: Call) -> str:
     """The SIPp UAC scenario that replays ``call``'s client (see the module)."""
@@ -112,7 +115,7 @@ class _Scenario:
             f"  The client's side of call {_comment(self.call.call_id)} from the",
             f"  sipresponder journal ({_comment(self.call.method)} {_comment(self.call.uri)}),",
             f"  made over {_comment(self._transport())}: run it with",
-            f"  sipp HOST:PORT -sf this.xml -m 1 -t {'t1' if self._transport() == 'tcp' else 'u1'}",
+            f"  sipp HOST:PORT -sf this.xml -m 1 -t {_SIPP_MODES.get(self._transport(), 'u1')}",
             *(f"  {note}" for note in sorted(self.notes)),
             "-->",
             '<scenario name="replay">',

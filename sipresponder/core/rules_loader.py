@@ -25,6 +25,7 @@ import yaml
 from ..sip.digest import ALGORITHMS
 from ..sip.message import header_key
 from .auth import AuthSpec
+from .config import TRANSPORTS
 from .faults import nonsense, transport_warning
 from .plans import Plan
 from .plans_loader import (
@@ -274,8 +275,8 @@ def _match(raw: Any, where: Where) -> Match:
     if "transport" in raw:
         names = [t.lower() for t in _list_of_text(raw["transport"], "match.transport", where)]
         for t in names:
-            if t not in ("udp", "tcp"):
-                raise where.fail("match.transport", f"{t!r} is not udp or tcp")
+            if t not in TRANSPORTS:
+                raise where.fail("match.transport", f"{t!r} is not one of {', '.join(TRANSPORTS)}")
         transports = frozenset(names)
     sources: list[IPNetwork] = []
     if "source" in raw:

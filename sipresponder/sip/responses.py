@@ -58,7 +58,7 @@ class Local:
 
     host: str
     port: int
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls"
 
     @property
     def hostport(self) -> str:
@@ -337,9 +337,9 @@ def _own(
         routes = req.headers.values("record-route")
         if routes:
             headers.extend([("Record-Route", rr) for rr in routes])
-        headers.append(("Contact", _contact(local, "sipresponder")))
+        headers.append(("Contact", _contact(local, "sipresponder", req.uri)))
     elif cls == 3:
-        headers.append(("Contact", _contact(local, "redirect")))
+        headers.append(("Contact", _contact(local, "redirect", req.uri)))
 
     if cls == 1 or status == 486:
         pass  # nothing per code (the common case, short-cut)
@@ -418,9 +418,18 @@ def _own(
     return headers, body, content_type
 
 
-def _contact(local: Local, user: str) -> str:
-    transport = ";transport=tcp" if local.transport == "tcp" else ""
-    return f"<sip:{user}@{local.hostport}{transport}>"
+def _contact(local: Local, user: str, uri: str) -> str:
+    """Where the peer reaches us again.  Over TLS: a SIPS URI when the Request-URI was one
+    (§12.1.1), else ``transport=tls`` — deprecated by RFC 5630 §3.1.4, but the one way a
+    ``sip:`` dialog stays on TLS (a bare ``sip:`` would take the ACK to our TLS port over
+    UDP), and what the clients use and understand: baresip's libre ends a call whose 2xx
+    Contact is ``sips:`` a ``sip:`` call drew."""
+    transport = local.transport
+    if transport == "udp":
+        return f"<sip:{user}@{local.hostport}>"
+    if transport == "tls" and uri[:5].lower() == "sips:":
+        return f"<sips:{user}@{local.hostport}>"
+    return f"<sip:{user}@{local.hostport};transport={transport}>"
 
 
 def _challenge(extras: Extras) -> str:

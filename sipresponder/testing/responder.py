@@ -238,14 +238,30 @@ class Responder:
         """``127.0.0.1:PORT``, or ``[::1]:PORT`` for IPv6."""
         return _address(self.server)
 
+    def port_of(self, transport: str) -> int:
+        """The port ``transport`` listens on (TLS has one of its own)."""
+        for name, _, port in self.server.listeners:
+            if name == transport.lower():
+                return port
+        raise ValueError(f"the responder does not listen on {transport!r}")
+
+    @property
+    def tls_certificate(self) -> bytes | None:
+        """The PEM certificate the TLS port presents (made at start unless ``tls_cert``
+        was given): what a client verifying the server trusts.  None without TLS."""
+        tls = self.server.tls
+        return tls.certificate if tls is not None else None
+
     def uri(self, user: str = "alice", transport: str | None = None) -> str:
-        """``sip:USER@HOST:PORT`` (with ``;transport=tcp`` when asked) — the user part is
-        the dial plan: ``uri("180-486")``."""
+        """``sip:USER@HOST:PORT`` (with ``;transport=tcp`` when asked; TLS as
+        ``sips:USER@HOST:TLSPORT``, RFC 5630 §3.1.4) — the user part is the dial plan:
+        ``uri("180-486")``."""
         suffix = ""
         if transport is not None:
             transport = transport.lower()
-            if transport not in self.transports:
-                raise ValueError(f"the responder does not listen on {transport!r}")
+            port = self.port_of(transport)
+            if transport == "tls":
+                return f"sips:{user}@{hostport(self.host, port)}"
             suffix = f";transport={transport}"
         return f"sip:{user}@{self.address}{suffix}"
 

@@ -172,6 +172,13 @@ class ThreadedResponder:
     def uri(self, user: str = "alice", transport: str | None = None) -> str:
         return self._responder.uri(user, transport)
 
+    def port_of(self, transport: str) -> int:
+        return self._responder.port_of(transport)
+
+    @property
+    def tls_certificate(self) -> bytes | None:
+        return self._responder.tls_certificate
+
     @property
     def rules(self) -> RuleSet | None:
         return self._call(lambda: self._responder.rules)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterable
@@ -332,7 +333,33 @@ class TcpClient(Client):
         return self.eof
 
 
+class TlsClient(TcpClient):
+    """A TLS client (``ssl``): trusts ``cafile`` when given, else any certificate (or
+    ``context`` as given)."""
+
+    transport = "tls"
+
+    def __init__(
+        self,
+        server: tuple[str, int],
+        cafile: str | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        Client.__init__(self, server)
+        if context is None:
+            context = ssl.create_default_context(cafile=cafile)
+            if cafile is None:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(server, timeout=RECV_TIMEOUT)
+        self.sock = context.wrap_socket(raw, server_hostname=server[0])
+        self.buf = b""
+        self.eof = False
+
+
 def client(transport: str, server: tuple[str, int]) -> Client:
+    if transport == "tls":
+        return TlsClient(server)
     return UdpClient(server) if transport == "udp" else TcpClient(server)
 
 

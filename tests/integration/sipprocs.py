@@ -33,7 +33,7 @@ START_TIMEOUT = 10.0
 #: How long it may take to exit after SIGTERM/SIGINT.
 STOP_TIMEOUT = 5.0
 
-_LISTENING_RE = re.compile(r"^listening (udp|tcp) (\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]+)$")
+_LISTENING_RE = re.compile(r"^listening (udp|tcp|tls) (\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]+)$")
 _ADMIN_RE = re.compile(r"^admin (http://\S+)$")
 
 
@@ -92,6 +92,8 @@ class Responder:
     stopped: bool = False
     #: ``http://HOST:PORT`` of the admin API when started with ``--admin``.
     admin_url: str | None = None
+    #: The port of each transport listened on (TLS has one of its own).
+    ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -151,16 +153,24 @@ def start_responder(
             cwd=workdir,
         )
     admin = "--admin" in args
-    lines = read_lines(proc, 3 if admin else 2, START_TIMEOUT)
-    ports = set()
+    listening = _transport_count(args)
+    lines = read_lines(proc, listening + 1 if admin else listening, START_TIMEOUT)
+    by_transport: dict[str, int] = {}
     hosts = set()
-    for line in lines[:2]:
+    for line in lines[:listening]:
         m = _LISTENING_RE.match(line)
         if m is not None:
             hosts.add(m.group(2).strip("[]"))
-            ports.add(int(m.group(3)))
-    m_admin = _ADMIN_RE.match(lines[2]) if admin and len(lines) == 3 else None
-    if len(lines) < 2 or len(ports) != 1 or len(hosts) != 1 or (admin and m_admin is None):
+            by_transport[m.group(1)] = int(m.group(3))
+    ports = {port for t, port in by_transport.items() if t != "tls"} or set(by_transport.values())
+    m_admin = _ADMIN_RE.match(lines[listening]) if admin and len(lines) > listening else None
+    if (
+        len(lines) < listening
+        or len(by_transport) != listening
+        or len(ports) != 1
+        or len(hosts) != 1
+        or (admin and m_admin is None)
+    ):
         code = None
         with contextlib.suppress(AssertionError):
             code = stop_process(proc, signal.SIGKILL)
@@ -171,7 +181,22 @@ def start_responder(
             f"stderr:\n{stderr_path.read_text('utf-8', 'replace')}"
         )
     admin_url = m_admin.group(1) if m_admin is not None else None
-    return Responder(proc, hosts.pop(), ports.pop(), stderr_path, lines, admin_url=admin_url)
+    return Responder(
+        proc, hosts.pop(), ports.pop(), stderr_path, lines, admin_url=admin_url, ports=by_transport
+    )
+
+
+def _transport_count(args: Sequence[str]) -> int:
+    """How many ``listening`` lines a responder started with ``args`` prints."""
+    for i, arg in enumerate(args):
+        value = None
+        if arg == "--transport" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--transport="):
+            value = arg.partition("=")[2]
+        if value is not None:
+            return len([t for t in value.split(",") if t.strip()])
+    return 2
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
