@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sipclient import Msg, Req, client, ipv6_loopback
+from sipclient import Msg, Req, TlsClient, client, ipv6_loopback
 
 from sipresponder import Config, Responder, ThreadedResponder, assert_call, assert_no_violations
 from sipresponder.core.journal import Call
@@ -498,3 +498,22 @@ async def test_faults_come_through_set_rules() -> None:
         (call,) = sip.calls()
         sent = [(e.status, e.fault) for e in call.entries if e.direction == "out"]
         assert sent == [(486, "duplicate: 1"), (486, "duplicate")]
+
+
+def test_tls_through_the_api(tmp_path: Path) -> None:
+    """``transports`` with tls: ``uri(transport="tls")`` is a SIPS URI on TLS's own port,
+    and ``tls_certificate`` is what a verifying client trusts."""
+    with ThreadedResponder(transports=("udp", "tls")) as sip:
+        port = sip.port_of("tls")
+        assert port != sip.port
+        assert sip.uri("486", transport="tls") == f"sips:486@127.0.0.1:{port}"
+        pem = sip.tls_certificate
+        assert pem is not None and pem.startswith(b"-----BEGIN CERTIFICATE-----")
+        (tmp_path / "ca.pem").write_bytes(pem)
+        with TlsClient(("127.0.0.1", port), cafile=str(tmp_path / "ca.pem")) as c:
+            c.send(Req("INVITE", uri=sip.uri("486", transport="tls")))
+            assert [m.status for m in (c.expect_any(), c.expect_any())] == [100, 486]
+        call = sip.wait_for_call("INVITE", status=486)
+        assert call.transport == "tls"
+        with pytest.raises(ValueError):
+            sip.uri("486", transport="tcp")
