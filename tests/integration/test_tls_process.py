@@ -325,11 +325,11 @@ def test_baresip_over_tls_gets_busy_and_answered(
 ) -> None:
     cert, key = _write_pair(tmp_path, "server")
     r = start_responder_with(*TLS, "--tls-cert", str(cert), "--tls-key", str(key))
-    said = _baresip(r, tmp_path, cert, "486", 3)
+    said = _baresip(r, tmp_path, cert, "486", 4)
     assert "session closed: 486 Busy Here" in said, said
-    said = _baresip(r, tmp_path, cert, "200", 4)
+    said = _baresip(r, tmp_path, cert, "200", 5)
     assert "Call established" in said or "call established" in said, said
-    log = r.wait_for_log("BYE sip")
+    log = r.wait_for_log("BYE sip", timeout=10.0)  # baresip hangs up as it quits
     assert re.search(r"INVITE sip:486@\S+ from 127\.0\.0\.1:\d+/tls -> 100 486", log), log
     assert re.search(r"INVITE sip:200@\S+ from 127\.0\.0\.1:\d+/tls -> 100 200", log), log
     # The 200's Contact says TLS: baresip's BYE came back over it.
