@@ -126,9 +126,18 @@ sipp:
 	$(call need,sipp,sip-tester)
 
 # ... and with real SIP clients: baresip (Debian: baresip-core, no GUI); pyVoIP comes
-# with the venv ('.[dev]').
-clients:
+# with the venv ('.[dev]'); JsSIP and SIP.js over WebSocket in Node (Debian: nodejs,
+# npm), their versions locked in tests/node/package-lock.json.
+NODE_CLIENTS := tests/node/node_modules/.package-lock.json
+
+clients: $(NODE_CLIENTS)
 	$(call need,baresip,baresip-core)
+
+$(NODE_CLIENTS): tests/node/package.json tests/node/package-lock.json
+	$(call need,node,nodejs)
+	$(call need,npm,npm)
+	cd tests/node && npm ci --no-audit --no-fund
+	touch $@
 
 # ... and read the calls they export as pcap with tshark (Debian: tshark, Wireshark's
 # command line).

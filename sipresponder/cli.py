@@ -24,7 +24,7 @@ from .admin.app import Admin
 from .aio.logs import TransactionLog, setup_logging
 from .aio.server import Server, listener_line, read_rules
 from .aio.workers import supervise, worker_count
-from .cli_tls import add_tls_arguments, tls_fields
+from .cli_transports import add_transport_arguments, transport_fields
 from .core.config import Config
 from .core.guard import exposure_warning
 from .core.mediaplan import MediaMode, parse_media
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--transport",
         default="udp,tcp",
-        help="comma-separated transports: udp, tcp, tls (default %(default)s)",
+        help="comma-separated transports: udp, tcp, tls, ws, wss (default %(default)s)",
     )
     p.add_argument(
         "--max-ring",
@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="event loop: uvloop when installed (auto, the default), or asyncio",
     )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    add_tls_arguments(p)
+    add_transport_arguments(p)
     return p
 
 
@@ -418,7 +418,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         host=args.host,
         port=args.port,
         transports=transports,
-        **tls_fields(args),
+        **transport_fields(args),
         max_ring=args.max_ring,
         max_message_size=args.max_message_size,
         max_transactions=args.max_transactions,

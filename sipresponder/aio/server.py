@@ -36,6 +36,7 @@ from .tls import TlsIdentity, TlsSessions, server_context
 from .transport import Driver, TcpConnection
 from .udp import DatagramSocket, UdpProtocol, udp_calls
 from .wire import WireSender
+from .ws import WsSessions
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,9 @@ class Server:
         self.endpoint = Endpoint(self.config, report, rules, self.journal)
         #: Access and abuse decisions per source (--allow, --rate-limit, anti-amplification).
         self.guard = Guard.from_config(self.config, loopback=is_loopback(self.config.host))
-        #: The TLS certificate and context (``tls`` among the transports), else None.
-        self.tls: TlsIdentity | None = (
-            server_context(self.config) if "tls" in config.transports else None
-        )
+        #: The TLS certificate and context (``tls`` or ``wss`` among the transports).
+        secure = "tls" in config.transports or "wss" in config.transports
+        self.tls: TlsIdentity | None = server_context(self.config) if secure else None
         self.listeners: list[tuple[str, str, int]] = []
         self._udp: asyncio.DatagramTransport | DatagramSocket | None = None
         #: The TCP and TLS listeners, and those closed but not yet waited for.
@@ -180,17 +180,26 @@ class Server:
             )
 
     def _stream_factory(self, transport: str) -> Callable[[], TcpConnection]:
-        """What each accepted TCP or TLS connection gets: a ``TcpConnection``, over TLS
-        with a session (``tls.TlsSession``) that it reads and writes through."""
+        """What each accepted TCP, TLS, WS or WSS connection gets: a ``TcpConnection``,
+        over TLS with a session it reads and writes through (``tls.TlsSession``), over
+        WebSocket with one that frames its messages (``ws.WsSession``)."""
         driver = self._driver
         assert driver is not None
         config = self.config
         max_size, max_write = config.max_message_size, config.max_tcp_write_buffer
         if transport == "tcp":
             return lambda: TcpConnection(driver, max_size, max_write)
-        assert self.tls is not None
-        sessions = TlsSessions(self.tls.context, self.guard)
-        return lambda: TcpConnection(driver, max_size, max_write, transport, sessions)
+        secure = None
+        if transport in ("tls", "wss"):
+            assert self.tls is not None
+            secure = TlsSessions(self.tls.context, self.guard)
+        framing = None
+        if transport in ("ws", "wss"):
+            origins = config.ws_origins
+            if origins is None and not is_loopback(config.host):
+                origins = ()  # exposed: browsers only from the origins named
+            framing = WsSessions(config.ws_path, origins, max_size, self.guard)
+        return lambda: TcpConnection(driver, max_size, max_write, transport, secure, framing)
 
     def _start_media(self, loop: asyncio.AbstractEventLoop) -> None:
         """Media sessions for answered calls: the table in the core, the sockets here.

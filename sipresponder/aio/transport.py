@@ -243,15 +243,21 @@ class TcpConnection(asyncio.Protocol):
         max_write: int = MAX_TCP_WRITE_BUFFER,
         name: str = "tcp",
         secure: Callable[[TcpConnection], Any] | None = None,
+        framing: Callable[[TcpConnection], Any] | None = None,
     ) -> None:
         self.driver = driver
-        #: The transport the flow is named by: "tcp", or "tls" with ``secure``.
+        #: The transport the flow is named by: "tcp", "tls", "ws" or "wss".
         self.name = name
-        #: Makes the connection's TLS session (``tls.TlsSessions``); None: plain TCP.
+        #: Makes the connection's TLS session (``tls.TlsSessions``); None: no TLS.
         self.secure = secure
+        #: Makes its WebSocket session (``ws.WsSessions``); None: the stream framer.
+        self.framing = framing
         #: The TLS session (``tls.TlsSession``): what is read goes through its
-        #: ``received``, what is written through its ``wrap``.  None: plain TCP.
+        #: ``received``, what is written through its ``wrap``.  None: no TLS.
         self.tls: Any = None
+        #: The WebSocket session (``ws.WsSession``), over TLS or not: it gives whole
+        #: messages from what is read, and wraps each message written in a frame.
+        self.ws: Any = None
         self.framer = StreamFramer(max_size)
         self.max_write = max_write
         self.transport: asyncio.Transport | None = None
@@ -289,6 +295,8 @@ class TcpConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=self.max_write // 2, low=self.max_write // 8)
         if self.secure is not None:
             self.tls = self.secure(self)
+        if self.framing is not None:
+            self.ws = self.framing(self)
 
     def data_received(self, data: bytes) -> None:
         assert self.flow is not None and self.transport is not None
@@ -300,7 +308,15 @@ class TcpConnection(asyncio.Protocol):
             data = tls.received(data)  # the handshake, then what the records carry
             if not data:
                 return
-        items = self.framer.feed(data)
+        ws = self.ws
+        items: list[bytes | Ping | FramingError]
+        if ws is not None:
+            items = ws.received(data)  # whole messages, one per WebSocket message
+            if not items:
+                self._note_pending()
+                return
+        else:
+            items = self.framer.feed(data)
         backlog = self.backlog
         if not backlog and len(items) <= TCP_BATCH:
             self._handle(items)
@@ -377,7 +393,11 @@ class TcpConnection(asyncio.Protocol):
         the connection is to be closed: its last answers go first)."""
         chunks, self.corked = self.corked, None
         if chunks:
-            self.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            ws = self.ws
+            if ws is not None:  # a WebSocket message per SIP message (RFC 7118 §5)
+                self.send_raw(b"".join([ws.wrap(chunk) for chunk in chunks]))
+            else:
+                self.send_raw(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _handle_items(self, items: list[bytes | Ping | FramingError]) -> None:
         driver = self.driver
@@ -416,10 +436,19 @@ class TcpConnection(asyncio.Protocol):
                 driver.receive(item, flow, now)
 
     def write(self, data: bytes) -> None:
+        """Send one message (a batch's are held until it is done: ``_uncork``)."""
         corked = self.corked
         if corked is not None:
             corked.append(data)  # handling a batch: written when it is done
             return
+        ws = self.ws
+        if ws is not None:
+            data = ws.wrap(data)
+        self.send_raw(data)
+
+    def send_raw(self, data: bytes) -> None:
+        """Write bytes of the stream: through TLS when there is TLS, then the transport
+        (the WebSocket session writes its handshake and control frames here)."""
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             log.debug("response dropped: the TCP connection is gone")

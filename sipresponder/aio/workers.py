@@ -9,8 +9,8 @@ SIGTERM and SIGHUP to every worker by its PID (so a second SIGTERM cuts the work
 drain short too), and exits 0 when they all did.  The kernel
 hashes UDP datagrams and TCP connections over the workers by the peer's address and port,
 so a client's retransmissions, ACK and CANCEL reach the worker that holds its
-transaction.  With TLS, every worker serves the same port (port 0: a second reserved
-one) and the same certificate: without ``--tls-cert`` the supervisor makes the
+transaction.  With TLS, WS and WSS, every worker serves the same port (port 0:
+another reserved one each) and the same certificate: without ``--tls-cert`` the supervisor makes the
 self-signed one, in a private directory it removes when it exits.  No protocol logic;
 imports only ``tls`` (for that certificate).
 """
@@ -39,6 +39,8 @@ _OWN = (
     "--workers",
     "--port",
     "--tls-port",
+    "--ws-port",
+    "--wss-port",
     "--secret",
     "--admin",
     "--admin-token",
@@ -94,19 +96,22 @@ def supervise(
     secret = values.get("--secret") or os.environ.get("SIPRESPONDER_SECRET") or ""
     secret = secret or secrets.token_hex(16)
     reserved: list[socket.socket] = []
-    tls = "tls" in transports
-    tls_port = values.get("--tls-port") or ("0" if port == 0 else "")
+    shared: list[str] = []  # the flags every worker gets alike
     try:
+        own = {t: values.get(f"--{t}-port") or ("0" if port == 0 else "") for t in _OWN_PORTS}
         if port == 0:
             port = _reserve(host, reserved)
-        if tls and tls_port == "0":
-            tls_port = str(_reserve(host, reserved))
+        for transport, wanted in own.items():
+            if transport in transports and wanted:
+                if wanted == "0":
+                    wanted = str(_reserve(host, reserved))
+                shared += [f"--{transport}-port", wanted]
     except OSError as exc:
         for sock in reserved:
             sock.close()
         print(f"sipresponder: error: cannot listen on {host}: {exc.strerror}", file=sys.stderr)
         return 2
-    shared: list[str] = ["--tls-port", tls_port] if tls and tls_port else []
+    tls = "tls" in transports or "wss" in transports
     folder = None
     if tls and not any(a == "--tls-cert" or a.startswith("--tls-cert=") for a in rest):
         folder = tempfile.mkdtemp(prefix="sipresponder-tls-")
@@ -183,6 +188,10 @@ def supervise(
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+#: The transports with a port of their own, which the workers must share.
+_OWN_PORTS = ("tls", "ws", "wss")
 
 
 def _reserve(host: str, reserved: list[socket.socket]) -> int:

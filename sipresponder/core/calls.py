@@ -65,7 +65,7 @@ class Entry:
         self,
         time: float,  # wall clock, seconds since the epoch
         direction: str,  # "in" (received) | "out" (sent)
-        transport: str,  # "udp" | "tcp" | "tls"
+        transport: str,  # "udp" | "tcp" | "tls" | "ws" | "wss"
         src: str,  # "ip:port"
         dst: str,
         raw: bytes,

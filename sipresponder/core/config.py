@@ -15,11 +15,13 @@ from ..errors import ConfigError
 from .mediaplan import ECHO, MediaMode
 from .transaction import Timers
 
-TRANSPORTS = ("udp", "tcp", "tls")
+TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 #: What ``--transport`` listens on unless told otherwise.
 DEFAULT_TRANSPORTS = ("udp", "tcp")
-#: RFC 3261 §19.1.2: the default port of SIP over TLS.
-TLS_PORT = 5061
+#: The default port of each transport that has its own: TLS's is RFC 3261 §19.1.2's;
+#: WebSocket's are those WebRTC gateways use (FreeSWITCH's), not RFC 7118's 80 and 443,
+#: which need privileges.
+DEFAULT_PORTS = {"tls": 5061, "ws": 5066, "wss": 7443}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
@@ -34,10 +36,23 @@ class Config:
     each other transport whose port is not given)."""
 
     transports: tuple[str, ...] = DEFAULT_TRANSPORTS
-    """Which of ``udp``, ``tcp`` and ``tls`` to listen on."""
+    """Which of ``udp``, ``tcp``, ``tls``, ``ws`` and ``wss`` to listen on."""
 
     tls_port: int | None = None
     """Port for TLS; None: 5061, or a free one when ``port`` is 0."""
+
+    ws_port: int | None = None
+    """Port for SIP over WebSocket (RFC 7118); None: 5066, or a free one when ``port`` is 0."""
+
+    wss_port: int | None = None
+    """Port for SIP over secure WebSocket; None: 7443, or a free one when ``port`` is 0."""
+
+    ws_path: str = "/"
+    """The path of the WebSocket upgrade; another path gets 404."""
+
+    ws_origins: tuple[str, ...] | None = None
+    """``Origin`` values allowed to open a WebSocket (``scheme://host[:port]``).  None:
+    any when listening on loopback, else only clients that send none (not browsers)."""
 
     tls_cert: str | None = None
     """PEM file of the TLS certificate (its chain may follow it); None: a self-signed one
@@ -212,34 +227,58 @@ class Config:
 
     def listen_port(self, transport: str) -> int:
         """The port ``transport`` is to listen on (0: a free one)."""
-        if transport != "tls":
+        given = {"tls": self.tls_port, "ws": self.ws_port, "wss": self.wss_port}
+        if transport not in given:
             return self.port
-        if self.tls_port is not None:
-            return self.tls_port
-        return 0 if self.port == 0 else TLS_PORT
+        port = given[transport]
+        if port is not None:
+            return port
+        return 0 if self.port == 0 else DEFAULT_PORTS[transport]
 
     def _validate_tls(self) -> None:
-        tls = "tls" in self.transports
-        if self.tls_port is not None and not 0 <= self.tls_port <= 65535:
-            raise ConfigError(f"--tls-port: {self.tls_port} is not a port number (0-65535)")
-        for flag, value in (
-            ("--tls-port", self.tls_port is not None),
-            ("--tls-cert", self.tls_cert),
-            ("--tls-key", self.tls_key),
-            ("--tls-ca", self.tls_ca),
-            ("--tls-verify-client", self.tls_verify_client),
+        """The flags of TLS and WebSocket: each with its transport, ports apart."""
+        named = self.transports
+        tls = "tls" in named or "wss" in named
+        web = "ws" in named or "wss" in named
+        for flag, given, needs, which in (
+            ("--tls-port", self.tls_port is not None, "tls" in named, "tls"),
+            ("--tls-cert", self.tls_cert, tls, "tls or wss"),
+            ("--tls-key", self.tls_key, tls, "tls or wss"),
+            ("--tls-ca", self.tls_ca, tls, "tls or wss"),
+            ("--tls-verify-client", self.tls_verify_client, tls, "tls or wss"),
+            ("--ws-port", self.ws_port is not None, "ws" in named, "ws"),
+            ("--wss-port", self.wss_port is not None, "wss" in named, "wss"),
+            ("--ws-path", self.ws_path != "/", web, "ws or wss"),
+            ("--ws-origin", self.ws_origins is not None, web, "ws or wss"),
         ):
-            if value and not tls:
-                raise ConfigError(
-                    f"{flag}: tls is not among --transport {','.join(self.transports)}"
-                )
+            if given and not needs:
+                raise ConfigError(f"{flag}: {which} is not among --transport {','.join(named)}")
+        for flag, port in (
+            ("--tls-port", self.tls_port),
+            ("--ws-port", self.ws_port),
+            ("--wss-port", self.wss_port),
+        ):
+            if port is not None and not 0 <= port <= 65535:
+                raise ConfigError(f"{flag}: {port} is not a port number (0-65535)")
         if self.tls_key and not self.tls_cert:
             raise ConfigError("--tls-key: give its certificate with --tls-cert")
         if self.tls_verify_client and not self.tls_ca:
             raise ConfigError("--tls-verify-client: give the authorities to check with --tls-ca")
-        port = self.listen_port("tls")
-        if tls and "tcp" in self.transports and port != 0 and port == self.port:
-            raise ConfigError(f"--tls-port: {port} is the TCP port too (--port)")
+        if not self.ws_path.startswith("/") or any(c in self.ws_path for c in " ?#"):
+            raise ConfigError(f"--ws-path: {self.ws_path!r} is not a path like / or /ws")
+        for origin in self.ws_origins or ():
+            scheme, sep, rest = origin.partition("://")
+            if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ConfigError(
+                    f"--ws-origin: {origin!r} is not an origin like https://app.example.com"
+                )
+        ports = [(t, self.listen_port(t)) for t in named if t != "udp"]
+        for i, (t, port) in enumerate(ports):
+            for other, other_port in ports[:i]:
+                if port != 0 and port == other_port:
+                    raise ConfigError(
+                        f"--transport: {other} and {t} would both listen on port {port}"
+                    )
 
     def validate(self) -> Config:
         """Return self, or raise ``ConfigError`` naming the field and the problem."""

@@ -107,7 +107,7 @@ class Endpoint:
                 config = self.config
                 msg = parse_message(
                     data,
-                    stream=flow.reliable,
+                    stream=flow.stream,
                     max_size=config.max_message_size,
                     max_headers=config.max_headers,
                 )

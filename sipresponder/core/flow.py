@@ -41,12 +41,13 @@ class Flow:
         "reliable",
         "remote",
         "remote_text",
+        "stream",
         "transport",
     )
 
     def __init__(
         self,
-        transport: str,  # "udp" | "tcp" | "tls"
+        transport: str,  # "udp" | "tcp" | "tls" | "ws" | "wss"
         remote: tuple[str, int],
         local: tuple[str, int],
         conn: object = None,
@@ -62,6 +63,9 @@ class Flow:
         #: ``host:port/transport`` of the peer, for logs.
         self.peer: Final = f"{text}/{transport}"
         self.reliable: Final = transport != "udp"
+        #: Whether messages were cut from a byte stream (TCP, TLS), where each must say
+        #: its length; a datagram and a WebSocket message (RFC 7118 §5) come whole.
+        self.stream: Final = transport == "tcp" or transport == "tls"
         #: Our address as this flow reaches it (``answering``), once worked out.
         self.answering: Local | None = None
 

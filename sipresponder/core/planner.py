@@ -58,8 +58,8 @@ class MediaHand(Protocol):
 #: URI schemes we answer (§8.2.2.1); others get 416.
 SCHEMES: Final = frozenset({"sip", "sips", "tel"})
 #: Transports a SIPS Request-URI may arrive over (RFC 5630 §4: a request for a SIPS URI
-#: had rather fail than arrive without TLS).
-SECURE: Final = frozenset({"tls"})
+#: had rather fail than arrive without TLS; RFC 7118 §9.2: over WebSocket, only WSS).
+SECURE: Final = frozenset({"tls", "wss"})
 #: RFC 5630 §5.1.2's refusal of SIPS: 480 with warn-code 380.
 SIPS_REFUSED: Final = Extras(headers=(("Warning", '380 sipresponder "SIPS Not Allowed"'),))
 #: What an address-of-record (the To of a REGISTER) may be (§10.2).

@@ -58,7 +58,7 @@ class Local:
 
     host: str
     port: int
-    transport: str  # "udp" | "tcp" | "tls"
+    transport: str  # "udp" | "tcp" | "tls" | "ws" | "wss"
 
     @property
     def hostport(self) -> str:
@@ -423,11 +423,16 @@ def _contact(local: Local, user: str, uri: str) -> str:
     (§12.1.1), else ``transport=tls`` — deprecated by RFC 5630 §3.1.4, but the one way a
     ``sip:`` dialog stays on TLS (a bare ``sip:`` would take the ACK to our TLS port over
     UDP), and what the clients use and understand: baresip's libre ends a call whose 2xx
-    Contact is ``sips:`` a ``sip:`` call drew."""
+    Contact is ``sips:`` a ``sip:`` call drew.  Over WebSocket ``transport=ws``, secure
+    or not (RFC 7118 §5.2 defines no other; WSS is a SIPS URI with it, §5.5)."""
     transport = local.transport
     if transport == "udp":
         return f"<sip:{user}@{local.hostport}>"
-    if transport == "tls" and uri[:5].lower() == "sips:":
+    sips = uri[:5].lower() == "sips:" and (transport == "tls" or transport == "wss")
+    scheme = "sips" if sips else "sip"
+    if transport == "ws" or transport == "wss":
+        return f"<{scheme}:{user}@{local.hostport};transport=ws>"
+    if sips:
         return f"<sips:{user}@{local.hostport}>"
     return f"<sip:{user}@{local.hostport};transport={transport}>"
 

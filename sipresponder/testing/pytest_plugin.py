@@ -71,8 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--sip-responder-transport",
         default="udp,tcp",
         metavar="LIST",
-        help="transports of the sip_responder fixtures, comma-separated: udp, tcp, tls "
-        "(default udp,tcp)",
+        help="transports of the sip_responder fixtures, comma-separated: udp, tcp, tls, ws, "
+        "wss (default udp,tcp)",
     )
 
 

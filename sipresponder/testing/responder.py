@@ -254,14 +254,17 @@ class Responder:
 
     def uri(self, user: str = "alice", transport: str | None = None) -> str:
         """``sip:USER@HOST:PORT`` (with ``;transport=tcp`` when asked; TLS as
-        ``sips:USER@HOST:TLSPORT``, RFC 5630 §3.1.4) — the user part is the dial plan:
-        ``uri("180-486")``."""
+        ``sips:USER@HOST:TLSPORT``, RFC 5630 §3.1.4; WebSocket as
+        ``sip:USER@HOST:WSPORT;transport=ws``, and WSS the same with ``sips:``, RFC 7118
+        §5.5) — the user part is the dial plan: ``uri("180-486")``."""
         suffix = ""
         if transport is not None:
             transport = transport.lower()
-            port = self.port_of(transport)
+            where = hostport(self.host, self.port_of(transport))
             if transport == "tls":
-                return f"sips:{user}@{hostport(self.host, port)}"
+                return f"sips:{user}@{where}"
+            if transport in ("ws", "wss"):  # RFC 7118 §5.2, §5.5
+                return f"{'sips' if transport == 'wss' else 'sip'}:{user}@{where};transport=ws"
             suffix = f";transport={transport}"
         return f"sip:{user}@{self.address}{suffix}"
 

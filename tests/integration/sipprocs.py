@@ -33,7 +33,9 @@ START_TIMEOUT = 10.0
 #: How long it may take to exit after SIGTERM/SIGINT.
 STOP_TIMEOUT = 5.0
 
-_LISTENING_RE = re.compile(r"^listening (udp|tcp|tls) (\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]+)$")
+_LISTENING_RE = re.compile(
+    r"^listening (udp|tcp|tls|ws|wss) (\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]+)$"
+)
 _ADMIN_RE = re.compile(r"^admin (http://\S+)$")
 
 
@@ -162,7 +164,8 @@ def start_responder(
         if m is not None:
             hosts.add(m.group(2).strip("[]"))
             by_transport[m.group(1)] = int(m.group(3))
-    ports = {port for t, port in by_transport.items() if t != "tls"} or set(by_transport.values())
+    shared = {port for t, port in by_transport.items() if t in ("udp", "tcp")}
+    ports = shared or set(list(by_transport.values())[:1])
     m_admin = _ADMIN_RE.match(lines[listening]) if admin and len(lines) > listening else None
     if (
         len(lines) < listening

@@ -87,6 +87,7 @@ ORDER = [
     "aio.rtp",
     "aio.udp",
     "aio.tls",
+    "aio.ws",
     "aio.server",
     "aio.workers",
     # ─── admin: the HTTP API ───
@@ -105,7 +106,7 @@ ORDER = [
     "native",
     "api",
     "pytest_plugin",
-    "cli_tls",
+    "cli_transports",
     "cli",
     "__main__",
     "__init__",

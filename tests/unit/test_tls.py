@@ -44,7 +44,7 @@ def test_tls_port_defaults_and_validation() -> None:
     assert Config(tls_port=6000, transports=("tls",)).validate().listen_port("tls") == 6000
     assert Config(port=5070).listen_port("udp") == 5070
     bad = {
-        "--tls-cert: tls is not among --transport udp,tcp": Config(tls_cert="c.pem"),
+        "--tls-cert: tls or wss is not among --transport udp,tcp": Config(tls_cert="c.pem"),
         "--tls-port: 70000 is not a port number": Config(transports=("tls",), tls_port=70000),
         "--tls-key: give its certificate with --tls-cert": Config(
             transports=("tls",), tls_key="k.pem"
@@ -52,8 +52,12 @@ def test_tls_port_defaults_and_validation() -> None:
         "--tls-verify-client: give the authorities": Config(
             transports=("tls",), tls_verify_client=True
         ),
-        "--tls-port: 5060 is the TCP port too": Config(transports=("tcp", "tls"), tls_port=5060),
-        "--transport: unknown transport 'sctp' (use udp, tcp, tls)": Config(transports=("sctp",)),
+        "--transport: tcp and tls would both listen on port 5060": Config(
+            transports=("tcp", "tls"), tls_port=5060
+        ),
+        "--transport: unknown transport 'sctp' (use udp, tcp, tls, ws, wss)": Config(
+            transports=("sctp",)
+        ),
     }
     for message, config in bad.items():
         with pytest.raises(ConfigError) as info:
