@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -82,7 +83,11 @@ FLOWS: dict[str, Flow] = {
     ),
 }
 #: Our transport name -> SIPp's -t mode (one socket for all calls).
-TRANSPORTS: dict[str, str] = {"udp": "u1", "tcp": "t1"}
+TRANSPORTS: dict[str, str] = {"udp": "u1", "tcp": "t1", "tls": "t1"}
+#: What ``make bench`` measures unless ``--transports`` says more.  TLS: Debian's SIPp has
+#: no TLS, so SIPp speaks TCP to a stunnel client that speaks TLS to the target
+#: (``TlsFront``): the same front for every target, its CPU counted for none.
+DEFAULT_TRANSPORTS = ("udp", "tcp")
 #: ... and its -t mode with one socket per call, which SO_REUSEPORT spreads over workers.
 MULTI_SOCKET: dict[str, str] = {"udp": "un", "tcp": "tn"}
 TARGETS = ("responder", "sipp-uas", "kamailio")
@@ -130,6 +135,8 @@ class Target:
         self.port = 0
         self.pids: list[int] = []
         self.log: Path | None = None
+        #: The stunnel client in front of a TLS target.
+        self.front: TlsFront | None = None
 
     def version(self) -> str:
         return ""
@@ -137,7 +144,18 @@ class Target:
     def command(self, flow: Flow, transport: str, port: int) -> list[str]:
         raise NotImplementedError
 
+    #: Whether it can be measured over TLS (SIPp's UAS cannot).
+    speaks_tls = True
+
     def start(self, flow: Flow, transport: str, tag: str) -> None:
+        if transport == "tls" and not self.speaks_tls:
+            raise TargetError("no TLS here")
+        self._start(flow, transport, tag)
+        if transport == "tls":
+            self.front = TlsFront(self.settings, self.port, tag)
+            self.port = self.front.port  # SIPp connects to the front
+
+    def _start(self, flow: Flow, transport: str, tag: str) -> None:
         s = self.settings
         self.port = free_port()
         out = s.workdir / f"{tag}.target.out"
@@ -186,6 +204,9 @@ class Target:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
+        if self.front is not None:
+            self.front.stop()
+            self.front = None
         if self.proc is not None:
             stop(self.proc, proc_tree(self.proc.pid) if self.alive() else self.pids)
 
@@ -231,9 +252,14 @@ class Responder(Target):
             "--media",
             "none",
             *self.settings.responder_args,
+            *(self._tls_args() if transport == "tls" else []),
             *([] if self.workers is None else ["--workers", str(self.workers)]),
             *(["--stateless"] if self.settings.stateless else []),
         ]
+
+    def _tls_args(self) -> list[str]:
+        cert, key = certificate(self.settings.workdir)
+        return ["--transport", "udp,tcp,tls", "--tls-cert", str(cert), "--tls-key", str(key)]
 
     def ready(self, transport: str, out: Path) -> bool:
         ports = parse_listening(out.read_text(errors="replace"))
@@ -245,6 +271,7 @@ class Responder(Target):
 
 class SippUas(Target):
     name = "sipp-uas"
+    speaks_tls = False
 
     def command(self, flow: Flow, transport: str, port: int) -> list[str]:
         s = self.settings
@@ -303,10 +330,79 @@ class Kamailio(Target):
             "-l",
             f"udp:{LOOPBACK}:{port}",
             "-l",
-            f"tcp:{LOOPBACK}:{port}",
+            f"{'tls' if transport == 'tls' else 'tcp'}:{LOOPBACK}:{port}",
         ]
+        if transport == "tls":
+            # kamailio.cfg's #!ifdef WITH_TLS: the tls module, with the same certificate.
+            cmd += ["-A", "WITH_TLS", "-A", f'TLS_CONFIG="{tls_config(s.workdir)}"']
         if s.kamailio_modules:
             cmd += ["-L", s.kamailio_modules]
         if s.stateless:
             cmd += ["-A", "STATELESS"]  # kamailio.cfg's #!ifdef STATELESS: sl only, no tm
         return cmd
+
+
+def certificate(workdir: Path) -> tuple[Path, Path]:
+    """The TLS targets' certificate and key (made once per work directory)."""
+    cert, key = workdir / "tls-cert.pem", workdir / "tls-key.pem"
+    if not cert.exists():
+        from sipresponder.aio.tls import self_signed
+
+        pem, private = self_signed(LOOPBACK)
+        key.write_bytes(private)
+        cert.write_bytes(pem)
+    return cert, key
+
+
+def tls_config(workdir: Path) -> Path:
+    """Kamailio's tls module configuration: the same certificate, TLS 1.2 at least."""
+    cert, key = certificate(workdir)
+    path = workdir / "kamailio-tls.cfg"
+    path.write_text(
+        "[server:default]\n"
+        "method = TLSv1.2+\n"
+        "verify_certificate = no\n"
+        "require_certificate = no\n"
+        f"private_key = {key}\n"
+        f"certificate = {cert}\n"
+        "\n[client:default]\nverify_certificate = no\nrequire_certificate = no\n"
+    )
+    return path
+
+
+class TlsFront:
+    """A stunnel client on a free loopback port that SIPp connects to over TCP, speaking
+    TLS to the target's ``port``; stopped by its PID."""
+
+    def __init__(self, settings: Settings, port: int, tag: str) -> None:
+        binary = shutil.which("stunnel4") or shutil.which("stunnel")
+        if binary is None:
+            raise TargetError("stunnel is not installed (Debian: apt-get install stunnel4)")
+        self.port = free_port()
+        conf = settings.workdir / f"{tag}.stunnel.conf"
+        conf.write_text(
+            "foreground = yes\n"
+            "pid =\n"
+            "debug = 3\n"
+            "[sip]\n"
+            "client = yes\n"
+            f"accept = {LOOPBACK}:{self.port}\n"
+            f"connect = {LOOPBACK}:{port}\n"
+            "verifyPeer = no\n"
+        )
+        with open(settings.workdir / f"{tag}.stunnel.err", "wb") as err:
+            self.proc = spawn(
+                pinned(settings, 1, [binary, str(conf)]),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+            )
+        deadline = time.monotonic() + 10
+        while not port_bound(self.port, "tcp"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise TargetError("stunnel did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        stop(self.proc)

@@ -85,6 +85,7 @@ from harness_report import (
 from harness_sipp import Cell, measure, median_cell
 from harness_targets import (
     BENCH,
+    DEFAULT_TRANSPORTS,
     FLOWS,
     MULTI_SOCKET,
     TARGETS,
@@ -154,8 +155,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--transports",
         type=lambda v: _csv(v, tuple(TRANSPORTS), "transport"),
-        default=list(TRANSPORTS),
-        help="comma-separated: udp,tcp",
+        default=list(DEFAULT_TRANSPORTS),
+        help="comma-separated: udp,tcp (the default), tls (SIPp over TCP through a stunnel "
+        "client; needs stunnel4, and kamailio-tls-modules for Kamailio)",
     )
     p.add_argument(
         "--scaling",
