@@ -318,6 +318,10 @@ class TlsSession:
         if out and transport is not None and not transport.is_closing():
             transport.write(out)
 
+    def close(self) -> None:
+        """Our close_notify, then close (the server stops)."""
+        self._close()
+
     def _close(self) -> None:
         """Send what OpenSSL has (an alert, a close_notify), then close."""
         with contextlib.suppress(ssl.SSLError):

@@ -149,8 +149,7 @@ class Driver:
         """Close every TCP connection once what was written to it is sent; those still
         sending after ``grace`` seconds are aborted."""
         for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.end()
         deadline = self.loop.time() + grace
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
@@ -463,6 +462,21 @@ class TcpConnection(asyncio.Protocol):
             what = f"--max-tcp-write-buffer {self.max_write}"
             self.driver.guard.hit("write_buffer", host, self.driver.loop.time(), what)
             transport.abort()
+
+    def end(self) -> None:
+        """Close gracefully (a stop): a WebSocket close frame (1001, going away), TLS's
+        close_notify, then the transport once what was written is sent."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        ws = self.ws
+        if ws is not None:
+            ws.going_away()
+        tls = self.tls
+        if tls is not None:
+            tls.close()
+        else:
+            transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -137,6 +137,14 @@ class WsSession:
             proto.send_text(message)
         return b"".join(proto.data_to_send())
 
+    def going_away(self) -> None:
+        """The server stops: a close frame with 1001 (RFC 6455 §7.4.1), so a client such
+        as JsSIP knows to reconnect elsewhere rather than see the connection drop."""
+        proto = self.proto
+        if proto.state.name == "OPEN":
+            proto.send_close(1001, "server stopping")
+            self._flush()
+
     def _handshake(self, request: Request) -> None:
         proto = self.proto
         refusal = self.owner.refusal(request)
