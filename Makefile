@@ -12,7 +12,7 @@ ARGS   ?=
 BENCH_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: core run test unit integration lint docs soak bench bench-media bench-web bench-micro bench-instructions fuzz sipp clients tshark browser venv clean
+.PHONY: core run test unit integration lint docs soak bench bench-media bench-web bench-ws bench-micro bench-instructions fuzz sipp clients tshark browser venv clean
 
 run: $(CORE)
 	$(BIN)/sipresponder $(ARGS)
@@ -59,6 +59,11 @@ bench-media: $(CORE) sipp
 # The web view with a full journal (docs/benchmarks.md, "Web view").
 bench-web: $(CORE) sipp browser
 	$(BIN)/python bench/web.py $(BENCH_ARGS)
+
+# SIP over secure WebSocket, the responder against Kamailio's websocket module, driven by
+# a client of our own (SIPp has no WebSocket): about 1 min.
+bench-ws: $(CORE)
+	$(BIN)/python bench/ws.py $(BENCH_ARGS)
 
 # Parse + respond per message in the core, no sockets: seconds.
 bench-micro: $(CORE)
