@@ -517,3 +517,7 @@ def test_tls_through_the_api(tmp_path: Path) -> None:
         assert call.transport == "tls"
         with pytest.raises(ValueError):
             sip.uri("486", transport="tcp")
+    with ThreadedResponder(transports="ws,wss") as sip:
+        ws, wss = sip.port_of("ws"), sip.port_of("wss")
+        assert sip.uri("486", transport="ws") == f"sip:486@127.0.0.1:{ws};transport=ws"
+        assert sip.uri("486", transport="wss") == f"sips:486@127.0.0.1:{wss};transport=ws"

@@ -188,12 +188,14 @@ def test_plain_sip_on_the_websocket_port_is_closed_and_told(responder: Responder
 # ---------------------------------------------------------------- Node clients
 
 
-def _node(script: str, *args: str, cert: Path) -> dict[str, object]:
+def _node(script: str, *args: str, cert: Path, password: str = "") -> dict[str, object]:
     """Run one of ``tests/node``'s clients: its one JSON line."""
     node = shutil.which("node")
     if node is None or not (NODE_DIR / "node_modules" / "jssip").is_dir():
         missing("node and tests/node's packages are not installed (make clients does it)")
     env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(cert), NODE_NO_WARNINGS="1")
+    if password:
+        env["JSSIP_PASSWORD"] = password
     proc = subprocess.run(
         [node, str(NODE_DIR / script), *args],
         cwd=NODE_DIR,
@@ -282,3 +284,27 @@ def test_workers_share_the_websocket_ports(cert: Path) -> None:
         proc.stderr.close()
     assert code == 0, err
     assert "Traceback" not in err
+
+
+def test_jssip_registers_with_digest_over_wss(
+    start_responder_with: StartResponder, cert: Path, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - match: {method: REGISTER, transport: wss}\n"
+        "    auth: {realm: lab, users: {alice: secret}}\n"
+        "    plan: 200\n"
+    )
+    r = start_responder_with(
+        *("--transport", "udp,wss", "--tls-cert", str(cert), "--rules", str(rules))
+    )
+    port = r.ports["wss"]
+    url, registrar = _url(r, "wss"), f"sip:127.0.0.1:{port}"
+    ok = _node("jssip_client.cjs", url, "register", registrar, cert=cert, password="secret")
+    assert ok == {"ok": True, "status": 200, "reason": "OK"}, ok
+    wrong = _node("jssip_client.cjs", url, "register", registrar, cert=cert, password="nope")
+    assert not wrong["ok"] and wrong["status"] == 403, wrong
+    log = r.wait_for_log("403")
+    assert re.search(r"REGISTER sip:\S+ from \S+/wss -> 401", log), log
+    assert re.search(r"REGISTER sip:\S+ from \S+/wss -> 200", log), log

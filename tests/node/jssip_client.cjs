@@ -1,8 +1,9 @@
 // JsSIP 3 in Node, with the ws package as its W3C WebSocket: one OPTIONS, REGISTER or
 // MESSAGE to the responder, then exit.  Prints one JSON line: {"ok", "status", "reason"}.
 //   node jssip_client.cjs WS_URL ACTION TARGET_URI
-// ACTION: options | register | message.  For wss://, NODE_EXTRA_CA_CERTS names the
-// certificate to trust.  Exits within 10 s whatever happens.
+// ACTION: options | register | message.  JSSIP_PASSWORD is alice's password for a Digest
+// challenge.  For wss://, NODE_EXTRA_CA_CERTS names the certificate to trust.  Exits within
+// 10 s whatever happens.
 "use strict";
 const WebSocket = require("ws");
 global.WebSocket = WebSocket; // JsSIP's WebSocketInterface uses the global one
@@ -19,7 +20,7 @@ const socket = new JsSIP.WebSocketInterface(url);
 const ua = new JsSIP.UA({
   sockets: [socket],
   uri: "sip:alice@example.invalid",
-  password: "unused",
+  password: process.env.JSSIP_PASSWORD || "unused",
   register: action === "register",
   ...(action === "register" ? { registrar_server: target } : {}),
   connection_recovery_min_interval: 1,
