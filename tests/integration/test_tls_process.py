@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -367,3 +368,21 @@ def test_workers_share_the_tls_port_and_one_certificate(tmp_path: Path) -> None:
     assert code == 0, err
     assert err.count("SHA-256 fingerprint") == 1, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("transport", ["tls", "ws", "wss"])
+def test_a_silent_handshake_is_closed_by_the_message_timeout(
+    start_responder_with: StartResponder, transport: str
+) -> None:
+    """A peer that connects and never completes its handshake (TLS or the WebSocket
+    upgrade) is closed after --message-timeout, as a slow TCP peer is."""
+    r = start_responder_with(
+        *("--transport", f"udp,{transport}", "--message-timeout", "1"),
+        *("--tcp-idle-timeout", "60"),
+    )
+    with socket.create_connection(("127.0.0.1", r.ports[transport]), timeout=5) as s:
+        s.sendall(b"\x16\x03\x01" if transport != "ws" else b"GET / HTTP/1.1\r\n")  # a start
+        started = time.monotonic()
+        assert s.recv(4096) == b""  # closed
+        assert 0.5 < time.monotonic() - started < 4.0
+    assert "--message-timeout 1 s" in r.wait_for_log("--message-timeout")
