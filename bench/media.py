@@ -28,7 +28,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -37,34 +36,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness_procs import proc_cpu, stop
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-TICKS = os.sysconf("SC_CLK_TCK")
 PACKET_TIME = 0.020
 PAYLOAD = b"\xff" * 160
 #: The streams' packets go out in this many groups over each 20 ms.
 SPREAD = 10
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 # ---------------------------------------------------------------------- targets
@@ -267,7 +252,7 @@ def stream(
     index = {port: i for i, port in enumerate(ports)}
     packets = [struct.pack("!BBHII", 0x80, 0, 0, 0, 0x10000 + i) + PAYLOAD for i in range(count)]
     start = time.monotonic()
-    cpu0 = cpu_seconds(pid)
+    cpu0 = proc_cpu(pid)
     me0 = time.process_time()
     ticks = int(seconds / PACKET_TIME)
     # The streams are spread over the 20 ms in SPREAD groups, as independent phones'
@@ -289,7 +274,7 @@ def stream(
             _drain(client, index, echoed, due, prober)
     _drain(client, index, echoed, time.monotonic() + 0.5, prober)
     elapsed = time.monotonic() - start
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = proc_cpu(pid) - cpu0
     total_sent, total_echoed = sum(sent), sum(echoed)
     probes = {} if prober is None else {"options_under_media": prober.summary()}
     return {
