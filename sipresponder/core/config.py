@@ -235,7 +235,7 @@ class Config:
             return port
         return 0 if self.port == 0 else DEFAULT_PORTS[transport]
 
-    def _validate_tls(self) -> None:
+    def _validate_transport_flags(self) -> None:
         """The flags of TLS and WebSocket: each with its transport, ports apart."""
         named = self.transports
         tls = "tls" in named or "wss" in named
@@ -292,7 +292,7 @@ class Config:
                 raise ConfigError(f"--transport: unknown transport {t!r} (use {names})")
         if len(set(self.transports)) != len(self.transports):
             raise ConfigError("--transport: a transport is named twice")
-        self._validate_tls()
+        self._validate_transport_flags()
         if not (math.isfinite(self.max_ring) and 0 < self.max_ring <= 86400):
             raise ConfigError(f"--max-ring: {self.max_ring:g} is not in 0-86400 seconds")
         if not 1024 <= self.max_message_size <= 16 * 1024 * 1024:

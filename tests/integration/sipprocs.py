@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,6 +200,41 @@ def _transport_count(args: Sequence[str]) -> int:
         if value is not None:
             return len([t for t in value.split(",") if t.strip()])
     return 2
+
+
+@dataclass
+class Workers:
+    """A supervisor of ``--workers`` and where its workers listen; ``code`` and ``stderr``
+    are set once it is stopped."""
+
+    ports: dict[str, int]
+    code: int | None = None
+    stderr: str = ""
+
+
+@contextlib.contextmanager
+def running_workers(transports: int, *args: str, count: int = 2) -> Iterator[Workers]:
+    """``python -m sipresponder --port 0 ARGS --workers COUNT``, listening on
+    ``transports`` transports: yields their ports; on leaving, stops the supervisor by its
+    PID and keeps its exit code and standard error."""
+    proc = subprocess.Popen(
+        [*responder_command("127.0.0.1", 0, *args), "--workers", str(count)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    workers = Workers({})
+    try:
+        lines = read_lines(proc, transports, 20.0)
+        workers.ports = {x.split()[1]: int(x.rsplit(":", 1)[1]) for x in lines}
+        assert len(workers.ports) == transports, lines
+        yield workers
+    finally:
+        workers.code = stop_process(proc)
+        assert proc.stderr is not None and proc.stdout is not None
+        workers.stderr = proc.stderr.read().decode("utf-8", "replace")
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:

@@ -29,9 +29,8 @@ from sipclient import RECV_TIMEOUT, Req, TcpClient, TlsClient, UdpClient
 from sipprocs import (
     Responder,
     StartResponder,
-    read_lines,
     responder_command,
-    stop_process,
+    running_workers,
 )
 
 from sipresponder.aio.tls import self_signed
@@ -338,36 +337,21 @@ def test_baresip_over_tls_gets_busy_and_answered(
     assert "violation" not in log
 
 
-def test_workers_share_the_tls_port_and_one_certificate(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [*responder_command("127.0.0.1", 0, *TLS), "--workers", "2"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        lines = read_lines(proc, 3, 20.0)
-        ports = {line.split()[1]: int(line.rsplit(":", 1)[1]) for line in lines}
-        assert set(ports) == {"udp", "tcp", "tls"}, lines
+def test_workers_share_the_tls_port_and_one_certificate() -> None:
+    with running_workers(3, *TLS) as workers:
+        assert set(workers.ports) == {"udp", "tcp", "tls"}
         seen = set()
         for _ in range(8):  # the kernel spreads the connections over the two workers
-            with TlsClient(("127.0.0.1", ports["tls"])) as c:
+            with TlsClient(("127.0.0.1", workers.ports["tls"])) as c:
                 assert isinstance(c.sock, ssl.SSLSocket)
                 der = c.sock.getpeercert(binary_form=True)
                 assert der is not None
                 seen.add(hashlib.sha256(der).hexdigest())
                 c.request(Req("OPTIONS", user="200"), 200)
         assert len(seen) == 1  # one certificate, made by the supervisor
-    finally:
-        code = stop_process(proc)
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        proc.stderr.close()
-    assert code == 0, err
-    assert err.count("SHA-256 fingerprint") == 1, err
-    assert "Traceback" not in err
+    assert workers.code == 0, workers.stderr
+    assert workers.stderr.count("SHA-256 fingerprint") == 1, workers.stderr
+    assert "Traceback" not in workers.stderr
 
 
 @pytest.mark.parametrize("transport", ["tls", "ws", "wss"])

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from required import missing
 from sipclient import RECV_TIMEOUT, Req
-from sipprocs import Responder, StartResponder, read_lines, responder_command, stop_process
+from sipprocs import Responder, StartResponder, running_workers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -255,35 +255,19 @@ def test_a_graceful_stop_says_going_away(
 
 
 def test_workers_share_the_websocket_ports(cert: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            *responder_command("127.0.0.1", 0, "--transport", "udp,ws,wss"),
-            *("--tls-cert", str(cert), "--workers", "2"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        lines = read_lines(proc, 3, 20.0)
-        ports = {line.split()[1]: int(line.rsplit(":", 1)[1]) for line in lines}
-        assert set(ports) == {"udp", "ws", "wss"}, lines
+    args = ("--transport", "udp,ws,wss", "--tls-cert", str(cert))
+    with running_workers(3, *args) as workers:
+        assert set(workers.ports) == {"udp", "ws", "wss"}
         context = ssl.create_default_context(cafile=str(cert))
         for i in range(6):  # the kernel spreads the connections over the two workers
             transport = "ws" if i % 2 else "wss"
-            url = f"{transport}://127.0.0.1:{ports[transport]}/"
+            url = f"{transport}://127.0.0.1:{workers.ports[transport]}/"
             secure = context if transport == "wss" else None
             with connect(url, subprotocols=["sip"], ssl=secure, open_timeout=RECV_TIMEOUT) as ws:
                 ws.send(_message("OPTIONS", "sip:200@127.0.0.1", transport, f"z9hG4bK-w{i}"))
                 assert _status(ws.recv(timeout=RECV_TIMEOUT)) == 200
-    finally:
-        code = stop_process(proc)
-        assert proc.stderr is not None and proc.stdout is not None
-        err = proc.stderr.read().decode()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert code == 0, err
-    assert "Traceback" not in err
+    assert workers.code == 0, workers.stderr
+    assert "Traceback" not in workers.stderr
 
 
 def test_jssip_registers_with_digest_over_wss(
