@@ -1,9 +1,9 @@
 """The server: binds the listeners, owns the endpoint, starts and stops.
 
-What belongs here: ``Server(config)`` with ``start()`` (UDP and TCP on the same port, TLS
-on its own; port 0 picks one free for UDP and TCP and one for TLS; IPv4, IPv6 and
-dual-stack wildcards), ``listeners`` (what was bound, with the real port) and ``close()``.
-Socket options live here too.  No protocol logic.
+What belongs here: ``Server(config)`` with ``start()`` (UDP and TCP on the same port,
+TLS, WS and WSS on ports of their own; port 0 picks one free for UDP and TCP and one for
+each of the others; IPv4, IPv6 and dual-stack wildcards), ``listeners`` (what was bound,
+with the real port) and ``close()``.  Socket options live here too.  No protocol logic.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..errors import ConfigError, RulesError
 from ..sip.uri import hostport
 from .journal_file import JournalFile
 from .rtp import MediaDriver
-from .tls import TlsIdentity, TlsSessions, server_context
+from .tls import TlsIdentity, TlsSessions, self_signed_line, server_context
 from .transport import Driver, TcpConnection
 from .udp import DatagramSocket, UdpProtocol, udp_calls
 from .wire import WireSender
@@ -90,7 +90,7 @@ class Server:
         self.tls: TlsIdentity | None = server_context(self.config) if secure else None
         self.listeners: list[tuple[str, str, int]] = []
         self._udp: asyncio.DatagramTransport | DatagramSocket | None = None
-        #: The TCP and TLS listeners, and those closed but not yet waited for.
+        #: The TCP, TLS, WS and WSS listeners, and those closed but not yet waited for.
         self._streams: list[asyncio.Server] = []
         self._closing: list[asyncio.Server] = []
         self._driver: Driver | None = None
@@ -173,11 +173,7 @@ class Server:
             name = sock.getsockname()
             self.listeners.append((transport, name[0], name[1]))
         if self.tls is not None and self.tls.self_signed:
-            log.info(
-                "TLS: no --tls-cert, so a self-signed certificate for %s; SHA-256 fingerprint %s",
-                config.host,
-                self.tls.fingerprint,
-            )
+            log.info("%s", self_signed_line(config.host, self.tls.certificate))
 
     def _stream_factory(self, transport: str) -> Callable[[], TcpConnection]:
         """What each accepted TCP, TLS, WS or WSS connection gets: a ``TcpConnection``,
@@ -245,7 +241,7 @@ class Server:
 
     def _bind(self, family: socket.AddressFamily, port: int) -> list[tuple[str, socket.socket]]:
         """Bind the sockets; with port 0 the first of UDP and TCP picks and the other
-        follows it.  TLS has a port of its own (``Config.listen_port``)."""
+        follows it.  TLS, WS and WSS have ports of their own (``Config.listen_port``)."""
         socks: list[tuple[str, socket.socket]] = []
         try:
             for transport in self.config.transports:
@@ -354,7 +350,8 @@ class Server:
             self._media = None
 
     def _stop_listening_tcp(self) -> None:
-        """Refuse new TCP and TLS connections; those accepted stay (``wait_closed``)."""
+        """Refuse new stream connections (TCP, TLS, WS, WSS); those accepted stay
+        (``wait_closed``)."""
         for listener in self._streams:
             listener.close()
         self._closing.extend(self._streams)

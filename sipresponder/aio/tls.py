@@ -3,7 +3,8 @@ and the handshake of every accepted connection.
 
 What belongs here: ``server_context`` (the certificate and key from PEM files, or a
 self-signed certificate made at start; TLS 1.2 at least; mutual TLS against a CA file),
-``self_signed`` and ``fingerprint``, and ``TlsSession``, the TLS of one accepted
+``self_signed``, ``fingerprint``, ``self_signed_line`` and ``write_pems`` (shared with
+the workers' supervisor), and ``TlsSession``, the TLS of one accepted
 ``TcpConnection``, in memory: the connection hands it what it reads and writes, so the
 handshake runs before any byte reaches the framer, and a failed one is closed, counted and
 logged once a minute per source without a traceback (asyncio's own TLS says nothing of
@@ -179,17 +180,33 @@ def fingerprint(certificate_pem: bytes) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
+def self_signed_line(host: str, certificate: bytes) -> str:
+    """What is logged of a certificate made at start (by the server, or the workers'
+    supervisor): its host and its fingerprint, for a client to pin."""
+    return (
+        f"TLS: no --tls-cert, so a self-signed certificate for {host}; "
+        f"SHA-256 fingerprint {fingerprint(certificate)}"
+    )
+
+
+def write_pems(folder: str, certificate: bytes, key: bytes) -> tuple[str, str]:
+    """The certificate and its key as new files ``cert.pem`` and ``key.pem`` in
+    ``folder``, readable by this user alone: their paths."""
+    paths = []
+    for name, data in (("cert.pem", certificate), ("key.pem", key)):
+        path = os.path.join(folder, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
 def _load_pems(context: ssl.SSLContext, certificate: bytes, key: bytes) -> None:
     """``load_cert_chain`` reads files only: the PEMs go through a private directory that
     is gone again before this returns."""
     with tempfile.TemporaryDirectory(prefix="sipresponder-tls-") as folder:
-        cert_path = os.path.join(folder, "cert.pem")
-        key_path = os.path.join(folder, "key.pem")
-        for path, data in ((cert_path, certificate), (key_path, key)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-        context.load_cert_chain(cert_path, key_path)
+        context.load_cert_chain(*write_pems(folder, certificate, key))
 
 
 def _read(flag: str, path: str) -> bytes:

@@ -29,7 +29,7 @@ import tempfile
 import time
 from types import FrameType
 
-from .tls import fingerprint, self_signed
+from .tls import self_signed, self_signed_line, write_pems
 
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -207,19 +207,9 @@ def _reserve(host: str, reserved: list[socket.socket]) -> int:
 def _certificate(folder: str, host: str) -> list[str]:
     """The workers' one self-signed certificate, written to ``folder``: their flags."""
     cert, key = self_signed(host)
-    paths = []
-    for name, data in (("cert.pem", cert), ("key.pem", key)):
-        path = os.path.join(folder, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        paths.append(path)
-    print(
-        f"sipresponder: TLS: no --tls-cert, so a self-signed certificate for {host}; "
-        f"SHA-256 fingerprint {fingerprint(cert)}",
-        file=sys.stderr,
-    )
-    return ["--tls-cert", paths[0], "--tls-key", paths[1]]
+    cert_path, key_path = write_pems(folder, cert, key)
+    print(f"sipresponder: {self_signed_line(host, cert)}", file=sys.stderr)
+    return ["--tls-cert", cert_path, "--tls-key", key_path]
 
 
 def _ready_lines(proc: subprocess.Popen[bytes], count: int) -> list[str] | None:

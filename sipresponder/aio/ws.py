@@ -28,7 +28,6 @@ from websockets.typing import Subprotocol
 from ..core.guard import Guard
 from .transport import TcpConnection
 
-log = logging.getLogger(__name__)
 #: The protocol object's own logger: it says "connection open" at INFO for every one.
 _QUIET: Final = logging.getLogger(__name__ + ".protocol")
 _QUIET.setLevel(logging.WARNING)
