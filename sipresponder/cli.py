@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import math
 import os
@@ -23,6 +22,7 @@ from typing import NoReturn
 from .admin.app import Admin
 from .aio.logs import TransactionLog, setup_logging
 from .aio.server import Server, listener_line, read_rules
+from .aio.tuning import tune_gc, tune_malloc
 from .aio.workers import supervise, worker_count
 from .cli_transports import add_transport_arguments, transport_fields
 from .core.config import Config
@@ -456,24 +456,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
     ).validate()
 
 
-#: Allocations between two collections of the youngest generation (CPython's default: 700).
-GC_THRESHOLD = 20_000
-
-
-def _tune_gc() -> None:
-    """Ready to serve: what start-up made (modules, the admin app) leaves the cyclic
-    collector's view, and its youngest generation is collected less often.
-
-    Per message the responder makes objects that reference counting frees (no cycles):
-    the collector's frequent passes over the young ones — and the periodic full passes
-    over everything, start-up included — are pure cost on the hot path.  Cyclic garbage
-    still goes, a little later.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-
-
 async def _serve(config: Config) -> int:
     tlog = TransactionLog(config.log_rate)
     try:
@@ -491,7 +473,8 @@ async def _serve(config: Config) -> int:
         server.close()
         await server.wait_closed()
         return 2
-    _tune_gc()
+    tune_gc()
+    tune_malloc()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     stop_now = asyncio.Event()

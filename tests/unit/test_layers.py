@@ -90,6 +90,7 @@ ORDER = [
     "aio.ws",
     "aio.server",
     "aio.workers",
+    "aio.tuning",
     # ─── admin: the HTTP API ───
     "admin",
     "admin.metrics",
