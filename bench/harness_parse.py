@@ -24,6 +24,35 @@ def parse_stat_csv(text: str) -> dict[str, str]:
     return dict(zip(header, values, strict=False))
 
 
+def parse_stat_rows(text: str) -> list[dict[str, str]]:
+    """Every row of SIPp's ``-trace_stat`` file (one per ``-fd`` period), by column name."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return []
+    header = lines[0].rstrip(";").split(";")
+    return [dict(zip(header, line.rstrip(";").split(";"), strict=False)) for line in lines[1:]]
+
+
+def steady_rate(rows: Sequence[dict[str, str]], after: float) -> float | None:
+    """Calls completed per second from ``after`` seconds into the run to its last row:
+    the cumulative ``SuccessfulCall(C)`` of the first row at or past ``after`` and of the
+    last, over the time between them (None: no row that late, or none after it)."""
+    timed = []
+    for row in rows:
+        with contextlib.suppress(KeyError, ValueError, IndexError):
+            elapsed = stat_epoch(row["CurrentTime"]) - stat_epoch(row["StartTime"])
+            timed.append((elapsed, stat_int(row, "SuccessfulCall(C)")))
+    start = next((t for t in timed if t[0] >= after), None)
+    if start is None or timed[-1][0] <= start[0]:
+        return None
+    return (timed[-1][1] - start[1]) / (timed[-1][0] - start[0])
+
+
+def per_period(rows: Sequence[dict[str, str]], column: str) -> list[int]:
+    """A periodic column (``SuccessfulCall(P)``...) of every row: its value each period."""
+    return [stat_int(row, column) for row in rows]
+
+
 def stat_epoch(value: str) -> float:
     """SIPp writes times as ``date<TAB>time<TAB>epoch``: the epoch seconds."""
     return float(value.split("\t")[-1])
@@ -62,6 +91,21 @@ def parse_netstat(text: str) -> dict[str, int]:
             with contextlib.suppress(ValueError):
                 counters[group + name] = int(value)
     return counters
+
+
+def parse_udp_drops(text: str, port: int) -> int:
+    """Datagrams dropped for a full receive buffer by the UDP sockets bound to ``port``,
+    from a /proc/net/udp (or udp6) text: the last column, ``drops``, of their rows."""
+    total = 0
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 13:
+            continue
+        local = fields[1]
+        with contextlib.suppress(ValueError):
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                total += int(fields[-1])
+    return total
 
 
 def parse_vmhwm(text: str) -> int:

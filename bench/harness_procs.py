@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness_parse import parse_netstat, parse_proc_stat, parse_vmhwm
+from harness_parse import parse_netstat, parse_proc_stat, parse_udp_drops, parse_vmhwm
 
 LOOPBACK = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -85,6 +85,24 @@ def listen_overflows() -> int:
     except OSError:
         return 0
     return parse_netstat(text).get("TcpExtListenOverflows", 0)
+
+
+def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped, machine-wide so far, for a full receive buffer."""
+    try:
+        text = Path("/proc/net/snmp").read_text()
+    except OSError:
+        return 0
+    return parse_netstat(text).get("UdpRcvbufErrors", 0)
+
+
+def udp_socket_drops(port: int) -> int:
+    """Datagrams dropped so far by the open UDP sockets bound to ``port`` (IPv4 and 6)."""
+    total = 0
+    for name in ("udp", "udp6"):
+        with contextlib.suppress(OSError):
+            total += parse_udp_drops(Path(f"/proc/net/{name}").read_text(), port)
+    return total
 
 
 def machine_busy() -> float:

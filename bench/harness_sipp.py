@@ -21,10 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from harness_parse import cpu_pcts, fmt_int, fmt_pcts, parse_stat_csv, stat_epoch, stat_int
+from harness_parse import (
+    cpu_pcts,
+    fmt_int,
+    fmt_pcts,
+    parse_stat_csv,
+    parse_stat_rows,
+    per_period,
+    stat_epoch,
+    stat_int,
+    steady_rate,
+)
 from harness_procs import LOOPBACK, free_port, listen_overflows, machine_busy, reap, spawn, stop
 from harness_targets import SCENARIOS, TRANSPORTS, Flow, Settings, Target, TargetError, pinned
 
+#: SIPp's -r in a closed-loop run: far above what any target serves, so that -l bounds it.
+CEILING_RATE = 100_000
 #: CPU used by the rest of the machine (% of one core) from which a run is disturbed.
 DISTURBED = 15
 
@@ -57,6 +69,10 @@ class ClientRun:
     note: str = ""
     #: An open-loop run at the rate of the failed run just before it (``--retries``).
     repeat: bool = False
+    #: Calls completed in each second (SIPp's ``SuccessfulCall(P)``, ``-fd 1``).
+    per_second: list[int] = field(default_factory=list)
+    #: Calls completed per second from ``steady_after`` s on (``run_client``), if asked.
+    steady_rate: float | None = None
 
     @property
     def cpu_us_per_call(self) -> float | None:
@@ -150,7 +166,7 @@ def run_ceiling(
         flow,
         sipp_mode,
         tag,
-        rate=100_000,
+        rate=CEILING_RATE,
         limit=s.limit,
         calls=None,
         duration=s.seconds,
@@ -168,9 +184,11 @@ def run_client(
     limit: int,
     calls: int | None,
     duration: float,
+    steady_after: float | None = None,
 ) -> ClientRun:
     """Run SIPp against ``target``: for ``duration`` (then SIGUSR1, which stops new calls
-    and waits for the rest) or until ``calls`` calls are done.  Bounded either way."""
+    and waits for the rest) or until ``calls`` calls are done.  Bounded either way.  With
+    ``steady_after``, the run's ``steady_rate`` is its rate from that second on."""
     s = settings
     stat_file = stat_path(s, tag)
     cmd = client_command(s, flow, target.port, sipp_mode, tag, rate=rate, limit=limit, calls=calls)
@@ -208,9 +226,11 @@ def run_client(
     wall = time.monotonic() - started
     other = machine_busy() - busy_before - target_cpu - client_cpu
     try:
-        stat = parse_stat_csv(stat_file.read_text(errors="replace"))
+        stat_text = stat_file.read_text(errors="replace")
     except OSError:
-        stat = {}
+        stat_text = ""
+    stat = parse_stat_csv(stat_text)
+    rows = parse_stat_rows(stat_text)
     elapsed = 0.0
     with contextlib.suppress(KeyError, ValueError, IndexError):
         elapsed = stat_epoch(stat["CurrentTime"]) - stat_epoch(stat["StartTime"])
@@ -236,6 +256,8 @@ def run_client(
         target_cpu_split=split,
         other_cpu_pct=max(0.0, 100 * other / wall) if wall > 0 else 0.0,
         listen_overflows=max(0, listen_overflows() - overflows_before),
+        per_second=per_period(rows, "SuccessfulCall(P)"),
+        steady_rate=None if steady_after is None else steady_rate(rows, steady_after),
     )
     if not stat:
         run.note = "no SIPp statistics"

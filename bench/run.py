@@ -231,8 +231,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="instead: SECONDS at --sustain-share of the ceiling (a --seconds run, 10 by "
-        "default) for the busy and full call (or --flows) over --transports; no 503, no "
+        help="instead: SECONDS at --sustain-share of the ceiling (a closed-loop run as long, "
+        "its rate from the 10th second on) for the busy and full call (or --flows) over "
+        "--transports; no 503, no "
         "failed call, RSS flat (bench/sustain.py). The responder alone unless --targets "
         "names the references too; JSON in bench/results/sustain.json",
     )
@@ -266,8 +267,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             p.error("--sustain: no --scaling or --stateless")
         if args.targets is None:
             args.targets = ["responder"]  # the references only when asked for, as controls
-        if args.seconds is None:
-            args.seconds = 10.0  # the ceiling of a run long enough to be held, not a burst
+        # The ceiling of a run as long as the one to hold, not of a burst: --seconds and
+        # $BENCH_SECONDS do not apply.
+        args.seconds = args.sustain
     if args.seconds is None:
         args.seconds = 1.5 if args.quick else 3.0
     if args.steps is None:
@@ -276,7 +278,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.steps = 2 if args.quick else 4
     if args.retries is None:
         args.retries = 0 if args.quick else 1
-    if not 0.5 <= args.seconds <= 60:
+    if args.sustain is None and not 0.5 <= args.seconds <= 60:
         p.error("--seconds: between 0.5 and 60")
     if not 0 <= args.steps <= 10:
         p.error("--steps: between 0 and 10")

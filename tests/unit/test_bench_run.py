@@ -61,6 +61,47 @@ def test_stat_csv_last_row_by_name(parse: ModuleType, sipp: ModuleType) -> None:
     assert parse.parse_stat_csv(STAT.splitlines()[0]) == {}
 
 
+def _stat_rows(per_second: list[int]) -> str:
+    """A -trace_stat file with -fd 1: one row a second, cumulative and periodic counts."""
+    head = "StartTime;CurrentTime;SuccessfulCall(P);SuccessfulCall(C);\n"
+    rows, total = [], 0
+    for second, done in enumerate(per_second, start=1):
+        total += done
+        rows.append(f"d\tt\t1000.0;d\tt\t{1000.0 + second};{done};{total};\n")
+    return head + "".join(rows)
+
+
+def test_steady_rate_counts_from_a_second_on(parse: ModuleType) -> None:
+    # A warm-up at 30 k/s, then 20 k/s: the rate from the 3rd second is the latter's.
+    rows = parse.parse_stat_rows(_stat_rows([30_000, 30_000, 30_000, 20_000, 20_000, 20_000]))
+    assert len(rows) == 6
+    assert parse.per_period(rows, "SuccessfulCall(P)") == [30_000] * 3 + [20_000] * 3
+    assert parse.steady_rate(rows, 3.0) == pytest.approx(20_000)
+    # From the first row (1 s): the calls of seconds 2 to 6.
+    assert parse.steady_rate(rows, 0.0) == pytest.approx((2 * 30_000 + 3 * 20_000) / 5)
+    assert parse.steady_rate(rows, 6.0) is None  # only the last row is that late
+    assert parse.steady_rate(rows, 60.0) is None
+    assert parse.parse_stat_rows("") == []
+
+
+def test_udp_drops_of_a_port(parse: ModuleType) -> None:
+    udp = (
+        "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+        "timeout inode ref pointer drops\n"
+        " 2079: 0100007F:1770 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+        "        0 38497 2 0000000038b2ca2d 12\n"
+        " 2081: 00000000:1770 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+        "        0 38498 2 00000000df771959 30\n"
+        " 2082: 0100007F:1772 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+        "        0 38499 2 00000000df771959 7\n"
+    )
+    assert parse.parse_udp_drops(udp, 0x1770) == 42  # both sockets on port 6000
+    assert parse.parse_udp_drops(udp, 0x1772) == 7
+    assert parse.parse_udp_drops(udp, 5060) == 0
+    snmp = "Udp: InDatagrams NoPorts RcvbufErrors\nUdp: 100 2 9\n"
+    assert parse.parse_netstat(snmp)["UdpRcvbufErrors"] == 9
+
+
 def test_listening_lines(parse: ModuleType) -> None:
     out = "listening udp 127.0.0.1:40123\nlistening tcp 127.0.0.1:40123\nadmin http://x\n"
     assert parse.parse_listening(out) == {"udp": 40123, "tcp": 40123}
