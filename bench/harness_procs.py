@@ -78,22 +78,23 @@ def tree_rss_kib(pids: Sequence[int], mode: str) -> int:
     return max(values) if mode == "max" else sum(values)
 
 
-def listen_overflows() -> int:
-    """Connections the kernel dropped, machine-wide so far, for a full accept queue."""
+def _kernel_counter(path: str, name: str) -> int:
+    """One counter of /proc/net/netstat or /proc/net/snmp (0 when unreadable)."""
     try:
-        text = Path("/proc/net/netstat").read_text()
+        text = Path(path).read_text()
     except OSError:
         return 0
-    return parse_netstat(text).get("TcpExtListenOverflows", 0)
+    return parse_netstat(text).get(name, 0)
+
+
+def listen_overflows() -> int:
+    """Connections the kernel dropped, machine-wide so far, for a full accept queue."""
+    return _kernel_counter("/proc/net/netstat", "TcpExtListenOverflows")
 
 
 def udp_rcvbuf_errors() -> int:
     """Datagrams the kernel dropped, machine-wide so far, for a full receive buffer."""
-    try:
-        text = Path("/proc/net/snmp").read_text()
-    except OSError:
-        return 0
-    return parse_netstat(text).get("UdpRcvbufErrors", 0)
+    return _kernel_counter("/proc/net/snmp", "UdpRcvbufErrors")
 
 
 def udp_socket_drops(port: int) -> int:
