@@ -106,6 +106,14 @@ def udp_socket_drops(port: int) -> int:
     return total
 
 
+def rmem_max() -> int | None:
+    """net.core.rmem_max: the largest receive buffer a process may ask for (None: unknown)."""
+    try:
+        return int(Path("/proc/sys/net/core/rmem_max").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
     try:

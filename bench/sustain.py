@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness_procs import udp_rcvbuf_errors, udp_socket_drops
+from harness_procs import rmem_max, udp_rcvbuf_errors, udp_socket_drops
 from harness_sipp import CEILING_RATE, run_client
 from harness_targets import FLOWS as HARNESS_FLOWS
 from harness_targets import TRANSPORTS, Kamailio, Responder, Settings, SippUas, Target, TargetError
@@ -315,6 +315,12 @@ def main(args: Any, settings: Any, log: Any) -> tuple[int, dict[str, Any]]:
         f"bench --sustain: {count} cells, each a {args.sustain:g} s ceiling run (its rate "
         f"from {SETTLED:g} s on), then {args.sustain:g} s at {args.sustain_share:g}x it"
     )
+    cap = rmem_max()
+    if cap is not None and cap < settings.buff_size:
+        log(
+            f"SIPp's -buff_size {settings.buff_size} is capped at net.core.rmem_max {cap}: "
+            f"sudo sysctl -w net.core.rmem_max={settings.buff_size} lets it have it"
+        )
     for name in flows:
         flow = HARNESS_FLOWS[name]
         for transport in args.transports:
