@@ -33,19 +33,23 @@ def parse_stat_rows(text: str) -> list[dict[str, str]]:
     return [dict(zip(header, line.rstrip(";").split(";"), strict=False)) for line in lines[1:]]
 
 
-def steady_rate(rows: Sequence[dict[str, str]], after: float) -> float | None:
-    """Calls completed per second from ``after`` seconds into the run to its last row:
-    the cumulative ``SuccessfulCall(C)`` of the first row at or past ``after`` and of the
-    last, over the time between them (None: no row that late, or none after it)."""
-    timed = []
+def rate_between(
+    rows: Sequence[dict[str, str]], start: float, end: float = float("inf")
+) -> float | None:
+    """Calls completed per second between ``start`` and ``end`` seconds into the run: the
+    cumulative ``SuccessfulCall(C)`` of the first row at or past ``start`` (the run's
+    start itself, with none done, for 0) and of the last row at or before ``end``, over
+    the time between them (None: no two such rows)."""
+    timed = [(0.0, 0)]
     for row in rows:
         with contextlib.suppress(KeyError, ValueError, IndexError):
             elapsed = stat_epoch(row["CurrentTime"]) - stat_epoch(row["StartTime"])
             timed.append((elapsed, stat_int(row, "SuccessfulCall(C)")))
-    start = next((t for t in timed if t[0] >= after), None)
-    if start is None or timed[-1][0] <= start[0]:
+    first = next((t for t in timed if t[0] >= start), None)
+    last = next((t for t in reversed(timed) if t[0] <= end), None)
+    if first is None or last is None or last[0] <= first[0]:
         return None
-    return (timed[-1][1] - start[1]) / (timed[-1][0] - start[0])
+    return (last[1] - first[1]) / (last[0] - first[0])
 
 
 def per_period(rows: Sequence[dict[str, str]], column: str) -> list[int]:

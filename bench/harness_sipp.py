@@ -28,9 +28,9 @@ from harness_parse import (
     parse_stat_csv,
     parse_stat_rows,
     per_period,
+    rate_between,
     stat_epoch,
     stat_int,
-    steady_rate,
 )
 from harness_procs import LOOPBACK, free_port, listen_overflows, machine_busy, reap, spawn, stop
 from harness_targets import SCENARIOS, TRANSPORTS, Flow, Settings, Target, TargetError, pinned
@@ -71,7 +71,9 @@ class ClientRun:
     repeat: bool = False
     #: Calls completed in each second (SIPp's ``SuccessfulCall(P)``, ``-fd 1``).
     per_second: list[int] = field(default_factory=list)
-    #: Calls completed per second from ``steady_after`` s on (``run_client``), if asked.
+    #: Calls completed per second before and from ``steady_after`` s on (``run_client``),
+    #: if asked.
+    warm_up_rate: float | None = None
     steady_rate: float | None = None
 
     @property
@@ -155,10 +157,16 @@ def client_command(
 
 
 def run_ceiling(
-    settings: Settings, target: Target, flow: Flow, sipp_mode: str, tag: str
+    settings: Settings,
+    target: Target,
+    flow: Flow,
+    sipp_mode: str,
+    tag: str,
+    duration: float | None = None,
+    steady_after: float | None = None,
 ) -> ClientRun:
     """The closed-loop ceiling run: far more calls asked for than can be served, at most
-    ``--limit`` in flight, for ``--seconds``."""
+    ``--limit`` in flight, for ``duration`` (``--seconds``)."""
     s = settings
     return run_client(
         s,
@@ -169,7 +177,8 @@ def run_ceiling(
         rate=CEILING_RATE,
         limit=s.limit,
         calls=None,
-        duration=s.seconds,
+        duration=s.seconds if duration is None else duration,
+        steady_after=steady_after,
     )
 
 
@@ -188,7 +197,8 @@ def run_client(
 ) -> ClientRun:
     """Run SIPp against ``target``: for ``duration`` (then SIGUSR1, which stops new calls
     and waits for the rest) or until ``calls`` calls are done.  Bounded either way.  With
-    ``steady_after``, the run's ``steady_rate`` is its rate from that second on."""
+    ``steady_after``, the run's ``warm_up_rate`` and ``steady_rate`` are its rates before
+    and from that second."""
     s = settings
     stat_file = stat_path(s, tag)
     cmd = client_command(s, flow, target.port, sipp_mode, tag, rate=rate, limit=limit, calls=calls)
@@ -257,8 +267,10 @@ def run_client(
         other_cpu_pct=max(0.0, 100 * other / wall) if wall > 0 else 0.0,
         listen_overflows=max(0, listen_overflows() - overflows_before),
         per_second=per_period(rows, "SuccessfulCall(P)"),
-        steady_rate=None if steady_after is None else steady_rate(rows, steady_after),
     )
+    if steady_after is not None:
+        run.warm_up_rate = rate_between(rows, 0.0, steady_after)
+        run.steady_rate = rate_between(rows, steady_after)
     if not stat:
         run.note = "no SIPp statistics"
     if signals == 2 or code is None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness_procs import rmem_max, udp_rcvbuf_errors, udp_socket_drops
-from harness_sipp import CEILING_RATE, run_client
+from harness_sipp import run_ceiling, run_client
 from harness_targets import FLOWS as HARNESS_FLOWS
 from harness_targets import TRANSPORTS, Kamailio, Responder, Settings, SippUas, Target, TargetError
 
@@ -205,23 +205,13 @@ def measure(
     s = settings
     try:
         target.start(flow, transport, f"{tag}-ceiling")
-        ceiling = run_client(
-            s,
-            target,
-            flow,
-            mode,
-            f"{tag}-ceiling",
-            rate=CEILING_RATE,
-            limit=s.limit,
-            calls=None,
-            duration=seconds,
-            steady_after=SETTLED,
+        ceiling = run_ceiling(
+            s, target, flow, mode, f"{tag}-ceiling", duration=seconds, steady_after=SETTLED
         )
         target.stop()
         cell.ceiling = ceiling.steady_rate if ceiling.successful else None
+        cell.ceiling_first = ceiling.warm_up_rate
         cell.ceiling_per_second = ceiling.per_second
-        first = ceiling.per_second[: int(SETTLED)]
-        cell.ceiling_first = sum(first) / len(first) if first else None
         log(
             f"  ceiling {cell.ceiling or 0:8,.0f}/s from {SETTLED:g} s to {seconds:g} s "
             f"({cell.ceiling_first or 0:,.0f}/s before){' ' + ceiling.note if ceiling.note else ''}"

@@ -71,16 +71,17 @@ def _stat_rows(per_second: list[int]) -> str:
     return head + "".join(rows)
 
 
-def test_steady_rate_counts_from_a_second_on(parse: ModuleType) -> None:
+def test_rates_before_and_from_a_second_on(parse: ModuleType) -> None:
     # A warm-up at 30 k/s, then 20 k/s: the rate from the 3rd second is the latter's.
     rows = parse.parse_stat_rows(_stat_rows([30_000, 30_000, 30_000, 20_000, 20_000, 20_000]))
     assert len(rows) == 6
     assert parse.per_period(rows, "SuccessfulCall(P)") == [30_000] * 3 + [20_000] * 3
-    assert parse.steady_rate(rows, 3.0) == pytest.approx(20_000)
-    # From the first row (1 s): the calls of seconds 2 to 6.
-    assert parse.steady_rate(rows, 0.0) == pytest.approx((2 * 30_000 + 3 * 20_000) / 5)
-    assert parse.steady_rate(rows, 6.0) is None  # only the last row is that late
-    assert parse.steady_rate(rows, 60.0) is None
+    assert parse.rate_between(rows, 3.0) == pytest.approx(20_000)
+    assert parse.rate_between(rows, 0.0, 3.0) == pytest.approx(30_000)  # from the start
+    assert parse.rate_between(rows, 0.0) == pytest.approx(25_000)
+    assert parse.rate_between(rows, 6.0) is None  # only the last row is that late
+    assert parse.rate_between(rows, 60.0) is None
+    assert parse.rate_between([], 0.0) is None
     assert parse.parse_stat_rows("") == []
 
 
