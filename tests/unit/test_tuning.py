@@ -22,7 +22,7 @@ GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") i
 # heap; with the threshold set, it is mapped on its own again (``hblkhd``: mapped bytes).
 PROBE = textwrap.dedent(
     """
-    import ctypes, os, sys
+    import ctypes, sys
     from sipresponder.aio.tuning import tune_malloc
 
     class Info(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t
